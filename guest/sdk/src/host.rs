@@ -1,0 +1,30 @@
+//! The functions twinsync offers to a processor while it runs (`sync-helper` in the WIT).
+
+use crate::LogLevel;
+use crate::bindings::twinsync::processor::sync_helper;
+
+/// Ask twinsync to send this issue back to the other side once this incoming processing is
+/// committed, as if it had changed locally. Typically called on first sync, so that the
+/// source learns the key of the issue just created.
+///
+/// Fails on a unidirectional connection (nothing can be sent back) and in an outgoing
+/// processor. If you ignore the error and return successfully, the event ends as a sync
+/// error naming the rule: better to return the error or decide what to do instead.
+pub fn sync_back_after_processing() -> Result<(), String> {
+    sync_helper::sync_back_after_processing()
+}
+
+/// The key of the local issue twinned with the remote issue `remote_key`, if any.
+pub fn local_key_for_remote(remote_key: &str) -> Option<String> {
+    sync_helper::local_key_for_remote(remote_key)
+}
+
+/// Whether the local issue `local_key` is under sync on this connection.
+pub fn is_under_sync(local_key: &str) -> bool {
+    sync_helper::is_under_sync(local_key)
+}
+
+/// Write a line to the event's log, which operators see with the event.
+pub fn log(level: LogLevel, message: &str) {
+    sync_helper::log(level, message)
+}

@@ -1,0 +1,13 @@
+//! twinsync keeps issues in two trackers in sync. Each tracker runs a [`sync::Node`]; the
+//! mapping between them is done by processors, WebAssembly components implementing the WIT
+//! contract in `wit/processor.wit`, run by [`runtime::Runtime`] in a sandbox.
+
+pub mod builtin;
+pub mod clock;
+pub mod model;
+pub mod runtime;
+pub mod setup;
+pub mod store;
+pub mod sync;
+pub mod tracker;
+pub mod transport;

@@ -1,0 +1,18 @@
+//! Host bindings generated from `wit/processor.wit`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "processor",
+    // Host functions may trap: that is how the host-call limit stops a guest.
+    imports: { default: trappable },
+});
+
+pub use exports::twinsync::processor::{incoming, outgoing};
+pub use twinsync::processor::{sync_helper, types};
+
+/// The WIT package this host implements, as it appears in import and export names.
+pub const PACKAGE: &str = "twinsync:processor@0.1.0";
+/// Export name of the incoming interface.
+pub const INCOMING: &str = "twinsync:processor/incoming@0.1.0";
+/// Export name of the outgoing interface.
+pub const OUTGOING: &str = "twinsync:processor/outgoing@0.1.0";

@@ -1,0 +1,19 @@
+//! Runs processors: WebAssembly components implementing `wit/processor.wit`, each compiled
+//! once and instantiated in a fresh, limited store for every event.
+
+mod bindings;
+mod convert;
+mod engine;
+mod failure;
+mod invoke;
+mod limits;
+mod log;
+mod plugin;
+mod state;
+
+pub use engine::{Runtime, RuntimeConfig};
+pub use failure::ProcessorFailure;
+pub use invoke::{Call, Outcome};
+pub use limits::Limits;
+pub use plugin::{Plugin, PluginError, PluginInfo};
+pub use state::{NoTwins, SyncBack, TwinDirectory};

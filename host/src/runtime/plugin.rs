@@ -1,0 +1,218 @@
+//! A processor component compiled once, checked against the contract, and kept ready to
+//! instantiate.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::{INCOMING, OUTGOING, PACKAGE, incoming, outgoing};
+use super::engine::Runtime;
+use super::state::State;
+
+/// Why a file cannot be installed as a processor.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PluginError {
+    #[error("`{name}` is not a WebAssembly file (it does not start with the `\\0asm` magic)")]
+    NotWasm { name: String },
+    #[error(
+        "`{name}` is a core WebAssembly module, not a component: build it for \
+         `wasm32-wasip2`, or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule { name: String },
+    #[error("`{name}` is not a valid component: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("`{name}` is not a twinsync processor: {reason}")]
+    Incompatible { name: String, reason: String },
+}
+
+/// What a component is, as `twinsync plugin inspect` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub size: usize,
+    pub sha256: String,
+    /// `incoming-processor` and/or `outgoing-processor`.
+    pub worlds: Vec<&'static str>,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+}
+
+impl fmt::Display for PluginInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} ({} bytes, sha256 {})",
+            self.name, self.size, self.sha256
+        )?;
+        writeln!(f, "implements: {}", self.worlds.join(", "))?;
+        writeln!(f, "exports:")?;
+        for name in &self.exports {
+            writeln!(f, "  {name}")?;
+        }
+        writeln!(f, "imports:")?;
+        for name in &self.imports {
+            writeln!(f, "  {name}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A compiled processor, ready to instantiate once per event.
+pub struct Plugin {
+    pub info: PluginInfo,
+    pub(super) pre: InstancePre<State>,
+    pub(super) incoming: Option<incoming::GuestIndices>,
+    pub(super) outgoing: Option<outgoing::GuestIndices>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin").field("info", &self.info).finish()
+    }
+}
+
+impl Plugin {
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    pub fn has_incoming(&self) -> bool {
+        self.incoming.is_some()
+    }
+
+    pub fn has_outgoing(&self) -> bool {
+        self.outgoing.is_some()
+    }
+}
+
+impl Runtime {
+    /// Compile and check a processor. `name` is how errors and logs refer to it (usually the
+    /// file name).
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        check_header(name, wasm)?;
+        let component = Component::new(&self.engine, wasm).map_err(|e| PluginError::Invalid {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        })?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let incompatible = |reason: String| PluginError::Incompatible {
+            name: name.into(),
+            reason,
+        };
+
+        let has = |wanted: &str| exports.iter().any(|e| e == wanted);
+        if !has(INCOMING) && !has(OUTGOING) {
+            return Err(incompatible(missing_world_reason(&exports)));
+        }
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            let unknown: Vec<&String> = imports.iter().filter(|i| !is_provided(i)).collect();
+            incompatible(if unknown.is_empty() {
+                format!("its imports cannot be satisfied: {e:#}")
+            } else {
+                format!(
+                    "it imports what this host does not provide: {} (this host provides \
+                     {PACKAGE} sync-helper and WASI 0.2 with no capabilities)",
+                    join(&unknown)
+                )
+            })
+        })?;
+        let typed = |what: &str, e: wasmtime::Error| {
+            incompatible(format!(
+                "its `{what}` export does not match the contract {PACKAGE}: {e:#}"
+            ))
+        };
+        let incoming = if has(INCOMING) {
+            Some(incoming::GuestIndices::new(&pre).map_err(|e| typed(INCOMING, e))?)
+        } else {
+            None
+        };
+        let outgoing = if has(OUTGOING) {
+            Some(outgoing::GuestIndices::new(&pre).map_err(|e| typed(OUTGOING, e))?)
+        } else {
+            None
+        };
+        let mut worlds = Vec::new();
+        if incoming.is_some() {
+            worlds.push("incoming-processor");
+        }
+        if outgoing.is_some() {
+            worlds.push("outgoing-processor");
+        }
+        let info = PluginInfo {
+            name: name.into(),
+            size: wasm.len(),
+            sha256: hex(&Sha256::digest(wasm)),
+            worlds,
+            exports,
+            imports,
+        };
+        Ok(Plugin {
+            info,
+            pre,
+            incoming,
+            outgoing,
+        })
+    }
+}
+
+fn check_header(name: &str, wasm: &[u8]) -> Result<(), PluginError> {
+    if !wasm.starts_with(b"\0asm") || wasm.len() < 8 {
+        return Err(PluginError::NotWasm { name: name.into() });
+    }
+    // Bytes 4..8: version 1 for core modules; components use a different layer byte.
+    if wasm[4..8] == [1, 0, 0, 0] {
+        return Err(PluginError::CoreModule { name: name.into() });
+    }
+    Ok(())
+}
+
+/// Explain which world is missing, and spot a processor built for another contract version.
+fn missing_world_reason(exports: &[String]) -> String {
+    let other_version: Vec<&String> = exports
+        .iter()
+        .filter(|e| e.starts_with("twinsync:processor/"))
+        .collect();
+    if !other_version.is_empty() {
+        return format!(
+            "it was built for another version of the contract (it exports {}); this host \
+             implements {PACKAGE}",
+            join(&other_version)
+        );
+    }
+    let found = if exports.is_empty() {
+        "nothing".to_string()
+    } else {
+        exports.join(", ")
+    };
+    format!(
+        "it implements neither world `incoming-processor` nor `outgoing-processor`: it exports \
+         {found}, and a processor must export `{INCOMING}` or `{OUTGOING}`"
+    )
+}
+
+/// Imports this host links: our own package and WASI 0.2.
+fn is_provided(import: &str) -> bool {
+    import.starts_with("twinsync:processor/") && import.ends_with("@0.1.0")
+        || import.starts_with("wasi:") && import.contains("@0.2.")
+}
+
+fn join(items: &[&String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

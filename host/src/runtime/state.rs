@@ -1,0 +1,246 @@
+//! What a store holds during one invocation: WASI with no capabilities, the resource limiter,
+//! and the `sync-helper` functions a processor may call.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::Limits;
+use super::bindings::{sync_helper, types};
+use super::log::EventLog;
+
+/// Look-ups a processor may make about twins on its connection (`local-key-for-remote`,
+/// `is-under-sync`). The sync engine answers from its store.
+pub trait TwinDirectory: Send + Sync {
+    fn local_key_for_remote(&self, connection: &str, remote_key: &str) -> Option<String>;
+    fn is_under_sync(&self, connection: &str, local_key: &str) -> bool;
+}
+
+/// A directory with no twins, for dry runs and tests.
+pub struct NoTwins;
+
+impl TwinDirectory for NoTwins {
+    fn local_key_for_remote(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+    fn is_under_sync(&self, _: &str, _: &str) -> bool {
+        false
+    }
+}
+
+/// Which export runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Incoming,
+    Outgoing,
+}
+
+/// What the processor asked about sync back during the invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncBack {
+    #[default]
+    NotRequested,
+    /// Requested and allowed: queue an outgoing event once the result is committed.
+    Requested,
+    /// Requested on a connection that cannot send back; the processor got an error.
+    Refused,
+}
+
+/// Raised (as a trap) when a processor calls host functions more often than allowed.
+#[derive(Debug)]
+pub struct HostCallLimitExceeded;
+
+impl std::fmt::Display for HostCallLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("host call limit exceeded")
+    }
+}
+
+impl std::error::Error for HostCallLimitExceeded {}
+
+/// Host-side state of the `sync-helper` interface for one invocation.
+pub struct Helper {
+    pub side: Side,
+    pub connection: String,
+    /// Whether this side may send to the other: false on the receiving end of a
+    /// unidirectional connection.
+    pub can_send: bool,
+    pub directory: Arc<dyn TwinDirectory>,
+    pub log: EventLog,
+    pub sync_back: SyncBack,
+    calls: u64,
+    max_calls: u64,
+}
+
+impl Helper {
+    fn count_call(&mut self) -> wasmtime::Result<()> {
+        self.calls += 1;
+        if self.calls > self.max_calls {
+            return Err(wasmtime::Error::new(HostCallLimitExceeded));
+        }
+        Ok(())
+    }
+}
+
+/// Enforces memory, table and instance limits, remembering what it refused so that the
+/// error can name the figures.
+pub struct Limiter {
+    pub memory_limit: usize,
+    table_elements: usize,
+    instances: usize,
+    tables: usize,
+    memories: usize,
+    /// The largest memory size a grow asked for and was refused.
+    pub refused_memory: Option<usize>,
+    pub refused_table: Option<usize>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.refused_memory = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.refused_table = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}
+
+/// The data of a store: one per invocation, dropped after the call.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub helper: Helper,
+}
+
+impl State {
+    pub fn new(wasi: WasiCtx, limits: &Limits, helper: HelperSetup) -> Self {
+        State {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_limit: limits.memory_bytes,
+                table_elements: limits.table_elements,
+                instances: limits.instances,
+                tables: limits.tables,
+                memories: limits.memories,
+                refused_memory: None,
+                refused_table: None,
+            },
+            helper: Helper {
+                side: helper.side,
+                connection: helper.connection,
+                can_send: helper.can_send,
+                directory: helper.directory,
+                log: helper.log,
+                sync_back: SyncBack::NotRequested,
+                calls: 0,
+                max_calls: limits.host_calls,
+            },
+        }
+    }
+}
+
+/// What the caller decides about the helper functions of one invocation.
+pub struct HelperSetup {
+    pub side: Side,
+    pub connection: String,
+    pub can_send: bool,
+    pub directory: Arc<dyn TwinDirectory>,
+    pub log: EventLog,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for State {}
+
+impl sync_helper::Host for State {
+    fn sync_back_after_processing(&mut self) -> wasmtime::Result<Result<(), String>> {
+        let helper = &mut self.helper;
+        helper.count_call()?;
+        if helper.side == Side::Outgoing {
+            return Ok(Err(
+                "sync-back-after-processing can only be called from an incoming processor".into(),
+            ));
+        }
+        if !helper.can_send {
+            helper.sync_back = SyncBack::Refused;
+            return Ok(Err(format!(
+                "sync-back-after-processing is not possible on connection `{}`: it is \
+                 unidirectional, so this side cannot send anything back",
+                helper.connection
+            )));
+        }
+        if helper.sync_back != SyncBack::Refused {
+            helper.sync_back = SyncBack::Requested;
+        }
+        Ok(Ok(()))
+    }
+
+    fn local_key_for_remote(&mut self, remote_key: String) -> wasmtime::Result<Option<String>> {
+        self.helper.count_call()?;
+        let helper = &self.helper;
+        Ok(helper
+            .directory
+            .local_key_for_remote(&helper.connection, &remote_key))
+    }
+
+    fn is_under_sync(&mut self, local_key: String) -> wasmtime::Result<bool> {
+        self.helper.count_call()?;
+        let helper = &self.helper;
+        Ok(helper
+            .directory
+            .is_under_sync(&helper.connection, &local_key))
+    }
+
+    fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
+        self.helper.count_call()?;
+        let level = match level {
+            types::LogLevel::Debug => "debug",
+            types::LogLevel::Info => "info",
+            types::LogLevel::Warn => "warn",
+            types::LogLevel::Error => "error",
+        };
+        self.helper.log.line(level, &message);
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! The sync queue: outgoing events (a local issue to send) and incoming events (a received
+//! message to apply), processed in order per twin.
+
+use anyhow::{Result, bail};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use crate::model::SyncReason;
+
+/// Which way an event goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A local issue changed (or a sync back was asked for): run the outgoing processor
+    /// and send the replica.
+    Outgoing,
+    /// A message arrived: run the incoming processor and apply the result.
+    Incoming,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Outgoing => "outgoing",
+            Kind::Incoming => "incoming",
+        }
+    }
+}
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Waiting to be processed (possibly after a transient failure, see `next_attempt_at`).
+    Pending,
+    /// A sync error: the twin's later events wait until an operator retries or skips it.
+    Failed,
+    Done,
+    /// Dropped by an operator.
+    Skipped,
+}
+
+/// A queued event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub seq: i64,
+    pub id: String,
+    pub kind: Kind,
+    pub connection: String,
+    pub twin_id: String,
+    pub reason: SyncReason,
+    pub hop: u32,
+    /// Incoming events: the message as received.
+    pub message: Option<String>,
+    pub state: State,
+    pub attempts: i64,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub log: Option<String>,
+    pub note: Option<String>,
+    pub created_at: i64,
+    pub first_attempt_at: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+}
+
+/// An event to queue.
+pub struct NewEvent<'a> {
+    pub id: &'a str,
+    pub kind: Kind,
+    pub connection: &'a str,
+    pub twin_id: &'a str,
+    pub reason: SyncReason,
+    pub hop: u32,
+    pub message_seq: Option<i64>,
+    pub message: Option<&'a str>,
+}
+
+const COLUMNS: &str =
+    "seq, id, direction, connection, twin_id, reason, hop, message, state, attempts,
+    error_kind, error, log, note, created_at, first_attempt_at, last_attempt_at, next_attempt_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let text = |i: usize| row.get::<_, String>(i);
+    let bad = |i: usize, what: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, what.into())
+    };
+    Ok(Event {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        kind: match text(2)?.as_str() {
+            "outgoing" => Kind::Outgoing,
+            _ => Kind::Incoming,
+        },
+        connection: row.get(3)?,
+        twin_id: row.get(4)?,
+        reason: {
+            let reason = text(5)?;
+            SyncReason::parse(&reason)
+                .ok_or_else(|| bad(5, format!("unknown reason `{reason}`")))?
+        },
+        hop: row.get(6)?,
+        message: row.get(7)?,
+        state: match text(8)?.as_str() {
+            "pending" => State::Pending,
+            "failed" => State::Failed,
+            "done" => State::Done,
+            _ => State::Skipped,
+        },
+        attempts: row.get(9)?,
+        error_kind: row.get(10)?,
+        error: row.get(11)?,
+        log: row.get(12)?,
+        note: row.get(13)?,
+        created_at: row.get(14)?,
+        first_attempt_at: row.get(15)?,
+        last_attempt_at: row.get(16)?,
+        next_attempt_at: row.get(17)?,
+    })
+}
+
+pub fn insert(db: &Connection, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
+    db.prepare_cached(
+        "INSERT INTO events (id, direction, connection, twin_id, reason, hop, message_seq, message, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        event.id,
+        event.kind.as_str(),
+        event.connection,
+        event.twin_id,
+        event.reason.as_str(),
+        event.hop,
+        event.message_seq,
+        event.message,
+        now_ms
+    ])?;
+    Ok(())
+}
+
+/// Events that can run now: pending, not waiting for a retry time, and first in their twin's
+/// queue (no earlier event of the twin is pending or failed). At most one per twin.
+pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Event>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events e
+         WHERE e.state = 'pending'
+           AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= ?1)
+           AND NOT EXISTS (
+               SELECT 1 FROM events p
+               WHERE p.twin_id = e.twin_id AND p.seq < e.seq AND p.state IN ('pending', 'failed'))
+         ORDER BY e.seq LIMIT ?2"
+    );
+    let mut stmt = db.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![now_ms, limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn get(db: &Connection, id: &str) -> Result<Option<Event>> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE id = ?1");
+    Ok(db
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// Events in a state, oldest first.
+pub fn in_state(db: &Connection, state: &str) -> Result<Vec<Event>> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE state = ?1 ORDER BY seq");
+    let mut stmt = db.prepare_cached(&sql)?;
+    let rows = stmt.query_map([state], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every event, oldest first.
+pub fn all(db: &Connection) -> Result<Vec<Event>> {
+    let sql = format!("SELECT {COLUMNS} FROM events ORDER BY seq");
+    let mut stmt = db.prepare(&sql)?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn exists(db: &Connection, id: &str) -> Result<bool> {
+    Ok(db
+        .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The highest message number received for a twin (0 when none).
+pub fn last_message_seq(db: &Connection, twin_id: &str) -> Result<i64> {
+    Ok(db
+        .prepare_cached("SELECT coalesce(max(message_seq), 0) FROM events WHERE twin_id = ?1 AND direction = 'incoming'")?
+        .query_row([twin_id], |r| r.get(0))?)
+}
+
+/// The event is processed.
+pub fn finish(db: &Connection, seq: i64, note: &str, log: &str, now_ms: i64) -> Result<()> {
+    db.prepare_cached(
+        "UPDATE events SET state = 'done', note = ?2, log = ?3, error_kind = NULL, error = NULL,
+            attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?4), last_attempt_at = ?4,
+            next_attempt_at = NULL
+         WHERE seq = ?1",
+    )?
+    .execute(params![seq, note, non_empty(log), now_ms])?;
+    Ok(())
+}
+
+/// The event failed: a sync error holding back its twin until an operator acts.
+pub fn fail(
+    db: &Connection,
+    seq: i64,
+    kind: &str,
+    error: &str,
+    log: &str,
+    now_ms: i64,
+) -> Result<()> {
+    record_attempt(db, seq, "failed", kind, error, log, now_ms, None)
+}
+
+/// The event failed for a passing reason: it stays pending and runs again at `next_at`.
+pub fn defer(
+    db: &Connection,
+    seq: i64,
+    kind: &str,
+    error: &str,
+    log: &str,
+    now_ms: i64,
+    next_at: i64,
+) -> Result<()> {
+    record_attempt(db, seq, "pending", kind, error, log, now_ms, Some(next_at))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_attempt(
+    db: &Connection,
+    seq: i64,
+    state: &str,
+    kind: &str,
+    error: &str,
+    log: &str,
+    now_ms: i64,
+    next_at: Option<i64>,
+) -> Result<()> {
+    db.prepare_cached(
+        "UPDATE events SET state = ?2, error_kind = ?3, error = ?4, log = ?5, attempts = attempts + 1,
+            first_attempt_at = coalesce(first_attempt_at, ?6), last_attempt_at = ?6, next_attempt_at = ?7
+         WHERE seq = ?1",
+    )?
+    .execute(params![seq, state, kind, error, non_empty(log), now_ms, next_at])?;
+    Ok(())
+}
+
+/// Put a failed (or waiting) event back in the queue to run now.
+pub fn retry(db: &Connection, id: &str) -> Result<()> {
+    let changed = db.execute(
+        "UPDATE events SET state = 'pending', next_attempt_at = NULL WHERE id = ?1 AND state IN ('failed', 'pending')",
+        [id],
+    )?;
+    if changed == 0 {
+        bail!("no failed event with id `{id}`");
+    }
+    Ok(())
+}
+
+/// Drop a failed event; its twin's later events go on.
+pub fn skip(db: &Connection, id: &str) -> Result<()> {
+    let changed = db.execute(
+        "UPDATE events SET state = 'skipped' WHERE id = ?1 AND state IN ('failed', 'pending')",
+        [id],
+    )?;
+    if changed == 0 {
+        bail!("no failed event with id `{id}`");
+    }
+    Ok(())
+}
+
+/// Number of events per connection and state.
+pub fn counts(db: &Connection) -> Result<Vec<(String, String, i64)>> {
+    let mut stmt = db.prepare(
+        "SELECT connection, state, count(*) FROM events GROUP BY connection, state ORDER BY 1, 2",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn non_empty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}

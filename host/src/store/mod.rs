@@ -1,0 +1,96 @@
+//! The node's durable state in SQLite (WAL): twins, the sync queue, the outbox and the
+//! tracker cursor. Everything an event changes is written in one transaction.
+
+pub mod events;
+pub mod outbox;
+pub mod twins;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, Transaction};
+
+use crate::runtime::TwinDirectory;
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// The node's database.
+pub struct NodeStore {
+    db: Mutex<Connection>,
+}
+
+impl NodeStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db =
+            Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        // In WAL mode NORMAL loses nothing on a process crash: a commit is in the log before
+        // it returns. (Only a power loss can take back the last commits.)
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)
+            .with_context(|| format!("cannot set up the database in {}", path.display()))?;
+        Ok(NodeStore { db: Mutex::new(db) })
+    }
+
+    /// Run `f` in a transaction; commit if it returns `Ok`.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut db = self.lock();
+        let tx = db.transaction()?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Run `f` on the connection, without a transaction of its own.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        f(&self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A named value that survives restarts (the tracker cursor, id counters).
+pub fn get_meta(db: &Connection, name: &str) -> Result<Option<String>> {
+    Ok(db
+        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+pub fn set_meta(db: &Connection, name: &str, value: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO meta (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        [name, value],
+    )?;
+    Ok(())
+}
+
+/// The next number of a counter, for ids that stay unique across restarts.
+pub fn next_number(db: &Connection, counter: &str) -> Result<i64> {
+    Ok(db.query_row(
+        "INSERT INTO meta (name, value) VALUES (?1, '1')
+         ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1
+         RETURNING CAST(value AS INTEGER)",
+        [counter],
+        |r| r.get(0),
+    )?)
+}
+
+impl TwinDirectory for NodeStore {
+    fn local_key_for_remote(&self, connection: &str, remote_key: &str) -> Option<String> {
+        self.read(|db| twins::local_key_for_remote(db, connection, remote_key))
+            .ok()
+            .flatten()
+    }
+
+    fn is_under_sync(&self, connection: &str, local_key: &str) -> bool {
+        self.read(|db| Ok(twins::by_local_key(db, connection, local_key)?.is_some()))
+            .unwrap_or(false)
+    }
+}

@@ -1,0 +1,53 @@
+-- A twin: one local issue synced with one remote issue over one connection.
+CREATE TABLE IF NOT EXISTS twins (
+    twin_id TEXT PRIMARY KEY,        -- the same on both nodes: chosen by the side that exalated
+    connection TEXT NOT NULL,
+    local_key TEXT NOT NULL,
+    remote_key TEXT,                 -- unknown until the other side has sent something
+    sent_seq INTEGER NOT NULL DEFAULT 0,  -- number of the last message sent for this twin
+    exalate_replica TEXT,            -- JSON: the first replica this side sent
+    last_sent TEXT,                  -- JSON: the last replica this side sent
+    last_received TEXT,              -- JSON: the last replica this side received
+    created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS twins_by_local ON twins (connection, local_key);
+CREATE INDEX IF NOT EXISTS twins_by_remote ON twins (connection, remote_key);
+
+-- The sync queue. Events of one twin are processed in `seq` order; a failed event holds
+-- back the later events of its twin, and only those.
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,         -- event id; for incoming events the sender's message id
+    direction TEXT NOT NULL CHECK (direction IN ('outgoing', 'incoming')),
+    connection TEXT NOT NULL,
+    twin_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    hop INTEGER NOT NULL DEFAULT 0,
+    message_seq INTEGER,             -- incoming: the sender's number for this twin
+    message TEXT,                    -- incoming: the message as received (JSON)
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed', 'done', 'skipped')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,         -- ms since epoch; a transient failure waits until then
+    error_kind TEXT,
+    error TEXT,
+    log TEXT,
+    note TEXT,                       -- what processing did, for people
+    created_at INTEGER NOT NULL,
+    first_attempt_at INTEGER,
+    last_attempt_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_by_state ON events (state, seq);
+CREATE INDEX IF NOT EXISTS events_by_twin ON events (twin_id, seq);
+
+-- Messages waiting for the other node's acknowledgement, in the order they were made.
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    connection TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -1,0 +1,158 @@
+//! Twin links and the replicas remembered for each twin.
+
+use anyhow::Result;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::model::Replica;
+
+/// One local issue synced with one remote issue over one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Twin {
+    pub twin_id: String,
+    pub connection: String,
+    pub local_key: String,
+    pub remote_key: Option<String>,
+    /// Number of the last message this side sent for the twin.
+    pub sent_seq: i64,
+    /// The first replica this side sent: `previous` until something is received.
+    pub exalate_replica: Option<Replica>,
+    pub last_sent: Option<Replica>,
+    pub last_received: Option<Replica>,
+}
+
+impl Twin {
+    /// What the incoming processor gets as `previous`: the last replica received, or before
+    /// anything was received, the replica this side exalated the issue with.
+    pub fn previous(&self) -> Option<&Replica> {
+        self.last_received
+            .as_ref()
+            .or(self.exalate_replica.as_ref())
+    }
+}
+
+const COLUMNS: &str = "twin_id, connection, local_key, remote_key, sent_seq, exalate_replica, last_sent, last_received";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Twin> {
+    Ok(Twin {
+        twin_id: row.get(0)?,
+        connection: row.get(1)?,
+        local_key: row.get(2)?,
+        remote_key: row.get(3)?,
+        sent_seq: row.get(4)?,
+        exalate_replica: json(row, 5)?,
+        last_sent: json(row, 6)?,
+        last_received: json(row, 7)?,
+    })
+}
+
+fn json(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Replica>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })
+    })
+    .transpose()
+}
+
+fn to_json(replica: &Replica) -> String {
+    serde_json::to_string(replica).expect("a replica always encodes to JSON")
+}
+
+pub fn get(db: &Connection, twin_id: &str) -> Result<Option<Twin>> {
+    let sql = format!("SELECT {COLUMNS} FROM twins WHERE twin_id = ?1");
+    Ok(db
+        .prepare_cached(&sql)?
+        .query_row([twin_id], from_row)
+        .optional()?)
+}
+
+pub fn by_local_key(db: &Connection, connection: &str, local_key: &str) -> Result<Option<Twin>> {
+    let sql = format!("SELECT {COLUMNS} FROM twins WHERE connection = ?1 AND local_key = ?2");
+    Ok(db
+        .prepare_cached(&sql)?
+        .query_row([connection, local_key], from_row)
+        .optional()?)
+}
+
+/// The twins of a local issue, one per connection it is synced on.
+pub fn for_local_key(db: &Connection, local_key: &str) -> Result<Vec<Twin>> {
+    let sql = format!("SELECT {COLUMNS} FROM twins WHERE local_key = ?1 ORDER BY connection");
+    let mut stmt = db.prepare_cached(&sql)?;
+    let rows = stmt.query_map([local_key], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn local_key_for_remote(
+    db: &Connection,
+    connection: &str,
+    remote_key: &str,
+) -> Result<Option<String>> {
+    Ok(db
+        .prepare_cached("SELECT local_key FROM twins WHERE connection = ?1 AND remote_key = ?2")?
+        .query_row([connection, remote_key], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn list(db: &Connection) -> Result<Vec<Twin>> {
+    let sql = format!("SELECT {COLUMNS} FROM twins ORDER BY connection, local_key");
+    let mut stmt = db.prepare(&sql)?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Start a twin on the exalating side: nothing sent or received yet.
+pub fn insert(
+    db: &Connection,
+    twin_id: &str,
+    connection: &str,
+    local_key: &str,
+    now_ms: i64,
+) -> Result<()> {
+    db.execute(
+        "INSERT INTO twins (twin_id, connection, local_key, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![twin_id, connection, local_key, now_ms],
+    )?;
+    Ok(())
+}
+
+/// Remember a replica sent as message `seq`; the first one sent is also the exalate replica.
+pub fn record_sent(db: &Connection, twin_id: &str, seq: i64, replica: &Replica) -> Result<()> {
+    let replica = to_json(replica);
+    db.prepare_cached(
+        "UPDATE twins SET sent_seq = ?2, last_sent = ?3, exalate_replica = coalesce(exalate_replica, ?3)
+         WHERE twin_id = ?1",
+    )?
+    .execute(params![twin_id, seq, replica])?;
+    Ok(())
+}
+
+/// Remember a replica received, creating the twin on first sync.
+pub fn record_received(db: &Connection, twin: &Twin, replica: &Replica, now_ms: i64) -> Result<()> {
+    db.prepare_cached(
+        "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (twin_id) DO UPDATE SET
+            local_key = excluded.local_key,
+            remote_key = excluded.remote_key,
+            last_received = excluded.last_received",
+    )?
+    .execute(params![
+        twin.twin_id,
+        twin.connection,
+        twin.local_key,
+        twin.remote_key,
+        to_json(replica),
+        now_ms
+    ])?;
+    Ok(())
+}
+
+/// Forget a twin: both issues stay, the link goes.
+pub fn delete(db: &Connection, twin_id: &str) -> Result<bool> {
+    Ok(db.execute("DELETE FROM twins WHERE twin_id = ?1", [twin_id])? > 0)
+}

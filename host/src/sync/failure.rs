@@ -1,0 +1,87 @@
+//! Why an event could not be processed.
+
+use crate::runtime::ProcessorFailure;
+use crate::tracker::TrackerError;
+
+/// Sync backs in a row after which a chain is stopped even if the replica keeps changing.
+pub const MAX_SYNC_BACK_HOPS: u32 = 10;
+
+/// The reason an event failed. Only `Tracker(Unavailable)` and `Storage` are transient:
+/// everything else is a sync error for the twin until an operator acts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SyncFailure {
+    #[error(transparent)]
+    Processor(#[from] ProcessorFailure),
+    #[error(transparent)]
+    Tracker(#[from] TrackerError),
+    #[error(
+        "sync back loop stopped after {hops} hops: {why}. A processor calls \
+         sync-back-after-processing outside first sync on both sides; call it only when \
+         `first-sync` is true"
+    )]
+    SyncBackLoop { hops: u32, why: String },
+    #[error("the local issue {key} no longer exists in the tracker")]
+    LocalIssueMissing { key: String },
+    #[error("connection `{name}` is not configured on this node")]
+    UnknownConnection { name: String },
+    #[error("the stored message is unreadable: {reason}")]
+    CorruptMessage { reason: String },
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl SyncFailure {
+    /// A short, stable name for the cause.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyncFailure::Processor(p) => p.kind(),
+            SyncFailure::Tracker(TrackerError::Unavailable(_)) => "tracker-unavailable",
+            SyncFailure::Tracker(_) => "tracker-rejected",
+            SyncFailure::SyncBackLoop { .. } => "sync-back-loop",
+            SyncFailure::LocalIssueMissing { .. } => "local-issue-missing",
+            SyncFailure::UnknownConnection { .. } => "unknown-connection",
+            SyncFailure::CorruptMessage { .. } => "corrupt-message",
+            SyncFailure::Storage(_) => "storage",
+        }
+    }
+
+    /// Worth retrying by itself, later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncFailure::Tracker(error) => error.is_transient(),
+            SyncFailure::Storage(_) => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<anyhow::Error> for SyncFailure {
+    fn from(error: anyhow::Error) -> Self {
+        SyncFailure::Storage(format!("{error:#}"))
+    }
+}
+
+/// A failure with the processor's log, so the log is kept with the sync error.
+#[derive(Debug)]
+pub struct Failed {
+    pub failure: SyncFailure,
+    pub log: String,
+}
+
+impl<E: Into<SyncFailure>> From<E> for Failed {
+    fn from(error: E) -> Self {
+        Failed {
+            failure: error.into(),
+            log: String::new(),
+        }
+    }
+}
+
+impl Failed {
+    pub fn with_log(failure: impl Into<SyncFailure>, log: String) -> Self {
+        Failed {
+            failure: failure.into(),
+            log,
+        }
+    }
+}

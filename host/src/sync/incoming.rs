@@ -1,0 +1,169 @@
+//! Processing an incoming event: run the incoming processor on the received replica and
+//! apply the result to the tracker, then record the twin and queue a sync back if asked.
+
+use super::failure::{Failed, SyncFailure};
+use super::message::{MessageKind, SyncMessage};
+use super::node::Node;
+use crate::model::{Issue, SyncReason};
+use crate::runtime::{Call, ProcessorFailure, SyncBack};
+use crate::store::events::{self, Event, Kind, NewEvent};
+use crate::store::twins::{self, Twin};
+use crate::tracker::Origin;
+
+impl Node {
+    pub(super) fn process_incoming(&self, event: &Event) -> Result<(), Failed> {
+        let now = self.now_ms();
+        let message: SyncMessage =
+            serde_json::from_str(event.message.as_deref().unwrap_or_default()).map_err(|e| {
+                SyncFailure::CorruptMessage {
+                    reason: e.to_string(),
+                }
+            })?;
+        let twin = self.store.read(|db| twins::get(db, &message.twin))?;
+
+        if message.kind == MessageKind::Unexalate {
+            self.store.write(|tx| {
+                let note = if twins::delete(tx, &message.twin)? {
+                    "unexalated: the link is gone, the issue stays"
+                } else {
+                    "unexalate for a twin not under sync: nothing to do"
+                };
+                events::finish(tx, event.seq, note, "", now)
+            })?;
+            return Ok(());
+        }
+
+        let connection =
+            self.connection(&message.connection)
+                .ok_or_else(|| SyncFailure::UnknownConnection {
+                    name: message.connection.clone(),
+                })?;
+        let plugin =
+            connection
+                .incoming
+                .as_ref()
+                .ok_or_else(|| SyncFailure::UnknownConnection {
+                    name: message.connection.clone(),
+                })?;
+        let replica = message
+            .replica
+            .clone()
+            .ok_or_else(|| SyncFailure::CorruptMessage {
+                reason: "update without replica".into(),
+            })?;
+        let first_sync = twin.is_none();
+        let (local, previous) = match &twin {
+            None => (Issue::default(), None),
+            Some(twin) => {
+                let local = self.tracker.get(&twin.local_key)?.ok_or_else(|| {
+                    SyncFailure::LocalIssueMissing {
+                        key: twin.local_key.clone(),
+                    }
+                })?;
+                (local, twin.previous().cloned())
+            }
+        };
+
+        let call = Call {
+            ctx: self.context(connection, event, first_sync),
+            limits: &connection.limits,
+            can_send: connection.can_send(),
+            directory: self.store.clone(),
+        };
+        let outcome = plugin.run_incoming(
+            &self.runtime,
+            call,
+            replica.clone(),
+            previous,
+            local.clone(),
+        );
+        let log = outcome.log;
+        let fail = |e: SyncFailure| Failed::with_log(e, log.clone());
+        let result = outcome.result.map_err(|e| fail(e.into()))?;
+        check_output(&local, &result, first_sync).map_err(|e| fail(e.into()))?;
+
+        let origin = Origin::Sync {
+            event_id: &event.id,
+        };
+        let stored = if first_sync {
+            self.tracker
+                .create(&result, origin)
+                .map_err(|e| fail(e.into()))?
+        } else if result.same_content(&local) {
+            local
+        } else {
+            self.tracker
+                .update(&result, origin)
+                .map_err(|e| fail(e.into()))?
+        };
+        let local_key = stored.key.clone().ok_or_else(|| {
+            fail(SyncFailure::Storage(
+                "the tracker stored the issue without a key".into(),
+            ))
+        })?;
+
+        let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
+        self.store
+            .write(|tx| {
+                let record = Twin {
+                    twin_id: message.twin.clone(),
+                    connection: message.connection.clone(),
+                    local_key: local_key.clone(),
+                    remote_key: Some(message.sender_key.clone()),
+                    sent_seq: 0,
+                    exalate_replica: None,
+                    last_sent: None,
+                    last_received: None,
+                };
+                twins::record_received(tx, &record, &replica, now)?;
+                if sync_back {
+                    let id = self.next_event_id(tx)?;
+                    events::insert(
+                        tx,
+                        &NewEvent {
+                            id: &id,
+                            kind: Kind::Outgoing,
+                            connection: &message.connection,
+                            twin_id: &message.twin,
+                            reason: SyncReason::SyncBack,
+                            hop: message.hop + 1,
+                            message_seq: None,
+                            message: None,
+                        },
+                        now,
+                    )?;
+                }
+                let note = match (first_sync, sync_back) {
+                    (true, true) => format!("created {local_key}; sync back queued"),
+                    (true, false) => format!("created {local_key}"),
+                    (false, true) => format!("applied to {local_key}; sync back queued"),
+                    (false, false) => format!("applied to {local_key}"),
+                };
+                events::finish(tx, event.seq, &note, &log, now)
+            })
+            .map_err(|e| fail(e.into()))?;
+        Ok(())
+    }
+}
+
+/// What a processor may not do to the local issue.
+fn check_output(local: &Issue, result: &Issue, first_sync: bool) -> Result<(), ProcessorFailure> {
+    let invalid = |reason: String| Err(ProcessorFailure::InvalidOutput { reason });
+    if first_sync && result.key.is_some() {
+        return invalid(format!(
+            "on first sync the issue does not exist yet, but the processor returned key {:?}; leave the key empty, the tracker assigns it",
+            result.key.as_deref().unwrap_or_default()
+        ));
+    }
+    if !first_sync && result.key != local.key {
+        return invalid(format!(
+            "the processor changed the issue's key from {:?} to {:?}",
+            local.key.as_deref().unwrap_or_default(),
+            result.key.as_deref().unwrap_or_default()
+        ));
+    }
+    if result.summary.trim().is_empty() {
+        return invalid("the summary is empty".into());
+    }
+    Ok(())
+}

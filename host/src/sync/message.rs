@@ -1,0 +1,86 @@
+//! What one node sends another: versioned JSON messages.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Replica, SyncReason};
+
+/// The message format version this node writes and accepts.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// What a message asks the receiver to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageKind {
+    /// Apply this replica (creating the issue on first sync).
+    Update,
+    /// Stop syncing this twin: forget the link, keep the issue.
+    Unexalate,
+}
+
+/// One sync event on its way to the other node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncMessage {
+    /// Always [`MESSAGE_VERSION`].
+    pub version: u32,
+    /// Unique id; the receiver applies a message with a given id at most once.
+    pub id: String,
+    /// The connection's name, the same on both nodes.
+    pub connection: String,
+    /// The twin's id, chosen by the side that exalated the issue.
+    pub twin: String,
+    /// 1, 2, 3... per twin and sender: the receiver applies them in this order.
+    pub seq: i64,
+    pub kind: MessageKind,
+    pub reason: SyncReason,
+    /// Sync backs in a row that led to this message.
+    pub hop: u32,
+    /// The issue's key on the sending side.
+    pub sender_key: String,
+    /// The replica, for `update` messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<Replica>,
+}
+
+impl SyncMessage {
+    /// Check what JSON alone cannot: the version and the fields a kind needs.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != MESSAGE_VERSION {
+            return Err(format!(
+                "message version {} is not supported (this node speaks version {MESSAGE_VERSION})",
+                self.version
+            ));
+        }
+        if self.id.is_empty() || self.twin.is_empty() || self.connection.is_empty() {
+            return Err("id, twin and connection must not be empty".into());
+        }
+        if self.seq < 1 {
+            return Err(format!("seq must be 1 or more, not {}", self.seq));
+        }
+        if self.kind == MessageKind::Update && self.replica.is_none() {
+            return Err("an update message needs a replica".into());
+        }
+        Ok(())
+    }
+}
+
+/// The receiver's answer to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Receipt {
+    /// Stored durably; it will be applied.
+    Accepted,
+    /// Seen before: stored or applied already. Nothing was done.
+    Duplicate,
+    /// An earlier message of the twin has not arrived: send from `expected` again.
+    OutOfOrder { expected: i64 },
+    /// Refused for good, with the reason (unknown connection, invalid message...).
+    Refused { reason: String },
+}
+
+impl Receipt {
+    /// Whether the sender may forget the message.
+    pub fn is_acknowledgement(&self) -> bool {
+        matches!(self, Receipt::Accepted | Receipt::Duplicate)
+    }
+}

@@ -1,0 +1,14 @@
+//! The sync engine: nodes, connections, the messages between them, and how each event is
+//! processed.
+
+mod connection;
+mod failure;
+mod incoming;
+mod message;
+mod node;
+mod outgoing;
+
+pub use connection::{Connection, Flow};
+pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
+pub use message::{MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
+pub use node::{Node, Progress, RetryPolicy};

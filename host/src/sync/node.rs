@@ -1,0 +1,389 @@
+//! A node: one tracker, its connections, its queue. The node turns tracker changes into
+//! outgoing events, received messages into incoming events, and processes both in order per
+//! twin. Transport between nodes is outside: it moves messages from one node's outbox to the
+//! other node's `receive`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::connection::Connection;
+use super::failure::Failed;
+use super::message::{Receipt, SyncMessage};
+use crate::clock::{Clock, millis, rfc3339};
+use crate::model::{SyncContext, SyncReason};
+use crate::runtime::Runtime;
+use crate::store::events::{self, Event, Kind, NewEvent};
+use crate::store::{NodeStore, get_meta, next_number, outbox, set_meta, twins};
+use crate::tracker::Tracker;
+
+/// How long to wait before retrying an event that failed for a passing reason.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with jitter: attempt n waits about first * 2^(n-1), capped, with a
+    /// jitter of up to a quarter derived from the event id (so runs are reproducible).
+    pub fn delay(&self, attempt: i64, event_id: &str) -> Duration {
+        let exponent = attempt.clamp(1, 30) as u32 - 1;
+        let base = self
+            .first_delay
+            .saturating_mul(1u32 << exponent.min(20))
+            .min(self.max_delay);
+        let hash = event_id.bytes().fold(attempt as u64, |h, b| {
+            h.wrapping_mul(31).wrapping_add(b as u64)
+        });
+        let jitter = base.mul_f64((hash % 1000) as f64 / 4000.0);
+        base + jitter
+    }
+}
+
+/// What one call to [`Node::process_ready`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done: usize,
+    pub failed: usize,
+    pub deferred: usize,
+}
+
+impl Progress {
+    pub fn total(&self) -> usize {
+        self.done + self.failed + self.deferred
+    }
+}
+
+/// A twinsync node.
+pub struct Node {
+    pub(super) instance: String,
+    pub(super) tracker: Arc<dyn Tracker>,
+    pub(super) store: Arc<NodeStore>,
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) connections: BTreeMap<String, Connection>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) retry: RetryPolicy,
+}
+
+const CURSOR: &str = "tracker.cursor";
+
+impl Node {
+    pub fn new(
+        instance: &str,
+        tracker: Arc<dyn Tracker>,
+        store: Arc<NodeStore>,
+        runtime: Arc<Runtime>,
+        connections: Vec<Connection>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let mut by_name = BTreeMap::new();
+        for connection in connections {
+            if connection.remote_instance == instance {
+                bail!(
+                    "connection `{}` points back at this node's own instance `{instance}`",
+                    connection.name
+                );
+            }
+            let name = connection.name.clone();
+            if by_name.insert(name.clone(), connection).is_some() {
+                bail!("connection `{name}` is configured twice");
+            }
+        }
+        Ok(Node {
+            instance: instance.to_string(),
+            tracker,
+            store,
+            runtime,
+            connections: by_name,
+            clock,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn tracker(&self) -> &Arc<dyn Tracker> {
+        &self.tracker
+    }
+
+    pub fn store(&self) -> &Arc<NodeStore> {
+        &self.store
+    }
+
+    pub fn connections(&self) -> impl Iterator<Item = &Connection> {
+        self.connections.values()
+    }
+
+    /// Replace a connection's configuration, for example to install a fixed processor; the
+    /// queue is untouched, so blocked events can be retried with it.
+    pub fn replace_connection(&mut self, connection: Connection) -> Result<()> {
+        match self.connections.get_mut(&connection.name) {
+            Some(slot) => *slot = connection,
+            None => bail!(
+                "connection `{}` is not configured on this node",
+                connection.name
+            ),
+        }
+        Ok(())
+    }
+
+    pub(super) fn connection(&self, name: &str) -> Option<&Connection> {
+        self.connections.get(name)
+    }
+
+    pub(super) fn now_ms(&self) -> i64 {
+        millis(self.clock.now())
+    }
+
+    /// Start syncing local issue `key` over `connection`: the first event of a new twin.
+    /// Returns the twin's id.
+    pub fn exalate(&self, connection: &str, key: &str) -> Result<String> {
+        let conn = self
+            .connection(connection)
+            .ok_or_else(|| anyhow!("connection `{connection}` is not configured on this node"))?;
+        if !conn.can_send() {
+            bail!(
+                "connection `{connection}` only receives on this node: issues cannot be exalated from here"
+            );
+        }
+        if self.tracker.get(key)?.is_none() {
+            bail!("issue {key} does not exist in the tracker");
+        }
+        let now = self.now_ms();
+        self.store.write(|tx| {
+            if twins::by_local_key(tx, connection, key)?.is_some() {
+                bail!("issue {key} is already under sync on connection `{connection}`");
+            }
+            let twin_id = format!("{}-t{}", self.instance, next_number(tx, "twin")?);
+            twins::insert(tx, &twin_id, connection, key, now)?;
+            let id = self.next_event_id(tx)?;
+            events::insert(
+                tx,
+                &NewEvent {
+                    id: &id,
+                    kind: Kind::Outgoing,
+                    connection,
+                    twin_id: &twin_id,
+                    reason: SyncReason::ManualExalate,
+                    hop: 0,
+                    message_seq: None,
+                    message: None,
+                },
+                now,
+            )?;
+            Ok(twin_id)
+        })
+    }
+
+    /// Read the tracker's change feed and queue an outgoing event for every twin of every
+    /// issue changed by someone other than twinsync. Returns how many changes were read.
+    pub fn poll_changes(&self) -> Result<usize> {
+        let cursor = self.store.read(|db| get_meta(db, CURSOR))?;
+        let batch = self
+            .tracker
+            .changes(cursor.as_deref(), 1_000)
+            .context("cannot read the tracker's changes")?;
+        if batch.changes.is_empty() {
+            return Ok(0);
+        }
+        // Several changes of one issue in a batch make one event: the processor reads the
+        // issue as it is now anyway.
+        let changed: BTreeSet<&str> = batch
+            .changes
+            .iter()
+            .filter(|c| !c.by_sync)
+            .map(|c| c.key.as_str())
+            .collect();
+        let now = self.now_ms();
+        self.store.write(|tx| {
+            for key in changed {
+                for twin in twins::for_local_key(tx, key)? {
+                    if !self
+                        .connection(&twin.connection)
+                        .is_some_and(Connection::can_send)
+                    {
+                        continue;
+                    }
+                    let id = self.next_event_id(tx)?;
+                    events::insert(
+                        tx,
+                        &NewEvent {
+                            id: &id,
+                            kind: Kind::Outgoing,
+                            connection: &twin.connection,
+                            twin_id: &twin.twin_id,
+                            reason: SyncReason::LocalChange,
+                            hop: 0,
+                            message_seq: None,
+                            message: None,
+                        },
+                        now,
+                    )?;
+                }
+            }
+            if let Some(cursor) = &batch.cursor {
+                set_meta(tx, CURSOR, cursor)?;
+            }
+            Ok(())
+        })?;
+        Ok(batch.changes.len())
+    }
+
+    /// Process up to `limit` events that are ready, oldest first, at most one per twin per
+    /// call (call again to go on).
+    pub fn process_ready(&self, limit: usize) -> Result<Progress> {
+        let now = self.now_ms();
+        let ready = self.store.read(|db| events::ready(db, now, limit))?;
+        let mut progress = Progress::default();
+        for event in ready {
+            let outcome = match event.kind {
+                Kind::Outgoing => self.process_outgoing(&event),
+                Kind::Incoming => self.process_incoming(&event),
+            };
+            match outcome {
+                Ok(()) => progress.done += 1,
+                Err(failed) => {
+                    if self.record_failure(&event, failed)? {
+                        progress.deferred += 1;
+                    } else {
+                        progress.failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Store a failure: transient ones wait and retry, the others become sync errors.
+    /// Returns whether the event was deferred.
+    fn record_failure(&self, event: &Event, failed: Failed) -> Result<bool> {
+        let now = self.now_ms();
+        let kind = failed.failure.kind();
+        let message = failed.failure.to_string();
+        let transient = failed.failure.is_transient();
+        self.store.write(|tx| {
+            if transient {
+                let delay = self.retry.delay(event.attempts + 1, &event.id);
+                let next = now + delay.as_millis() as i64;
+                events::defer(tx, event.seq, kind, &message, &failed.log, now, next)
+            } else {
+                events::fail(tx, event.seq, kind, &message, &failed.log, now)
+            }
+        })?;
+        Ok(transient)
+    }
+
+    /// Take a message from the other node. Stored durably before this returns `Accepted`.
+    pub fn receive(&self, message: &SyncMessage) -> Result<Receipt> {
+        if let Err(reason) = message.validate() {
+            return Ok(Receipt::Refused { reason });
+        }
+        let Some(connection) = self.connection(&message.connection) else {
+            return Ok(Receipt::Refused {
+                reason: format!(
+                    "connection `{}` is not configured on this node",
+                    message.connection
+                ),
+            });
+        };
+        if !connection.can_receive() {
+            return Ok(Receipt::Refused {
+                reason: format!(
+                    "connection `{}` only sends from this node",
+                    message.connection
+                ),
+            });
+        }
+        let body = serde_json::to_string(message)?;
+        let now = self.now_ms();
+        self.store.write(|tx| {
+            if events::exists(tx, &message.id)? {
+                return Ok(Receipt::Duplicate);
+            }
+            let last = events::last_message_seq(tx, &message.twin)?;
+            if message.seq <= last {
+                return Ok(Receipt::Duplicate);
+            }
+            if message.seq > last + 1 {
+                return Ok(Receipt::OutOfOrder { expected: last + 1 });
+            }
+            events::insert(
+                tx,
+                &NewEvent {
+                    id: &message.id,
+                    kind: Kind::Incoming,
+                    connection: &message.connection,
+                    twin_id: &message.twin,
+                    reason: message.reason,
+                    hop: message.hop,
+                    message_seq: Some(message.seq),
+                    message: Some(&body),
+                },
+                now,
+            )?;
+            Ok(Receipt::Accepted)
+        })
+    }
+
+    /// Messages waiting to be sent on `connection`, oldest first.
+    pub fn outbox(&self, connection: &str, limit: usize) -> Result<Vec<SyncMessage>> {
+        let rows = self.store.read(|db| outbox::peek(db, connection, limit))?;
+        rows.into_iter()
+            .map(|(id, body)| {
+                serde_json::from_str(&body)
+                    .with_context(|| format!("outbox message {id} is unreadable"))
+            })
+            .collect()
+    }
+
+    /// The other node has message `id`: forget it.
+    pub fn acknowledge(&self, id: &str) -> Result<()> {
+        self.store.write(|tx| outbox::remove(tx, id))
+    }
+
+    /// A fresh event id, unique across nodes (it starts with this node's instance name).
+    pub(super) fn next_event_id(&self, db: &rusqlite::Connection) -> Result<String> {
+        Ok(format!("{}-{}", self.instance, next_number(db, "event")?))
+    }
+
+    /// The context a processor gets for an event.
+    pub(super) fn context(
+        &self,
+        connection: &Connection,
+        event: &Event,
+        first_sync: bool,
+    ) -> SyncContext {
+        SyncContext {
+            connection: connection.name.clone(),
+            local_instance: self.instance.clone(),
+            remote_instance: connection.remote_instance.clone(),
+            direction: connection.direction(),
+            first_sync,
+            event_id: event.id.clone(),
+            reason: event.reason,
+            hop: event.hop,
+            // The event's own time, not the processing time: running the event again gives
+            // the processor the same input.
+            now: rfc3339(UNIX_EPOCH + Duration::from_millis(event.created_at.max(0) as u64)),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The seam through which twinsync embeds in a tracker. A tracker stores issues, tells which
+//! ones changed, and accepts writes from the sync engine idempotently.
+
+mod reference;
+
+pub use reference::ReferenceTracker;
+
+use crate::model::Issue;
+
+/// Who is writing to the tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// A person or an integration: the change syncs to the other side.
+    User,
+    /// twinsync, applying the incoming event `event_id`. Such a change does not sync back by
+    /// itself, and writing twice with the same event id changes the tracker once.
+    Sync { event_id: &'a str },
+}
+
+/// One change of one issue in the tracker's change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: String,
+    /// Written by twinsync itself (`Origin::Sync`): not a local change to send.
+    pub by_sync: bool,
+}
+
+/// A page of the change feed and where to continue from.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeBatch {
+    pub changes: Vec<Change>,
+    /// Pass this to the next `changes` call. Opaque to the caller.
+    pub cursor: Option<String>,
+}
+
+/// Why a tracker call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrackerError {
+    /// Worth retrying: the tracker is down, busy or unreachable.
+    #[error("tracker unavailable: {0}")]
+    Unavailable(String),
+    /// Not worth retrying as it is: the tracker refuses this write.
+    #[error("tracker rejected the change: {0}")]
+    Rejected(String),
+    #[error("issue {0} does not exist in the tracker")]
+    NotFound(String),
+}
+
+impl TrackerError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TrackerError::Unavailable(_))
+    }
+}
+
+/// A tracker twinsync can keep in sync.
+pub trait Tracker: Send + Sync {
+    /// The issue with this key, if there is one.
+    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError>;
+
+    /// Create an issue. The tracker assigns key, id, times and comment ids, and returns the
+    /// issue as stored. With `Origin::Sync`, a second call with the same event id returns
+    /// the issue the first call created.
+    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError>;
+
+    /// Store `issue` (found by its key) as given: comments without an id, or with an id the
+    /// tracker does not know, are added. Returns the issue as stored. With `Origin::Sync`,
+    /// a second call with the same event id changes nothing.
+    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError>;
+
+    /// Changes after `cursor` (`None`: from the beginning), oldest first, at most `limit`.
+    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError>;
+}
