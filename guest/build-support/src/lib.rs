@@ -15,9 +15,17 @@ pub struct Guest {
     pub binary: bool,
 }
 
-/// Build `guests` for wasm32-wasip2 and return the path of each `.wasm`, in order. Tells
-/// cargo to run the build script again when the guests or the WIT change.
-pub fn build(guests: &[Guest]) -> Vec<PathBuf> {
+/// Build `guests` for wasm32-wasip2 and give the crate being built the path of each `.wasm`
+/// as the environment variable `{env_prefix}{PACKAGE}` (upper case, `-` as `_`), for
+/// `env!`. Tells cargo to run the build script again when the guests or the WIT change.
+pub fn build(env_prefix: &str, guests: &[Guest]) {
+    for (guest, path) in guests.iter().zip(compile(guests)) {
+        let var = guest.package.to_uppercase().replace('-', "_");
+        println!("cargo:rustc-env={env_prefix}{var}={}", path.display());
+    }
+}
+
+fn compile(guests: &[Guest]) -> Vec<PathBuf> {
     let manifest_dir =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("run from a build script"));
     let root = manifest_dir

@@ -6,7 +6,7 @@
 //! wraps the bindings generated from the WIT contract (`wit/processor.wit`) so that a
 //! processor is one `impl Processor` and one `export_processor!`:
 //!
-//! ```ignore
+//! ```no_run
 //! use twinsync_sdk::prelude::*;
 //!
 //! struct KeepRemoteKey;

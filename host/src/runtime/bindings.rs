@@ -7,8 +7,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use exports::twinsync::processor::{incoming, outgoing};
-pub use twinsync::processor::{sync_helper, types};
+pub use self::exports::twinsync::processor::{incoming, outgoing};
+pub use self::twinsync::processor::{sync_helper, types};
 
 /// The WIT package this host implements, as it appears in import and export names.
 pub const PACKAGE: &str = "twinsync:processor@0.1.0";

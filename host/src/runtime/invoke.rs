@@ -72,9 +72,7 @@ impl Plugin {
             },
         );
         outcome.and_then(|result| {
-            let issue: Issue = result
-                .map_err(|e| ProcessorFailure::Processor { message: e.message })?
-                .conv();
+            let issue: Issue = result.conv();
             check_output_size(issue.text_size(), limits)?;
             Ok(issue)
         })
@@ -104,9 +102,7 @@ impl Plugin {
             },
         );
         outcome.and_then(|result| {
-            let replica: Option<Replica> = result
-                .map_err(|e| ProcessorFailure::Processor { message: e.message })?
-                .map(Conv::conv);
+            let replica: Option<Replica> = result.map(Conv::conv);
             check_output_size(replica.as_ref().map_or(0, Issue::text_size), limits)?;
             Ok(replica)
         })
@@ -155,7 +151,11 @@ fn invoke<R>(
     call: Call<'_>,
     side: Side,
     input_size: usize,
-    body: impl FnOnce(&mut Store<State>, &Instance, wit::SyncContext) -> wasmtime::Result<R>,
+    body: impl FnOnce(
+        &mut Store<State>,
+        &Instance,
+        wit::SyncContext,
+    ) -> wasmtime::Result<Result<R, wit::ProcessorError>>,
 ) -> Outcome<R> {
     let limits = call.limits;
     let log = EventLog::new(limits.log_bytes);
@@ -191,15 +191,19 @@ fn invoke<R>(
     let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
     let state = store.into_data();
     let log = log.text();
-    let result = result.map_err(|error| classify(error, &state, limits, &log));
     let sync_back = state.helper.sync_back;
     let result = match result {
-        Ok(_) if sync_back == SyncBack::Refused => {
+        Err(error) => Err(classify(error, &state, limits, &log)),
+        Ok(Err(error)) => Err(ProcessorFailure::Processor {
+            message: error.message,
+        }),
+        // The processor got an error from sync back and carried on as if it had worked.
+        Ok(Ok(_)) if sync_back == SyncBack::Refused => {
             Err(ProcessorFailure::SyncBackOnUnidirectional {
                 connection: state.helper.connection.clone(),
             })
         }
-        other => other,
+        Ok(Ok(value)) => Ok(value),
     };
     Outcome {
         result,

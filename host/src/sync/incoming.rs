@@ -65,7 +65,7 @@ impl Node {
         };
 
         let call = Call {
-            ctx: self.context(connection, event, first_sync),
+            ctx: self.context(&connection, event, first_sync),
             limits: &connection.limits,
             can_send: connection.can_send(),
             directory: self.store.clone(),

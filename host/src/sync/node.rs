@@ -4,7 +4,7 @@
 //! other node's `receive`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -72,7 +72,8 @@ pub struct Node {
     pub(super) tracker: Arc<dyn Tracker>,
     pub(super) store: Arc<NodeStore>,
     pub(super) runtime: Arc<Runtime>,
-    pub(super) connections: BTreeMap<String, Connection>,
+    /// Behind a lock so that an operator can replace a processor while the node runs.
+    connections: RwLock<BTreeMap<String, Arc<Connection>>>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) retry: RetryPolicy,
 }
@@ -97,7 +98,7 @@ impl Node {
                 );
             }
             let name = connection.name.clone();
-            if by_name.insert(name.clone(), connection).is_some() {
+            if by_name.insert(name.clone(), Arc::new(connection)).is_some() {
                 bail!("connection `{name}` is configured twice");
             }
         }
@@ -106,7 +107,7 @@ impl Node {
             tracker,
             store,
             runtime,
-            connections: by_name,
+            connections: RwLock::new(by_name),
             clock,
             retry: RetryPolicy::default(),
         })
@@ -129,15 +130,17 @@ impl Node {
         &self.store
     }
 
-    pub fn connections(&self) -> impl Iterator<Item = &Connection> {
-        self.connections.values()
+    /// The configured connections, by name.
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        self.connections_read().values().cloned().collect()
     }
 
     /// Replace a connection's configuration, for example to install a fixed processor; the
     /// queue is untouched, so blocked events can be retried with it.
-    pub fn replace_connection(&mut self, connection: Connection) -> Result<()> {
-        match self.connections.get_mut(&connection.name) {
-            Some(slot) => *slot = connection,
+    pub fn replace_connection(&self, connection: Connection) -> Result<()> {
+        let mut connections = self.connections.write().unwrap_or_else(|e| e.into_inner());
+        match connections.get_mut(&connection.name) {
+            Some(slot) => *slot = Arc::new(connection),
             None => bail!(
                 "connection `{}` is not configured on this node",
                 connection.name
@@ -146,8 +149,14 @@ impl Node {
         Ok(())
     }
 
-    pub(super) fn connection(&self, name: &str) -> Option<&Connection> {
-        self.connections.get(name)
+    pub(super) fn connection(&self, name: &str) -> Option<Arc<Connection>> {
+        self.connections_read().get(name).cloned()
+    }
+
+    fn connections_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Connection>>> {
+        self.connections.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) fn now_ms(&self) -> i64 {
@@ -219,7 +228,7 @@ impl Node {
                 for twin in twins::for_local_key(tx, key)? {
                     if !self
                         .connection(&twin.connection)
-                        .is_some_and(Connection::can_send)
+                        .is_some_and(|c| c.can_send())
                     {
                         continue;
                     }

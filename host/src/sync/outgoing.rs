@@ -45,7 +45,7 @@ impl Node {
                     key: twin.local_key.clone(),
                 })?;
         let call = Call {
-            ctx: self.context(connection, event, false),
+            ctx: self.context(&connection, event, false),
             limits: &connection.limits,
             can_send: connection.can_send(),
             directory: self.store.clone(),

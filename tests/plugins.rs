@@ -1,0 +1,84 @@
+//! Installing processors: what is not a processor is refused with a message saying why.
+
+use twinsync::runtime::PluginError;
+use twinsync::sync::{Connection, Flow};
+use twinsync_tests::*;
+
+fn load(bytes: &[u8]) -> PluginError {
+    runtime()
+        .load("candidate.wasm", bytes)
+        .expect_err("must be refused")
+}
+
+#[test]
+fn random_bytes_are_not_webassembly() {
+    let error = load(b"definitely not wasm");
+    assert!(matches!(error, PluginError::NotWasm { .. }));
+    assert!(
+        error.to_string().contains("not a WebAssembly file"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    let error = load(b"\0asm\x01\0\0\0");
+    assert!(matches!(error, PluginError::CoreModule { .. }));
+    assert!(error.to_string().contains("wasm32-wasip2"), "{error}");
+}
+
+#[test]
+fn a_truncated_component_is_invalid() {
+    let wasm = twinsync::builtin::MIRROR;
+    let error = load(&wasm[..wasm.len() / 2]);
+    assert!(matches!(error, PluginError::Invalid { .. }), "{error}");
+}
+
+#[test]
+fn a_component_of_another_world_says_which_world_is_missing() {
+    let wasm = std::fs::read(WRONG_WORLD).unwrap();
+    let error = load(&wasm);
+    let message = error.to_string();
+    assert!(
+        matches!(error, PluginError::Incompatible { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("neither world `incoming-processor` nor `outgoing-processor`"),
+        "{message}"
+    );
+    assert!(message.contains("wasi:cli/run"), "{message}");
+}
+
+#[test]
+fn the_examples_implement_both_worlds() {
+    for (name, _) in twinsync::builtin::ALL {
+        let plugin = processor(name);
+        assert_eq!(
+            plugin.info.worlds,
+            ["incoming-processor", "outgoing-processor"],
+            "{name}"
+        );
+    }
+    // Imports are only what a processor uses: remote-key syncs back, mirror does not.
+    let imports = |name| processor(name).info.imports.clone();
+    assert!(imports("remote-key").contains(&"twinsync:processor/sync-helper@0.1.0".to_string()));
+    assert!(!imports("mirror").iter().any(|i| i.contains("sync-helper")));
+}
+
+#[test]
+fn a_connection_checks_its_processors_fit() {
+    let error = Connection::new(
+        "c",
+        "Remote",
+        Flow::Bidirectional,
+        None,
+        Some(processor("mirror")),
+        Default::default(),
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("needs an incoming processor"),
+        "{error}"
+    );
+}

@@ -1,0 +1,112 @@
+//! The seed page (`syncBackAfterProcessing`): the remote key scenario, and its conflict table
+//! replayed step by step.
+
+use twinsync_tests::*;
+
+#[test]
+fn sync_back_stores_the_remote_key_on_the_source() {
+    let pair = Pair::new(Side::both("remote-key"), Side::both("remote-key"));
+    let (key, twin) = pair.create_and_exalate(issue("Customer cannot log in"));
+    let stats = pair.run();
+
+    let external = pair
+        .external_issue(&twin)
+        .expect("External created the issue");
+    let external_key = external.key.clone().unwrap();
+    assert!(external_key.starts_with("EXT-"), "{external_key}");
+    assert_eq!(external.summary, "Customer cannot log in");
+    assert_eq!(external.custom_text("remote issue key"), Some(key.as_str()));
+    let internal = pair.internal_issue(&key);
+    assert_eq!(
+        internal.custom_text("remote issue key"),
+        Some(external_key.as_str())
+    );
+
+    // Exalate, create + sync back, send back, store: four events, two messages, and the
+    // key stored on Internal does not bounce the issue back again.
+    assert_eq!(stats.events_done, 4, "{stats:?}");
+    assert_eq!(stats.events_failed, 0);
+    assert_eq!(stats.messages, 2);
+    assert!(unfinished(&pair.internal.node).is_empty());
+    assert!(unfinished(&pair.external.node).is_empty());
+}
+
+/// The table at the end of the seed page:
+///
+/// | Source                          | Target                                  |
+/// |---------------------------------|-----------------------------------------|
+/// | Exalate issue, status Open      |                                         |
+/// |                                 | Create issue, status Open               |
+/// | Change status to In Progress    |                                         |
+/// |                                 | Sync back issue, status Open            |
+/// | Sync back processed: Open again |                                         |
+/// |                                 | Status In Progress (message of step 3)  |
+fn replay_conflict_table(internal_incoming: &'static str) -> (String, String) {
+    let internal = Side::both("mirror").incoming(internal_incoming);
+    let pair = Pair::new(internal, Side::both("remote-key"));
+    let (key, twin) = pair.create_and_exalate(issue("Printer on fire"));
+    let (int, ext) = (&pair.internal.node, &pair.external.node);
+
+    // Source: exalate, status Open.
+    assert_eq!(int.process_ready(10).unwrap().done, 1);
+    pair.network.deliver().unwrap();
+    // Target: create the issue with status Open, and queue the sync back.
+    assert_eq!(ext.process_ready(10).unwrap().done, 1);
+    // Source: change status to In Progress, and send it.
+    edit(&pair.internal, &key, |i| i.status = "In Progress".into());
+    int.poll_changes().unwrap();
+    assert_eq!(int.process_ready(10).unwrap().done, 1);
+    // Target: sync back the issue, status Open.
+    assert_eq!(ext.process_ready(10).unwrap().done, 1);
+    pair.network.deliver().unwrap();
+    // Source: the sync back is processed. Target: the message of step 3 arrives.
+    assert_eq!(int.process_ready(10).unwrap().done, 1);
+    assert_eq!(ext.process_ready(10).unwrap().done, 1);
+    // Nothing else happens afterwards.
+    pair.run();
+
+    let source = pair.internal_issue(&key).status;
+    let target = pair.external_issue(&twin).unwrap().status;
+    (source, target)
+}
+
+#[test]
+fn conflict_table_diverges_with_mirror_as_the_page_shows() {
+    let (source, target) = replay_conflict_table("mirror");
+    assert_eq!((source.as_str(), target.as_str()), ("Open", "In Progress"));
+}
+
+#[test]
+fn conflict_table_converges_with_status_guard() {
+    let (source, target) = replay_conflict_table("status-guard");
+    assert_eq!(
+        (source.as_str(), target.as_str()),
+        ("In Progress", "In Progress")
+    );
+}
+
+#[test]
+fn later_changes_keep_syncing_both_ways() {
+    let pair = Pair::new(Side::both("remote-key"), Side::both("remote-key"));
+    let (key, twin) = pair.create_and_exalate(issue("Slow dashboard"));
+    pair.run();
+    let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
+
+    edit(&pair.internal, &key, |i| {
+        i.description = Some("Takes 30 s to load".into())
+    });
+    pair.run();
+    assert_eq!(
+        pair.external_issue(&twin).unwrap().description.as_deref(),
+        Some("Takes 30 s to load")
+    );
+
+    edit(&pair.external, &external_key, |i| {
+        i.status = "Resolved".into()
+    });
+    pair.run();
+    assert_eq!(pair.internal_issue(&key).status, "Resolved");
+    // Applying a change never echoes it back: both queues are empty.
+    assert!(unfinished(&pair.internal.node).is_empty());
+    assert!(unfinished(&pair.external.node).is_empty());
+}

@@ -1,0 +1,226 @@
+//! Test harness: two reference-tracker nodes in one process, processors built from source,
+//! and a clock the test controls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tempfile::TempDir;
+use twinsync::clock::ManualClock;
+use twinsync::model::{FieldValue, Issue};
+use twinsync::runtime::{Limits, Plugin, Runtime, RuntimeConfig};
+use twinsync::setup::{ReferenceNode, reference_node};
+use twinsync::store::events::{self, Event, State};
+use twinsync::store::twins;
+use twinsync::sync::{Connection, Flow, Node};
+use twinsync::tracker::{Origin, Tracker};
+use twinsync::transport::local::{LocalNetwork, RunStats};
+
+/// The test processor whose behaviour the issue picks (see `guest/test-processors/scripted`).
+pub const SCRIPTED: &str = env!("TWINSYNC_TEST_SCRIPTED");
+/// A valid component that is not a processor.
+pub const WRONG_WORLD: &str = env!("TWINSYNC_TEST_WRONG_WORLD");
+/// The custom field that tells `scripted` what to do.
+pub const BEHAVIOUR: &str = "test behaviour";
+/// The connection between the two nodes of a [`Pair`].
+pub const CONNECTION: &str = "internal-external";
+
+/// One runtime for the whole test binary, as a node has one.
+pub fn runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Arc::new(Runtime::new(&RuntimeConfig::default()).expect("runtime")))
+        .clone()
+}
+
+/// A processor by name: a built-in one, or `scripted`. Compiled once per test binary.
+pub fn processor(name: &str) -> Arc<Plugin> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Plugin>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(plugin) = cache.lock().unwrap().get(name) {
+        return plugin.clone();
+    }
+    let wasm = match twinsync::builtin::get(name) {
+        Some(wasm) => wasm.to_vec(),
+        None if name == "scripted" => {
+            std::fs::read(SCRIPTED).expect("scripted.wasm is built by build.rs")
+        }
+        None => panic!("no test processor called {name}"),
+    };
+    let plugin = Arc::new(runtime().load(name, &wasm).expect("test processors load"));
+    cache.lock().unwrap().insert(name.into(), plugin.clone());
+    plugin
+}
+
+/// How one node of a pair is set up.
+#[derive(Clone)]
+pub struct Side {
+    pub incoming: &'static str,
+    pub outgoing: &'static str,
+    pub flow: Flow,
+    pub limits: Limits,
+}
+
+impl Side {
+    /// The same processor both ways, on a bidirectional connection.
+    pub fn both(processor: &'static str) -> Side {
+        Side {
+            incoming: processor,
+            outgoing: processor,
+            flow: Flow::Bidirectional,
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn flow(mut self, flow: Flow) -> Side {
+        self.flow = flow;
+        self
+    }
+
+    pub fn incoming(mut self, processor: &'static str) -> Side {
+        self.incoming = processor;
+        self
+    }
+
+    fn connection(&self, remote: &str) -> Connection {
+        Connection::new(
+            CONNECTION,
+            remote,
+            self.flow,
+            Some(processor(self.incoming)),
+            Some(processor(self.outgoing)),
+            self.limits.clone(),
+        )
+        .expect("valid test connection")
+    }
+}
+
+/// Two nodes, Internal (keys INT-n) and External (keys EXT-n), in one process.
+pub struct Pair {
+    pub internal: ReferenceNode,
+    pub external: ReferenceNode,
+    pub network: LocalNetwork,
+    pub clock: Arc<ManualClock>,
+    _dir: TempDir,
+}
+
+impl Pair {
+    pub fn new(internal: Side, external: Side) -> Pair {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // 2026-01-01T00:00:00Z
+        let clock = Arc::new(ManualClock::starting_at(1_767_225_600_000));
+        let node = |name: &str, project: &str, side: &Side, remote: &str| {
+            reference_node(
+                &dir.path().join(name),
+                name,
+                project,
+                runtime(),
+                vec![side.connection(remote)],
+                clock.clone(),
+            )
+            .expect("node")
+        };
+        let internal = node("Internal", "INT", &internal, "External");
+        let external = node("External", "EXT", &external, "Internal");
+        let network = LocalNetwork::new(vec![internal.node.clone(), external.node.clone()]);
+        Pair {
+            internal,
+            external,
+            network,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    /// Create an issue on Internal, as a user would, and return its key. The node sees the
+    /// creation (as a running node would) before anything else happens.
+    pub fn create(&self, issue: Issue) -> String {
+        let created = self
+            .internal
+            .tracker
+            .create(&issue, Origin::User)
+            .expect("create");
+        self.internal.node.poll_changes().expect("poll");
+        created.key.expect("created issues have a key")
+    }
+
+    /// Create an issue on Internal and exalate it; returns (key, twin id).
+    pub fn create_and_exalate(&self, issue: Issue) -> (String, String) {
+        let key = self.create(issue);
+        let twin = self
+            .internal
+            .node
+            .exalate(CONNECTION, &key)
+            .expect("exalate");
+        (key, twin)
+    }
+
+    /// Run both nodes until nothing is left to do now.
+    pub fn run(&self) -> RunStats {
+        self.network.run_until_idle(1_000).expect("run")
+    }
+
+    /// The issue twinned with `twin` on External.
+    pub fn external_issue(&self, twin: &str) -> Option<Issue> {
+        let link = self
+            .external
+            .node
+            .store()
+            .read(|db| twins::get(db, twin))
+            .expect("read");
+        link.map(|t| {
+            self.external
+                .tracker
+                .get(&t.local_key)
+                .expect("get")
+                .expect("issue exists")
+        })
+    }
+
+    pub fn internal_issue(&self, key: &str) -> Issue {
+        self.internal
+            .tracker
+            .get(key)
+            .expect("get")
+            .expect("issue exists")
+    }
+}
+
+/// A user edit on a node's tracker.
+pub fn edit(node: &ReferenceNode, key: &str, change: impl FnOnce(&mut Issue)) {
+    let mut issue = node.tracker.get(key).expect("get").expect("issue exists");
+    change(&mut issue);
+    node.tracker.update(&issue, Origin::User).expect("update");
+}
+
+/// The sync errors of a node.
+pub fn failed(node: &Node) -> Vec<Event> {
+    node.store()
+        .read(|db| events::in_state(db, "failed"))
+        .expect("read")
+}
+
+/// Events of a node that are not done yet (pending or failed).
+pub fn unfinished(node: &Node) -> Vec<Event> {
+    node.store()
+        .read(events::all)
+        .expect("read")
+        .into_iter()
+        .filter(|e| matches!(e.state, State::Pending | State::Failed))
+        .collect()
+}
+
+/// A new issue with a summary and status Open.
+pub fn issue(summary: &str) -> Issue {
+    Issue {
+        summary: summary.into(),
+        status: "Open".into(),
+        ..Issue::default()
+    }
+}
+
+/// A new issue that tells `scripted` what to do.
+pub fn scripted_issue(summary: &str, behaviour: &str) -> Issue {
+    let mut issue = issue(summary);
+    issue.set_custom_field(BEHAVIOUR, FieldValue::Text(behaviour.into()));
+    issue
+}
