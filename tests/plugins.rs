@@ -82,3 +82,50 @@ fn a_connection_checks_its_processors_fit() {
         "{error}"
     );
 }
+
+#[test]
+fn the_compile_cache_survives_restarts_and_rebuilds_bad_entries() {
+    use twinsync::runtime::{Compiled, Runtime, RuntimeConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    let load = || {
+        let runtime = Runtime::new(&config).unwrap();
+        runtime
+            .load("mirror", twinsync::builtin::MIRROR)
+            .unwrap()
+            .compiled
+    };
+    assert_eq!(load(), Compiled::Cached, "first start compiles and stores");
+    assert_eq!(
+        load(),
+        Compiled::FromCache,
+        "a restart loads the compiled artifact"
+    );
+
+    let entry = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entry, &bytes).unwrap();
+    assert_eq!(
+        load(),
+        Compiled::Cached,
+        "a corrupt entry is compiled again"
+    );
+    assert_eq!(load(), Compiled::FromCache, "and replaced by a good one");
+
+    std::fs::write(&entry, &bytes[..100]).unwrap();
+    assert_eq!(
+        load(),
+        Compiled::Cached,
+        "a truncated entry is compiled again"
+    );
+}

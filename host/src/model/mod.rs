@@ -2,6 +2,10 @@
 
 mod context;
 mod issue;
+mod sample;
+mod validate;
 
 pub use context::{Direction, SyncContext, SyncReason};
 pub use issue::{Attachment, Comment, CustomField, FieldValue, Issue, Replica, User};
+pub use sample::sample_issue;
+pub use validate::validate;

@@ -1,12 +1,13 @@
 //! The one wasmtime engine of a node, its linker, and the epoch ticker that enforces
 //! wall-clock limits.
 
+use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{sync_helper, types};
 use super::state::State;
@@ -20,32 +21,80 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct RuntimeConfig {
     /// Bytes of native stack WebAssembly may use before a stack overflow trap.
     pub max_wasm_stack: usize,
+    /// Pre-reserved instance slots (the pooling allocator), or `None` to allocate each
+    /// instance's memory on demand.
+    pub pool: Option<PoolConfig>,
+    /// Where compiled components are cached across restarts; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The pooling allocator: memory for `instances` invocations at once is reserved up front
+/// and reused, with copy-on-write initialisation, so that an invocation maps nothing new.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Invocations that can run at once: at least the number of workers.
+    pub instances: u32,
+    /// The largest linear memory an instance may have: per-connection memory limits cannot
+    /// go above it.
+    pub max_memory_bytes: usize,
+    /// Bytes of each memory kept mapped between invocations and reset with `memset`
+    /// instead of being unmapped: cheaper than fresh page faults for what a call touches.
+    pub keep_resident_bytes: usize,
+}
+
+impl PoolConfig {
+    /// A pool for `workers` invocations running at once.
+    pub fn for_workers(workers: usize) -> Self {
+        PoolConfig {
+            // Room for a dry run or a replay next to busy workers.
+            instances: workers as u32 + 2,
+            max_memory_bytes: 256 << 20,
+            // A Rust processor with a 64 KiB stack touches about this much per event.
+            keep_resident_bytes: 128 << 10,
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_wasm_stack: 512 << 10,
+            pool: Some(PoolConfig::for_workers(available_cores())),
+            cache_dir: None,
         }
     }
+}
+
+/// Cores of this machine (1 if unknown).
+pub fn available_cores() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Compiles processors and runs them. Cheap to share: clone the `Arc` it lives in.
 pub struct Runtime {
     pub(super) engine: Engine,
     pub(super) linker: Linker<State>,
+    pub(super) cache_dir: Option<PathBuf>,
+    pooled: bool,
+    max_memory: Option<usize>,
 }
 
 impl Runtime {
+    /// An engine as configured. If the pool's address space cannot be reserved (a small
+    /// `ulimit -v`, say), falls back to on-demand allocation and says so on stderr.
     pub fn new(config: &RuntimeConfig) -> Result<Self> {
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(config.max_wasm_stack);
-        let engine = Engine::new(&wasm)
-            .map_err(anyhow::Error::from)
-            .context("cannot configure the WebAssembly engine")?;
+        let (engine, pooled) = match &config.pool {
+            Some(pool) => match Engine::new(&engine_config(config, Some(pool))) {
+                Ok(engine) => (engine, true),
+                Err(error) => {
+                    eprintln!(
+                        "twinsync: cannot reserve the instance pool ({error:#}); allocating instances on demand"
+                    );
+                    (build(engine_config(config, None))?, false)
+                }
+            },
+            None => (build(engine_config(config, None))?, false),
+        };
 
         let mut linker = Linker::new(&engine);
         // WASI with nothing granted: each store gets a context without preopens, environment,
@@ -55,13 +104,67 @@ impl Runtime {
         types::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
 
         start_epoch_ticker(&engine);
-        Ok(Runtime { engine, linker })
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir: config.cache_dir.clone(),
+            pooled,
+            max_memory: config
+                .pool
+                .as_ref()
+                .filter(|_| pooled)
+                .map(|p| p.max_memory_bytes),
+        })
+    }
+
+    /// `pooling` or `on-demand`: how instances get their memory.
+    pub fn allocator(&self) -> &'static str {
+        if self.pooled { "pooling" } else { "on-demand" }
+    }
+
+    /// The largest memory limit a connection may set, if the allocator has one.
+    pub fn max_memory(&self) -> Option<usize> {
+        self.max_memory
     }
 
     /// Epoch ticks to allow for a wall-clock limit.
     pub(super) fn deadline_ticks(timeout_ms: u64) -> u64 {
         timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
     }
+}
+
+fn build(config: Config) -> Result<Engine> {
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("cannot configure the WebAssembly engine")
+}
+
+fn engine_config(config: &RuntimeConfig, pool: Option<&PoolConfig>) -> Config {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        .memory_init_cow(true);
+    if let Some(pool) = pool {
+        let slots = pool.instances;
+        let mut pooling = PoolingAllocationConfig::new();
+        // A Rust component has a handful of core instances, one or two memories and tables;
+        // Python and JavaScript ones a few more.
+        pooling
+            .total_component_instances(slots)
+            .total_core_instances(slots * 16)
+            .total_memories(slots * 4)
+            .total_tables(slots * 8)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(16)
+            .max_memory_size(pool.max_memory_bytes)
+            .linear_memory_keep_resident(pool.keep_resident_bytes)
+            .table_keep_resident(64 << 10);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    }
+    wasm
 }
 
 /// Advance the engine's epoch every tick until the engine is dropped.

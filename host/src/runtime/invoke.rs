@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Instance;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, WasmBacktrace};
 use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx};
 
 use super::Limits;
@@ -36,6 +36,31 @@ pub struct Outcome<T> {
     pub log: String,
     pub sync_back: SyncBack,
     pub fuel_used: u64,
+    /// The most linear memory the instance had, in bytes.
+    pub peak_memory: usize,
+}
+
+impl<T> Outcome<T> {
+    /// An invocation that failed before the processor ran.
+    fn refused(failure: ProcessorFailure) -> Self {
+        Outcome {
+            result: Err(failure),
+            log: String::new(),
+            sync_back: SyncBack::NotRequested,
+            fuel_used: 0,
+            peak_memory: 0,
+        }
+    }
+
+    fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, ProcessorFailure>) -> Outcome<U> {
+        Outcome {
+            result: self.result.and_then(f),
+            log: self.log,
+            sync_back: self.sync_back,
+            fuel_used: self.fuel_used,
+            peak_memory: self.peak_memory,
+        }
+    }
 }
 
 impl Plugin {
@@ -73,7 +98,7 @@ impl Plugin {
         );
         outcome.and_then(|result| {
             let issue: Issue = result.conv();
-            check_output_size(issue.text_size(), limits)?;
+            check_output(&issue, limits)?;
             Ok(issue)
         })
     }
@@ -103,35 +128,27 @@ impl Plugin {
         );
         outcome.and_then(|result| {
             let replica: Option<Replica> = result.map(Conv::conv);
-            check_output_size(replica.as_ref().map_or(0, Issue::text_size), limits)?;
+            if let Some(replica) = &replica {
+                check_output(replica, limits)?;
+            }
             Ok(replica)
         })
     }
 }
 
-impl<T> Outcome<T> {
-    fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, ProcessorFailure>) -> Outcome<U> {
-        Outcome {
-            result: self.result.and_then(f),
-            log: self.log,
-            sync_back: self.sync_back,
-            fuel_used: self.fuel_used,
-        }
-    }
+fn not_exported<T>(plugin: &Plugin, side: &str) -> Outcome<T> {
+    Outcome::refused(ProcessorFailure::Incompatible {
+        reason: format!(
+            "`{}` does not implement the {side} processor",
+            plugin.name()
+        ),
+    })
 }
 
-fn not_exported<T>(plugin: &Plugin, side: &str) -> Outcome<T> {
-    Outcome {
-        result: Err(ProcessorFailure::Incompatible {
-            reason: format!(
-                "`{}` does not implement the {side} processor",
-                plugin.name()
-            ),
-        }),
-        log: String::new(),
-        sync_back: SyncBack::NotRequested,
-        fuel_used: 0,
-    }
+/// What every processor output must satisfy: size first (cheap), then content.
+fn check_output(issue: &Issue, limits: &Limits) -> Result<(), ProcessorFailure> {
+    check_output_size(issue.text_size(), limits)?;
+    crate::model::validate(issue).map_err(|reason| ProcessorFailure::InvalidOutput { reason })
 }
 
 fn check_output_size(size: usize, limits: &Limits) -> Result<(), ProcessorFailure> {
@@ -160,15 +177,10 @@ fn invoke<R>(
     let limits = call.limits;
     let log = EventLog::new(limits.log_bytes);
     if input_size > limits.input_bytes {
-        return Outcome {
-            result: Err(ProcessorFailure::InputTooLarge {
-                limit: limits.input_bytes,
-                size: input_size,
-            }),
-            log: String::new(),
-            sync_back: SyncBack::NotRequested,
-            fuel_used: 0,
-        };
+        return Outcome::refused(ProcessorFailure::InputTooLarge {
+            limit: limits.input_bytes,
+            size: input_size,
+        });
     }
     let wasi = sandbox(&call.ctx, &log);
     let helper = HelperSetup {
@@ -210,6 +222,7 @@ fn invoke<R>(
         log,
         sync_back,
         fuel_used,
+        peak_memory: state.limiter.peak_memory,
     }
 }
 
@@ -265,6 +278,11 @@ fn classify(error: wasmtime::Error, state: &State, limits: &Limits, log: &str) -
             limit_ms: limits.timeout_ms,
         },
         Some(Trap::StackOverflow) => ProcessorFailure::StackOverflow,
+        // Languages like Rust and C keep a second stack in linear memory; running past its
+        // start shows up as an out-of-bounds access deep inside one recursive function.
+        Some(Trap::MemoryOutOfBounds) if is_runaway_recursion(&error) => {
+            ProcessorFailure::StackOverflow
+        }
         Some(trap) => match panic_message(log) {
             Some(message) => ProcessorFailure::Panic { message },
             None => ProcessorFailure::Trap {
@@ -280,6 +298,18 @@ fn classify(error: wasmtime::Error, state: &State, limits: &Limits, log: &str) -
             }
         }
     }
+}
+
+/// Whether the trap happened with the same function on every frame of the backtrace.
+fn is_runaway_recursion(error: &wasmtime::Error) -> bool {
+    let Some(trace) = error.downcast_ref::<WasmBacktrace>() else {
+        return false;
+    };
+    let frames = trace.frames();
+    frames.len() >= 16
+        && frames
+            .iter()
+            .all(|f| f.func_index() == frames[0].func_index())
 }
 
 /// The message of a Rust panic as the guest printed it on stderr.

@@ -2,6 +2,7 @@
 //! once and instantiated in a fresh, limited store for every event.
 
 mod bindings;
+mod cache;
 mod convert;
 mod engine;
 mod failure;
@@ -11,7 +12,8 @@ mod log;
 mod plugin;
 mod state;
 
-pub use engine::{Runtime, RuntimeConfig};
+pub use cache::Compiled;
+pub use engine::{PoolConfig, Runtime, RuntimeConfig, available_cores};
 pub use failure::ProcessorFailure;
 pub use invoke::{Call, Outcome};
 pub use limits::Limits;

@@ -3,10 +3,12 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, InstancePre};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::InstancePre;
 
 use super::bindings::{INCOMING, OUTGOING, PACKAGE, incoming, outgoing};
+use super::cache::{self, Compiled, sha256_hex};
 use super::engine::Runtime;
 use super::state::State;
 
@@ -61,6 +63,10 @@ impl fmt::Display for PluginInfo {
 /// A compiled processor, ready to instantiate once per event.
 pub struct Plugin {
     pub info: PluginInfo,
+    /// Whether the compile cache served it.
+    pub compiled: Compiled,
+    /// Time spent compiling or loading it.
+    pub compile_time: Duration,
     pub(super) pre: InstancePre<State>,
     pub(super) incoming: Option<incoming::GuestIndices>,
     pub(super) outgoing: Option<outgoing::GuestIndices>,
@@ -91,10 +97,16 @@ impl Runtime {
     /// file name).
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Plugin, PluginError> {
         check_header(name, wasm)?;
-        let component = Component::new(&self.engine, wasm).map_err(|e| PluginError::Invalid {
-            name: name.into(),
-            reason: format!("{e:#}"),
-        })?;
+        let sha256 = sha256_hex(wasm);
+        let started = Instant::now();
+        let (component, compiled) =
+            cache::compile(&self.engine, self.cache_dir.as_deref(), wasm, &sha256).map_err(
+                |e| PluginError::Invalid {
+                    name: name.into(),
+                    reason: format!("{e:#}"),
+                },
+            )?;
+        let compile_time = started.elapsed();
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)
@@ -150,13 +162,15 @@ impl Runtime {
         let info = PluginInfo {
             name: name.into(),
             size: wasm.len(),
-            sha256: hex(&Sha256::digest(wasm)),
+            sha256,
             worlds,
             exports,
             imports,
         };
         Ok(Plugin {
             info,
+            compiled,
+            compile_time,
             pre,
             incoming,
             outgoing,

@@ -92,7 +92,10 @@ pub struct Limiter {
     instances: usize,
     tables: usize,
     memories: usize,
-    /// The largest memory size a grow asked for and was refused.
+    /// Bytes of linear memory in use, all memories together, and the most there ever was.
+    pub memory_in_use: usize,
+    pub peak_memory: usize,
+    /// The total a refused grow asked for.
     pub refused_memory: Option<usize>,
     pub refused_table: Option<usize>,
 }
@@ -100,14 +103,17 @@ pub struct Limiter {
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            self.refused_memory = Some(desired);
+        let total = self.memory_in_use - current.min(self.memory_in_use) + desired;
+        if total > self.memory_limit {
+            self.refused_memory = Some(total);
             return Ok(false);
         }
+        self.memory_in_use = total;
+        self.peak_memory = self.peak_memory.max(total);
         Ok(true)
     }
 
@@ -156,6 +162,8 @@ impl State {
                 instances: limits.instances,
                 tables: limits.tables,
                 memories: limits.memories,
+                memory_in_use: 0,
+                peak_memory: 0,
                 refused_memory: None,
                 refused_table: None,
             },

@@ -1,0 +1,44 @@
+// `remote-key`: each side keeps the key of its twin in the custom field "remote issue key".
+// The side that creates the issue on first sync asks for a sync back, so that the source
+// learns the new key without waiting for the next change.
+
+import {
+  SyncBackError,
+  fail,
+  mirrorIncoming,
+  mirrorOutgoing,
+  removeCustomField,
+  setCustomField,
+  syncBackAfterProcessing,
+  text,
+} from './lib/twinsync-helpers.js';
+
+const REMOTE_KEY_FIELD = 'remote issue key';
+
+export const incoming = {
+  process(ctx, replica, previous, issue) {
+    if (ctx.firstSync) {
+      // The other side does not know our key yet: send it back once we exist.
+      try {
+        syncBackAfterProcessing();
+      } catch (error) {
+        if (error instanceof SyncBackError) throw fail(error.message);
+        throw error;
+      }
+    }
+    const result = mirrorIncoming(ctx, replica, previous, issue);
+    if (replica.key !== undefined && replica.key !== null) {
+      setCustomField(result, REMOTE_KEY_FIELD, text(replica.key));
+    }
+    return result;
+  },
+};
+
+export const outgoing = {
+  process(ctx, issue) {
+    const replica = mirrorOutgoing(ctx, issue);
+    // Our record of the other side's key means nothing to the other side.
+    removeCustomField(replica, REMOTE_KEY_FIELD);
+    return replica;
+  },
+};

@@ -1,0 +1,47 @@
+"""`remote-key`: each side keeps the key of its twin in the custom field "remote issue key".
+
+The side that creates the issue on first sync asks for a sync back, so that the source
+learns the new key without waiting for the next change.
+"""
+
+from typing import Optional
+
+from twinsync_helpers import (
+    Issue,
+    SyncBackError,
+    SyncContext,
+    fail,
+    mirror_incoming,
+    mirror_outgoing,
+    remove_custom_field,
+    set_custom_field,
+    sync_back_after_processing,
+    text,
+)
+from wit_world import exports
+
+REMOTE_KEY_FIELD = "remote issue key"
+
+
+class Incoming(exports.Incoming):
+    def process(
+        self, ctx: SyncContext, replica: Issue, previous: Optional[Issue], issue: Issue
+    ) -> Issue:
+        if ctx.first_sync:
+            # The other side does not know our key yet: send it back once we exist.
+            try:
+                sync_back_after_processing()
+            except SyncBackError as refused:
+                raise fail(str(refused)) from None
+        issue = mirror_incoming(ctx, replica, previous, issue)
+        if replica.key is not None:
+            set_custom_field(issue, REMOTE_KEY_FIELD, text(replica.key))
+        return issue
+
+
+class Outgoing(exports.Outgoing):
+    def process(self, ctx: SyncContext, issue: Issue) -> Optional[Issue]:
+        replica = mirror_outgoing(ctx, issue)
+        # Our record of the other side's key means nothing to the other side.
+        remove_custom_field(replica, REMOTE_KEY_FIELD)
+        return replica

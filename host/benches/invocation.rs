@@ -1,0 +1,127 @@
+//! The per-event hot path: one invocation of the `mirror` incoming processor on a realistic
+//! issue (10 custom fields, 20 comments): new store, instantiate, call, drop. Beside it, the
+//! same mapping compiled natively into the host, and the on-demand allocator.
+//!
+//! `cargo bench -p twinsync --bench invocation`
+
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use twinsync::model::{Comment, Direction, Issue, SyncContext, SyncReason, sample_issue};
+use twinsync::runtime::{Call, Limits, NoTwins, Plugin, Runtime, RuntimeConfig};
+
+fn context() -> SyncContext {
+    SyncContext {
+        connection: "internal-external".into(),
+        local_instance: "External".into(),
+        remote_instance: "Internal".into(),
+        direction: Direction::Bidirectional,
+        first_sync: false,
+        event_id: "Internal-42".into(),
+        reason: SyncReason::LocalChange,
+        hop: 0,
+        now: "2026-11-27T20:00:00Z".into(),
+    }
+}
+
+/// The inputs of one event: the replica just received, the previous one, the local issue.
+fn inputs() -> (Issue, Issue, Issue) {
+    let replica = sample_issue(10, 20);
+    let mut previous = replica.clone();
+    previous.comments.pop();
+    previous.summary = "Checkout fails".into();
+    let mut local = previous.clone();
+    local.key = Some("EXT-7".into());
+    (replica, previous, local)
+}
+
+fn invoke(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    limits: &Limits,
+    inputs: &(Issue, Issue, Issue),
+) -> Issue {
+    let (replica, previous, local) = inputs.clone();
+    let call = Call {
+        ctx: context(),
+        limits,
+        can_send: true,
+        directory: Arc::new(NoTwins),
+    };
+    let outcome = plugin.run_incoming(runtime, call, replica, Some(previous), local);
+    outcome.result.expect("mirror succeeds")
+}
+
+fn wasm(c: &mut Criterion) {
+    let limits = Limits::default();
+    let inputs = inputs();
+    let mut group = c.benchmark_group("mirror incoming, 10 custom fields, 20 comments");
+    for (name, config) in [
+        ("wasm, pooling allocator", RuntimeConfig::default()),
+        (
+            "wasm, on-demand allocator",
+            RuntimeConfig {
+                pool: None,
+                ..RuntimeConfig::default()
+            },
+        ),
+    ] {
+        let runtime = Runtime::new(&config).unwrap();
+        let plugin = runtime.load("mirror", twinsync::builtin::MIRROR).unwrap();
+        let expected = native_mirror(&inputs);
+        assert_eq!(
+            invoke(&runtime, &plugin, &limits, &inputs),
+            expected,
+            "wasm and native agree"
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| invoke(&runtime, &plugin, &limits, &inputs))
+        });
+    }
+    group.bench_function("native, same mapping", |b| {
+        b.iter(|| native_mirror(&inputs))
+    });
+    group.finish();
+}
+
+/// `mirror_incoming` of the SDK (guest/sdk/src/mirror.rs), on the host's types, including
+/// the cloning of inputs that the wasm path also pays for.
+fn native_mirror(inputs: &(Issue, Issue, Issue)) -> Issue {
+    let (replica, previous, mut issue) = inputs.clone();
+    for field in &replica.custom_fields {
+        if issue.custom_field(&field.name).is_some() {
+            issue.set_custom_field(&field.name, field.value.clone());
+        }
+    }
+    issue.issue_type = replica.issue_type.clone();
+    issue.summary = replica.summary.clone();
+    issue.description = replica.description.clone();
+    issue.status = replica.status.clone();
+    issue.priority = replica.priority.clone();
+    issue.resolution = replica.resolution.clone();
+    issue.labels = replica.labels.clone();
+    issue.components = replica.components.clone();
+    issue.due_date = replica.due_date.clone();
+    let same = |a: &Comment, b: &Comment| a.created == b.created && a.body.trim() == b.body.trim();
+    for comment in &replica.comments {
+        let before = previous.comments.iter().find(|old| old.id == comment.id);
+        let known = before.unwrap_or(comment);
+        match issue.comments.iter_mut().find(|mine| same(mine, known)) {
+            Some(mine) if before.is_some_and(|old| old.body != comment.body) => {
+                mine.body = comment.body.clone();
+                mine.updated = comment.updated.clone();
+            }
+            Some(_) => {}
+            None if before.is_none() => issue.comments.push(Comment {
+                id: String::new(),
+                internal: false,
+                ..comment.clone()
+            }),
+            None => {}
+        }
+    }
+    issue
+}
+
+criterion_group!(benches, wasm);
+criterion_main!(benches);
