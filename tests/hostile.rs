@@ -161,7 +161,7 @@ fn work_just_under_the_limits_succeeds() {
     };
     let replica = scripted_issue("Hostile", "near-limits");
     let outcome =
-        processor("scripted").run_incoming(&runtime(), call, replica, None, Issue::default());
+        processor("scripted").run_incoming(&runtime(), call, &replica, None, &Issue::default());
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     assert!(
         outcome.fuel_used > limits.fuel / 2,

@@ -61,7 +61,7 @@ fn each_hostile_processor_a_thousand_times_in_a_row() {
                     directory: Arc::new(NoTwins),
                 };
                 let outcome =
-                    plugin.run_incoming(&runtime, call, replica.clone(), None, Issue::default());
+                    plugin.run_incoming(&runtime, call, &replica, None, &Issue::default());
                 assert!(
                     outcome.result.is_err() || behaviour == "print-flood",
                     "{behaviour}: {:?}",

@@ -4,6 +4,8 @@
 
 pub mod builtin;
 pub mod clock;
+pub mod config;
+pub mod hex;
 pub mod model;
 pub mod runtime;
 pub mod setup;

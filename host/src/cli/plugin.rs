@@ -96,14 +96,14 @@ fn check(file: &Path, sample: Option<&Path>, json: bool) -> Result<()> {
     if plugin.has_incoming() {
         let run = timed(|| {
             let call = call(&limits, true, SyncReason::ManualExalate);
-            plugin.run_incoming(&runtime, call, sample.clone(), None, Issue::default())
+            plugin.run_incoming(&runtime, call, &sample, None, &Issue::default())
         });
         dry_runs.push(report("incoming", run));
     }
     if plugin.has_outgoing() {
         let run = timed(|| {
             let call = call(&limits, false, SyncReason::LocalChange);
-            plugin.run_outgoing(&runtime, call, sample.clone())
+            plugin.run_outgoing(&runtime, call, &sample)
         });
         dry_runs.push(report("outgoing", run));
     }

@@ -1,22 +1,33 @@
 //! The context of one sync event, as handed to a processor.
 
 use serde::{Deserialize, Serialize};
+use wasmtime::component::{ComponentType, Lift, Lower};
 
 /// The shape of a connection as processors see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ComponentType, Lift, Lower)]
 #[serde(rename_all = "kebab-case")]
+#[component(enum)]
+#[repr(u8)]
 pub enum Direction {
+    #[component(name = "bidirectional")]
     Bidirectional,
+    #[component(name = "unidirectional")]
     Unidirectional,
 }
 
 /// Why a sync event exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ComponentType, Lift, Lower)]
 #[serde(rename_all = "kebab-case")]
+#[component(enum)]
+#[repr(u8)]
 pub enum SyncReason {
+    #[component(name = "local-change")]
     LocalChange,
+    #[component(name = "sync-back")]
     SyncBack,
+    #[component(name = "manual-exalate")]
     ManualExalate,
+    #[component(name = "retry")]
     Retry,
 }
 
@@ -42,13 +53,18 @@ impl SyncReason {
 }
 
 /// Everything a processor knows about the event it processes (`types.sync-context`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ComponentType, Lift, Lower)]
+#[component(record)]
 pub struct SyncContext {
     pub connection: String,
+    #[component(name = "local-instance")]
     pub local_instance: String,
+    #[component(name = "remote-instance")]
     pub remote_instance: String,
     pub direction: Direction,
+    #[component(name = "first-sync")]
     pub first_sync: bool,
+    #[component(name = "event-id")]
     pub event_id: String,
     pub reason: SyncReason,
     pub hop: u32,

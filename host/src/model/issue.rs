@@ -1,20 +1,25 @@
-//! The issue record as the host stores and sends it. It mirrors `types.issue` in the WIT;
-//! `runtime::convert` maps between the two, so that the JSON stored in SQLite and sent
-//! between nodes does not change when the WIT grows a new version.
+//! The issue record: `types.issue` of the WIT, as the host stores it (JSON in SQLite), sends
+//! it (JSON between nodes) and hands it to processors (the component model's canonical ABI,
+//! through the derives below, with no conversion step). When the WIT grows a new version,
+//! older processors get a conversion to these types, not the other way round.
 
 use serde::{Deserialize, Serialize};
+use wasmtime::component::{ComponentType, Lift, Lower};
 
 /// A person known to a tracker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ComponentType, Lift, Lower)]
+#[component(record)]
 pub struct User {
     pub id: String,
+    #[component(name = "display-name")]
     pub display_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
 }
 
 /// A comment on an issue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ComponentType, Lift, Lower)]
+#[component(record)]
 pub struct Comment {
     /// Empty for a comment the tracker has not stored yet.
     #[serde(default)]
@@ -32,28 +37,41 @@ pub struct Comment {
 }
 
 /// Metadata of an attached file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ComponentType, Lift, Lower)]
+#[component(record)]
 pub struct Attachment {
     #[serde(default)]
     pub id: String,
+    #[component(name = "file-name")]
     pub file_name: String,
+    #[component(name = "mime-type")]
     pub mime_type: String,
     pub size: u64,
     pub sha256: String,
 }
 
 /// A typed custom field value. In JSON: `{"type": "text", "value": "EXT-1"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ComponentType, Lift, Lower)]
 #[serde(tag = "type", content = "value", rename_all = "kebab-case")]
+#[component(variant)]
 pub enum FieldValue {
+    #[component(name = "text")]
     Text(String),
+    #[component(name = "number")]
     Number(f64),
+    #[component(name = "boolean")]
     Boolean(bool),
+    #[component(name = "date")]
     Date(String),
+    #[component(name = "date-time")]
     DateTime(String),
+    #[component(name = "user")]
     User(User),
+    #[component(name = "option")]
     Option(String),
+    #[component(name = "multi-option")]
     MultiOption(Vec<String>),
+    #[component(name = "null")]
     Null,
 }
 
@@ -74,21 +92,24 @@ impl FieldValue {
 }
 
 /// A named custom field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ComponentType, Lift, Lower)]
+#[component(record)]
 pub struct CustomField {
     pub name: String,
     pub value: FieldValue,
 }
 
 /// An issue, or a replica of one. Every field but `summary` may be left out of JSON.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ComponentType, Lift, Lower)]
 #[serde(default)]
+#[component(record)]
 pub struct Issue {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub project: String,
+    #[component(name = "issue-type")]
     pub issue_type: String,
     pub summary: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,14 +128,17 @@ pub struct Issue {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[component(name = "due-date")]
     pub due_date: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[component(name = "parent-key")]
     pub parent_key: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub comments: Vec<Comment>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[component(name = "custom-fields")]
     pub custom_fields: Vec<CustomField>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,

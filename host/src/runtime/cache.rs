@@ -10,8 +10,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::plugin::hex;
-
 const MAGIC: &[u8; 8] = b"TWSYNC01";
 const HEADER: usize = MAGIC.len() + 32;
 
@@ -86,5 +84,5 @@ fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
 
 /// The checksum of `wasm` as the cache names it.
 pub fn sha256_hex(wasm: &[u8]) -> String {
-    hex(&Sha256::digest(wasm))
+    crate::hex::encode(&Sha256::digest(wasm))
 }

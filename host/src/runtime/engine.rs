@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{sync_helper, types};
+use super::bindings::sync_helper;
 use super::state::State;
+use super::wit_types;
 
 /// How often the epoch advances: the granularity of the wall-clock limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -101,7 +102,7 @@ impl Runtime {
         // network or real clocks (see `invoke`). std needs these imports to link.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         sync_helper::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
-        types::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        wit_types::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
 
         start_epoch_ticker(&engine);
         Ok(Runtime {

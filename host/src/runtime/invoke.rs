@@ -11,13 +11,12 @@ use wasmtime::{Store, Trap, WasmBacktrace};
 use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx};
 
 use super::Limits;
-use super::bindings::types as wit;
-use super::convert::Conv;
 use super::engine::Runtime;
 use super::failure::ProcessorFailure;
 use super::log::EventLog;
 use super::plugin::Plugin;
 use super::state::{HelperSetup, HostCallLimitExceeded, Side, State, SyncBack, TwinDirectory};
+use super::wit_types as wit;
 use crate::model::{Issue, Replica, SyncContext};
 
 /// Everything an invocation needs besides the processor's own arguments.
@@ -69,16 +68,15 @@ impl Plugin {
         &self,
         runtime: &Runtime,
         call: Call<'_>,
-        replica: Replica,
-        previous: Option<Replica>,
-        issue: Issue,
+        replica: &Replica,
+        previous: Option<&Replica>,
+        issue: &Issue,
     ) -> Outcome<Issue> {
         let Some(indices) = &self.incoming else {
             return not_exported(self, "incoming");
         };
         let limits = call.limits;
-        let input =
-            replica.text_size() + previous.as_ref().map_or(0, Issue::text_size) + issue.text_size();
+        let input = replica.text_size() + previous.map_or(0, Issue::text_size) + issue.text_size();
         let outcome = invoke(
             self,
             runtime,
@@ -87,17 +85,10 @@ impl Plugin {
             input,
             |store, instance, ctx| {
                 let guest = indices.load(&mut *store, instance)?;
-                guest.call_process(
-                    &mut *store,
-                    &ctx,
-                    &replica.conv(),
-                    previous.map(Conv::conv).as_ref(),
-                    &issue.conv(),
-                )
+                guest.call_process(&mut *store, &ctx, replica, previous, issue)
             },
         );
-        outcome.and_then(|result| {
-            let issue: Issue = result.conv();
+        outcome.and_then(|issue| {
             check_output(&issue, limits)?;
             Ok(issue)
         })
@@ -108,7 +99,7 @@ impl Plugin {
         &self,
         runtime: &Runtime,
         call: Call<'_>,
-        issue: Issue,
+        issue: &Issue,
     ) -> Outcome<Option<Replica>> {
         let Some(indices) = &self.outgoing else {
             return not_exported(self, "outgoing");
@@ -123,11 +114,10 @@ impl Plugin {
             input,
             |store, instance, ctx| {
                 let guest = indices.load(&mut *store, instance)?;
-                guest.call_process(&mut *store, &ctx, &issue.conv())
+                guest.call_process(&mut *store, &ctx, issue)
             },
         );
-        outcome.and_then(|result| {
-            let replica: Option<Replica> = result.map(Conv::conv);
+        outcome.and_then(|replica| {
             if let Some(replica) = &replica {
                 check_output(replica, limits)?;
             }
@@ -190,7 +180,7 @@ fn invoke<R>(
         directory: call.directory,
         log: log.clone(),
     };
-    let ctx = call.ctx.conv();
+    let ctx = call.ctx;
     let mut store = Store::new(&runtime.engine, State::new(wasi, limits, helper));
     store.limiter(|state| &mut state.limiter);
     let setup = store

@@ -3,7 +3,6 @@
 
 mod bindings;
 mod cache;
-mod convert;
 mod engine;
 mod failure;
 mod invoke;
@@ -11,6 +10,7 @@ mod limits;
 mod log;
 mod plugin;
 mod state;
+pub mod wit_types;
 
 pub use cache::Compiled;
 pub use engine::{PoolConfig, Runtime, RuntimeConfig, available_cores};

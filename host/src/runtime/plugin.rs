@@ -226,7 +226,3 @@ fn join(items: &[&String]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}

@@ -8,8 +8,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Limits;
-use super::bindings::{sync_helper, types};
+use super::bindings::sync_helper;
 use super::log::EventLog;
+use super::wit_types as types;
 
 /// Look-ups a processor may make about twins on its connection (`local-key-for-remote`,
 /// `is-under-sync`). The sync engine answers from its store.

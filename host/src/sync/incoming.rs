@@ -70,13 +70,7 @@ impl Node {
             can_send: connection.can_send(),
             directory: self.store.clone(),
         };
-        let outcome = plugin.run_incoming(
-            &self.runtime,
-            call,
-            replica.clone(),
-            previous,
-            local.clone(),
-        );
+        let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous.as_ref(), &local);
         let log = outcome.log;
         let fail = |e: SyncFailure| Failed::with_log(e, log.clone());
         let result = outcome.result.map_err(|e| fail(e.into()))?;

@@ -50,7 +50,7 @@ impl Node {
             can_send: connection.can_send(),
             directory: self.store.clone(),
         };
-        let outcome = plugin.run_outgoing(&self.runtime, call, issue);
+        let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
         let log = outcome.log;
         let replica = outcome
             .result

@@ -1,0 +1,69 @@
+//! The commented example `twinsync init` writes.
+
+/// A working configuration for the *Internal* node of the demo pair, with every setting
+/// explained.
+pub const EXAMPLE: &str = r#"# twinsync node configuration. `twinsync serve --config node.toml` runs this node.
+
+# This node's tracker instance, as the other nodes name it.
+instance = "Internal"
+
+# Databases (tracker.db for the reference tracker, twinsync.db for the sync queue) and the
+# compile cache live here. Relative to this file.
+data-dir = "data/internal"
+
+# error, warn, info, debug or trace.
+log-level = "info"
+
+# Events processed in parallel; default: the number of cores.
+# workers = 2
+
+# The node-to-node protocol listens here (needed when a connection receives).
+listen = "127.0.0.1:7401"
+
+# Serve the node-to-node protocol over TLS (PEM files).
+# [tls]
+# cert = "cert.pem"
+# key = "key.pem"
+
+# The admin API (JSON over HTTP), on its own address, protected by its own bearer token.
+[admin]
+listen = "127.0.0.1:7501"
+token = "change-me-admin-token"
+# token-file = "admin.token"
+
+# The tracker this node syncs: the built-in reference tracker (issues keyed INT-1, INT-2...)
+[tracker]
+kind = "reference"
+project = "INT"
+
+# or a Redmine server:
+# [tracker]
+# kind = "redmine"
+# url = "http://127.0.0.1:3000"
+# api-key-file = "redmine.key"
+# project = "internal"
+
+# One block per connection to another node.
+[[connection]]
+# The same name on both nodes.
+name = "internal-external"
+# The other node's instance name and address.
+remote-instance = "External"
+remote-url = "http://127.0.0.1:7402"
+# bidirectional, send-only or receive-only (seen from this node).
+direction = "bidirectional"
+# Processors: a built-in one (mirror, remote-key, status-guard) or a path to a .wasm file.
+incoming = "remote-key"
+outgoing = "remote-key"
+# Every message is signed with this secret (HMAC-SHA256); both nodes need the same one.
+secret = "change-me-shared-secret"
+# secret-file = "internal-external.secret"
+
+# Per-invocation limits of the processors on this connection (defaults shown).
+[connection.limits]
+fuel = 100000000          # instructions, roughly
+timeout-ms = 2000         # wall-clock time
+memory-bytes = 67108864   # linear memory
+host-calls = 1000         # calls to sync-helper functions
+log-bytes = 65536         # log kept per event; the rest is cut with a marker
+"#;

@@ -1,0 +1,334 @@
+//! The node configuration file (`node.toml`): what `twinsync serve` runs and what the
+//! operator commands (`errors`, `queue`, `events`, `exalate`) act on.
+
+mod example;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::runtime::Limits;
+use crate::sync::Flow;
+
+pub use example::EXAMPLE;
+pub use secret::Secret;
+
+/// A node's configuration, as read from its file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    /// This node's tracker instance, as the other nodes name it (`Internal`).
+    pub instance: Spanned<String>,
+    /// Where the node keeps its databases and compile cache. Relative to the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a `tracing` filter.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Events processed in parallel. Default: the number of cores.
+    pub workers: Option<usize>,
+    /// Address for the node-to-node protocol. Needed if a connection receives.
+    pub listen: Option<SocketAddr>,
+    /// Serve the node-to-node protocol over TLS.
+    pub tls: Option<TlsConfig>,
+    /// The admin HTTP API, on its own address and with its own token.
+    pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    #[serde(default, rename = "connection")]
+    pub connections: Vec<ConnectionConfig>,
+
+    /// The file this was read from; relative paths are resolved against its directory.
+    #[serde(skip)]
+    pub path: PathBuf,
+    #[serde(skip)]
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// The bearer token; or `token-file`.
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// Which tracker the node syncs.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TrackerConfig {
+    /// The reference tracker, in `DATA_DIR/tracker.db`.
+    Reference {
+        /// Key prefix of new issues (`INT` gives `INT-1`).
+        #[serde(default = "default_project")]
+        project: String,
+    },
+    /// A Redmine server, through its REST API.
+    Redmine {
+        url: String,
+        api_key: Option<Secret>,
+        api_key_file: Option<PathBuf>,
+        /// The project identifier issues are synced in.
+        project: String,
+    },
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig::Reference {
+            project: default_project(),
+        }
+    }
+}
+
+/// One connection to another node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConnectionConfig {
+    /// The same name on both nodes.
+    pub name: Spanned<String>,
+    /// The other node's instance name.
+    pub remote_instance: String,
+    /// Where the other node listens (`http://host:port`). Needed if this side sends.
+    pub remote_url: Option<String>,
+    /// `bidirectional`, `send-only` or `receive-only`, seen from this node.
+    #[serde(default = "default_direction")]
+    pub direction: Flow,
+    /// Incoming processor: a built-in name or a `.wasm` path.
+    pub incoming: Option<String>,
+    /// Outgoing processor: a built-in name or a `.wasm` path.
+    pub outgoing: Option<String>,
+    /// Shared secret for signing messages; or `secret-file`.
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    /// PEM certificate(s) to trust for the remote's TLS, beyond the public roots.
+    pub remote_ca: Option<PathBuf>,
+    /// Per-invocation processor limits; unset ones keep their defaults.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+fn default_project() -> String {
+    "TS".into()
+}
+
+fn default_direction() -> Flow {
+    Flow::Bidirectional
+}
+
+impl NodeConfig {
+    /// Read and check a configuration file. Errors name the file, the line and what is
+    /// expected.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let mut config: NodeConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            anyhow!("{}:{line}: {}", path.display(), e.message())
+        })?;
+        config.path = path.to_path_buf();
+        config.text = text.to_string();
+        config.check()?;
+        Ok(config)
+    }
+
+    /// A path from the file, resolved against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.data_dir)
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(crate::runtime::available_cores)
+            .max(1)
+    }
+
+    /// An error about the value at `span`, as `file:line: message`.
+    fn error_at(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl std::fmt::Display,
+    ) -> anyhow::Error {
+        anyhow!(
+            "{}:{}: {message}",
+            self.path.display(),
+            line_of(&self.text, span.start)
+        )
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.instance.get_ref().trim().is_empty() {
+            return Err(self.error_at(
+                self.instance.span(),
+                "`instance` must name this node's tracker instance",
+            ));
+        }
+        if self.workers == Some(0) {
+            return Err(anyhow!(
+                "{}: `workers` must be at least 1",
+                self.path.display()
+            ));
+        }
+        if let TrackerConfig::Redmine {
+            api_key,
+            api_key_file,
+            ..
+        } = &self.tracker
+            && api_key.is_none() == api_key_file.is_none()
+        {
+            return Err(anyhow!(
+                "{}: [tracker] of kind \"redmine\" needs exactly one of `api-key` and `api-key-file`",
+                self.path.display()
+            ));
+        }
+        if let Some(admin) = &self.admin
+            && admin.token.is_none() == admin.token_file.is_none()
+        {
+            return Err(anyhow!(
+                "{}: [admin] needs exactly one of `token` and `token-file`",
+                self.path.display()
+            ));
+        }
+        let mut seen = Vec::new();
+        for connection in &self.connections {
+            let name = connection.name.get_ref();
+            let at = |message: String| self.error_at(connection.name.span(), message);
+            if seen.contains(&name) {
+                return Err(at(format!("connection `{name}` is defined twice")));
+            }
+            seen.push(name);
+            if connection.remote_instance == *self.instance.get_ref() {
+                return Err(at(format!(
+                    "connection `{name}`: `remote-instance` is this node's own instance"
+                )));
+            }
+            if connection.secret.is_none() == connection.secret_file.is_none() {
+                return Err(at(format!(
+                    "connection `{name}` needs exactly one of `secret` and `secret-file`"
+                )));
+            }
+            let sends = connection.direction != Flow::ReceiveOnly;
+            let receives = connection.direction != Flow::SendOnly;
+            if sends && connection.outgoing.is_none() {
+                return Err(at(format!(
+                    "connection `{name}` sends, so it needs `outgoing = \"PROCESSOR\"`"
+                )));
+            }
+            if receives && connection.incoming.is_none() {
+                return Err(at(format!(
+                    "connection `{name}` receives, so it needs `incoming = \"PROCESSOR\"`"
+                )));
+            }
+            if sends && connection.remote_url.is_none() {
+                return Err(at(format!(
+                    "connection `{name}` sends, so it needs `remote-url = \"http://HOST:PORT\"`"
+                )));
+            }
+            if receives && self.listen.is_none() {
+                return Err(at(format!(
+                    "connection `{name}` receives, so the node needs `listen = \"ADDRESS:PORT\"` at the top of the file"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The shared secret of a connection, from the file or the secret file.
+    pub fn secret(&self, connection: &ConnectionConfig) -> Result<Secret> {
+        match (&connection.secret, &connection.secret_file) {
+            (Some(secret), _) => Ok(secret.clone()),
+            (None, Some(file)) => Secret::from_file(&self.resolve(file)),
+            (None, None) => unreachable!("checked when loading"),
+        }
+    }
+
+    /// The admin token, from the file or the token file.
+    pub fn admin_token(&self) -> Result<Option<Secret>> {
+        let Some(admin) = &self.admin else {
+            return Ok(None);
+        };
+        match (&admin.token, &admin.token_file) {
+            (Some(token), _) => Ok(Some(token.clone())),
+            (None, Some(file)) => Secret::from_file(&self.resolve(file)).map(Some),
+            (None, None) => unreachable!("checked when loading"),
+        }
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig> {
+        NodeConfig::parse(Path::new("node.toml"), text)
+    }
+
+    #[test]
+    fn the_example_is_valid() {
+        let config = parse(EXAMPLE).unwrap();
+        assert_eq!(config.instance.get_ref(), "Internal");
+        assert_eq!(config.connections.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_what_is_expected() {
+        let error = parse("instance = \"A\"\nlisten = 12\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("node.toml:2: "), "{error}");
+        assert!(error.contains("invalid type"), "{error}");
+
+        let error = parse("instance = \"A\"\nlisen = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("node.toml:2: unknown field `lisen`"),
+            "{error}"
+        );
+
+        let text = "instance = \"A\"\nlisten = \"127.0.0.1:1\"\n\n[[connection]]\nname = \"a-b\"\nremote-instance = \"B\"\nincoming = \"mirror\"\noutgoing = \"mirror\"\nremote-url = \"http://127.0.0.1:2\"\n";
+        let error = parse(text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "node.toml:5: connection `a-b` needs exactly one of `secret` and `secret-file`"
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! The `types` interface of the WIT, mapped onto the host's own model: the generated
+//! bindings use these instead of generating types of their own, so issues cross into a
+//! processor without a conversion step.
+
+pub use crate::model::{
+    Attachment, Comment, CustomField, Direction, FieldValue, Issue, Replica, SyncContext,
+    SyncReason, User,
+};
+use wasmtime::component::{ComponentType, Lift, Lower};
+
+/// `types.date`: ISO 8601 calendar date.
+pub type Date = String;
+/// `types.date-time`: RFC 3339 in UTC.
+pub type DateTime = String;
+
+/// `types.processor-error`: a processor's own failure.
+#[derive(Debug, Clone, PartialEq, ComponentType, Lift, Lower)]
+#[component(record)]
+pub struct ProcessorError {
+    pub message: String,
+}
+
+/// `types.log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ComponentType, Lift, Lower)]
+#[component(enum)]
+#[repr(u8)]
+pub enum LogLevel {
+    #[component(name = "debug")]
+    Debug,
+    #[component(name = "info")]
+    Info,
+    #[component(name = "warn")]
+    Warn,
+    #[component(name = "error")]
+    Error,
+}
+
+/// What bindings generate for an interface: its host trait (empty: `types` has no
+/// functions) and a way to add it to a linker (an empty instance, so that components
+/// importing the interface for its types link).
+pub trait Host {}
+
+impl<H: Host + ?Sized> Host for &mut H {}
+
+pub trait HostWithStore<T>: wasmtime::component::HasData {}
+
+impl<H: ?Sized + wasmtime::component::HasData, T> HostWithStore<T> for H {}
+
+pub fn add_to_linker<T, D>(
+    linker: &mut wasmtime::component::Linker<T>,
+    _host_getter: fn(&mut T) -> D::Data<'_>,
+) -> wasmtime::Result<()>
+where
+    D: wasmtime::component::HasData,
+    for<'a> D::Data<'a>: Host,
+    T: 'static,
+{
+    linker.instance(super::bindings::TYPES)?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The sending end of the node-to-node protocol: signs and posts one message at a time.
+
+use std::time::Duration;
+
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+use super::protocol::{
+    CONNECTION_HEADER, MESSAGE_ID_HEADER, MESSAGES_PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign,
+};
+use crate::config::Secret;
+use crate::sync::{Receipt, SyncMessage};
+
+/// Why a message was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The other node could not be reached or did not answer: try again later.
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The other node answered with an error status.
+    #[error("{url} answered {status}: {reason}")]
+    Rejected {
+        url: String,
+        status: u16,
+        reason: String,
+    },
+}
+
+/// Posts messages of one connection to the other node.
+pub struct Sender {
+    agent: ureq::Agent,
+    url: String,
+    connection: String,
+    secret: Secret,
+}
+
+impl Sender {
+    /// `remote_url` is the other node's base URL; `remote_ca` PEM certificates are trusted
+    /// for its TLS in addition to the public roots.
+    pub fn new(
+        connection: &str,
+        remote_url: &str,
+        secret: Secret,
+        remote_ca: Option<&[u8]>,
+    ) -> anyhow::Result<Self> {
+        let mut config = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false);
+        if let Some(pem) = remote_ca {
+            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                })
+                .collect();
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "no certificate in the remote CA file of connection `{connection}`"
+            );
+            config = config.tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        Ok(Sender {
+            agent: config.build().into(),
+            url: format!("{}{MESSAGES_PATH}", remote_url.trim_end_matches('/')),
+            connection: connection.to_string(),
+            secret,
+        })
+    }
+
+    /// Post one message; `now` is the Unix time in seconds for the timestamp.
+    pub fn send(&self, message: &SyncMessage, now: i64) -> Result<Receipt, SendError> {
+        let body = serde_json::to_vec(message).expect("messages always encode");
+        let timestamp = now.to_string();
+        let signature = sign(
+            &self.secret,
+            "POST",
+            MESSAGES_PATH,
+            &timestamp,
+            &message.id,
+            &body,
+        );
+        let unreachable = |reason: String| SendError::Unreachable {
+            url: self.url.clone(),
+            reason,
+        };
+        let mut response = self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header(CONNECTION_HEADER, &self.connection)
+            .header(MESSAGE_ID_HEADER, &message.id)
+            .header(TIMESTAMP_HEADER, &timestamp)
+            .header(SIGNATURE_HEADER, &signature)
+            .send(&body[..])
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| unreachable(format!("reading the answer: {e}")))?;
+        match status {
+            200 | 409 => serde_json::from_str(&text).map_err(|e| SendError::Rejected {
+                url: self.url.clone(),
+                status,
+                reason: format!("unreadable answer ({e}): {text}"),
+            }),
+            503 => Err(unreachable(text)),
+            _ => Err(SendError::Rejected {
+                url: self.url.clone(),
+                status,
+                reason: serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                    .unwrap_or(text),
+            }),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The receiving end of the node-to-node protocol (see `protocol`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use serde_json::json;
+
+use super::protocol::{
+    CONNECTION_HEADER, MAX_BODY_BYTES, MAX_CLOCK_SKEW_SECS, MESSAGE_ID_HEADER, MESSAGES_PATH,
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, fresh, verify,
+};
+use crate::clock::Clock;
+use crate::config::Secret;
+use crate::sync::{Node, Receipt, SyncMessage};
+
+/// Checks and accepts messages for one node.
+pub struct Receiver {
+    pub node: Arc<Node>,
+    /// Shared secret per connection that receives.
+    pub secrets: HashMap<String, Secret>,
+    pub clock: Arc<dyn Clock>,
+    /// Called after a message is accepted, to wake the event workers.
+    pub on_accept: Box<dyn Fn() + Send + Sync>,
+}
+
+/// The HTTP routes of the node-to-node protocol.
+pub fn router(receiver: Arc<Receiver>) -> Router {
+    Router::new()
+        .route(MESSAGES_PATH, post(receive))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(receiver)
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // SQLite and the signature check are blocking work: keep them off the async threads.
+    match tokio::task::spawn_blocking(move || receiver.handle(&headers, &body)).await {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(_) => {
+            let (status, body) = refuse(StatusCode::INTERNAL_SERVER_ERROR, "the receiver failed");
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+type Answer = (StatusCode, serde_json::Value);
+
+fn refuse(status: StatusCode, reason: impl Into<String>) -> Answer {
+    (status, json!({ "error": reason.into() }))
+}
+
+impl Receiver {
+    /// Check a request and hand its message to the node. Nothing is stored unless every
+    /// check passes.
+    pub fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Answer {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(connection) = header(CONNECTION_HEADER) else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("missing header {CONNECTION_HEADER}"),
+            );
+        };
+        let Some(secret) = self.secrets.get(connection) else {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                format!("unknown connection `{connection}`"),
+            );
+        };
+        let Some(message_id) = header(MESSAGE_ID_HEADER) else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("missing header {MESSAGE_ID_HEADER}"),
+            );
+        };
+        let Some(timestamp) = header(TIMESTAMP_HEADER) else {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                format!("missing header {TIMESTAMP_HEADER}"),
+            );
+        };
+        let now = crate::clock::millis(self.clock.now()) / 1000;
+        if !fresh(timestamp, now) {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "stale or invalid timestamp: more than {MAX_CLOCK_SKEW_SECS} s from this node's clock"
+                ),
+            );
+        }
+        let Some(signature) = header(SIGNATURE_HEADER) else {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                format!("missing header {SIGNATURE_HEADER}"),
+            );
+        };
+        if !verify(
+            secret,
+            "POST",
+            MESSAGES_PATH,
+            timestamp,
+            message_id,
+            body,
+            signature,
+        ) {
+            return refuse(StatusCode::UNAUTHORIZED, "bad signature");
+        }
+        let message: SyncMessage = match serde_json::from_slice(body) {
+            Ok(message) => message,
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed message: {e}")),
+        };
+        if message.id != message_id || message.connection != connection {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the message's id and connection must match the headers",
+            );
+        }
+        match self.node.receive(&message) {
+            Ok(receipt @ (Receipt::Accepted | Receipt::Duplicate)) => {
+                if receipt == Receipt::Accepted {
+                    (self.on_accept)();
+                }
+                (
+                    StatusCode::OK,
+                    serde_json::to_value(&receipt).unwrap_or_default(),
+                )
+            }
+            Ok(receipt @ Receipt::OutOfOrder { .. }) => (
+                StatusCode::CONFLICT,
+                serde_json::to_value(&receipt).unwrap_or_default(),
+            ),
+            Ok(Receipt::Refused { reason }) => refuse(StatusCode::UNPROCESSABLE_ENTITY, reason),
+            Err(e) => {
+                tracing::error!(
+                    connection,
+                    message = message_id,
+                    "cannot store a received message: {e:#}"
+                );
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the node cannot store the message now; send it again later",
+                )
+            }
+        }
+    }
+}
