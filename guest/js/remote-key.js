@@ -4,6 +4,7 @@
 
 import {
   SyncBackError,
+  defineProcessor,
   fail,
   mirrorIncoming,
   mirrorOutgoing,
@@ -15,8 +16,8 @@ import {
 
 const REMOTE_KEY_FIELD = 'remote issue key';
 
-export const incoming = {
-  process(ctx, replica, previous, issue) {
+export const { incoming, outgoing } = defineProcessor({
+  incoming(ctx, replica, previous, issue) {
     if (ctx.firstSync) {
       // The other side does not know our key yet: send it back once we exist.
       try {
@@ -32,13 +33,11 @@ export const incoming = {
     }
     return result;
   },
-};
 
-export const outgoing = {
-  process(ctx, issue) {
+  outgoing(ctx, issue) {
     const replica = mirrorOutgoing(ctx, issue);
     // Our record of the other side's key means nothing to the other side.
     removeCustomField(replica, REMOTE_KEY_FIELD);
     return replica;
   },
-};
+});

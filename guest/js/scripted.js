@@ -4,7 +4,7 @@
 //
 // - "error": fail with the processor error "refusing issue on purpose";
 // - "panic": throw an uncaught Error ("scripted panic ..."): the component traps and the
-//   error with its stack goes to stderr;
+//   error with its stack goes to stderr (see `crash` in lib/twinsync-helpers.js);
 // - "sync-back-always": ask for a sync back on every event, failing if the host refuses;
 // - "sync-back-ignore-error": ask for a sync back and carry on whatever the host answers;
 // - outgoing "outgoing-error": fail with "outgoing refused on purpose";
@@ -13,6 +13,7 @@
 import {
   SyncBackError,
   customText,
+  defineProcessor,
   fail,
   mirrorIncoming,
   mirrorOutgoing,
@@ -28,8 +29,8 @@ class ScriptedPanic extends Error {
   }
 }
 
-export const incoming = {
-  process(ctx, replica, previous, issue) {
+export const { incoming, outgoing } = defineProcessor({
+  incoming(ctx, replica, previous, issue) {
     switch (customText(replica, BEHAVIOUR_FIELD) ?? '') {
       case 'error':
         throw fail('refusing issue on purpose');
@@ -56,10 +57,8 @@ export const incoming = {
     }
     return mirrorIncoming(ctx, replica, previous, issue);
   },
-};
 
-export const outgoing = {
-  process(ctx, issue) {
+  outgoing(ctx, issue) {
     switch (customText(issue, BEHAVIOUR_FIELD)) {
       case 'outgoing-error':
         throw fail('outgoing refused on purpose');
@@ -69,4 +68,4 @@ export const outgoing = {
         return mirrorOutgoing(ctx, issue);
     }
   },
-};
+});

@@ -42,6 +42,11 @@ pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// The time `ms` milliseconds after the Unix epoch.
+pub fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)

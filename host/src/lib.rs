@@ -2,12 +2,15 @@
 //! mapping between them is done by processors, WebAssembly components implementing the WIT
 //! contract in `wit/processor.wit`, run by [`runtime::Runtime`] in a sandbox.
 
+pub mod admin;
 pub mod builtin;
 pub mod clock;
 pub mod config;
 pub mod hex;
 pub mod model;
+pub mod ops;
 pub mod runtime;
+pub mod service;
 pub mod setup;
 pub mod store;
 pub mod sync;

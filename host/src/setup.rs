@@ -1,15 +1,17 @@
-//! Wiring a node on the reference tracker, as the demo, the tests and the benchmarks do.
+//! Wiring nodes: from a configuration file (`twinsync serve` and the operator commands), or
+//! on the reference tracker in a directory (the demo, the tests, the benchmarks).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::clock::Clock;
-use crate::runtime::Runtime;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{NodeConfig, TrackerConfig};
+use crate::runtime::{Plugin, PoolConfig, Runtime, RuntimeConfig};
 use crate::store::NodeStore;
 use crate::sync::{Connection, Node};
-use crate::tracker::ReferenceTracker;
+use crate::tracker::{ReferenceTracker, Tracker};
 
 /// A node and its reference tracker, both in SQLite files under one directory.
 pub struct ReferenceNode {
@@ -46,4 +48,102 @@ pub fn reference_node(
         node: Arc::new(node),
         tracker,
     })
+}
+
+/// A node built from its configuration file, with what it runs on.
+pub struct ConfiguredNode {
+    pub node: Arc<Node>,
+    pub tracker: Arc<dyn Tracker>,
+    pub runtime: Arc<Runtime>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The node's database alone, for operator commands that need no processor.
+pub fn open_store(config: &NodeConfig) -> Result<Arc<NodeStore>> {
+    let dir = config.data_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(Arc::new(NodeStore::open(&dir.join("twinsync.db"))?))
+}
+
+/// Everything the configuration describes: runtime (with the compile cache under the data
+/// directory), processors, tracker, store and node.
+pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let dir = config.data_dir();
+    let runtime = Arc::new(Runtime::new(&RuntimeConfig {
+        pool: Some(PoolConfig::for_workers(config.workers())),
+        cache_dir: Some(dir.join("cache")),
+        ..RuntimeConfig::default()
+    })?);
+    let store = open_store(config)?;
+    let tracker: Arc<dyn Tracker> = match &config.tracker {
+        TrackerConfig::Reference { project } => Arc::new(ReferenceTracker::open(
+            &dir.join("tracker.db"),
+            project,
+            clock.clone(),
+        )?),
+    };
+    let base = config.path.parent().unwrap_or(Path::new("."));
+    let mut connections = Vec::new();
+    for c in &config.connections {
+        let name = c.name.get_ref();
+        let load = |spec: &Option<String>| -> Result<Option<Arc<Plugin>>> {
+            spec.as_deref()
+                .map(|spec| load_processor(&runtime, spec, base))
+                .transpose()
+                .with_context(|| format!("connection `{name}`"))
+        };
+        if let Some(max) = runtime.max_memory()
+            && c.limits.memory_bytes > max
+        {
+            anyhow::bail!(
+                "connection `{name}`: memory limit {} is above the largest instance memory of the pool ({max} bytes)",
+                c.limits.memory_bytes
+            );
+        }
+        connections.push(Connection::new(
+            name,
+            &c.remote_instance,
+            c.direction,
+            load(&c.incoming)?,
+            load(&c.outgoing)?,
+            c.limits.clone(),
+        )?);
+    }
+    let node = Node::new(
+        config.instance.get_ref(),
+        tracker.clone(),
+        store,
+        runtime.clone(),
+        connections,
+        clock.clone(),
+    )?;
+    Ok(ConfiguredNode {
+        node: Arc::new(node),
+        tracker,
+        runtime,
+        clock,
+    })
+}
+
+/// A processor given as the name of a built-in one (`mirror`, `remote-key`,
+/// `status-guard`) or as the path of a `.wasm` file (relative to `base`).
+pub fn load_processor(runtime: &Runtime, spec: &str, base: &Path) -> Result<Arc<Plugin>> {
+    let plugin = match crate::builtin::get(spec) {
+        Some(wasm) => runtime.load(spec, wasm)?,
+        None => {
+            let path = base.join(spec);
+            let wasm = std::fs::read(&path).with_context(|| {
+                let builtins: Vec<&str> =
+                    crate::builtin::ALL.iter().map(|(name, _)| *name).collect();
+                format!(
+                    "cannot read processor {} (give a .wasm file or a built-in processor: {})",
+                    path.display(),
+                    builtins.join(", ")
+                )
+            })?;
+            runtime.load(spec, &wasm)?
+        }
+    };
+    Ok(Arc::new(plugin))
 }

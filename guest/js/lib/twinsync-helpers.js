@@ -81,14 +81,70 @@ export function log(level, message) {
  * the event as a sync error with this message.
  *
  * componentize-js turns a thrown value with an own `payload` property into the `err` case
- * of the export's result. Any other `Error` is a crash: the component traps and the host
- * records what it printed on stderr.
+ * of the export's result, with that payload.
  */
 export function fail(message) {
   const error = new Error(message);
   error.name = 'ProcessorError';
   Object.defineProperty(error, 'payload', { value: { message }, enumerable: true });
   return error;
+}
+
+const isProcessorError = (error) =>
+  error !== null && typeof error === 'object' && Object.hasOwn(error, 'payload');
+
+const describe = (error) =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+
+/**
+ * Crash the component on purpose, like a Rust panic or an uncaught Python exception: the
+ * call traps, and stderr (which the host keeps in the event's log) holds
+ * `Uncaught NAME: MESSAGE` followed by the error's message and stack as StarlingMonkey prints
+ * them.
+ *
+ * componentize-js 0.23 has no abort call, and on its own it turns any thrown `Error` into
+ * the `err` case with the error as payload (a `processor-error` whose `message` is the
+ * error's): the stack would be lost and a bug would look like a deliberate refusal. So the
+ * error is thrown again while the bindings lower the payload, where nothing catches it.
+ */
+function crash(error) {
+  console.error(`Uncaught ${describe(error)}`);
+  throw {
+    payload: {
+      get message() {
+        throw error;
+      },
+    },
+  };
+}
+
+function guarded(process) {
+  return function guardedProcess(...args) {
+    try {
+      return process(...args);
+    } catch (error) {
+      if (isProcessorError(error)) throw error;
+      return crash(error);
+    }
+  };
+}
+
+/**
+ * The exports of a processor, from its two sides; a side left out is the default mirror:
+ *
+ *     export const { incoming, outgoing } = defineProcessor({
+ *       incoming(ctx, replica, previous, issue) { ... return issue; },
+ *       outgoing(ctx, issue) { ... return replica; },  // or undefined to send nothing
+ *     });
+ *
+ * `throw fail('...')` ends either side with a processor error; any other exception crashes
+ * the component (see `crash`).
+ */
+export function defineProcessor({ incoming = mirrorIncoming, outgoing = mirrorOutgoing } = {}) {
+  return {
+    incoming: { process: guarded(incoming) },
+    outgoing: { process: guarded(outgoing) },
+  };
 }
 
 // --- Comments ------------------------------------------------------------------------

@@ -47,7 +47,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
 
     let runtime = Arc::new(Runtime::new(&RuntimeConfig::default())?);
-    let processor = super::load_processor(&runtime, &args.processor)?;
+    let processor =
+        twinsync::setup::load_processor(&runtime, &args.processor, std::path::Path::new("."))?;
     println!("processor on both sides: {}\n", processor.name());
     let connection = |remote: &str| {
         Connection::new(

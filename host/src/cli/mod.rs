@@ -1,8 +1,11 @@
 //! Command-line interface: one file per command group.
 
 mod demo;
+mod operate;
 mod plugin;
+mod serve;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -16,11 +19,41 @@ struct Cli {
     command: Command,
 }
 
+/// Where a node's configuration is, for the commands that act on a node.
+#[derive(clap::Args, Clone)]
+struct NodeArgs {
+    /// The node's configuration file (see `twinsync init`).
+    #[arg(
+        long,
+        short,
+        env = "TWINSYNC_CONFIG",
+        default_value = "node.toml",
+        value_name = "FILE"
+    )]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the sync-back scenario on two local trackers and show the result.
     Demo(demo::DemoArgs),
-    /// Look at processor components.
+    /// Run a node: its event workers, the node-to-node protocol and the admin API.
+    Serve(NodeArgs),
+    /// Write a commented example configuration file.
+    Init(serve::InitArgs),
+    /// Start syncing issues: by key, or all issues a query selects.
+    Exalate(operate::ExalateArgs),
+    /// Show pending, in-flight and failed events per connection.
+    Queue(operate::ListArgs),
+    /// List, show, retry and skip sync errors.
+    #[command(subcommand)]
+    Errors(operate::ErrorsCommand),
+    /// Show an event, or run its processor again on its stored input.
+    #[command(subcommand)]
+    Events(operate::EventsCommand),
+    /// List the twins of a node.
+    Twins(operate::ListArgs),
+    /// Look at processor components and try them before installing.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }
@@ -29,6 +62,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => serve::serve(&args),
+        Command::Init(args) => serve::init(&args),
+        Command::Exalate(args) => operate::exalate(&args),
+        Command::Queue(args) => operate::queue(&args),
+        Command::Errors(command) => operate::errors(command),
+        Command::Events(command) => operate::events(command),
+        Command::Twins(args) => operate::twins(&args),
         Command::Plugin(command) => plugin::run(command),
     };
     match result {
@@ -38,33 +78,4 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Load a processor given as the name of a built-in one (`mirror`, `remote-key`,
-/// `status-guard`) or as the path of a `.wasm` file.
-fn load_processor(
-    runtime: &twinsync::runtime::Runtime,
-    spec: &str,
-) -> anyhow::Result<std::sync::Arc<twinsync::runtime::Plugin>> {
-    let plugin = match twinsync::builtin::get(spec) {
-        Some(wasm) => runtime.load(spec, wasm)?,
-        None => {
-            let wasm = std::fs::read(spec).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read processor `{spec}`: {e} (give a .wasm file or one of the built-in processors: {})",
-                    builtin_names()
-                )
-            })?;
-            runtime.load(spec, &wasm)?
-        }
-    };
-    Ok(std::sync::Arc::new(plugin))
-}
-
-fn builtin_names() -> String {
-    twinsync::builtin::ALL
-        .iter()
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

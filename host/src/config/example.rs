@@ -36,13 +36,6 @@ token = "change-me-admin-token"
 kind = "reference"
 project = "INT"
 
-# or a Redmine server:
-# [tracker]
-# kind = "redmine"
-# url = "http://127.0.0.1:3000"
-# api-key-file = "redmine.key"
-# project = "internal"
-
 # One block per connection to another node.
 [[connection]]
 # The same name on both nodes.

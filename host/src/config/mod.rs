@@ -77,14 +77,6 @@ pub enum TrackerConfig {
         #[serde(default = "default_project")]
         project: String,
     },
-    /// A Redmine server, through its REST API.
-    Redmine {
-        url: String,
-        api_key: Option<Secret>,
-        api_key_file: Option<PathBuf>,
-        /// The project identifier issues are synced in.
-        project: String,
-    },
 }
 
 impl Default for TrackerConfig {
@@ -199,18 +191,6 @@ impl NodeConfig {
         if self.workers == Some(0) {
             return Err(anyhow!(
                 "{}: `workers` must be at least 1",
-                self.path.display()
-            ));
-        }
-        if let TrackerConfig::Redmine {
-            api_key,
-            api_key_file,
-            ..
-        } = &self.tracker
-            && api_key.is_none() == api_key_file.is_none()
-        {
-            return Err(anyhow!(
-                "{}: [tracker] of kind \"redmine\" needs exactly one of `api-key` and `api-key-file`",
                 self.path.display()
             ));
         }

@@ -57,6 +57,8 @@ pub struct Event {
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub log: Option<String>,
+    /// The processor's input when it failed (JSON), for `events replay`.
+    pub input: Option<String>,
     pub note: Option<String>,
     pub created_at: i64,
     pub first_attempt_at: Option<i64>,
@@ -78,7 +80,7 @@ pub struct NewEvent<'a> {
 
 const COLUMNS: &str =
     "seq, id, direction, connection, twin_id, reason, hop, message, state, attempts,
-    error_kind, error, log, note, created_at, first_attempt_at, last_attempt_at, next_attempt_at";
+    error_kind, error, log, note, created_at, first_attempt_at, last_attempt_at, next_attempt_at, input";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     let text = |i: usize| row.get::<_, String>(i);
@@ -116,6 +118,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
         first_attempt_at: row.get(15)?,
         last_attempt_at: row.get(16)?,
         next_attempt_at: row.get(17)?,
+        input: row.get(18)?,
     })
 }
 
@@ -206,15 +209,19 @@ pub fn finish(db: &Connection, seq: i64, note: &str, log: &str, now_ms: i64) -> 
     Ok(())
 }
 
-/// The event failed: a sync error holding back its twin until an operator acts.
+/// The event failed: a sync error holding back its twin until an operator acts. `input`
+/// is what the processor was given, if it ran.
 pub fn fail(
     db: &Connection,
     seq: i64,
     kind: &str,
     error: &str,
     log: &str,
+    input: Option<&str>,
     now_ms: i64,
 ) -> Result<()> {
+    db.prepare_cached("UPDATE events SET input = ?2 WHERE seq = ?1")?
+        .execute(params![seq, input])?;
     record_attempt(db, seq, "failed", kind, error, log, now_ms, None)
 }
 

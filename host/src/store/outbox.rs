@@ -27,6 +27,9 @@ pub fn remove(db: &Connection, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn len(db: &Connection) -> Result<i64> {
-    Ok(db.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?)
+/// Unacknowledged messages per connection.
+pub fn counts(db: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut stmt = db.prepare("SELECT connection, count(*) FROM outbox GROUP BY connection")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS events (
     error_kind TEXT,
     error TEXT,
     log TEXT,
+    input TEXT,                      -- what the processor was given, kept when it failed (JSON)
     note TEXT,                       -- what processing did, for people
     created_at INTEGER NOT NULL,
     first_attempt_at INTEGER,

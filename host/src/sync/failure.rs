@@ -1,5 +1,10 @@
 //! Why an event could not be processed.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Issue, Replica, SyncContext};
 use crate::runtime::ProcessorFailure;
 use crate::tracker::TrackerError;
 
@@ -61,11 +66,13 @@ impl From<anyhow::Error> for SyncFailure {
     }
 }
 
-/// A failure with the processor's log, so the log is kept with the sync error.
+/// A failure with the processor's log and, when the processor ran, its input (JSON), so that
+/// the sync error can be shown and replayed exactly.
 #[derive(Debug)]
 pub struct Failed {
     pub failure: SyncFailure,
     pub log: String,
+    pub input: Option<String>,
 }
 
 impl<E: Into<SyncFailure>> From<E> for Failed {
@@ -73,15 +80,34 @@ impl<E: Into<SyncFailure>> From<E> for Failed {
         Failed {
             failure: error.into(),
             log: String::new(),
+            input: None,
         }
     }
 }
 
 impl Failed {
-    pub fn with_log(failure: impl Into<SyncFailure>, log: String) -> Self {
+    pub fn after_run(
+        failure: impl Into<SyncFailure>,
+        log: &str,
+        input: &ProcessorInput<'_>,
+    ) -> Self {
         Failed {
             failure: failure.into(),
-            log,
+            log: log.to_string(),
+            input: serde_json::to_string(input).ok(),
         }
     }
+}
+
+/// What a processor was given. Stored with a sync error; `twinsync events replay` runs the
+/// processor again on it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProcessorInput<'a> {
+    pub ctx: SyncContext,
+    /// Incoming only: the replica received.
+    pub replica: Option<Cow<'a, Replica>>,
+    /// Incoming only.
+    pub previous: Option<Cow<'a, Replica>>,
+    /// The local issue (empty on first sync).
+    pub issue: Cow<'a, Issue>,
 }

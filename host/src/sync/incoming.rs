@@ -1,7 +1,9 @@
 //! Processing an incoming event: run the incoming processor on the received replica and
 //! apply the result to the tracker, then record the twin and queue a sync back if asked.
 
-use super::failure::{Failed, SyncFailure};
+use std::borrow::Cow;
+
+use super::failure::{Failed, ProcessorInput, SyncFailure};
 use super::message::{MessageKind, SyncMessage};
 use super::node::Node;
 use crate::model::{Issue, SyncReason};
@@ -13,7 +15,7 @@ use crate::tracker::Origin;
 impl Node {
     pub(super) fn process_incoming(&self, event: &Event) -> Result<(), Failed> {
         let now = self.now_ms();
-        let message: SyncMessage =
+        let mut message: SyncMessage =
             serde_json::from_str(event.message.as_deref().unwrap_or_default()).map_err(|e| {
                 SyncFailure::CorruptMessage {
                     reason: e.to_string(),
@@ -33,35 +35,26 @@ impl Node {
             return Ok(());
         }
 
-        let connection =
-            self.connection(&message.connection)
-                .ok_or_else(|| SyncFailure::UnknownConnection {
-                    name: message.connection.clone(),
-                })?;
-        let plugin =
-            connection
-                .incoming
-                .as_ref()
-                .ok_or_else(|| SyncFailure::UnknownConnection {
-                    name: message.connection.clone(),
-                })?;
+        let unknown = || SyncFailure::UnknownConnection {
+            name: message.connection.clone(),
+        };
+        let connection = self.connection(&message.connection).ok_or_else(unknown)?;
+        let plugin = connection.incoming.as_ref().ok_or_else(unknown)?;
         let replica = message
             .replica
-            .clone()
+            .take()
             .ok_or_else(|| SyncFailure::CorruptMessage {
                 reason: "update without replica".into(),
             })?;
         let first_sync = twin.is_none();
-        let (local, previous) = match &twin {
-            None => (Issue::default(), None),
-            Some(twin) => {
-                let local = self.tracker.get(&twin.local_key)?.ok_or_else(|| {
-                    SyncFailure::LocalIssueMissing {
-                        key: twin.local_key.clone(),
-                    }
-                })?;
-                (local, twin.previous().cloned())
-            }
+        let previous = twin.as_ref().and_then(Twin::previous);
+        let local = match &twin {
+            None => Issue::default(),
+            Some(twin) => self.tracker.get(&twin.local_key)?.ok_or_else(|| {
+                SyncFailure::LocalIssueMissing {
+                    key: twin.local_key.clone(),
+                }
+            })?,
         };
 
         let call = Call {
@@ -70,31 +63,42 @@ impl Node {
             can_send: connection.can_send(),
             directory: self.store.clone(),
         };
-        let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous.as_ref(), &local);
+        let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous, &local);
         let log = outcome.log;
-        let fail = |e: SyncFailure| Failed::with_log(e, log.clone());
+        // The input is serialised only when something failed.
+        let fail = |failure: SyncFailure| {
+            let input = ProcessorInput {
+                ctx: self.context(&connection, event, first_sync),
+                replica: Some(Cow::Borrowed(&replica)),
+                previous: previous.map(Cow::Borrowed),
+                issue: Cow::Borrowed(&local),
+            };
+            Failed::after_run(failure, &log, &input)
+        };
         let result = outcome.result.map_err(|e| fail(e.into()))?;
         check_output(&local, &result, first_sync).map_err(|e| fail(e.into()))?;
 
         let origin = Origin::Sync {
             event_id: &event.id,
         };
-        let stored = if first_sync {
+        let stored_key = if first_sync {
             self.tracker
                 .create(&result, origin)
                 .map_err(|e| fail(e.into()))?
+                .key
         } else if result.same_content(&local) {
-            local
+            local.key.clone()
         } else {
             self.tracker
                 .update(&result, origin)
                 .map_err(|e| fail(e.into()))?
+                .key
         };
-        let local_key = stored.key.clone().ok_or_else(|| {
-            fail(SyncFailure::Storage(
+        let Some(local_key) = stored_key else {
+            return Err(fail(SyncFailure::Storage(
                 "the tracker stored the issue without a key".into(),
-            ))
-        })?;
+            )));
+        };
 
         let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
         self.store

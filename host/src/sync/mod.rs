@@ -7,8 +7,10 @@ mod incoming;
 mod message;
 mod node;
 mod outgoing;
+mod replay;
 
 pub use connection::{Connection, Flow};
 pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
 pub use node::{Node, Progress, RetryPolicy};
+pub use replay::Replay;

@@ -4,15 +4,16 @@
 //! other node's `receive`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::connection::Connection;
 use super::failure::Failed;
 use super::message::{Receipt, SyncMessage};
-use crate::clock::{Clock, millis, rfc3339};
+use crate::clock::{Clock, from_millis, millis, rfc3339};
 use crate::model::{SyncContext, SyncReason};
 use crate::runtime::Runtime;
 use crate::store::events::{self, Event, Kind, NewEvent};
@@ -64,6 +65,23 @@ impl Progress {
     pub fn total(&self) -> usize {
         self.done + self.failed + self.deferred
     }
+
+    fn add(&mut self, processed: Processed) {
+        match processed {
+            Processed::Done => self.done += 1,
+            Processed::Failed => self.failed += 1,
+            Processed::Deferred => self.deferred += 1,
+        }
+    }
+}
+
+/// How one event went.
+enum Processed {
+    Done,
+    /// A sync error.
+    Failed,
+    /// A passing failure: it will run again later.
+    Deferred,
 }
 
 /// A twinsync node.
@@ -260,31 +278,80 @@ impl Node {
     /// Process up to `limit` events that are ready, oldest first, at most one per twin per
     /// call (call again to go on).
     pub fn process_ready(&self, limit: usize) -> Result<Progress> {
+        self.process_ready_parallel(limit, 1)
+    }
+
+    /// Like [`Node::process_ready`], with `workers` threads: events of different twins run
+    /// in parallel (the processors run concurrently; the database serialises the commits).
+    pub fn process_ready_parallel(&self, limit: usize, workers: usize) -> Result<Progress> {
         let now = self.now_ms();
         let ready = self.store.read(|db| events::ready(db, now, limit))?;
-        let mut progress = Progress::default();
-        for event in ready {
-            let outcome = match event.kind {
-                Kind::Outgoing => self.process_outgoing(&event),
-                Kind::Incoming => self.process_incoming(&event),
-            };
-            match outcome {
-                Ok(()) => progress.done += 1,
-                Err(failed) => {
-                    if self.record_failure(&event, failed)? {
-                        progress.deferred += 1;
-                    } else {
-                        progress.failed += 1;
+        let workers = workers.clamp(1, ready.len().max(1));
+        if workers == 1 {
+            let mut progress = Progress::default();
+            for event in &ready {
+                progress.add(self.process_one(event)?);
+            }
+            return Ok(progress);
+        }
+        let next = AtomicUsize::new(0);
+        let results = Mutex::new(Ok(Progress::default()));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    while let Some(event) = ready.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let outcome = self.process_one(event);
+                        let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+                        match (results.as_mut(), outcome) {
+                            (Ok(progress), Ok(outcome)) => progress.add(outcome),
+                            (Ok(_), Err(error)) => *results = Err(error),
+                            (Err(_), _) => {}
+                        }
                     }
+                });
+            }
+        });
+        results.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Process one event and record how it went. `Err` only when the node's own database
+    /// fails.
+    fn process_one(&self, event: &Event) -> Result<Processed> {
+        let span = tracing::info_span!(
+            "event",
+            event = %event.id,
+            twin = %event.twin_id,
+            connection = %event.connection
+        );
+        let _entered = span.enter();
+        let outcome = match event.kind {
+            Kind::Outgoing => self.process_outgoing(event),
+            Kind::Incoming => self.process_incoming(event),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(kind = ?event.kind, reason = event.reason.as_str(), hop = event.hop, "processed");
+                Ok(Processed::Done)
+            }
+            Err(failed) => {
+                let transient = failed.failure.is_transient();
+                if transient {
+                    tracing::warn!(kind = ?event.kind, "will retry: {}", failed.failure);
+                } else {
+                    tracing::warn!(kind = ?event.kind, error_kind = failed.failure.kind(), "sync error: {}", failed.failure);
                 }
+                self.record_failure(event, failed)?;
+                Ok(if transient {
+                    Processed::Deferred
+                } else {
+                    Processed::Failed
+                })
             }
         }
-        Ok(progress)
     }
 
     /// Store a failure: transient ones wait and retry, the others become sync errors.
-    /// Returns whether the event was deferred.
-    fn record_failure(&self, event: &Event, failed: Failed) -> Result<bool> {
+    fn record_failure(&self, event: &Event, failed: Failed) -> Result<()> {
         let now = self.now_ms();
         let kind = failed.failure.kind();
         let message = failed.failure.to_string();
@@ -295,10 +362,17 @@ impl Node {
                 let next = now + delay.as_millis() as i64;
                 events::defer(tx, event.seq, kind, &message, &failed.log, now, next)
             } else {
-                events::fail(tx, event.seq, kind, &message, &failed.log, now)
+                events::fail(
+                    tx,
+                    event.seq,
+                    kind,
+                    &message,
+                    &failed.log,
+                    failed.input.as_deref(),
+                    now,
+                )
             }
-        })?;
-        Ok(transient)
+        })
     }
 
     /// Take a message from the other node. Stored durably before this returns `Accepted`.
@@ -392,7 +466,7 @@ impl Node {
             hop: event.hop,
             // The event's own time, not the processing time: running the event again gives
             // the processor the same input.
-            now: rfc3339(UNIX_EPOCH + Duration::from_millis(event.created_at.max(0) as u64)),
+            now: rfc3339(from_millis(event.created_at)),
         }
     }
 }

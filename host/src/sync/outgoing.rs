@@ -1,7 +1,9 @@
 //! Processing an outgoing event: read the local issue, run the outgoing processor, and queue
 //! the replica as a message for the other node.
 
-use super::failure::{Failed, MAX_SYNC_BACK_HOPS, SyncFailure};
+use std::borrow::Cow;
+
+use super::failure::{Failed, MAX_SYNC_BACK_HOPS, ProcessorInput, SyncFailure};
 use super::message::{MESSAGE_VERSION, MessageKind, SyncMessage};
 use super::node::Node;
 use crate::model::{Replica, SyncReason};
@@ -52,9 +54,16 @@ impl Node {
         };
         let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
         let log = outcome.log;
-        let replica = outcome
-            .result
-            .map_err(|e| Failed::with_log(e, log.clone()))?;
+        let fail = |failure: SyncFailure| {
+            let input = ProcessorInput {
+                ctx: self.context(&connection, event, false),
+                replica: None,
+                previous: None,
+                issue: Cow::Borrowed(&issue),
+            };
+            Failed::after_run(failure, &log, &input)
+        };
+        let replica = outcome.result.map_err(|e| fail(e.into()))?;
         let Some(replica) = replica else {
             self.store.write(|tx| {
                 events::finish(
@@ -67,9 +76,7 @@ impl Node {
             })?;
             return Ok(());
         };
-        if let Some(note) =
-            check_bounce(event, &twin, &replica).map_err(|e| Failed::with_log(e, log.clone()))?
-        {
+        if let Some(note) = check_bounce(event, &twin, &replica).map_err(fail)? {
             self.store
                 .write(|tx| events::finish(tx, event.seq, note, &log, now))?;
             return Ok(());

@@ -1,8 +1,10 @@
 //! The seam through which twinsync embeds in a tracker. A tracker stores issues, tells which
 //! ones changed, and accepts writes from the sync engine idempotently.
 
+mod query;
 mod reference;
 
+pub use query::Query;
 pub use reference::ReferenceTracker;
 
 use crate::model::Issue;
@@ -69,4 +71,7 @@ pub trait Tracker: Send + Sync {
 
     /// Changes after `cursor` (`None`: from the beginning), oldest first, at most `limit`.
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError>;
+
+    /// Keys of the issues a query selects, for bulk exalate.
+    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError>;
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{Change, ChangeBatch, Origin, Tracker, TrackerError};
+use super::{Change, ChangeBatch, Origin, Query, Tracker, TrackerError};
 use crate::clock::{Clock, rfc3339};
 use crate::model::Issue;
 
@@ -60,11 +60,11 @@ impl ReferenceTracker {
         })
     }
 
-    /// Every issue, in key order.
+    /// Every issue, oldest first.
     pub fn list(&self) -> Result<Vec<Issue>, TrackerError> {
         let db = self.lock();
         let mut stmt = db
-            .prepare("SELECT body FROM issues ORDER BY key")
+            .prepare("SELECT body FROM issues ORDER BY rowid")
             .map_err(unavailable)?;
         let rows = stmt
             .query_map([], |row| row.get::<_, String>(0))
@@ -187,6 +187,15 @@ impl Tracker for ReferenceTracker {
             record_change(tx, &key, origin)?;
             Ok(issue)
         })
+    }
+
+    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|issue| query.matches(issue))
+            .filter_map(|issue| issue.key)
+            .collect())
     }
 
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {

@@ -1,0 +1,292 @@
+//! The admin HTTP API: JSON in and out, on its own listener, behind its own bearer token.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /v1/issues/{key}` | an issue of this node's tracker |
+//! | `POST /v1/issues` | create an issue (body: issue JSON); `201` with the stored issue |
+//! | `PATCH /v1/issues/{key}` | change an issue (body: the fields to change, JSON merge patch) |
+//! | `POST /v1/exalate` | start syncing issues: `{"connection": "...", "keys": ["INT-1"]}` |
+//! | `GET /v1/twins` | the twins of this node |
+//! | `GET /v1/queue` | pending, in-flight, failed, done and skipped events per connection |
+//! | `GET /v1/errors` | the sync errors |
+//! | `GET /v1/events/{id}` | one event with its message, processor input and log |
+//! | `POST /v1/errors/{id}/retry` | retry a sync error |
+//! | `POST /v1/errors/retry-all` | retry every sync error |
+//! | `POST /v1/errors/{id}/skip` | drop a sync error; its twin goes on |
+//!
+//! Every request needs `Authorization: Bearer <token>`. Errors are `{"error": "..."}` with
+//! 400 (bad input), 401 (token), 404 (no such issue or event) or 500.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::Secret;
+use crate::model::Issue;
+use crate::ops;
+use crate::sync::Node;
+use crate::tracker::Origin;
+
+/// What the admin API needs.
+pub struct Admin {
+    pub node: Arc<Node>,
+    pub token: Secret,
+    /// Called after a change that the node should act on now.
+    pub on_change: Box<dyn Fn() + Send + Sync>,
+}
+
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/v1/issues", post(create_issue))
+        .route("/v1/issues/{key}", get(get_issue).patch(patch_issue))
+        .route("/v1/exalate", post(exalate))
+        .route("/v1/twins", get(twins))
+        .route("/v1/queue", get(queue))
+        .route("/v1/errors", get(errors))
+        .route("/v1/errors/retry-all", post(retry_all))
+        .route("/v1/errors/{id}/retry", post(retry))
+        .route("/v1/errors/{id}/skip", post(skip))
+        .route("/v1/events/{id}", get(event))
+        .layer(middleware::from_fn_with_state(admin.clone(), authorize))
+        .with_state(admin)
+}
+
+/// An error answer: status and message.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure(StatusCode::BAD_REQUEST, format!("{error:#}"))
+    }
+}
+
+type Answer = Result<Json<Value>, Failure>;
+
+async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let expected = admin.token.expose().as_bytes();
+    let ok = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected));
+    if !ok {
+        return Failure(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Run blocking work (SQLite, trackers) off the async threads.
+async fn blocking(f: impl FnOnce() -> Result<Value, Failure> + Send + 'static) -> Answer {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map(Json),
+        Err(_) => Err(Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request failed".into(),
+        )),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: T) -> Result<Value, Failure> {
+    serde_json::to_value(value)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn not_found(what: String) -> Failure {
+    Failure(StatusCode::NOT_FOUND, what)
+}
+
+async fn get_issue(State(admin): State<Arc<Admin>>, Path(key): Path<String>) -> Answer {
+    blocking(move || {
+        match admin
+            .node
+            .tracker()
+            .get(&key)
+            .map_err(anyhow::Error::from)?
+        {
+            Some(issue) => to_json(issue),
+            None => Err(not_found(format!("issue {key} does not exist"))),
+        }
+    })
+    .await
+}
+
+async fn create_issue(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Response {
+    let answer = blocking(move || {
+        let issue: Issue = serde_json::from_slice(&body)
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("not an issue: {e}")))?;
+        let created = admin
+            .node
+            .tracker()
+            .create(&issue, Origin::User)
+            .map_err(anyhow::Error::from)?;
+        (admin.on_change)();
+        to_json(created)
+    })
+    .await;
+    match answer {
+        Ok(body) => (StatusCode::CREATED, body).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn patch_issue(
+    State(admin): State<Arc<Admin>>,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    blocking(move || {
+        let patch: Value = serde_json::from_slice(&body)
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("not JSON: {e}")))?;
+        let tracker = admin.node.tracker();
+        let current = tracker
+            .get(&key)
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| not_found(format!("issue {key} does not exist")))?;
+        let mut merged = to_json(current)?;
+        merge_patch(&mut merged, patch);
+        let mut issue: Issue = serde_json::from_value(merged).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("the patched issue is invalid: {e}"),
+            )
+        })?;
+        issue.key = Some(key);
+        let updated = tracker
+            .update(&issue, Origin::User)
+            .map_err(anyhow::Error::from)?;
+        (admin.on_change)();
+        to_json(updated)
+    })
+    .await
+}
+
+/// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(&key);
+                } else {
+                    merge_patch(target.entry(key).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+#[derive(Deserialize)]
+struct ExalateRequest {
+    connection: String,
+    keys: Vec<String>,
+}
+
+async fn exalate(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
+    blocking(move || {
+        let request: ExalateRequest = serde_json::from_slice(&body).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"connection\": ..., \"keys\": [...]}}: {e}"),
+            )
+        })?;
+        let mut twins = Vec::new();
+        let mut errors = Vec::new();
+        for key in &request.keys {
+            match admin.node.exalate(&request.connection, key) {
+                Ok(twin) => twins.push(json!({ "key": key, "twin": twin })),
+                Err(e) => errors.push(json!({ "key": key, "error": format!("{e:#}") })),
+            }
+        }
+        (admin.on_change)();
+        Ok(json!({ "twins": twins, "errors": errors }))
+    })
+    .await
+}
+
+async fn twins(State(admin): State<Arc<Admin>>) -> Answer {
+    blocking(move || to_json(ops::twins(admin.node.store())?)).await
+}
+
+async fn queue(State(admin): State<Arc<Admin>>) -> Answer {
+    blocking(move || to_json(ops::queue(admin.node.store())?)).await
+}
+
+async fn errors(State(admin): State<Arc<Admin>>) -> Answer {
+    blocking(move || to_json(ops::errors(admin.node.store())?)).await
+}
+
+async fn event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    blocking(move || match ops::event(admin.node.store(), &id) {
+        Ok(event) => to_json(event),
+        Err(e) => Err(not_found(format!("{e:#}"))),
+    })
+    .await
+}
+
+async fn retry(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    blocking(move || {
+        ops::retry(admin.node.store(), &id).map_err(|e| not_found(format!("{e:#}")))?;
+        (admin.on_change)();
+        Ok(json!({ "retried": [id] }))
+    })
+    .await
+}
+
+async fn retry_all(State(admin): State<Arc<Admin>>) -> Answer {
+    blocking(move || {
+        let count = ops::retry_all(admin.node.store())?;
+        (admin.on_change)();
+        Ok(json!({ "retried": count }))
+    })
+    .await
+}
+
+async fn skip(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    blocking(move || {
+        ops::skip(admin.node.store(), &id).map_err(|e| not_found(format!("{e:#}")))?;
+        (admin.on_change)();
+        Ok(json!({ "skipped": id }))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut target = json!({"summary": "a", "labels": ["x"], "priority": "High"});
+        merge_patch(
+            &mut target,
+            json!({"summary": "b", "priority": null, "status": "Done"}),
+        );
+        assert_eq!(
+            target,
+            json!({"summary": "b", "labels": ["x"], "status": "Done"})
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! What operators see and do, for the CLI and the admin API alike: the queue per
+//! connection, sync errors, events, twins, and retrying or skipping.
+
+use anyhow::{Result, bail};
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::store::events::{self, Event};
+use crate::store::{NodeStore, outbox, twins};
+
+/// Events per state for one connection.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct QueueRow {
+    pub connection: String,
+    /// Waiting to be processed (including those waiting to retry after a passing failure).
+    pub pending: i64,
+    /// Processed and sent, not yet acknowledged by the other node.
+    pub in_flight: i64,
+    /// Sync errors, waiting for an operator.
+    pub failed: i64,
+    pub done: i64,
+    pub skipped: i64,
+}
+
+/// The queue of every connection.
+pub fn queue(store: &NodeStore) -> Result<Vec<QueueRow>> {
+    store.read(|db| {
+        let mut rows: Vec<QueueRow> = Vec::new();
+        for (connection, state, count) in events::counts(db)? {
+            let row = row_for(&mut rows, &connection);
+            match state.as_str() {
+                "pending" => row.pending = count,
+                "failed" => row.failed = count,
+                "done" => row.done = count,
+                _ => row.skipped = count,
+            }
+        }
+        for (connection, count) in outbox::counts(db)? {
+            row_for(&mut rows, &connection).in_flight = count;
+        }
+        rows.sort_by(|a, b| a.connection.cmp(&b.connection));
+        Ok(rows)
+    })
+}
+
+fn row_for<'a>(rows: &'a mut Vec<QueueRow>, connection: &str) -> &'a mut QueueRow {
+    match rows.iter().position(|r| r.connection == connection) {
+        Some(i) => &mut rows[i],
+        None => {
+            rows.push(QueueRow {
+                connection: connection.to_string(),
+                ..QueueRow::default()
+            });
+            rows.last_mut().expect("just pushed")
+        }
+    }
+}
+
+/// A sync error as `errors list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorRow {
+    pub event: String,
+    pub connection: String,
+    pub twin: String,
+    /// The local issue of the twin, if the twin exists here.
+    pub issue: Option<String>,
+    pub direction: events::Kind,
+    pub kind: String,
+    pub reason: String,
+    pub attempts: i64,
+    pub first_attempt: Option<String>,
+    pub last_attempt: Option<String>,
+}
+
+/// Every sync error, oldest first.
+pub fn errors(store: &NodeStore) -> Result<Vec<ErrorRow>> {
+    store.read(|db| {
+        events::in_state(db, "failed")?
+            .into_iter()
+            .map(|event| error_row(db, event))
+            .collect()
+    })
+}
+
+fn error_row(db: &Connection, event: Event) -> Result<ErrorRow> {
+    let issue = twins::get(db, &event.twin_id)?.map(|t| t.local_key);
+    let time = |ms: Option<i64>| ms.map(|ms| crate::clock::rfc3339(crate::clock::from_millis(ms)));
+    Ok(ErrorRow {
+        issue,
+        direction: event.kind,
+        kind: event.error_kind.unwrap_or_default(),
+        reason: event.error.unwrap_or_default(),
+        attempts: event.attempts,
+        first_attempt: time(event.first_attempt_at),
+        last_attempt: time(event.last_attempt_at),
+        event: event.id,
+        connection: event.connection,
+        twin: event.twin_id,
+    })
+}
+
+/// One event, with its message, input and log.
+pub fn event(store: &NodeStore, id: &str) -> Result<Event> {
+    match store.read(|db| events::get(db, id))? {
+        Some(event) => Ok(event),
+        None => bail!(
+            "there is no event `{id}` on this node (see `twinsync errors list` or `twinsync queue`)"
+        ),
+    }
+}
+
+/// Put a failed event back in the queue. Its twin's later events follow it.
+pub fn retry(store: &NodeStore, id: &str) -> Result<()> {
+    store.write(|tx| events::retry(tx, id))
+}
+
+/// Put every failed event back in the queue; returns how many.
+pub fn retry_all(store: &NodeStore) -> Result<usize> {
+    store.write(|tx| {
+        let failed = events::in_state(tx, "failed")?;
+        for event in &failed {
+            events::retry(tx, &event.id)?;
+        }
+        Ok(failed.len())
+    })
+}
+
+/// Drop a failed event; its twin goes on with the next one.
+pub fn skip(store: &NodeStore, id: &str) -> Result<()> {
+    store.write(|tx| events::skip(tx, id))
+}
+
+/// A twin as `twins` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwinRow {
+    pub twin: String,
+    pub connection: String,
+    pub local_key: String,
+    pub remote_key: Option<String>,
+    pub messages_sent: i64,
+}
+
+pub fn twins(store: &NodeStore) -> Result<Vec<TwinRow>> {
+    Ok(store
+        .read(twins::list)?
+        .into_iter()
+        .map(|t| TwinRow {
+            twin: t.twin_id,
+            connection: t.connection,
+            local_key: t.local_key,
+            remote_key: t.remote_key,
+            messages_sent: t.sent_seq,
+        })
+        .collect())
+}

@@ -1,0 +1,156 @@
+//! The node's work loops, each on its own thread: the event loop (read the tracker's changes,
+//! process ready events with the worker pool) and one sender per connection (post the
+//! outbox to the other node, oldest first, and forget what it acknowledged).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::wake::Wake;
+use crate::clock::{Clock, millis};
+use crate::sync::{Node, Receipt};
+use crate::transport::client::{SendError, Sender};
+
+/// How long an idle loop sleeps before looking again without being woken: the tracker is
+/// polled for changes this often.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Events taken per round of the worker pool.
+const BATCH: usize = 256;
+
+/// Poll the tracker and process events until `stop` is set.
+pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
+    let mut tracker_backoff = Backoff::default();
+    while !stop.load(Ordering::Relaxed) {
+        let seen = wake.rings();
+        let mut work = 0;
+        if tracker_backoff.ready() {
+            match node.poll_changes() {
+                Ok(changes) => {
+                    tracker_backoff.reset();
+                    work += changes;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        "cannot read the tracker's changes, trying again in {:?}: {error:#}",
+                        tracker_backoff.delay()
+                    );
+                    tracker_backoff.failed();
+                }
+            }
+        }
+        match node.process_ready_parallel(BATCH, workers) {
+            Ok(progress) => {
+                if progress.done > 0 {
+                    // New messages may be in the outbox.
+                    wake.ring();
+                }
+                work += progress.done + progress.failed;
+            }
+            Err(error) => tracing::error!("cannot process events: {error:#}"),
+        }
+        if work == 0 {
+            wake.wait(seen, IDLE_POLL);
+        }
+    }
+}
+
+/// Send one connection's outbox to the other node until `stop` is set. A message leaves
+/// the outbox only when the other node acknowledged it, so nothing is lost when either
+/// side goes down; the other node recognises a message it already has.
+pub fn sender_loop(
+    node: Arc<Node>,
+    connection: String,
+    sender: Sender,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut backoff = Backoff::default();
+    while !stop.load(Ordering::Relaxed) {
+        let seen = wake.rings();
+        if !backoff.ready() {
+            wake.wait(seen, backoff.remaining().min(IDLE_POLL));
+            continue;
+        }
+        let batch = match node.outbox(&connection, 64) {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(connection, "cannot read the outbox: {error:#}");
+                backoff.failed();
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            wake.wait(seen, IDLE_POLL);
+            continue;
+        }
+        for message in batch {
+            let span = tracing::info_span!("send", event = %message.id, twin = %message.twin, connection = %connection);
+            let _entered = span.enter();
+            match sender.send(&message, millis(clock.now()) / 1000) {
+                Ok(receipt @ (Receipt::Accepted | Receipt::Duplicate)) => {
+                    tracing::debug!(?receipt, "acknowledged");
+                    if let Err(error) = node.acknowledge(&message.id) {
+                        tracing::error!("cannot forget an acknowledged message: {error:#}");
+                    }
+                    backoff.reset();
+                }
+                Ok(receipt) => {
+                    tracing::error!(
+                        ?receipt,
+                        "the other node did not take the message; it stays queued"
+                    );
+                    backoff.failed();
+                    break;
+                }
+                Err(error @ SendError::Unreachable { .. }) => {
+                    tracing::warn!("{error}; retrying in {:?}", backoff.delay());
+                    backoff.failed();
+                    break;
+                }
+                Err(error @ SendError::Rejected { .. }) => {
+                    tracing::error!(
+                        "{error}; the message stays queued, retrying in {:?}",
+                        backoff.delay()
+                    );
+                    backoff.failed();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff for a loop that hit a passing failure: 100 ms doubling to 10 s.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<std::time::Instant>,
+}
+
+impl Backoff {
+    fn delay(&self) -> Duration {
+        Duration::from_millis(100 * (1u64 << self.failures.min(7))).min(Duration::from_secs(10))
+    }
+
+    fn failed(&mut self) {
+        self.until = Some(std::time::Instant::now() + self.delay());
+        self.failures += 1;
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+        self.until = None;
+    }
+
+    fn ready(&self) -> bool {
+        self.until
+            .is_none_or(|until| std::time::Instant::now() >= until)
+    }
+
+    fn remaining(&self) -> Duration {
+        self.until.map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(std::time::Instant::now())
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Running an event's processor again on its input, changing nothing: how an operator
+//! reproduces a sync error. Processors see a fixed clock and random source per event, so the
+//! same input gives the same result.
+
+use std::borrow::Cow;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+
+use super::failure::ProcessorInput;
+use super::message::SyncMessage;
+use super::node::Node;
+use crate::model::{Issue, Replica};
+use crate::runtime::{Call, SyncBack};
+use crate::store::events::{self, Kind};
+use crate::store::twins::{self, Twin};
+
+/// What a replay did.
+#[derive(Debug, Serialize)]
+pub struct Replay {
+    pub event: String,
+    pub direction: Kind,
+    /// `stored` (kept when the event failed) or `reconstructed` (from the message, the
+    /// twin and the tracker as they are now).
+    pub input_source: &'static str,
+    /// The issue (incoming) or replica (outgoing; null: nothing to send) returned.
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub error_kind: Option<&'static str>,
+    pub sync_back_requested: bool,
+    pub fuel_used: u64,
+    pub peak_memory_bytes: usize,
+    pub log: String,
+}
+
+impl Node {
+    /// Run the processor of event `id` again, as the connection is configured now.
+    pub fn replay(&self, id: &str) -> Result<Replay> {
+        let event = self
+            .store
+            .read(|db| events::get(db, id))?
+            .ok_or_else(|| anyhow!("there is no event `{id}` on this node"))?;
+        let connection = self.connection(&event.connection).ok_or_else(|| {
+            anyhow!(
+                "connection `{}` is not configured on this node",
+                event.connection
+            )
+        })?;
+        let twin = self.store.read(|db| twins::get(db, &event.twin_id))?;
+        let (input, source) = match &event.input {
+            Some(json) => (
+                serde_json::from_str::<ProcessorInput<'_>>(json)
+                    .context("the stored input is unreadable")?,
+                "stored",
+            ),
+            None => (
+                self.reconstruct(&event, twin.as_ref(), &connection)?,
+                "reconstructed",
+            ),
+        };
+        let call = Call {
+            ctx: input.ctx.clone(),
+            limits: &connection.limits,
+            can_send: connection.can_send(),
+            directory: self.store.clone(),
+        };
+        let (result, log, sync_back, fuel_used, peak_memory) = match event.kind {
+            Kind::Incoming => {
+                let plugin = connection
+                    .incoming
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no incoming processor"))?;
+                let replica = input
+                    .replica
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("the input has no replica"))?;
+                let outcome = plugin.run_incoming(
+                    &self.runtime,
+                    call,
+                    replica,
+                    input.previous.as_deref(),
+                    &input.issue,
+                );
+                let result = outcome
+                    .result
+                    .map(|issue| serde_json::to_value(issue).unwrap_or_default());
+                (
+                    result,
+                    outcome.log,
+                    outcome.sync_back,
+                    outcome.fuel_used,
+                    outcome.peak_memory,
+                )
+            }
+            Kind::Outgoing => {
+                let plugin = connection
+                    .outgoing
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no outgoing processor"))?;
+                let outcome = plugin.run_outgoing(&self.runtime, call, &input.issue);
+                let result = outcome
+                    .result
+                    .map(|replica| serde_json::to_value(replica).unwrap_or_default());
+                (
+                    result,
+                    outcome.log,
+                    outcome.sync_back,
+                    outcome.fuel_used,
+                    outcome.peak_memory,
+                )
+            }
+        };
+        Ok(Replay {
+            event: event.id,
+            direction: event.kind,
+            input_source: source,
+            error_kind: result.as_ref().err().map(|e| e.kind()),
+            error: result.as_ref().err().map(ToString::to_string),
+            result: result.ok(),
+            sync_back_requested: sync_back == SyncBack::Requested,
+            fuel_used,
+            peak_memory_bytes: peak_memory,
+            log,
+        })
+    }
+
+    /// The input an event would get now, for events that did not keep theirs.
+    fn reconstruct(
+        &self,
+        event: &events::Event,
+        twin: Option<&Twin>,
+        connection: &super::Connection,
+    ) -> Result<ProcessorInput<'static>> {
+        let local = |twin: &Twin| -> Result<Issue> {
+            self.tracker
+                .get(&twin.local_key)?
+                .ok_or_else(|| anyhow!("the local issue {} no longer exists", twin.local_key))
+        };
+        match event.kind {
+            Kind::Outgoing => {
+                let Some(twin) = twin else {
+                    bail!("the twin of this event is no longer under sync")
+                };
+                Ok(ProcessorInput {
+                    ctx: self.context(connection, event, false),
+                    replica: None,
+                    previous: None,
+                    issue: Cow::Owned(local(twin)?),
+                })
+            }
+            Kind::Incoming => {
+                let message: SyncMessage =
+                    serde_json::from_str(event.message.as_deref().unwrap_or_default())
+                        .context("the stored message is unreadable")?;
+                let replica: Option<Replica> = message.replica;
+                Ok(ProcessorInput {
+                    ctx: self.context(connection, event, twin.is_none()),
+                    replica: replica.map(Cow::Owned),
+                    previous: twin.and_then(Twin::previous).cloned().map(Cow::Owned),
+                    issue: Cow::Owned(match twin {
+                        Some(twin) => local(twin)?,
+                        None => Issue::default(),
+                    }),
+                })
+            }
+        }
+    }
+}
