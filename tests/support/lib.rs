@@ -1,5 +1,7 @@
 //! Test harness: two reference-tracker nodes in one process, processors built from source,
-//! and a clock the test controls.
+//! and a clock the test controls; `process` runs real `twinsync serve` processes.
+
+pub mod process;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
