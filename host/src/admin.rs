@@ -6,6 +6,7 @@
 //! | `POST /v1/issues` | create an issue (body: issue JSON); `201` with the stored issue |
 //! | `PATCH /v1/issues/{key}` | change an issue (body: the fields to change, JSON merge patch) |
 //! | `POST /v1/exalate` | start syncing issues: `{"connection": "...", "keys": ["INT-1"]}` |
+//! | `POST /v1/unexalate` | stop syncing issues (same body); both sides keep the issue |
 //! | `GET /v1/twins` | the twins of this node |
 //! | `GET /v1/queue` | pending, in-flight, failed, done and skipped events per connection |
 //! | `GET /v1/errors` | the sync errors |
@@ -47,6 +48,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/issues", post(create_issue))
         .route("/v1/issues/{key}", get(get_issue).patch(patch_issue))
         .route("/v1/exalate", post(exalate))
+        .route("/v1/unexalate", post(unexalate))
         .route("/v1/twins", get(twins))
         .route("/v1/queue", get(queue))
         .route("/v1/errors", get(errors))
@@ -222,6 +224,23 @@ async fn exalate(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> An
         }
         (admin.on_change)();
         Ok(json!({ "twins": twins, "errors": errors }))
+    })
+    .await
+}
+
+async fn unexalate(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
+    blocking(move || {
+        let request: ExalateRequest = serde_json::from_slice(&body).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"connection\": ..., \"keys\": [...]}}: {e}"),
+            )
+        })?;
+        for key in &request.keys {
+            admin.node.unexalate(&request.connection, key)?;
+        }
+        (admin.on_change)();
+        Ok(json!({ "unexalated": request.keys }))
     })
     .await
 }

@@ -14,6 +14,12 @@ pub fn sync_back_after_processing() -> Result<(), String> {
     sync_helper::sync_back_after_processing()
 }
 
+/// Ask twinsync to stop syncing this twin once this incoming processing is committed. Both
+/// sides keep their issue and forget the link; events already queued still sync first.
+pub fn unexalate_after_processing() -> Result<(), String> {
+    sync_helper::unexalate_after_processing()
+}
+
 /// The key of the local issue twinned with the remote issue `remote_key`, if any.
 pub fn local_key_for_remote(remote_key: &str) -> Option<String> {
     sync_helper::local_key_for_remote(remote_key)

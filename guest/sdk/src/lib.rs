@@ -63,7 +63,10 @@ pub type Replica = Issue;
 
 /// Everything a processor usually needs, in one `use`.
 pub mod prelude {
-    pub use crate::host::{is_under_sync, local_key_for_remote, log, sync_back_after_processing};
+    pub use crate::host::{
+        is_under_sync, local_key_for_remote, log, sync_back_after_processing,
+        unexalate_after_processing,
+    };
     pub use crate::{
         Comment, CustomField, Direction, FieldValue, Issue, IssueFields, LogLevel, Processor,
         ProcessorError, Replica, SyncContext, SyncReason, User, merge_comments, mirror_incoming,

@@ -43,6 +43,9 @@ enum Command {
     Init(serve::InitArgs),
     /// Start syncing issues: by key, or all issues a query selects.
     Exalate(operate::ExalateArgs),
+    /// Stop syncing issues: both sides keep the issue and forget the link, after the events
+    /// already queued for it.
+    Unexalate(operate::UnexalateArgs),
     /// Show pending, in-flight and failed events per connection.
     Queue(operate::ListArgs),
     /// List, show, retry and skip sync errors.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(&args),
         Command::Init(args) => serve::init(&args),
         Command::Exalate(args) => operate::exalate(&args),
+        Command::Unexalate(args) => operate::unexalate(&args),
         Command::Queue(args) => operate::queue(&args),
         Command::Errors(command) => operate::errors(command),
         Command::Events(command) => operate::events(command),

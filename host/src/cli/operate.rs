@@ -41,6 +41,18 @@ pub struct ExalateArgs {
     keys: Vec<String>,
 }
 
+#[derive(Args)]
+pub struct UnexalateArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The connection the issues are synced over.
+    #[arg(long)]
+    connection: String,
+    /// Keys of the local issues.
+    #[arg(required = true)]
+    keys: Vec<String>,
+}
+
 #[derive(Subcommand)]
 pub enum ErrorsCommand {
     /// Sync errors: twin, event, reason, attempts.
@@ -142,6 +154,15 @@ pub fn exalate(args: &ExalateArgs) -> Result<()> {
     }
     if !failed.is_empty() && failed.len() == keys.len() {
         bail!("no issue was exalated");
+    }
+    Ok(())
+}
+
+pub fn unexalate(args: &UnexalateArgs) -> Result<()> {
+    let opened = open_node(&config(&args.node)?)?;
+    for key in &args.keys {
+        opened.node.unexalate(&args.connection, key)?;
+        println!("{key}: unexalate queued behind its pending events");
     }
     Ok(())
 }

@@ -34,6 +34,8 @@ pub struct Outcome<T> {
     pub result: Result<T, ProcessorFailure>,
     pub log: String,
     pub sync_back: SyncBack,
+    /// The processor asked to stop syncing the twin.
+    pub unexalate: bool,
     pub fuel_used: u64,
     /// The most linear memory the instance had, in bytes.
     pub peak_memory: usize,
@@ -46,6 +48,7 @@ impl<T> Outcome<T> {
             result: Err(failure),
             log: String::new(),
             sync_back: SyncBack::NotRequested,
+            unexalate: false,
             fuel_used: 0,
             peak_memory: 0,
         }
@@ -56,6 +59,7 @@ impl<T> Outcome<T> {
             result: self.result.and_then(f),
             log: self.log,
             sync_back: self.sync_back,
+            unexalate: self.unexalate,
             fuel_used: self.fuel_used,
             peak_memory: self.peak_memory,
         }
@@ -211,6 +215,7 @@ fn invoke<R>(
         result,
         log,
         sync_back,
+        unexalate: state.helper.unexalate,
         fuel_used,
         peak_memory: state.limiter.peak_memory,
     }

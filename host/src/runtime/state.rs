@@ -71,6 +71,8 @@ pub struct Helper {
     pub directory: Arc<dyn TwinDirectory>,
     pub log: EventLog,
     pub sync_back: SyncBack,
+    /// The processor asked to stop syncing the twin.
+    pub unexalate: bool,
     calls: u64,
     max_calls: u64,
 }
@@ -175,6 +177,7 @@ impl State {
                 directory: helper.directory,
                 log: helper.log,
                 sync_back: SyncBack::NotRequested,
+                unexalate: false,
                 calls: 0,
                 max_calls: limits.host_calls,
             },
@@ -222,6 +225,18 @@ impl sync_helper::Host for State {
         if helper.sync_back != SyncBack::Refused {
             helper.sync_back = SyncBack::Requested;
         }
+        Ok(Ok(()))
+    }
+
+    fn unexalate_after_processing(&mut self) -> wasmtime::Result<Result<(), String>> {
+        let helper = &mut self.helper;
+        helper.count_call()?;
+        if helper.side == Side::Outgoing {
+            return Ok(Err(
+                "unexalate-after-processing can only be called from an incoming processor".into(),
+            ));
+        }
+        helper.unexalate = true;
         Ok(Ok(()))
     }
 

@@ -16,6 +16,8 @@ pub enum Kind {
     Outgoing,
     /// A message arrived: run the incoming processor and apply the result.
     Incoming,
+    /// Stop syncing the twin: tell the other node, then forget the link.
+    Unexalate,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
         match self {
             Kind::Outgoing => "outgoing",
             Kind::Incoming => "incoming",
+            Kind::Unexalate => "unexalate",
         }
     }
 }
@@ -92,6 +95,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
         id: row.get(1)?,
         kind: match text(2)?.as_str() {
             "outgoing" => Kind::Outgoing,
+            "unexalate" => Kind::Unexalate,
             _ => Kind::Incoming,
         },
         connection: row.get(3)?,

@@ -13,12 +13,22 @@ CREATE TABLE IF NOT EXISTS twins (
 CREATE UNIQUE INDEX IF NOT EXISTS twins_by_local ON twins (connection, local_key);
 CREATE INDEX IF NOT EXISTS twins_by_remote ON twins (connection, remote_key);
 
+-- Twins that were unexalated: messages still on their way for them are ignored instead of
+-- creating the issue again.
+CREATE TABLE IF NOT EXISTS unexalated (
+    twin_id TEXT PRIMARY KEY,
+    connection TEXT NOT NULL,
+    local_key TEXT NOT NULL,
+    remote_key TEXT,
+    at INTEGER NOT NULL
+);
+
 -- The sync queue. Events of one twin are processed in `seq` order; a failed event holds
 -- back the later events of its twin, and only those.
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,         -- event id; for incoming events the sender's message id
-    direction TEXT NOT NULL CHECK (direction IN ('outgoing', 'incoming')),
+    direction TEXT NOT NULL CHECK (direction IN ('outgoing', 'incoming', 'unexalate')),
     connection TEXT NOT NULL,
     twin_id TEXT NOT NULL,
     reason TEXT NOT NULL,

@@ -152,7 +152,22 @@ pub fn record_received(db: &Connection, twin: &Twin, replica: &Replica, now_ms: 
     Ok(())
 }
 
-/// Forget a twin: both issues stay, the link goes.
-pub fn delete(db: &Connection, twin_id: &str) -> Result<bool> {
+/// Forget a twin: both issues stay, the link goes, and a tombstone remembers it so that
+/// messages still on their way are ignored. Returns whether the twin was under sync.
+pub fn unexalate(db: &Connection, twin_id: &str, now_ms: i64) -> Result<bool> {
+    db.execute(
+        "INSERT OR IGNORE INTO unexalated (twin_id, connection, local_key, remote_key, at)
+         SELECT twin_id, connection, local_key, remote_key, ?2 FROM twins WHERE twin_id = ?1",
+        params![twin_id, now_ms],
+    )?;
     Ok(db.execute("DELETE FROM twins WHERE twin_id = ?1", [twin_id])? > 0)
+}
+
+/// Whether a twin was unexalated on this node.
+pub fn is_unexalated(db: &Connection, twin_id: &str) -> Result<bool> {
+    Ok(db
+        .prepare_cached("SELECT 1 FROM unexalated WHERE twin_id = ?1")?
+        .query_row([twin_id], |_| Ok(()))
+        .optional()?
+        .is_some())
 }

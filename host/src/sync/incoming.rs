@@ -25,12 +25,30 @@ impl Node {
 
         if message.kind == MessageKind::Unexalate {
             self.store.write(|tx| {
-                let note = if twins::delete(tx, &message.twin)? {
-                    "unexalated: the link is gone, the issue stays"
+                let note = if twins::unexalate(tx, &message.twin, now)? {
+                    "unexalated by the other side: the link is gone, the issue stays"
                 } else {
                     "unexalate for a twin not under sync: nothing to do"
                 };
                 events::finish(tx, event.seq, note, "", now)
+            })?;
+            return Ok(());
+        }
+        if twin.is_none()
+            && self
+                .store
+                .read(|db| twins::is_unexalated(db, &message.twin))?
+        {
+            // Sent before the other side learnt of the unexalate: applying it would create
+            // the issue again.
+            self.store.write(|tx| {
+                events::finish(
+                    tx,
+                    event.seq,
+                    "the twin was unexalated: message ignored",
+                    "",
+                    now,
+                )
             })?;
             return Ok(());
         }
@@ -101,6 +119,7 @@ impl Node {
         };
 
         let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
+        let unexalate = outcome.unexalate;
         self.store
             .write(|tx| {
                 let record = Twin {
@@ -114,13 +133,15 @@ impl Node {
                     last_received: None,
                 };
                 twins::record_received(tx, &record, &replica, now)?;
-                if sync_back {
+                // A sync back goes before an unexalate asked for in the same event.
+                let follow_ups = [(sync_back, Kind::Outgoing), (unexalate, Kind::Unexalate)];
+                for (_, kind) in follow_ups.iter().filter(|(asked, _)| *asked) {
                     let id = self.next_event_id(tx)?;
                     events::insert(
                         tx,
                         &NewEvent {
                             id: &id,
-                            kind: Kind::Outgoing,
+                            kind: *kind,
                             connection: &message.connection,
                             twin_id: &message.twin,
                             reason: SyncReason::SyncBack,
@@ -131,12 +152,17 @@ impl Node {
                         now,
                     )?;
                 }
-                let note = match (first_sync, sync_back) {
-                    (true, true) => format!("created {local_key}; sync back queued"),
-                    (true, false) => format!("created {local_key}"),
-                    (false, true) => format!("applied to {local_key}; sync back queued"),
-                    (false, false) => format!("applied to {local_key}"),
+                let mut note = if first_sync {
+                    format!("created {local_key}")
+                } else {
+                    format!("applied to {local_key}")
                 };
+                if sync_back {
+                    note.push_str("; sync back queued");
+                }
+                if unexalate {
+                    note.push_str("; unexalate queued");
+                }
                 events::finish(tx, event.seq, &note, &log, now)
             })
             .map_err(|e| fail(e.into()))?;

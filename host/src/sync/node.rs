@@ -221,6 +221,33 @@ impl Node {
         })
     }
 
+    /// Stop syncing local issue `key` over `connection`. The stop is queued behind the
+    /// twin's other events; when it runs, the other node is told and both forget the link.
+    /// Both issues stay.
+    pub fn unexalate(&self, connection: &str, key: &str) -> Result<()> {
+        let now = self.now_ms();
+        self.store.write(|tx| {
+            let Some(twin) = twins::by_local_key(tx, connection, key)? else {
+                bail!("issue {key} is not under sync on connection `{connection}`");
+            };
+            let id = self.next_event_id(tx)?;
+            events::insert(
+                tx,
+                &NewEvent {
+                    id: &id,
+                    kind: Kind::Unexalate,
+                    connection,
+                    twin_id: &twin.twin_id,
+                    reason: SyncReason::LocalChange,
+                    hop: 0,
+                    message_seq: None,
+                    message: None,
+                },
+                now,
+            )
+        })
+    }
+
     /// Read the tracker's change feed and queue an outgoing event for every twin of every
     /// issue changed by someone other than twinsync. Returns how many changes were read.
     pub fn poll_changes(&self) -> Result<usize> {
@@ -327,6 +354,7 @@ impl Node {
         let outcome = match event.kind {
             Kind::Outgoing => self.process_outgoing(event),
             Kind::Incoming => self.process_incoming(event),
+            Kind::Unexalate => self.process_unexalate(event),
         };
         match outcome {
             Ok(()) => {

@@ -142,3 +142,52 @@ fn check_bounce(
         _ => Ok(None),
     }
 }
+
+impl Node {
+    /// Processing an unexalate: tell the other node (in order, after what was sent before),
+    /// then forget the link here.
+    pub(super) fn process_unexalate(&self, event: &Event) -> Result<(), Failed> {
+        let now = self.now_ms();
+        let Some(twin) = self.store.read(|db| twins::get(db, &event.twin_id))? else {
+            self.store.write(|tx| {
+                events::finish(
+                    tx,
+                    event.seq,
+                    "not under sync any more: nothing to do",
+                    "",
+                    now,
+                )
+            })?;
+            return Ok(());
+        };
+        let sends = self
+            .connection(&event.connection)
+            .is_some_and(|c| c.can_send());
+        let message = SyncMessage {
+            version: MESSAGE_VERSION,
+            id: event.id.clone(),
+            connection: event.connection.clone(),
+            twin: twin.twin_id.clone(),
+            seq: twin.sent_seq + 1,
+            kind: MessageKind::Unexalate,
+            reason: event.reason,
+            hop: event.hop,
+            sender_key: twin.local_key.clone(),
+            replica: None,
+        };
+        let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
+        self.store.write(|tx| {
+            if sends {
+                outbox::insert(tx, &message.id, &message.connection, &body)?;
+            }
+            twins::unexalate(tx, &twin.twin_id, now)?;
+            let note = if sends {
+                "unexalated: the other side is told, the link is gone, the issue stays"
+            } else {
+                "unexalated here (this side cannot send, so the other side keeps its link)"
+            };
+            events::finish(tx, event.seq, note, "", now)
+        })?;
+        Ok(())
+    }
+}

@@ -109,6 +109,7 @@ impl Node {
                     outcome.peak_memory,
                 )
             }
+            Kind::Unexalate => bail!(NO_PROCESSOR),
         };
         Ok(Replay {
             event: event.id,
@@ -163,6 +164,9 @@ impl Node {
                     }),
                 })
             }
+            Kind::Unexalate => bail!(NO_PROCESSOR),
         }
     }
 }
+
+const NO_PROCESSOR: &str = "an unexalate event runs no processor: there is nothing to replay";

@@ -33,6 +33,7 @@ impl Processor for Scripted {
             "sync-back-ignore-error" => {
                 let _ = sync_back_after_processing();
             }
+            "unexalate" => unexalate_after_processing().map_err(ProcessorError::new)?,
             "loop" => spin_forever(),
             "alloc" => allocate_forever(),
             "recurse" => {
