@@ -11,7 +11,7 @@ use crate::config::{NodeConfig, TrackerConfig};
 use crate::runtime::{Plugin, PoolConfig, Runtime, RuntimeConfig};
 use crate::store::NodeStore;
 use crate::sync::{Connection, Node};
-use crate::tracker::{ReferenceTracker, Tracker};
+use crate::tracker::{RedmineTracker, ReferenceTracker, Tracker};
 
 /// A node and its reference tracker, both in SQLite files under one directory.
 pub struct ReferenceNode {
@@ -82,6 +82,12 @@ pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
             project,
             clock.clone(),
         )?),
+        // Connects and checks URL, key, project and fields now: a wrong setting stops
+        // `twinsync serve` at once instead of failing every event.
+        TrackerConfig::Redmine(redmine) => Arc::new(
+            RedmineTracker::connect(&redmine.settings(|p| config.resolve(p))?)
+                .context("cannot use the Redmine tracker of the configuration")?,
+        ),
     };
     let base = config.path.parent().unwrap_or(Path::new("."));
     let mut connections = Vec::new();

@@ -2,6 +2,8 @@
 //! and a clock the test controls; `process` runs real `twinsync serve` processes.
 
 pub mod process;
+pub mod redmine;
+pub mod trackers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

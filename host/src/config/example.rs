@@ -36,6 +36,20 @@ token = "change-me-admin-token"
 kind = "reference"
 project = "INT"
 
+# Or a project of a Redmine (5.x, REST API enabled); issues are keyed #123 as in Redmine.
+# [tracker]
+# kind = "redmine"
+# url = "https://redmine.example.com"
+# # The API key of a Redmine administrator that only twinsync uses; or api-key = "...".
+# api-key-file = "redmine.key"
+# # The project's identifier, as in https://redmine.example.com/projects/internal
+# project = "internal"
+# # An issue custom field (format Text, used as a filter, for all projects and trackers)
+# # where twinsync records the sync event that wrote an issue last.
+# event-field = "twinsync event"
+# # How often Redmine is asked for changes.
+# poll-interval-ms = 2000
+
 # One block per connection to another node.
 [[connection]]
 # The same name on both nodes.

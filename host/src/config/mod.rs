@@ -2,6 +2,7 @@
 //! operator commands (`errors`, `queue`, `events`, `exalate`) act on.
 
 mod example;
+mod redmine;
 mod secret;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use crate::runtime::Limits;
 use crate::sync::Flow;
 
 pub use example::EXAMPLE;
+pub use redmine::RedmineConfig;
 pub use secret::Secret;
 
 /// A node's configuration, as read from its file.
@@ -77,6 +79,8 @@ pub enum TrackerConfig {
         #[serde(default = "default_project")]
         project: String,
     },
+    /// A project of a Redmine, through its REST API.
+    Redmine(RedmineConfig),
 }
 
 impl Default for TrackerConfig {
@@ -193,6 +197,9 @@ impl NodeConfig {
                 "{}: `workers` must be at least 1",
                 self.path.display()
             ));
+        }
+        if let TrackerConfig::Redmine(redmine) = &self.tracker {
+            redmine.check(&self.path)?;
         }
         if let Some(admin) = &self.admin
             && admin.token.is_none() == admin.token_file.is_none()

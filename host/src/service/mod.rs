@@ -3,7 +3,7 @@
 //! node-to-node protocol and the admin API are served by axum on a small tokio runtime.
 
 mod wake;
-mod workers;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

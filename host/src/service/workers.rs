@@ -84,15 +84,14 @@ pub fn sender_loop(
             wake.wait(seen, IDLE_POLL);
             continue;
         }
+        let mut acknowledged = Vec::new();
         for message in batch {
             let span = tracing::info_span!("send", event = %message.id, twin = %message.twin, connection = %connection);
             let _entered = span.enter();
             match sender.send(&message, millis(clock.now()) / 1000) {
                 Ok(receipt @ (Receipt::Accepted | Receipt::Duplicate)) => {
                     tracing::debug!(?receipt, "acknowledged");
-                    if let Err(error) = node.acknowledge(&message.id) {
-                        tracing::error!("cannot forget an acknowledged message: {error:#}");
-                    }
+                    acknowledged.push(message.id);
                     backoff.reset();
                 }
                 Ok(receipt) => {
@@ -117,6 +116,10 @@ pub fn sender_loop(
                     break;
                 }
             }
+        }
+        // Forgotten together, in one transaction; resending one the other node has is harmless.
+        if let Err(error) = node.acknowledge(&acknowledged) {
+            tracing::error!(connection, "cannot forget acknowledged messages: {error:#}");
         }
     }
 }

@@ -264,8 +264,7 @@ fn record_attempt(
 
 /// Put a failed (or waiting) event back in the queue to run now.
 pub fn retry(db: &Connection, id: &str) -> Result<()> {
-    let changed = db.execute(
-        "UPDATE events SET state = 'pending', next_attempt_at = NULL WHERE id = ?1 AND state IN ('failed', 'pending')",
+    let changed = db.prepare_cached("UPDATE events SET state = 'pending', next_attempt_at = NULL WHERE id = ?1 AND state IN ('failed', 'pending')")?.execute(
         [id],
     )?;
     if changed == 0 {
@@ -276,10 +275,11 @@ pub fn retry(db: &Connection, id: &str) -> Result<()> {
 
 /// Drop a failed event; its twin's later events go on.
 pub fn skip(db: &Connection, id: &str) -> Result<()> {
-    let changed = db.execute(
-        "UPDATE events SET state = 'skipped' WHERE id = ?1 AND state IN ('failed', 'pending')",
-        [id],
-    )?;
+    let changed = db
+        .prepare_cached(
+            "UPDATE events SET state = 'skipped' WHERE id = ?1 AND state IN ('failed', 'pending')",
+        )?
+        .execute([id])?;
     if changed == 0 {
         bail!("no failed event with id `{id}`");
     }

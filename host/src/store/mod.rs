@@ -56,30 +56,29 @@ impl NodeStore {
 /// A named value that survives restarts (the tracker cursor, id counters).
 pub fn get_meta(db: &Connection, name: &str) -> Result<Option<String>> {
     Ok(db
-        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
         .optional()?)
 }
 
 pub fn set_meta(db: &Connection, name: &str, value: &str) -> Result<()> {
-    db.execute(
+    db.prepare_cached(
         "INSERT INTO meta (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        [name, value],
-    )?;
+    )?
+    .execute([name, value])?;
     Ok(())
 }
 
 /// The next number of a counter, for ids that stay unique across restarts.
 pub fn next_number(db: &Connection, counter: &str) -> Result<i64> {
-    Ok(db.query_row(
-        "INSERT INTO meta (name, value) VALUES (?1, '1')
+    Ok(db
+        .prepare_cached(
+            "INSERT INTO meta (name, value) VALUES (?1, '1')
          ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1
          RETURNING CAST(value AS INTEGER)",
-        [counter],
-        |r| r.get(0),
-    )?)
+        )?
+        .query_row([counter], |r| r.get(0))?)
 }
 
 impl TwinDirectory for NodeStore {

@@ -113,10 +113,10 @@ pub fn insert(
     local_key: &str,
     now_ms: i64,
 ) -> Result<()> {
-    db.execute(
+    db.prepare_cached(
         "INSERT INTO twins (twin_id, connection, local_key, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![twin_id, connection, local_key, now_ms],
-    )?;
+    )?
+    .execute(params![twin_id, connection, local_key, now_ms])?;
     Ok(())
 }
 
@@ -155,12 +155,15 @@ pub fn record_received(db: &Connection, twin: &Twin, replica: &Replica, now_ms: 
 /// Forget a twin: both issues stay, the link goes, and a tombstone remembers it so that
 /// messages still on their way are ignored. Returns whether the twin was under sync.
 pub fn unexalate(db: &Connection, twin_id: &str, now_ms: i64) -> Result<bool> {
-    db.execute(
+    db.prepare_cached(
         "INSERT OR IGNORE INTO unexalated (twin_id, connection, local_key, remote_key, at)
          SELECT twin_id, connection, local_key, remote_key, ?2 FROM twins WHERE twin_id = ?1",
-        params![twin_id, now_ms],
-    )?;
-    Ok(db.execute("DELETE FROM twins WHERE twin_id = ?1", [twin_id])? > 0)
+    )?
+    .execute(params![twin_id, now_ms])?;
+    Ok(db
+        .prepare_cached("DELETE FROM twins WHERE twin_id = ?1")?
+        .execute([twin_id])?
+        > 0)
 }
 
 /// Whether a twin was unexalated on this node.

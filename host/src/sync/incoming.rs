@@ -1,20 +1,25 @@
-//! Processing an incoming event: run the incoming processor on the received replica and
-//! apply the result to the tracker, then record the twin and queue a sync back if asked.
+//! Preparing an incoming event: run the incoming processor on the received replica and apply
+//! the result to the tracker. Recording the twin and queueing a sync back happen at commit.
+//!
+//! The tracker write comes before the node's commit and is idempotent per event id
+//! (`Origin::Sync`): if the node stops in between, the event runs again and the tracker
+//! recognises the write it already has. Effects happen once.
 
 use std::borrow::Cow;
 
+use super::effect::{Effect, Prepared};
 use super::failure::{Failed, ProcessorInput, SyncFailure};
 use super::message::{MessageKind, SyncMessage};
 use super::node::Node;
-use crate::model::{Issue, SyncReason};
-use crate::runtime::{Call, ProcessorFailure, SyncBack};
-use crate::store::events::{self, Event, Kind, NewEvent};
+use crate::model::Issue;
+use crate::runtime::Call;
+use crate::runtime::{ProcessorFailure, SyncBack};
+use crate::store::events::{Event, Kind};
 use crate::store::twins::{self, Twin};
 use crate::tracker::Origin;
 
 impl Node {
-    pub(super) fn process_incoming(&self, event: &Event) -> Result<(), Failed> {
-        let now = self.now_ms();
+    pub(super) fn prepare_incoming(&self, event: &Event) -> Result<Prepared, Failed> {
         let mut message: SyncMessage =
             serde_json::from_str(event.message.as_deref().unwrap_or_default()).map_err(|e| {
                 SyncFailure::CorruptMessage {
@@ -24,15 +29,18 @@ impl Node {
         let twin = self.store.read(|db| twins::get(db, &message.twin))?;
 
         if message.kind == MessageKind::Unexalate {
-            self.store.write(|tx| {
-                let note = if twins::unexalate(tx, &message.twin, now)? {
-                    "unexalated by the other side: the link is gone, the issue stays"
-                } else {
-                    "unexalate for a twin not under sync: nothing to do"
-                };
-                events::finish(tx, event.seq, note, "", now)
-            })?;
-            return Ok(());
+            let note = if twin.is_some() {
+                "unexalated by the other side: the link is gone, the issue stays"
+            } else {
+                "unexalate for a twin not under sync: nothing to do"
+            };
+            return Ok(Prepared {
+                effect: Effect::Unexalated {
+                    twin_id: message.twin,
+                },
+                note: note.into(),
+                log: String::new(),
+            });
         }
         if twin.is_none()
             && self
@@ -41,16 +49,11 @@ impl Node {
         {
             // Sent before the other side learnt of the unexalate: applying it would create
             // the issue again.
-            self.store.write(|tx| {
-                events::finish(
-                    tx,
-                    event.seq,
-                    "the twin was unexalated: message ignored",
-                    "",
-                    now,
-                )
-            })?;
-            return Ok(());
+            return Ok(Prepared {
+                effect: Effect::Nothing,
+                note: "the twin was unexalated: message ignored".into(),
+                log: String::new(),
+            });
         }
 
         let unknown = || SyncFailure::UnknownConnection {
@@ -119,54 +122,43 @@ impl Node {
         };
 
         let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
-        let unexalate = outcome.unexalate;
-        self.store
-            .write(|tx| {
-                let record = Twin {
-                    twin_id: message.twin.clone(),
-                    connection: message.connection.clone(),
-                    local_key: local_key.clone(),
-                    remote_key: Some(message.sender_key.clone()),
+        // A sync back goes before an unexalate asked for in the same event.
+        let follow_ups: Vec<Kind> = [
+            (sync_back, Kind::Outgoing),
+            (outcome.unexalate, Kind::Unexalate),
+        ]
+        .into_iter()
+        .filter_map(|(asked, kind)| asked.then_some(kind))
+        .collect();
+        let mut note = if first_sync {
+            format!("created {local_key}")
+        } else {
+            format!("applied to {local_key}")
+        };
+        if sync_back {
+            note.push_str("; sync back queued");
+        }
+        if outcome.unexalate {
+            note.push_str("; unexalate queued");
+        }
+        Ok(Prepared {
+            effect: Effect::Applied {
+                twin: Twin {
+                    twin_id: message.twin,
+                    connection: message.connection,
+                    local_key,
+                    remote_key: Some(message.sender_key),
                     sent_seq: 0,
                     exalate_replica: None,
                     last_sent: None,
                     last_received: None,
-                };
-                twins::record_received(tx, &record, &replica, now)?;
-                // A sync back goes before an unexalate asked for in the same event.
-                let follow_ups = [(sync_back, Kind::Outgoing), (unexalate, Kind::Unexalate)];
-                for (_, kind) in follow_ups.iter().filter(|(asked, _)| *asked) {
-                    let id = self.next_event_id(tx)?;
-                    events::insert(
-                        tx,
-                        &NewEvent {
-                            id: &id,
-                            kind: *kind,
-                            connection: &message.connection,
-                            twin_id: &message.twin,
-                            reason: SyncReason::SyncBack,
-                            hop: message.hop + 1,
-                            message_seq: None,
-                            message: None,
-                        },
-                        now,
-                    )?;
-                }
-                let mut note = if first_sync {
-                    format!("created {local_key}")
-                } else {
-                    format!("applied to {local_key}")
-                };
-                if sync_back {
-                    note.push_str("; sync back queued");
-                }
-                if unexalate {
-                    note.push_str("; unexalate queued");
-                }
-                events::finish(tx, event.seq, &note, &log, now)
-            })
-            .map_err(|e| fail(e.into()))?;
-        Ok(())
+                },
+                replica,
+                follow_ups,
+            },
+            note,
+            log,
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! processed.
 
 mod connection;
+mod effect;
 mod failure;
 mod incoming;
 mod message;

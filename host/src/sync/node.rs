@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::connection::Connection;
+use super::effect::Prepared;
 use super::failure::Failed;
 use super::message::{Receipt, SyncMessage};
 use crate::clock::{Clock, from_millis, millis, rfc3339};
@@ -65,23 +66,32 @@ impl Progress {
     pub fn total(&self) -> usize {
         self.done + self.failed + self.deferred
     }
-
-    fn add(&mut self, processed: Processed) {
-        match processed {
-            Processed::Done => self.done += 1,
-            Processed::Failed => self.failed += 1,
-            Processed::Deferred => self.deferred += 1,
-        }
-    }
 }
 
-/// How one event went.
-enum Processed {
-    Done,
-    /// A sync error.
-    Failed,
-    /// A passing failure: it will run again later.
-    Deferred,
+/// How long a batch keeps taking new events to prepare before it commits.
+pub const BATCH_TIME: Duration = Duration::from_millis(10);
+
+/// The span every log line about an event is in: event id, twin and connection.
+fn event_span(event: &Event) -> tracing::Span {
+    tracing::info_span!("event", event = %event.id, twin = %event.twin_id, connection = %event.connection)
+}
+
+fn log_outcome(event: &Event, outcome: &Result<Prepared, Failed>) {
+    let _span = event_span(event).entered();
+    match outcome {
+        Ok(prepared) => {
+            tracing::info!(kind = ?event.kind, reason = event.reason.as_str(), hop = event.hop, "{}", prepared.note)
+        }
+        Err(failed) if failed.failure.is_transient() => {
+            tracing::warn!(kind = ?event.kind, "will retry: {}", failed.failure)
+        }
+        Err(failed) => tracing::warn!(
+            kind = ?event.kind,
+            error_kind = failed.failure.kind(),
+            "sync error: {}",
+            failed.failure
+        ),
+    }
 }
 
 /// A twinsync node.
@@ -308,103 +318,146 @@ impl Node {
         self.process_ready_parallel(limit, 1)
     }
 
-    /// Like [`Node::process_ready`], with `workers` threads: events of different twins run
-    /// in parallel (the processors run concurrently; the database serialises the commits).
+    /// Like [`Node::process_ready`], with `workers` threads: events of different twins are
+    /// prepared in parallel (processors run concurrently), then the whole batch commits in
+    /// one transaction. Preparing stops taking new events after [`BATCH_TIME`], so that a
+    /// batch does not hold back the first events' commit for long.
     pub fn process_ready_parallel(&self, limit: usize, workers: usize) -> Result<Progress> {
         let now = self.now_ms();
         let ready = self.store.read(|db| events::ready(db, now, limit))?;
-        let workers = workers.clamp(1, ready.len().max(1));
-        if workers == 1 {
-            let mut progress = Progress::default();
-            for event in &ready {
-                progress.add(self.process_one(event)?);
-            }
-            return Ok(progress);
+        if ready.is_empty() {
+            return Ok(Progress::default());
         }
+        let prepared = self.prepare_batch(&ready, workers);
+        let now = self.now_ms();
+        let mut progress = Progress::default();
+        self.store.write(|tx| {
+            for (event, outcome) in ready.iter().zip(&prepared) {
+                match outcome {
+                    None => {}
+                    Some(Ok(prepared)) => {
+                        self.commit(tx, event, prepared, now)?;
+                        progress.done += 1;
+                    }
+                    Some(Err(failed)) => {
+                        self.record_failure(tx, event, failed, now)?;
+                        if failed.failure.is_transient() {
+                            progress.deferred += 1;
+                        } else {
+                            progress.failed += 1;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        for (event, outcome) in ready.iter().zip(&prepared) {
+            if let Some(outcome) = outcome {
+                log_outcome(event, outcome);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Prepare events with up to `workers` threads; `None` for events left for the next
+    /// batch because the time budget ran out.
+    fn prepare_batch(
+        &self,
+        ready: &[Event],
+        workers: usize,
+    ) -> Vec<Option<Result<Prepared, Failed>>> {
+        let deadline = Instant::now() + BATCH_TIME;
+        let workers = workers.clamp(1, ready.len());
         let next = AtomicUsize::new(0);
-        let results = Mutex::new(Ok(Progress::default()));
+        let take = || {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            // The first event of a batch always runs, however long it takes.
+            (i < ready.len() && (i == 0 || Instant::now() < deadline)).then_some(i)
+        };
+        if workers == 1 {
+            let mut prepared: Vec<_> = ready.iter().map(|_| None).collect();
+            while let Some(i) = take() {
+                prepared[i] = Some(self.prepare(&ready[i]));
+            }
+            return prepared;
+        }
+        let slots: Vec<Mutex<Option<Result<Prepared, Failed>>>> =
+            ready.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
-                    while let Some(event) = ready.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let outcome = self.process_one(event);
-                        let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
-                        match (results.as_mut(), outcome) {
-                            (Ok(progress), Ok(outcome)) => progress.add(outcome),
-                            (Ok(_), Err(error)) => *results = Err(error),
-                            (Err(_), _) => {}
-                        }
+                    while let Some(i) = take() {
+                        let outcome = self.prepare(&ready[i]);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
                     }
                 });
             }
         });
-        results.into_inner().unwrap_or_else(|e| e.into_inner())
+        slots
+            .into_iter()
+            .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect()
     }
 
-    /// Process one event and record how it went. `Err` only when the node's own database
-    /// fails.
-    fn process_one(&self, event: &Event) -> Result<Processed> {
-        let span = tracing::info_span!(
-            "event",
-            event = %event.id,
-            twin = %event.twin_id,
-            connection = %event.connection
-        );
-        let _entered = span.enter();
-        let outcome = match event.kind {
-            Kind::Outgoing => self.process_outgoing(event),
-            Kind::Incoming => self.process_incoming(event),
-            Kind::Unexalate => self.process_unexalate(event),
-        };
-        match outcome {
-            Ok(()) => {
-                tracing::info!(kind = ?event.kind, reason = event.reason.as_str(), hop = event.hop, "processed");
-                Ok(Processed::Done)
-            }
-            Err(failed) => {
-                let transient = failed.failure.is_transient();
-                if transient {
-                    tracing::warn!(kind = ?event.kind, "will retry: {}", failed.failure);
-                } else {
-                    tracing::warn!(kind = ?event.kind, error_kind = failed.failure.kind(), "sync error: {}", failed.failure);
-                }
-                self.record_failure(event, failed)?;
-                Ok(if transient {
-                    Processed::Deferred
-                } else {
-                    Processed::Failed
-                })
-            }
+    fn prepare(&self, event: &Event) -> Result<Prepared, Failed> {
+        let _span = event_span(event).entered();
+        match event.kind {
+            Kind::Outgoing => self.prepare_outgoing(event),
+            Kind::Incoming => self.prepare_incoming(event),
+            Kind::Unexalate => self.prepare_unexalate(event),
         }
     }
 
     /// Store a failure: transient ones wait and retry, the others become sync errors.
-    fn record_failure(&self, event: &Event, failed: Failed) -> Result<()> {
-        let now = self.now_ms();
+    fn record_failure(
+        &self,
+        tx: &rusqlite::Connection,
+        event: &Event,
+        failed: &Failed,
+        now: i64,
+    ) -> Result<()> {
         let kind = failed.failure.kind();
         let message = failed.failure.to_string();
-        let transient = failed.failure.is_transient();
-        self.store.write(|tx| {
-            if transient {
-                let delay = self.retry.delay(event.attempts + 1, &event.id);
-                let next = now + delay.as_millis() as i64;
-                events::defer(tx, event.seq, kind, &message, &failed.log, now, next)
-            } else {
-                events::fail(
-                    tx,
-                    event.seq,
-                    kind,
-                    &message,
-                    &failed.log,
-                    failed.input.as_deref(),
-                    now,
-                )
-            }
-        })
+        if failed.failure.is_transient() {
+            let delay = self.retry.delay(event.attempts + 1, &event.id);
+            let next = now + delay.as_millis() as i64;
+            events::defer(tx, event.seq, kind, &message, &failed.log, now, next)
+        } else {
+            events::fail(
+                tx,
+                event.seq,
+                kind,
+                &message,
+                &failed.log,
+                failed.input.as_deref(),
+                now,
+            )
+        }
     }
 
     /// Take a message from the other node. Stored durably before this returns `Accepted`.
     pub fn receive(&self, message: &SyncMessage) -> Result<Receipt> {
+        let mut receipts = self.receive_all(std::slice::from_ref(message))?;
+        Ok(receipts.pop().unwrap_or(Receipt::Duplicate))
+    }
+
+    /// Take several messages in one transaction, in order; one receipt each.
+    pub fn receive_all(&self, messages: &[SyncMessage]) -> Result<Vec<Receipt>> {
+        let now = self.now_ms();
+        self.store.write(|tx| {
+            messages
+                .iter()
+                .map(|message| self.accept(tx, message, now))
+                .collect()
+        })
+    }
+
+    fn accept(
+        &self,
+        tx: &rusqlite::Connection,
+        message: &SyncMessage,
+        now: i64,
+    ) -> Result<Receipt> {
         if let Err(reason) = message.validate() {
             return Ok(Receipt::Refused { reason });
         }
@@ -424,35 +477,32 @@ impl Node {
                 ),
             });
         }
+        if events::exists(tx, &message.id)? {
+            return Ok(Receipt::Duplicate);
+        }
+        let last = events::last_message_seq(tx, &message.twin)?;
+        if message.seq <= last {
+            return Ok(Receipt::Duplicate);
+        }
+        if message.seq > last + 1 {
+            return Ok(Receipt::OutOfOrder { expected: last + 1 });
+        }
         let body = serde_json::to_string(message)?;
-        let now = self.now_ms();
-        self.store.write(|tx| {
-            if events::exists(tx, &message.id)? {
-                return Ok(Receipt::Duplicate);
-            }
-            let last = events::last_message_seq(tx, &message.twin)?;
-            if message.seq <= last {
-                return Ok(Receipt::Duplicate);
-            }
-            if message.seq > last + 1 {
-                return Ok(Receipt::OutOfOrder { expected: last + 1 });
-            }
-            events::insert(
-                tx,
-                &NewEvent {
-                    id: &message.id,
-                    kind: Kind::Incoming,
-                    connection: &message.connection,
-                    twin_id: &message.twin,
-                    reason: message.reason,
-                    hop: message.hop,
-                    message_seq: Some(message.seq),
-                    message: Some(&body),
-                },
-                now,
-            )?;
-            Ok(Receipt::Accepted)
-        })
+        events::insert(
+            tx,
+            &NewEvent {
+                id: &message.id,
+                kind: Kind::Incoming,
+                connection: &message.connection,
+                twin_id: &message.twin,
+                reason: message.reason,
+                hop: message.hop,
+                message_seq: Some(message.seq),
+                message: Some(&body),
+            },
+            now,
+        )?;
+        Ok(Receipt::Accepted)
     }
 
     /// Messages waiting to be sent on `connection`, oldest first.
@@ -466,9 +516,10 @@ impl Node {
             .collect()
     }
 
-    /// The other node has message `id`: forget it.
-    pub fn acknowledge(&self, id: &str) -> Result<()> {
-        self.store.write(|tx| outbox::remove(tx, id))
+    /// The other node has these messages: forget them.
+    pub fn acknowledge(&self, ids: &[String]) -> Result<()> {
+        self.store
+            .write(|tx| ids.iter().try_for_each(|id| outbox::remove(tx, id)))
     }
 
     /// A fresh event id, unique across nodes (it starts with this node's instance name).

@@ -1,45 +1,31 @@
-//! Processing an outgoing event: read the local issue, run the outgoing processor, and queue
-//! the replica as a message for the other node.
+//! Preparing an outgoing event: read the local issue, run the outgoing processor, and make
+//! the replica into a message for the other node.
 
 use std::borrow::Cow;
 
+use super::effect::{Effect, Prepared};
 use super::failure::{Failed, MAX_SYNC_BACK_HOPS, ProcessorInput, SyncFailure};
 use super::message::{MESSAGE_VERSION, MessageKind, SyncMessage};
 use super::node::Node;
 use crate::model::{Replica, SyncReason};
 use crate::runtime::Call;
-use crate::store::events::{self, Event};
-use crate::store::outbox;
+use crate::store::events::Event;
 use crate::store::twins::{self, Twin};
 
 impl Node {
-    pub(super) fn process_outgoing(&self, event: &Event) -> Result<(), Failed> {
-        let now = self.now_ms();
+    pub(super) fn prepare_outgoing(&self, event: &Event) -> Result<Prepared, Failed> {
         let Some(twin) = self.store.read(|db| twins::get(db, &event.twin_id))? else {
             // Unexalated since the event was queued: nothing to send any more.
-            self.store.write(|tx| {
-                events::finish(
-                    tx,
-                    event.seq,
-                    "twin no longer under sync: nothing sent",
-                    "",
-                    now,
-                )
-            })?;
-            return Ok(());
+            return Ok(nothing(
+                "twin no longer under sync: nothing sent",
+                String::new(),
+            ));
         };
-        let connection =
-            self.connection(&event.connection)
-                .ok_or_else(|| SyncFailure::UnknownConnection {
-                    name: event.connection.clone(),
-                })?;
-        let plugin =
-            connection
-                .outgoing
-                .as_ref()
-                .ok_or_else(|| SyncFailure::UnknownConnection {
-                    name: event.connection.clone(),
-                })?;
+        let unknown = || SyncFailure::UnknownConnection {
+            name: event.connection.clone(),
+        };
+        let connection = self.connection(&event.connection).ok_or_else(unknown)?;
+        let plugin = connection.outgoing.as_ref().ok_or_else(unknown)?;
         let issue =
             self.tracker
                 .get(&twin.local_key)?
@@ -65,25 +51,14 @@ impl Node {
         };
         let replica = outcome.result.map_err(|e| fail(e.into()))?;
         let Some(replica) = replica else {
-            self.store.write(|tx| {
-                events::finish(
-                    tx,
-                    event.seq,
-                    "the outgoing processor sent nothing",
-                    &log,
-                    now,
-                )
-            })?;
-            return Ok(());
+            return Ok(nothing("the outgoing processor sent nothing", log));
         };
         if let Some(note) = check_bounce(event, &twin, &replica).map_err(fail)? {
-            self.store
-                .write(|tx| events::finish(tx, event.seq, note, &log, now))?;
-            return Ok(());
+            return Ok(nothing(note, log));
         }
 
         let seq = twin.sent_seq + 1;
-        let message = SyncMessage {
+        let mut message = SyncMessage {
             version: MESSAGE_VERSION,
             id: event.id.clone(),
             connection: event.connection.clone(),
@@ -96,19 +71,66 @@ impl Node {
             replica: Some(replica),
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
-        let replica = message.replica.as_ref().expect("set above");
-        self.store.write(|tx| {
-            outbox::insert(tx, &message.id, &message.connection, &body)?;
-            twins::record_sent(tx, &twin.twin_id, seq, replica)?;
-            events::finish(
-                tx,
-                event.seq,
-                &format!("sent as message {seq} of twin {}", twin.twin_id),
-                &log,
-                now,
-            )
-        })?;
-        Ok(())
+        // Kept with the twin as what was sent last (the message was made with it).
+        let replica = message.replica.take().unwrap_or_default();
+        Ok(Prepared {
+            note: format!("sent as message {seq} of twin {}", twin.twin_id),
+            effect: Effect::Send {
+                message_id: message.id,
+                body,
+                twin_id: twin.twin_id,
+                seq,
+                replica,
+            },
+            log,
+        })
+    }
+
+    /// Preparing an unexalate: tell the other node (in order, after what was sent before),
+    /// then forget the link here.
+    pub(super) fn prepare_unexalate(&self, event: &Event) -> Result<Prepared, Failed> {
+        let Some(twin) = self.store.read(|db| twins::get(db, &event.twin_id))? else {
+            return Ok(nothing(
+                "not under sync any more: nothing to do",
+                String::new(),
+            ));
+        };
+        let sends = self
+            .connection(&event.connection)
+            .is_some_and(|c| c.can_send());
+        let message = SyncMessage {
+            version: MESSAGE_VERSION,
+            id: event.id.clone(),
+            connection: event.connection.clone(),
+            twin: twin.twin_id.clone(),
+            seq: twin.sent_seq + 1,
+            kind: MessageKind::Unexalate,
+            reason: event.reason,
+            hop: event.hop,
+            sender_key: twin.local_key.clone(),
+            replica: None,
+        };
+        let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
+        Ok(Prepared {
+            note: if sends {
+                "unexalated: the other side is told, the link is gone, the issue stays".into()
+            } else {
+                "unexalated here (this side cannot send, so the other side keeps its link)".into()
+            },
+            effect: Effect::Unexalate {
+                twin_id: twin.twin_id,
+                message: sends.then(|| (message.id, body)),
+            },
+            log: String::new(),
+        })
+    }
+}
+
+fn nothing(note: &str, log: String) -> Prepared {
+    Prepared {
+        effect: Effect::Nothing,
+        note: note.into(),
+        log,
     }
 }
 
@@ -140,54 +162,5 @@ fn check_bounce(
             Ok(Some("replica unchanged since last sent: nothing sent"))
         }
         _ => Ok(None),
-    }
-}
-
-impl Node {
-    /// Processing an unexalate: tell the other node (in order, after what was sent before),
-    /// then forget the link here.
-    pub(super) fn process_unexalate(&self, event: &Event) -> Result<(), Failed> {
-        let now = self.now_ms();
-        let Some(twin) = self.store.read(|db| twins::get(db, &event.twin_id))? else {
-            self.store.write(|tx| {
-                events::finish(
-                    tx,
-                    event.seq,
-                    "not under sync any more: nothing to do",
-                    "",
-                    now,
-                )
-            })?;
-            return Ok(());
-        };
-        let sends = self
-            .connection(&event.connection)
-            .is_some_and(|c| c.can_send());
-        let message = SyncMessage {
-            version: MESSAGE_VERSION,
-            id: event.id.clone(),
-            connection: event.connection.clone(),
-            twin: twin.twin_id.clone(),
-            seq: twin.sent_seq + 1,
-            kind: MessageKind::Unexalate,
-            reason: event.reason,
-            hop: event.hop,
-            sender_key: twin.local_key.clone(),
-            replica: None,
-        };
-        let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
-        self.store.write(|tx| {
-            if sends {
-                outbox::insert(tx, &message.id, &message.connection, &body)?;
-            }
-            twins::unexalate(tx, &twin.twin_id, now)?;
-            let note = if sends {
-                "unexalated: the other side is told, the link is gone, the issue stays"
-            } else {
-                "unexalated here (this side cannot send, so the other side keeps its link)"
-            };
-            events::finish(tx, event.seq, note, "", now)
-        })?;
-        Ok(())
     }
 }

@@ -2,9 +2,11 @@
 //! ones changed, and accepts writes from the sync engine idempotently.
 
 mod query;
+mod redmine;
 mod reference;
 
 pub use query::Query;
+pub use redmine::{DEFAULT_EVENT_FIELD, RedmineSettings, RedmineTracker};
 pub use reference::ReferenceTracker;
 
 use crate::model::Issue;

@@ -88,11 +88,9 @@ impl ReferenceTracker {
         let tx = db.transaction().map_err(unavailable)?;
         if let Origin::Sync { event_id } = origin {
             let done: Option<String> = tx
-                .query_row(
-                    "SELECT key FROM sync_writes WHERE event_id = ?1",
-                    [event_id],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT key FROM sync_writes WHERE event_id = ?1")
+                .map_err(unavailable)?
+                .query_row([event_id], |r| r.get(0))
                 .optional()
                 .map_err(unavailable)?;
             if let Some(key) = done {
@@ -107,11 +105,10 @@ impl ReferenceTracker {
             Origin::User => None,
         };
         if let Some(event_id) = sync_event {
-            tx.execute(
-                "INSERT INTO sync_writes (event_id, key) VALUES (?1, ?2)",
-                params![event_id, key],
-            )
-            .map_err(unavailable)?;
+            tx.prepare_cached("INSERT INTO sync_writes (event_id, key) VALUES (?1, ?2)")
+                .map_err(unavailable)?
+                .execute(params![event_id, key])
+                .map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         Ok(issue)
@@ -131,13 +128,13 @@ impl Tracker for ReferenceTracker {
                 issue.project = self.default_project.clone();
             }
             let number: i64 = tx
-                .query_row(
+                .prepare_cached(
                     "INSERT INTO projects (project, last_number) VALUES (?1, 1)
                      ON CONFLICT (project) DO UPDATE SET last_number = last_number + 1
                      RETURNING last_number",
-                    [&issue.project],
-                    |r| r.get(0),
                 )
+                .map_err(unavailable)?
+                .query_row([&issue.project], |r| r.get(0))
                 .map_err(unavailable)?;
             let key = format!("{}-{number}", issue.project);
             issue.key = Some(key.clone());
@@ -151,11 +148,10 @@ impl Tracker for ReferenceTracker {
                 issue.issue_type = "Task".into();
             }
             assign_ids(tx, &mut issue, &Issue::default(), &now)?;
-            tx.execute(
-                "INSERT INTO issues (key, body) VALUES (?1, ?2)",
-                params![key, encode(&issue)],
-            )
-            .map_err(unavailable)?;
+            tx.prepare_cached("INSERT INTO issues (key, body) VALUES (?1, ?2)")
+                .map_err(unavailable)?
+                .execute(params![key, encode(&issue)])
+                .map_err(unavailable)?;
             record_change(tx, &key, origin)?;
             Ok(issue)
         })
@@ -179,11 +175,10 @@ impl Tracker for ReferenceTracker {
                 return Ok(stored);
             }
             issue.updated = Some(now);
-            tx.execute(
-                "UPDATE issues SET body = ?2 WHERE key = ?1",
-                params![key, encode(&issue)],
-            )
-            .map_err(unavailable)?;
+            tx.prepare_cached("UPDATE issues SET body = ?2 WHERE key = ?1")
+                .map_err(unavailable)?
+                .execute(params![key, encode(&issue)])
+                .map_err(unavailable)?;
             record_change(tx, &key, origin)?;
             Ok(issue)
         })
@@ -276,12 +271,12 @@ fn assign_ids(
 }
 
 fn next(tx: &Transaction<'_>, counter: &str) -> Result<i64, TrackerError> {
-    tx.query_row(
+    tx.prepare_cached(
         "INSERT INTO counters (name, value) VALUES (?1, 1)
          ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-        [counter],
-        |r| r.get(0),
     )
+    .map_err(unavailable)?
+    .query_row([counter], |r| r.get(0))
     .map_err(unavailable)
 }
 
@@ -290,19 +285,18 @@ fn record_change(tx: &Transaction<'_>, key: &str, origin: Origin<'_>) -> Result<
         Origin::Sync { event_id } => Some(event_id),
         Origin::User => None,
     };
-    tx.execute(
-        "INSERT INTO changes (key, sync_event) VALUES (?1, ?2)",
-        params![key, sync_event],
-    )
-    .map_err(unavailable)?;
+    tx.prepare_cached("INSERT INTO changes (key, sync_event) VALUES (?1, ?2)")
+        .map_err(unavailable)?
+        .execute(params![key, sync_event])
+        .map_err(unavailable)?;
     Ok(())
 }
 
 fn load(db: &Connection, key: &str) -> Result<Option<Issue>, TrackerError> {
     let body: Option<String> = db
-        .query_row("SELECT body FROM issues WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT body FROM issues WHERE key = ?1")
+        .map_err(unavailable)?
+        .query_row([key], |r| r.get(0))
         .optional()
         .map_err(unavailable)?;
     body.map(|b| decode(&b)).transpose()

@@ -2,9 +2,12 @@
 //! the node on the other end of the connection, and acknowledges what was accepted.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::service::Wake;
 use crate::sync::{Node, Receipt};
 
 /// Messages moved per connection in one delivery round.
@@ -42,21 +45,21 @@ impl LocalNetwork {
                 let Some(peer) = self.node(&connection.remote_instance) else {
                     continue;
                 };
-                for message in node.outbox(&connection.name, BATCH)? {
-                    let receipt = peer.receive(&message)?;
+                let messages = node.outbox(&connection.name, BATCH)?;
+                let receipts = peer.receive_all(&messages)?;
+                // Acknowledge up to the first message the peer did not take: order matters.
+                let mut taken = Vec::new();
+                for (message, receipt) in messages.iter().zip(receipts) {
                     if !receipt.is_acknowledgement() {
                         if let Receipt::Refused { reason } = receipt {
-                            eprintln!(
-                                "{} refused message {}: {reason}",
-                                peer.instance(),
-                                message.id
-                            );
+                            tracing::error!(connection = %connection.name, "{} refused message {}: {reason}", peer.instance(), message.id);
                         }
                         break;
                     }
-                    node.acknowledge(&message.id)?;
-                    delivered += 1;
+                    taken.push(message.id.clone());
                 }
+                node.acknowledge(&taken)?;
+                delivered += taken.len();
             }
         }
         Ok(delivered)
@@ -85,5 +88,21 @@ impl LocalNetwork {
             }
         }
         Ok(stats)
+    }
+}
+
+/// Deliver messages between the nodes of `network` until `stop` is set: the in-process
+/// counterpart of the HTTP senders, for running nodes on threads in one process.
+pub fn deliver_loop(network: &LocalNetwork, wake: &Wake, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let seen = wake.rings();
+        match network.deliver() {
+            Ok(0) => wake.wait(seen, Duration::from_millis(100)),
+            Ok(_) => wake.ring(),
+            Err(error) => {
+                tracing::error!("cannot deliver messages: {error:#}");
+                wake.wait(seen, Duration::from_millis(100));
+            }
+        }
     }
 }

@@ -1,0 +1,402 @@
+//! Sustained end-to-end sync: two nodes in one process on embedded SQLite (WAL, durable:
+//! `synchronous=NORMAL`, never `OFF`), `mirror` processors, the event loops and the
+//! in-process delivery on their own threads. Changes are made on Internal's tracker at a
+//! fixed rate; a change counts as synced when External's tracker stores it.
+//!
+//! ```text
+//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC]
+//! cargo bench -p twinsync --bench throughput -- --backlog 1000000 [--twins N]
+//! ```
+//!
+//! Prints: bulk exalate rate, sustained changes per second, latency p50/p99/max, peak
+//! resident memory; with `--backlog`, resident memory sampled while the backlog drains.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use twinsync::clock::{Clock, SystemClock};
+use twinsync::model::Issue;
+use twinsync::runtime::{Limits, PoolConfig, Runtime, RuntimeConfig};
+use twinsync::service::Wake;
+use twinsync::service::workers::event_loop;
+use twinsync::store::NodeStore;
+use twinsync::sync::{Connection, Flow, Node};
+use twinsync::tracker::{ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError};
+use twinsync::transport::local::{LocalNetwork, deliver_loop};
+
+struct Options {
+    twins: usize,
+    changes: usize,
+    rate: usize,
+    backlog: Option<usize>,
+    workers: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        twins: 10_000,
+        changes: 100_000,
+        rate: 5_000,
+        backlog: None,
+        workers: 1,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| {
+                v.parse::<usize>()
+                    .unwrap_or_else(|_| panic!("{name} takes a number"))
+            })
+    };
+    options.twins = value("--twins").unwrap_or(options.twins);
+    options.changes = value("--changes").unwrap_or(options.changes);
+    options.rate = value("--rate").unwrap_or(options.rate);
+    options.backlog = value("--backlog");
+    options.workers = value("--workers").unwrap_or(options.workers);
+    options
+}
+
+/// External's tracker, remembering when each revision of each issue arrived: summaries look
+/// like `issue 7 rev 3`.
+struct Timed {
+    inner: ReferenceTracker,
+    arrived: Mutex<HashMap<usize, Vec<(usize, Instant)>>>,
+}
+
+impl Timed {
+    fn note(&self, issue: &Issue) {
+        let (n, rev) = parse(&issue.summary);
+        self.arrived
+            .lock()
+            .unwrap()
+            .entry(n)
+            .or_default()
+            .push((rev, Instant::now()));
+    }
+
+    /// When revision `rev` of issue `n`, or a later one, arrived. A change made while an
+    /// earlier one of the same issue waited is sent together with it: the processor reads
+    /// the issue as it is when the event runs.
+    fn arrival(&self, n: usize, rev: usize) -> Option<Instant> {
+        let arrived = self.arrived.lock().unwrap();
+        arrived
+            .get(&n)?
+            .iter()
+            .find(|(r, _)| *r >= rev)
+            .map(|(_, at)| *at)
+    }
+}
+
+fn parse(summary: &str) -> (usize, usize) {
+    let mut words = summary.split(' ');
+    let n = words
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(usize::MAX);
+    let rev = words.nth(1).and_then(|w| w.parse().ok()).unwrap_or(0);
+    (n, rev)
+}
+
+impl Tracker for Timed {
+    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
+        self.inner.get(key)
+    }
+    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        let stored = self.inner.create(issue, origin)?;
+        self.note(&stored);
+        Ok(stored)
+    }
+    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        let stored = self.inner.update(issue, origin)?;
+        self.note(&stored);
+        Ok(stored)
+    }
+    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
+        self.inner.changes(cursor, limit)
+    }
+    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
+        self.inner.search(query)
+    }
+}
+
+fn resident_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let options = options();
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let runtime = Arc::new(
+        Runtime::new(&RuntimeConfig {
+            pool: Some(PoolConfig::for_workers(options.workers * 2)),
+            ..RuntimeConfig::default()
+        })
+        .unwrap(),
+    );
+    let mirror = Arc::new(runtime.load("mirror", twinsync::builtin::MIRROR).unwrap());
+    let connection = |remote: &str| {
+        Connection::new(
+            "internal-external",
+            remote,
+            Flow::Bidirectional,
+            Some(mirror.clone()),
+            Some(mirror.clone()),
+            Limits::default(),
+        )
+        .unwrap()
+    };
+    let open = |name: &str| NodeStore::open(&dir.path().join(format!("{name}.db"))).unwrap();
+    let internal_tracker = Arc::new(
+        ReferenceTracker::open(
+            &dir.path().join("internal-tracker.db"),
+            "INT",
+            clock.clone(),
+        )
+        .unwrap(),
+    );
+    let external_tracker = Arc::new(Timed {
+        inner: ReferenceTracker::open(
+            &dir.path().join("external-tracker.db"),
+            "EXT",
+            clock.clone(),
+        )
+        .unwrap(),
+        arrived: Mutex::new(HashMap::new()),
+    });
+    let internal = Arc::new(
+        Node::new(
+            "Internal",
+            internal_tracker.clone(),
+            Arc::new(open("internal")),
+            runtime.clone(),
+            vec![connection("External")],
+            clock.clone(),
+        )
+        .unwrap(),
+    );
+    let external = Arc::new(
+        Node::new(
+            "External",
+            external_tracker.clone(),
+            Arc::new(open("external")),
+            runtime.clone(),
+            vec![connection("Internal")],
+            clock.clone(),
+        )
+        .unwrap(),
+    );
+    println!(
+        "twinsync throughput: {} twins, mirror both ways, {} allocator, {} worker(s) per node, {} cores",
+        options.twins,
+        runtime.allocator(),
+        options.workers,
+        twinsync::runtime::available_cores()
+    );
+
+    // Issues exist on Internal before the run; exalating them is the first measured phase.
+    let mut keys = Vec::with_capacity(options.twins);
+    for n in 0..options.twins {
+        let issue = Issue {
+            summary: format!("issue {n} rev 0"),
+            status: "Open".into(),
+            description: Some("A realistic description of a problem someone has.".into()),
+            labels: vec!["bench".into()],
+            ..Issue::default()
+        };
+        keys.push(
+            internal_tracker
+                .create(&issue, Origin::User)
+                .unwrap()
+                .key
+                .unwrap(),
+        );
+    }
+    internal.poll_changes().unwrap();
+    while internal.poll_changes().unwrap() > 0 {}
+
+    let wake = Arc::new(Wake::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let start_loops = |wake: &Arc<Wake>, stop: &Arc<AtomicBool>| {
+        let mut threads = Vec::new();
+        for node in [internal.clone(), external.clone()] {
+            let (wake, stop) = (wake.clone(), stop.clone());
+            let workers = options.workers;
+            threads.push(thread::spawn(move || event_loop(node, workers, wake, stop)));
+        }
+        let network = LocalNetwork::new(vec![internal.clone(), external.clone()]);
+        let (wake, stop) = (wake.clone(), stop.clone());
+        threads.push(thread::spawn(move || deliver_loop(&network, &wake, &stop)));
+        threads
+    };
+
+    let arrived = |n: usize, rev: usize| external_tracker.arrival(n, rev);
+    let wait_for = |changes: &[(usize, usize)], timeout: Duration| {
+        let deadline = Instant::now() + timeout;
+        for &(n, rev) in changes {
+            while arrived(n, rev).is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for issue {n} rev {rev}"
+                );
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+    };
+
+    if let Some(backlog) = options.backlog {
+        return drain_backlog(
+            backlog,
+            &keys,
+            &internal,
+            &internal_tracker,
+            &wake,
+            &stop,
+            start_loops,
+            arrived,
+        );
+    }
+
+    let threads = start_loops(&wake, &stop);
+    let started = Instant::now();
+    for key in &keys {
+        internal.exalate("internal-external", key).unwrap();
+    }
+    wake.ring();
+    let first: Vec<(usize, usize)> = (0..options.twins).map(|n| (n, 0)).collect();
+    wait_for(&first, Duration::from_secs(3600));
+    let exalate_time = started.elapsed();
+    println!(
+        "bulk exalate: {} twins in {:.1} s = {:.0} issues/s end to end",
+        options.twins,
+        exalate_time.as_secs_f64(),
+        options.twins as f64 / exalate_time.as_secs_f64()
+    );
+
+    // Sustained changes at a fixed rate, round-robin over the twins.
+    let mut made: Vec<(usize, usize, Instant)> = Vec::with_capacity(options.changes);
+    let interval = Duration::from_secs_f64(1.0 / options.rate as f64);
+    let started = Instant::now();
+    for i in 0..options.changes {
+        let due = started + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let n = i % options.twins;
+        let rev = i / options.twins + 1;
+        let mut issue = internal_tracker.get(&keys[n]).unwrap().unwrap();
+        issue.summary = format!("issue {n} rev {rev}");
+        internal_tracker.update(&issue, Origin::User).unwrap();
+        made.push((n, rev, Instant::now()));
+        if i % 64 == 0 {
+            wake.ring();
+        }
+    }
+    let producing = started.elapsed();
+    wake.ring();
+    let all: Vec<(usize, usize)> = made.iter().map(|&(n, rev, _)| (n, rev)).collect();
+    wait_for(&all, Duration::from_secs(3600));
+    let total = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    wake.ring();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+
+    let mut latencies: Vec<Duration> = made
+        .iter()
+        .map(|&(n, rev, at)| arrived(n, rev).unwrap().saturating_duration_since(at))
+        .collect();
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    println!(
+        "sustained: {} changes offered at {}/s over {:.1} s; all synced after {:.1} s = {:.0} changes/s end to end",
+        options.changes,
+        options.rate,
+        producing.as_secs_f64(),
+        total.as_secs_f64(),
+        options.changes as f64 / total.as_secs_f64()
+    );
+    println!(
+        "latency (change on Internal -> stored on External): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(0.50).as_secs_f64() * 1e3,
+        percentile(0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!(
+        "peak resident memory: {} MiB",
+        resident_kib("VmHWM:") / 1024
+    );
+}
+
+/// Queue `backlog` changes while the nodes are stopped, then drain them, sampling resident
+/// memory every second.
+#[allow(clippy::too_many_arguments)]
+fn drain_backlog(
+    backlog: usize,
+    keys: &[String],
+    internal: &Arc<Node>,
+    tracker: &Arc<ReferenceTracker>,
+    wake: &Arc<Wake>,
+    stop: &Arc<AtomicBool>,
+    start_loops: impl Fn(&Arc<Wake>, &Arc<AtomicBool>) -> Vec<thread::JoinHandle<()>>,
+    arrived: impl Fn(usize, usize) -> Option<Instant>,
+) {
+    for key in keys {
+        internal.exalate("internal-external", key).unwrap();
+    }
+    let started = Instant::now();
+    let mut last = (0, 0);
+    for i in 0..backlog {
+        let n = i % keys.len();
+        last = (n, i / keys.len() + 1);
+        let mut issue = tracker.get(&keys[n]).unwrap().unwrap();
+        issue.summary = format!("issue {n} rev {}", last.1);
+        tracker.update(&issue, Origin::User).unwrap();
+        // Queue as we go, as a running node would, so that each change is an event.
+        if i % 1_000 == 999 {
+            internal.poll_changes().unwrap();
+        }
+    }
+    while internal.poll_changes().unwrap() > 0 {}
+    let queued = twinsync::ops::queue(internal.store()).unwrap();
+    println!(
+        "backlog: {} changes queued in {:.0} s ({} pending events); resident memory {} MiB",
+        backlog,
+        started.elapsed().as_secs_f64(),
+        queued.iter().map(|q| q.pending).sum::<i64>(),
+        resident_kib("VmRSS:") / 1024
+    );
+    let threads = start_loops(wake, stop);
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while arrived(last.0, last.1).is_none() {
+        thread::sleep(Duration::from_secs(1));
+        samples.push(resident_kib("VmRSS:") / 1024);
+    }
+    stop.store(true, Ordering::Relaxed);
+    wake.ring();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let drained = started.elapsed();
+    println!(
+        "drained in {:.0} s = {:.0} events/s; resident memory during the drain: min {} MiB, max {} MiB, last {} MiB",
+        drained.as_secs_f64(),
+        backlog as f64 / drained.as_secs_f64(),
+        samples.iter().min().unwrap_or(&0),
+        samples.iter().max().unwrap_or(&0),
+        samples.last().unwrap_or(&0)
+    );
+}
