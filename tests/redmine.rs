@@ -658,3 +658,151 @@ fn serve_stops_at_once_on_a_wrong_api_key() {
     assert!(!output.status.success());
     assert!(stderr.contains("refused the API key (401)"), "{stderr}");
 }
+
+/// A `twinsync serve` process, killed when dropped.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two `twinsync serve` processes: Internal on Redmine, External on the reference tracker,
+/// over the signed HTTP protocol, driven through the admin API.
+#[test]
+fn serve_syncs_a_redmine_project_with_a_reference_node() {
+    use twinsync_tests::process::{NodeProcess, NodeSpec, SECRET, TOKEN, eventually, free_port};
+    let redmine = redmine_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let (internal_port, internal_admin, external_port) = (free_port(), free_port(), free_port());
+    let internal_dir = dir.path().join("internal");
+    std::fs::create_dir_all(&internal_dir).unwrap();
+    std::fs::write(internal_dir.join("redmine.key"), &redmine.twinsync_key).unwrap();
+    let config = internal_dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"instance = "Internal"
+data-dir = "data"
+workers = 2
+listen = "127.0.0.1:{internal_port}"
+
+[admin]
+listen = "127.0.0.1:{internal_admin}"
+token = "{TOKEN}"
+
+[tracker]
+kind = "redmine"
+url = "{url}"
+api-key-file = "redmine.key"
+project = "internal"
+poll-interval-ms = 200
+
+[[connection]]
+name = "{CONNECTION}"
+remote-instance = "External"
+remote-url = "http://127.0.0.1:{external_port}"
+incoming = "remote-key"
+outgoing = "remote-key"
+secret = "{SECRET}"
+"#,
+            url = redmine.url
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(internal_dir.join("serve.log")).unwrap();
+    let _internal = Serving(
+        std::process::Command::new(twinsync_tests::twinsync_binary!())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let external = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "External",
+            project: "EXT",
+            remote: "Internal",
+            port: external_port,
+            admin_port: free_port(),
+            remote_port: internal_port,
+            processor: "remote-key",
+            extra: "",
+        },
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let admin = |method: &str, path: &str, body: serde_json::Value| {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{internal_admin}{path}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .unwrap();
+        let mut answer = agent.run(request).ok()?;
+        let status = answer.status().as_u16();
+        Some((
+            status,
+            answer.body_mut().read_json::<serde_json::Value>().ok()?,
+        ))
+    };
+    let serve_log = || std::fs::read_to_string(internal_dir.join("serve.log")).unwrap_or_default();
+    eventually(Duration::from_secs(30), "Internal serves", || {
+        admin("GET", "/v1/queue", json!(null)).is_some()
+    });
+
+    let subject = unique("Reported by phone");
+    let issue_id = redmine.create_issue("internal", &subject);
+    let key = format!("#{issue_id}");
+    let (status, shown) = admin("GET", &format!("/v1/issues/%23{issue_id}"), json!(null)).unwrap();
+    assert_eq!(
+        (status, &shown["summary"]),
+        (200, &json!(subject)),
+        "{}",
+        serve_log()
+    );
+    let (status, exalated) = admin(
+        "POST",
+        "/v1/exalate",
+        json!({"connection": CONNECTION, "keys": [key]}),
+    )
+    .unwrap();
+    assert_eq!(
+        (status, &exalated["errors"]),
+        (200, &json!([])),
+        "{exalated}"
+    );
+
+    let internal = redmine.tracker("internal");
+    eventually(
+        WAIT,
+        "Internal's Redmine issue learns External's key",
+        || remote_key(&get(&*internal, &key)).is_some(),
+    );
+    let external_key = remote_key(&get(&*internal, &key)).unwrap().to_string();
+    let copy = external
+        .issue(&external_key)
+        .expect("External has the issue");
+    assert_eq!(copy["summary"], json!(subject));
+
+    // A change in Redmine travels too; the writes twinsync made do not come back.
+    redmine.update_issue(issue_id, json!({"notes": "Called back, fixed"}));
+    eventually(WAIT, "the comment reaches External", || {
+        external
+            .issue(&external_key)
+            .is_some_and(|i| i["comments"].as_array().is_some_and(|c| c.len() == 1))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let queue = admin("GET", "/v1/queue", json!(null)).unwrap().1;
+    assert_eq!(queue[0]["pending"], 0, "{queue}");
+    assert_eq!(get(&*internal, &key).comments.len(), 1, "{}", serve_log());
+}

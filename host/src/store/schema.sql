@@ -48,7 +48,11 @@ CREATE TABLE IF NOT EXISTS events (
     last_attempt_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_by_state ON events (state, seq);
-CREATE INDEX IF NOT EXISTS events_by_twin ON events (twin_id, seq);
+-- Only the events still open: finding whether a twin has an earlier one stays cheap however
+-- many done events the twin has.
+CREATE INDEX IF NOT EXISTS events_open_by_twin ON events (twin_id, seq) WHERE state IN ('pending', 'failed');
+-- The last message received per twin, for ordering and duplicates.
+CREATE INDEX IF NOT EXISTS events_received_by_twin ON events (twin_id, message_seq) WHERE direction = 'incoming';
 
 -- Messages waiting for the other node's acknowledgement, in the order they were made.
 CREATE TABLE IF NOT EXISTS outbox (
