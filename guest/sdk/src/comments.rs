@@ -23,12 +23,11 @@ pub fn merge_comments(
         // Locate our copy by what the comment looked like when we last saw it.
         let known = before.unwrap_or(comment);
         match merged.iter_mut().find(|mine| same_comment(mine, known)) {
-            Some(mine) => {
-                if before.is_some_and(|old| old.body != comment.body) {
-                    mine.body = comment.body.clone();
-                    mine.updated = comment.updated.clone();
-                }
+            Some(mine) if before.is_some_and(|old| old.body != comment.body) => {
+                mine.body = comment.body.clone();
+                mine.updated = comment.updated.clone();
             }
+            Some(_) => {}
             None if before.is_none() => merged.push(Comment {
                 id: String::new(),
                 author: comment.author.clone(),

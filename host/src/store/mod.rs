@@ -18,6 +18,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The node's database.
 pub struct NodeStore {
     db: Mutex<Connection>,
+    id: String,
 }
 
 impl NodeStore {
@@ -31,7 +32,24 @@ impl NodeStore {
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)
             .with_context(|| format!("cannot set up the database in {}", path.display()))?;
-        Ok(NodeStore { db: Mutex::new(db) })
+        // Fewer, larger checkpoints: each one syncs the database file.
+        db.pragma_update(None, "wal_autocheckpoint", 4000)?;
+        // A random name for this database, part of every id it makes: a node whose database
+        // was reset must not reuse ids that trackers and other nodes remember.
+        db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('store.id', ?1)",
+            [fresh_id()],
+        )?;
+        let id = get_meta(&db, "store.id")?.unwrap_or_default();
+        Ok(NodeStore {
+            db: Mutex::new(db),
+            id,
+        })
+    }
+
+    /// This database's random name (a few hex digits), fixed when it was created.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Run `f` in a transaction; commit if it returns `Ok`.
@@ -51,6 +69,15 @@ impl NodeStore {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn fresh_id() -> String {
+    use sha2::Digest;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{now}-{}-{:p}", std::process::id(), &now);
+    crate::hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..3])
 }
 
 /// A named value that survives restarts (the tracker cursor, id counters).

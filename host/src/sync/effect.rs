@@ -18,6 +18,8 @@ pub(super) struct Prepared {
     pub log: String,
 }
 
+// One per event in a batch, short-lived: boxing the large variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Effect {
     /// Nothing to write besides finishing the event.
     Nothing,

@@ -210,7 +210,12 @@ impl Node {
             if twins::by_local_key(tx, connection, key)?.is_some() {
                 bail!("issue {key} is already under sync on connection `{connection}`");
             }
-            let twin_id = format!("{}-t{}", self.instance, next_number(tx, "twin")?);
+            let twin_id = format!(
+                "{}-{}-t{}",
+                self.instance,
+                self.store.id(),
+                next_number(tx, "twin")?
+            );
             twins::insert(tx, &twin_id, connection, key, now)?;
             let id = self.next_event_id(tx)?;
             events::insert(
@@ -522,9 +527,14 @@ impl Node {
             .write(|tx| ids.iter().try_for_each(|id| outbox::remove(tx, id)))
     }
 
-    /// A fresh event id, unique across nodes (it starts with this node's instance name).
+    /// A fresh event id, unique across nodes and across resets of this node's database.
     pub(super) fn next_event_id(&self, db: &rusqlite::Connection) -> Result<String> {
-        Ok(format!("{}-{}", self.instance, next_number(db, "event")?))
+        Ok(format!(
+            "{}-{}-{}",
+            self.instance,
+            self.store.id(),
+            next_number(db, "event")?
+        ))
     }
 
     /// The context a processor gets for an event.

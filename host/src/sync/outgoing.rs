@@ -119,7 +119,7 @@ impl Node {
             },
             effect: Effect::Unexalate {
                 twin_id: twin.twin_id,
-                message: sends.then(|| (message.id, body)),
+                message: sends.then_some((message.id, body)),
             },
             log: String::new(),
         })
