@@ -135,6 +135,25 @@ impl Pair {
         }
     }
 
+    /// Put another tracker in front of External (to make it fail, say): External becomes a
+    /// new node on the same database with this tracker.
+    pub fn replace_external_tracker(&mut self, tracker: Arc<dyn Tracker>) {
+        let old = &self.external.node;
+        let connections = old.connections().iter().map(|c| (**c).clone()).collect();
+        let node = twinsync::sync::Node::new(
+            old.instance(),
+            tracker,
+            old.store().clone(),
+            runtime(),
+            connections,
+            self.clock.clone(),
+        )
+        .expect("node");
+        self.external.node = Arc::new(node);
+        self.network =
+            LocalNetwork::new(vec![self.internal.node.clone(), self.external.node.clone()]);
+    }
+
     /// Create an issue on Internal, as a user would, and return its key. The node sees the
     /// creation (as a running node would) before anything else happens.
     pub fn create(&self, issue: Issue) -> String {

@@ -183,6 +183,11 @@ secret = "{SECRET}"
 
     /// A request with a JSON body on the admin API; returns status and body.
     pub fn send(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        self.try_send(method, path, body).expect("admin request")
+    }
+
+    /// Like `send`, but `None` when the node cannot be reached.
+    pub fn try_send(&self, method: &str, path: &str, body: Value) -> Option<(u16, Value)> {
         let request = ureq::http::Request::builder()
             .method(method)
             .uri(self.url(path))
@@ -190,12 +195,12 @@ secret = "{SECRET}"
             .header("content-type", "application/json")
             .body(body.to_string())
             .unwrap();
-        let mut response = self.agent.run(request).expect("admin request");
+        let mut response = self.agent.run(request).ok()?;
         let status = response.status().as_u16();
-        (
+        Some((
             status,
             response.body_mut().read_json().unwrap_or(Value::Null),
-        )
+        ))
     }
 }
 

@@ -1,0 +1,158 @@
+//! The queue under trouble: a poison event blocks its twin only and does not slow the
+//! others; a tracker that is down makes events wait and retry, then drain in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use twinsync::model::Issue;
+use twinsync::store::events::State;
+use twinsync::tracker::{ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError};
+use twinsync_tests::*;
+
+/// Run `changes` edits over `twins` twins through a pair; one extra twin is poisoned if
+/// asked. Returns the time the healthy events took and the pair.
+fn run(twins: usize, changes: usize, poison: bool) -> (Duration, Pair) {
+    let pair = Pair::new(Side::both("mirror"), Side::both("scripted"));
+    let mut keys = Vec::new();
+    for n in 0..twins {
+        keys.push(
+            pair.create_and_exalate(issue(&format!("issue {n} rev 0")))
+                .0,
+        );
+    }
+    if poison {
+        pair.create_and_exalate(scripted_issue("poison", "error"));
+    }
+    pair.run();
+    let started = Instant::now();
+    for change in 0..changes {
+        let n = change % twins;
+        edit(&pair.internal, &keys[n], |i| {
+            i.summary = format!("issue {n} rev {}", change / twins + 1)
+        });
+        if change % twins == twins - 1 {
+            pair.run();
+        }
+    }
+    pair.run();
+    (started.elapsed(), pair)
+}
+
+#[test]
+fn a_poison_event_does_not_slow_the_other_twins() {
+    let (twins, changes) = (100, 5_000);
+    let (healthy, _) = run(twins, changes, false);
+    let (with_poison, pair) = run(twins, changes, true);
+    eprintln!("{changes} changes: {healthy:?} without a poison event, {with_poison:?} with one");
+
+    // Every healthy twin is up to date; the poisoned one holds one sync error.
+    let external = pair.external.tracker.list().unwrap();
+    assert_eq!(
+        external.len(),
+        twins,
+        "the poisoned issue was not created; all others were"
+    );
+    let last = changes / twins;
+    assert!(
+        external
+            .iter()
+            .all(|i| i.summary.ends_with(&format!("rev {last}")))
+    );
+    let errors = failed(&pair.external.node);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].error_kind.as_deref(), Some("processor-error"));
+    // Same rate, within the noise of a shared machine.
+    assert!(
+        with_poison.as_secs_f64() < healthy.as_secs_f64() * 1.5 + 1.0,
+        "the poison event slowed the run: {healthy:?} -> {with_poison:?}"
+    );
+}
+
+/// A tracker that can be switched off.
+struct Flaky {
+    inner: Arc<ReferenceTracker>,
+    down: AtomicBool,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), TrackerError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(TrackerError::Unavailable(
+                "connection refused (switched off by the test)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Tracker for Flaky {
+    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
+        self.check()?;
+        self.inner.get(key)
+    }
+    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        self.check()?;
+        self.inner.create(issue, origin)
+    }
+    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        self.check()?;
+        self.inner.update(issue, origin)
+    }
+    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
+        self.check()?;
+        self.inner.changes(cursor, limit)
+    }
+    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
+        self.check()?;
+        self.inner.search(query)
+    }
+}
+
+#[test]
+fn a_tracker_that_is_down_makes_events_wait_and_drain_in_order() {
+    let mut pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let flaky = Arc::new(Flaky {
+        inner: pair.external.tracker.clone(),
+        down: AtomicBool::new(false),
+    });
+    pair.replace_external_tracker(flaky.clone());
+    let (key, twin) = pair.create_and_exalate(issue("rev 0"));
+    pair.run();
+
+    flaky.down.store(true, Ordering::SeqCst);
+    for rev in 1..=5 {
+        edit(&pair.internal, &key, |i| i.summary = format!("rev {rev}"));
+        pair.run();
+    }
+    let waiting = unfinished(&pair.external.node);
+    assert!(!waiting.is_empty());
+    assert!(
+        waiting.iter().all(|e| e.state == State::Pending),
+        "transient: no sync error"
+    );
+    assert_eq!(
+        waiting[0].error_kind.as_deref(),
+        Some("tracker-unavailable")
+    );
+    assert!(waiting[0].attempts >= 1);
+    assert!(failed(&pair.external.node).is_empty());
+
+    // Back up: once the retry time has come, everything drains, in order.
+    flaky.down.store(false, Ordering::SeqCst);
+    pair.clock.advance(Duration::from_secs(120));
+    pair.run();
+    assert!(unfinished(&pair.external.node).is_empty());
+    assert_eq!(pair.external_issue(&twin).unwrap().summary, "rev 5");
+    let applied: Vec<String> = pair
+        .external
+        .node
+        .store()
+        .read(twinsync::store::events::all)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.twin_id == twin && e.state == State::Done)
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(applied.len() >= 2, "{applied:?}");
+}
