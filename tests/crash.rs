@@ -89,7 +89,7 @@ fn killed_nodes_lose_nothing_and_apply_nothing_twice() {
         if kills > 0 && change % per_kill == per_kill / 2 {
             // Let the nodes get busy, then kill one mid-flight.
             std::thread::sleep(Duration::from_millis(next(&mut rng) % 150));
-            let victim = if next(&mut rng) % 2 == 0 {
+            let victim = if next(&mut rng).is_multiple_of(2) {
                 &mut internal
             } else {
                 &mut external
