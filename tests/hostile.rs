@@ -158,6 +158,7 @@ fn work_just_under_the_limits_succeeds() {
         limits: &limits,
         can_send: true,
         directory: Arc::new(NoTwins),
+        merge_base: Default::default(),
     };
     let replica = scripted_issue("Hostile", "near-limits");
     let outcome =

@@ -59,6 +59,7 @@ fn each_hostile_processor_a_thousand_times_in_a_row() {
                     limits: &limits,
                     can_send: true,
                     directory: Arc::new(NoTwins),
+                    merge_base: Default::default(),
                 };
                 let outcome =
                     plugin.run_incoming(&runtime, call, &replica, None, &Issue::default());

@@ -56,6 +56,7 @@ fn message(id: &str, seq: i64) -> SyncMessage {
             status: "Open".into(),
             ..Issue::default()
         }),
+        times: Default::default(),
     }
 }
 

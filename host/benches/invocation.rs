@@ -47,6 +47,7 @@ fn invoke(
         limits,
         can_send: true,
         directory: Arc::new(NoTwins),
+        merge_base: Default::default(),
     };
     let outcome = plugin.run_incoming(runtime, call, replica, Some(previous), local);
     outcome.result.expect("mirror succeeds")

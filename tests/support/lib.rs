@@ -1,11 +1,13 @@
 //! Test harness: two reference-tracker nodes in one process, processors built from source,
 //! and a clock the test controls; `process` runs real `twinsync serve` processes.
 
+pub mod languages;
 pub mod process;
 pub mod redmine;
 pub mod trackers;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tempfile::TempDir;
@@ -28,47 +30,79 @@ pub const BEHAVIOUR: &str = "test behaviour";
 /// The connection between the two nodes of a [`Pair`].
 pub const CONNECTION: &str = "internal-external";
 
-/// One runtime for the whole test binary, as a node has one.
+/// One runtime for the whole test binary, as a node has one. It caches compiled components
+/// in `target/test-compile-cache`, so that only the first test run after a change compiles
+/// the large Python and JavaScript components (seconds each).
 pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
-        .get_or_init(|| Arc::new(Runtime::new(&RuntimeConfig::default()).expect("runtime")))
+        .get_or_init(|| {
+            let config = RuntimeConfig {
+                cache_dir: Some(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-compile-cache"),
+                ),
+                ..RuntimeConfig::default()
+            };
+            Arc::new(Runtime::new(&config).expect("runtime"))
+        })
         .clone()
 }
 
-/// A processor by name: a built-in one, or `scripted`. Compiled once per test binary.
+/// A processor by name: a built-in one, `scripted`, or the path of a `.wasm` file (see
+/// [`Language::processor`](languages::Language::processor)). Compiled once per test
+/// binary, however many tests ask for it at the same time.
 pub fn processor(name: &str) -> Arc<Plugin> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Plugin>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(plugin) = cache.lock().unwrap().get(name) {
-        return plugin.clone();
+    type Slot = Arc<OnceLock<Arc<Plugin>>>;
+    static CACHE: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
+    let slot = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(name.into())
+        .or_default()
+        .clone();
+    slot.get_or_init(|| {
+        let wasm = processor_wasm(name).unwrap_or_else(|message| panic!("{message}"));
+        Arc::new(runtime().load(name, &wasm).expect("test processors load"))
+    })
+    .clone()
+}
+
+/// The component [`processor`] loads for `name`, or why there is none.
+pub fn processor_wasm(name: &str) -> Result<Vec<u8>, String> {
+    if name.ends_with(".wasm") {
+        return std::fs::read(name).map_err(|error| {
+            format!(
+                "cannot read {name} ({error}): the Python and JavaScript processors are built \
+                 by `scripts/build-polyglot`, which `./scripts/test` runs before `cargo test`"
+            )
+        });
     }
-    let wasm = match twinsync::builtin::get(name) {
-        Some(wasm) => wasm.to_vec(),
+    match twinsync::builtin::get(name) {
+        Some(wasm) => Ok(wasm.to_vec()),
         None if name == "scripted" => {
-            std::fs::read(SCRIPTED).expect("scripted.wasm is built by build.rs")
+            Ok(std::fs::read(SCRIPTED).expect("scripted.wasm is built by build.rs"))
         }
-        None => panic!("no test processor called {name}"),
-    };
-    let plugin = Arc::new(runtime().load(name, &wasm).expect("test processors load"));
-    cache.lock().unwrap().insert(name.into(), plugin.clone());
-    plugin
+        None => Err(format!("no test processor called {name}")),
+    }
 }
 
 /// How one node of a pair is set up.
 #[derive(Clone)]
 pub struct Side {
-    pub incoming: &'static str,
-    pub outgoing: &'static str,
+    /// Processor names as [`processor`] takes them.
+    pub incoming: String,
+    pub outgoing: String,
     pub flow: Flow,
     pub limits: Limits,
 }
 
 impl Side {
     /// The same processor both ways, on a bidirectional connection.
-    pub fn both(processor: &'static str) -> Side {
+    pub fn both(processor: impl Into<String>) -> Side {
+        let processor = processor.into();
         Side {
-            incoming: processor,
+            incoming: processor.clone(),
             outgoing: processor,
             flow: Flow::Bidirectional,
             limits: Limits::default(),
@@ -80,8 +114,8 @@ impl Side {
         self
     }
 
-    pub fn incoming(mut self, processor: &'static str) -> Side {
-        self.incoming = processor;
+    pub fn incoming(mut self, processor: impl Into<String>) -> Side {
+        self.incoming = processor.into();
         self
     }
 
@@ -90,8 +124,8 @@ impl Side {
             CONNECTION,
             remote,
             self.flow,
-            Some(processor(self.incoming)),
-            Some(processor(self.outgoing)),
+            Some(processor(&self.incoming)),
+            Some(processor(&self.outgoing)),
             self.limits.clone(),
         )
         .expect("valid test connection")

@@ -138,6 +138,7 @@ fn call(limits: &Limits, first_sync: bool, reason: SyncReason) -> Call<'_> {
         limits,
         can_send: true,
         directory: Arc::new(NoTwins),
+        merge_base: Default::default(),
     }
 }
 

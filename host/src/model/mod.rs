@@ -1,6 +1,7 @@
 //! Data the sync engine moves around: issues, replicas and the context of an event.
 
 mod context;
+pub mod fields;
 mod issue;
 mod sample;
 mod validate;

@@ -11,12 +11,16 @@ use wasmtime::{Store, Trap, WasmBacktrace};
 use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx};
 
 use super::Limits;
+use super::crash::panic_message;
 use super::engine::Runtime;
 use super::failure::ProcessorFailure;
 use super::log::EventLog;
 use super::plugin::Plugin;
-use super::state::{HelperSetup, HostCallLimitExceeded, Side, State, SyncBack, TwinDirectory};
+use super::state::{
+    HelperSetup, HostCallLimitExceeded, RecordedConflict, Side, State, SyncBack, TwinDirectory,
+};
 use super::wit_types as wit;
+use super::wit_types::MergeBase;
 use crate::model::{Issue, Replica, SyncContext};
 
 /// Everything an invocation needs besides the processor's own arguments.
@@ -26,6 +30,8 @@ pub struct Call<'a> {
     /// Whether this side may send to the other (decides what sync back answers).
     pub can_send: bool,
     pub directory: Arc<dyn TwinDirectory>,
+    /// What `read-merge-base` answers (incoming only; empty otherwise).
+    pub merge_base: MergeBase,
 }
 
 /// The result of an invocation, with what the processor printed and asked for.
@@ -36,6 +42,8 @@ pub struct Outcome<T> {
     pub sync_back: SyncBack,
     /// The processor asked to stop syncing the twin.
     pub unexalate: bool,
+    /// Conflicts recorded for review.
+    pub conflicts: Vec<RecordedConflict>,
     pub fuel_used: u64,
     /// The most linear memory the instance had, in bytes.
     pub peak_memory: usize,
@@ -49,6 +57,7 @@ impl<T> Outcome<T> {
             log: String::new(),
             sync_back: SyncBack::NotRequested,
             unexalate: false,
+            conflicts: Vec::new(),
             fuel_used: 0,
             peak_memory: 0,
         }
@@ -60,6 +69,7 @@ impl<T> Outcome<T> {
             log: self.log,
             sync_back: self.sync_back,
             unexalate: self.unexalate,
+            conflicts: self.conflicts,
             fuel_used: self.fuel_used,
             peak_memory: self.peak_memory,
         }
@@ -183,6 +193,7 @@ fn invoke<R>(
         can_send: call.can_send,
         directory: call.directory,
         log: log.clone(),
+        merge_base: call.merge_base,
     };
     let ctx = call.ctx;
     let mut store = Store::new(&runtime.engine, State::new(wasi, limits, helper));
@@ -216,6 +227,7 @@ fn invoke<R>(
         log,
         sync_back,
         unexalate: state.helper.unexalate,
+        conflicts: state.helper.conflicts,
         fuel_used,
         peak_memory: state.limiter.peak_memory,
     }
@@ -305,23 +317,6 @@ fn is_runaway_recursion(error: &wasmtime::Error) -> bool {
         && frames
             .iter()
             .all(|f| f.func_index() == frames[0].func_index())
-}
-
-/// The message of a Rust panic as the guest printed it on stderr.
-fn panic_message(log: &str) -> Option<String> {
-    let start = log.find("panicked at")?;
-    let after = &log[start..];
-    let body = after.split_once('\n').map_or("", |(_, rest)| rest);
-    let message: Vec<&str> = body
-        .lines()
-        .take_while(|line| !line.starts_with("note: run with"))
-        .collect();
-    let message = message.join("\n").trim().to_string();
-    Some(if message.is_empty() {
-        after.lines().next().unwrap_or("panic").to_string()
-    } else {
-        message
-    })
 }
 
 /// The wall clock of an event: always the event's time.

@@ -3,6 +3,7 @@
 
 mod bindings;
 mod cache;
+mod crash;
 mod engine;
 mod failure;
 mod invoke;
@@ -18,4 +19,5 @@ pub use failure::ProcessorFailure;
 pub use invoke::{Call, Outcome};
 pub use limits::Limits;
 pub use plugin::{Plugin, PluginError, PluginInfo};
-pub use state::{NoTwins, SyncBack, TwinDirectory};
+pub use state::{NoTwins, RecordedConflict, SyncBack, TwinDirectory};
+pub use wit_types::{ConflictPolicy, FieldPolicy, FieldTime, MergeBase};

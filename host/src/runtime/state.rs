@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::Limits;
 use super::bindings::sync_helper;
 use super::log::EventLog;
-use super::wit_types as types;
+use super::wit_types::{self as types, MergeBase};
 
 /// Look-ups a processor may make about twins on its connection (`local-key-for-remote`,
 /// `is-under-sync`). The sync engine answers from its store.
@@ -73,6 +73,10 @@ pub struct Helper {
     pub sync_back: SyncBack,
     /// The processor asked to stop syncing the twin.
     pub unexalate: bool,
+    /// What `read-merge-base` answers.
+    merge_base: MergeBase,
+    /// Conflicts the processor recorded for review.
+    pub conflicts: Vec<RecordedConflict>,
     calls: u64,
     max_calls: u64,
 }
@@ -178,6 +182,8 @@ impl State {
                 log: helper.log,
                 sync_back: SyncBack::NotRequested,
                 unexalate: false,
+                merge_base: helper.merge_base,
+                conflicts: Vec::new(),
                 calls: 0,
                 max_calls: limits.host_calls,
             },
@@ -192,6 +198,15 @@ pub struct HelperSetup {
     pub can_send: bool,
     pub directory: Arc<dyn TwinDirectory>,
     pub log: EventLog,
+    pub merge_base: MergeBase,
+}
+
+/// A conflict a processor recorded with `record-conflict`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedConflict {
+    pub field: String,
+    pub local_value: String,
+    pub remote_value: String,
 }
 
 impl WasiView for State {
@@ -254,6 +269,29 @@ impl sync_helper::Host for State {
         Ok(helper
             .directory
             .is_under_sync(&helper.connection, &local_key))
+    }
+
+    fn read_merge_base(&mut self) -> wasmtime::Result<MergeBase> {
+        self.helper.count_call()?;
+        Ok(self.helper.merge_base.clone())
+    }
+
+    fn record_conflict(
+        &mut self,
+        field: String,
+        local_value: String,
+        remote_value: String,
+    ) -> wasmtime::Result<()> {
+        let helper = &mut self.helper;
+        helper.count_call()?;
+        if helper.side == Side::Incoming {
+            helper.conflicts.push(RecordedConflict {
+                field,
+                local_value,
+                remote_value,
+            });
+        }
+        Ok(())
     }
 
     fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {

@@ -20,6 +20,69 @@ pub struct ProcessorError {
     pub message: String,
 }
 
+/// `types.conflict-policy`: how a field changed on both sides is settled.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    ComponentType,
+    Lift,
+    Lower,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+#[component(enum)]
+#[repr(u8)]
+pub enum ConflictPolicy {
+    #[default]
+    #[component(name = "overwrite")]
+    Overwrite,
+    #[component(name = "remote-wins")]
+    RemoteWins,
+    #[component(name = "local-wins")]
+    LocalWins,
+    #[component(name = "last-writer-wins")]
+    LastWriterWins,
+    #[component(name = "hold-for-review")]
+    HoldForReview,
+}
+
+/// `types.field-time`.
+#[derive(Debug, Clone, PartialEq, ComponentType, Lift, Lower)]
+#[component(record)]
+pub struct FieldTime {
+    pub field: String,
+    pub at: i64,
+}
+
+/// `types.field-policy`.
+#[derive(Debug, Clone, PartialEq, ComponentType, Lift, Lower)]
+#[component(record)]
+pub struct FieldPolicy {
+    pub field: String,
+    pub policy: ConflictPolicy,
+}
+
+/// `types.merge-base`: what the host gives an incoming processor for a three-way merge.
+#[derive(Debug, Clone, PartialEq, Default, ComponentType, Lift, Lower)]
+#[component(record)]
+pub struct MergeBase {
+    pub local: Option<Issue>,
+    #[component(name = "local-times")]
+    pub local_times: Vec<FieldTime>,
+    #[component(name = "remote-times")]
+    pub remote_times: Vec<FieldTime>,
+    #[component(name = "previous-remote-times")]
+    pub previous_remote_times: Vec<FieldTime>,
+    #[component(name = "default-policy")]
+    pub default_policy: ConflictPolicy,
+    pub policies: Vec<FieldPolicy>,
+}
+
 /// `types.log-level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ComponentType, Lift, Lower)]
 #[component(enum)]

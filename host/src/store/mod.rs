@@ -1,7 +1,9 @@
 //! The node's durable state in SQLite (WAL): twins, the sync queue, the outbox and the
 //! tracker cursor. Everything an event changes is written in one transaction.
 
+pub mod conflicts;
 pub mod events;
+pub mod links;
 pub mod outbox;
 pub mod twins;
 

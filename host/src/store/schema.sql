@@ -8,10 +8,38 @@ CREATE TABLE IF NOT EXISTS twins (
     exalate_replica TEXT,            -- JSON: the first replica this side sent
     last_sent TEXT,                  -- JSON: the last replica this side sent
     last_received TEXT,              -- JSON: the last replica this side received
+    local_base TEXT,                 -- JSON: the local issue after the last sync (merge base)
+    local_times TEXT,                -- JSON: field -> ms when the local value was set at its origin
+    remote_times TEXT,               -- JSON: the same for the last replica received
     created_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS twins_by_local ON twins (connection, local_key);
 CREATE INDEX IF NOT EXISTS twins_by_remote ON twins (connection, remote_key);
+
+-- Which local comment is a copy of which remote one, per twin: a comment is never added
+-- twice, and the other side recognises its own comments in our replicas.
+CREATE TABLE IF NOT EXISTS comment_links (
+    twin_id TEXT NOT NULL,
+    local_id TEXT NOT NULL,
+    remote_id TEXT NOT NULL,
+    PRIMARY KEY (twin_id, local_id)
+);
+CREATE INDEX IF NOT EXISTS comment_links_by_remote ON comment_links (twin_id, remote_id);
+
+-- Fields changed on both sides, held for an operator (the hold-for-review policy).
+CREATE TABLE IF NOT EXISTS conflicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    twin_id TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    field TEXT NOT NULL,
+    local_value TEXT NOT NULL,
+    remote_value TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    resolved_at INTEGER,
+    resolution TEXT                  -- local, remote, or converged
+);
+CREATE INDEX IF NOT EXISTS conflicts_open ON conflicts (twin_id, field) WHERE resolved_at IS NULL;
 
 -- Twins that were unexalated: messages still on their way for them are ignored instead of
 -- creating the issue again.

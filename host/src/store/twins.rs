@@ -3,7 +3,11 @@
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::model::Replica;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::fields::FieldTimes;
+use crate::model::{Issue, Replica};
 
 /// One local issue synced with one remote issue over one connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,9 +22,37 @@ pub struct Twin {
     pub exalate_replica: Option<Replica>,
     pub last_sent: Option<Replica>,
     pub last_received: Option<Replica>,
+    /// The local issue as it was after the last sync: the base of a three-way merge.
+    pub local_base: Option<Issue>,
+    /// When each local field got its value, at its origin.
+    pub local_times: FieldTimes,
+    /// When each field of the last replica received got its value, at its origin.
+    pub remote_times: FieldTimes,
 }
 
 impl Twin {
+    /// A twin as the receiving side first records it.
+    pub fn received(
+        twin_id: String,
+        connection: String,
+        local_key: String,
+        remote_key: String,
+    ) -> Twin {
+        Twin {
+            twin_id,
+            connection,
+            local_key,
+            remote_key: Some(remote_key),
+            sent_seq: 0,
+            exalate_replica: None,
+            last_sent: None,
+            last_received: None,
+            local_base: None,
+            local_times: FieldTimes::new(),
+            remote_times: FieldTimes::new(),
+        }
+    }
+
     /// What the incoming processor gets as `previous`: the last replica received, or before
     /// anything was received, the replica this side exalated the issue with.
     pub fn previous(&self) -> Option<&Replica> {
@@ -30,7 +62,9 @@ impl Twin {
     }
 }
 
-const COLUMNS: &str = "twin_id, connection, local_key, remote_key, sent_seq, exalate_replica, last_sent, last_received";
+const COLUMNS: &str =
+    "twin_id, connection, local_key, remote_key, sent_seq, exalate_replica, last_sent,
+    last_received, local_base, local_times, remote_times";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Twin> {
     Ok(Twin {
@@ -42,10 +76,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Twin> {
         exalate_replica: json(row, 5)?,
         last_sent: json(row, 6)?,
         last_received: json(row, 7)?,
+        local_base: json(row, 8)?,
+        local_times: json(row, 9)?.unwrap_or_default(),
+        remote_times: json(row, 10)?.unwrap_or_default(),
     })
 }
 
-fn json(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Replica>> {
+fn json<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
     let text: Option<String> = row.get(index)?;
     text.map(|t| {
         serde_json::from_str(&t).map_err(|e| {
@@ -59,8 +96,8 @@ fn json(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Replica>> {
     .transpose()
 }
 
-fn to_json(replica: &Replica) -> String {
-    serde_json::to_string(replica).expect("a replica always encodes to JSON")
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("replicas and times always encode to JSON")
 }
 
 pub fn get(db: &Connection, twin_id: &str) -> Result<Option<Twin>> {
@@ -131,15 +168,38 @@ pub fn record_sent(db: &Connection, twin_id: &str, seq: i64, replica: &Replica) 
     Ok(())
 }
 
-/// Remember a replica received, creating the twin on first sync.
-pub fn record_received(db: &Connection, twin: &Twin, replica: &Replica, now_ms: i64) -> Result<()> {
+/// Remember the local issue as synced now, and when its fields got their values.
+pub fn record_local(
+    db: &Connection,
+    twin_id: &str,
+    local: &Issue,
+    times: &FieldTimes,
+) -> Result<()> {
+    db.prepare_cached("UPDATE twins SET local_base = ?2, local_times = ?3 WHERE twin_id = ?1")?
+        .execute(params![twin_id, to_json(local), to_json(times)])?;
+    Ok(())
+}
+
+/// Remember a replica received and the local issue it led to, creating the twin on first
+/// sync.
+pub fn record_received(
+    db: &Connection,
+    twin: &Twin,
+    replica: &Replica,
+    local: &Issue,
+    now_ms: i64,
+) -> Result<()> {
     db.prepare_cached(
-        "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received, local_base,
+            local_times, remote_times, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (twin_id) DO UPDATE SET
             local_key = excluded.local_key,
             remote_key = excluded.remote_key,
-            last_received = excluded.last_received",
+            last_received = excluded.last_received,
+            local_base = excluded.local_base,
+            local_times = excluded.local_times,
+            remote_times = excluded.remote_times",
     )?
     .execute(params![
         twin.twin_id,
@@ -147,6 +207,9 @@ pub fn record_received(db: &Connection, twin: &Twin, replica: &Replica, now_ms: 
         twin.local_key,
         twin.remote_key,
         to_json(replica),
+        to_json(local),
+        to_json(&twin.local_times),
+        to_json(&twin.remote_times),
         now_ms
     ])?;
     Ok(())

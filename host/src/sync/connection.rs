@@ -5,8 +5,41 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
+use std::collections::BTreeMap;
+
 use crate::model::Direction;
-use crate::runtime::{Limits, Plugin};
+use crate::runtime::{ConflictPolicy, FieldPolicy, Limits, Plugin};
+
+/// How conflicts are settled on a connection: a default and per-field exceptions (field
+/// names as in `model::fields`, `custom-field:NAME` for custom fields).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Policies {
+    #[serde(default)]
+    pub default: ConflictPolicy,
+    #[serde(default)]
+    pub fields: BTreeMap<String, ConflictPolicy>,
+}
+
+impl Policies {
+    /// One policy for every field.
+    pub fn all(policy: ConflictPolicy) -> Self {
+        Policies {
+            default: policy,
+            fields: BTreeMap::new(),
+        }
+    }
+
+    pub fn as_list(&self) -> Vec<FieldPolicy> {
+        self.fields
+            .iter()
+            .map(|(field, policy)| FieldPolicy {
+                field: field.clone(),
+                policy: *policy,
+            })
+            .collect()
+    }
+}
 
 /// Which way changes flow on a connection, seen from this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,6 +64,8 @@ pub struct Connection {
     /// Runs for local changes; required unless the flow is receive-only.
     pub outgoing: Option<Arc<Plugin>>,
     pub limits: Limits,
+    /// How incoming processors settle conflicts on this connection.
+    pub policies: Policies,
 }
 
 impl Connection {
@@ -58,6 +93,7 @@ impl Connection {
                 outgoing
             },
             limits,
+            policies: Policies::default(),
         };
         if connection.can_receive() {
             match &connection.incoming {
@@ -80,6 +116,12 @@ impl Connection {
             }
         }
         Ok(connection)
+    }
+
+    /// The same connection with these conflict policies.
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
     }
 
     pub fn can_send(&self) -> bool {

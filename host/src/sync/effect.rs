@@ -6,10 +6,12 @@ use anyhow::Result;
 use rusqlite::Connection;
 
 use super::node::Node;
-use crate::model::{Replica, SyncReason};
+use crate::model::fields::FieldTimes;
+use crate::model::{Issue, Replica, SyncReason};
+use crate::runtime::RecordedConflict;
 use crate::store::events::{self, Event, Kind, NewEvent};
-use crate::store::outbox;
 use crate::store::twins::{self, Twin};
+use crate::store::{conflicts, links, outbox};
 
 /// The outcome of a prepared event.
 pub(super) struct Prepared {
@@ -18,25 +20,38 @@ pub(super) struct Prepared {
     pub log: String,
 }
 
+/// A message ready to queue for the other node.
+pub(super) struct Outbound {
+    pub message_id: String,
+    pub body: String,
+    pub seq: i64,
+    pub replica: Replica,
+}
+
 // One per event in a batch, short-lived: boxing the large variants would only add allocations.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Effect {
     /// Nothing to write besides finishing the event.
     Nothing,
-    /// Queue a message for the other node and remember what was sent.
-    Send {
-        message_id: String,
-        body: String,
+    /// A local issue was read for sending: remember it as the merge base, with its field
+    /// times, and queue the message if there is one.
+    Outgoing {
         twin_id: String,
-        seq: i64,
-        replica: Replica,
+        send: Option<Outbound>,
+        local: Issue,
+        local_times: FieldTimes,
     },
-    /// A received replica was applied to the tracker: record the twin, queue follow-ups.
+    /// A received replica was applied to the tracker: record the twin, link new comments,
+    /// record conflicts, queue follow-ups.
     Applied {
         twin: Twin,
         replica: Replica,
-        /// Events the processor asked for, in order (sync back, unexalate).
+        local: Issue,
         follow_ups: Vec<Kind>,
+        links: Vec<(String, String)>,
+        conflicts: Vec<RecordedConflict>,
+        /// Fields on which the two sides still differ: open conflicts on the others close.
+        still_differ: Vec<String>,
     },
     /// The other side stopped syncing the twin.
     Unexalated { twin_id: String },
@@ -58,38 +73,71 @@ impl Node {
     ) -> Result<()> {
         match &prepared.effect {
             Effect::Nothing => {}
-            Effect::Send {
-                message_id,
-                body,
+            Effect::Outgoing {
                 twin_id,
-                seq,
-                replica,
+                send,
+                local,
+                local_times,
             } => {
-                outbox::insert(tx, message_id, &event.connection, body)?;
-                twins::record_sent(tx, twin_id, *seq, replica)?;
+                if let Some(out) = send {
+                    outbox::insert(tx, &out.message_id, &event.connection, &out.body)?;
+                    twins::record_sent(tx, twin_id, out.seq, &out.replica)?;
+                }
+                twins::record_local(tx, twin_id, local, local_times)?;
             }
             Effect::Applied {
                 twin,
                 replica,
+                local,
                 follow_ups,
+                links: new_links,
+                conflicts: recorded,
+                still_differ,
             } => {
-                twins::record_received(tx, twin, replica, now)?;
-                for kind in follow_ups {
-                    let id = self.next_event_id(tx)?;
-                    events::insert(
+                twins::record_received(tx, twin, replica, local, now)?;
+                for (local_id, remote_id) in new_links {
+                    links::link(tx, &twin.twin_id, local_id, remote_id)?;
+                }
+                conflicts::close_converged(tx, &twin.twin_id, still_differ, now)?;
+                for c in recorded {
+                    conflicts::record(
                         tx,
-                        &NewEvent {
-                            id: &id,
-                            kind: *kind,
-                            connection: &event.connection,
-                            twin_id: &twin.twin_id,
-                            reason: SyncReason::SyncBack,
-                            hop: event.hop + 1,
-                            message_seq: None,
-                            message: None,
-                        },
+                        &twin.twin_id,
+                        &twin.connection,
+                        &c.field,
+                        &c.local_value,
+                        &c.remote_value,
+                        &event.id,
                         now,
                     )?;
+                }
+                for kind in follow_ups {
+                    self.queue(
+                        tx,
+                        *kind,
+                        &twin.connection,
+                        &twin.twin_id,
+                        SyncReason::SyncBack,
+                        event.hop + 1,
+                        now,
+                    )?;
+                }
+                // The issue changed: its twins on other connections pass the change on.
+                for other in twins::for_local_key(tx, &twin.local_key)? {
+                    let sends = self
+                        .connection(&other.connection)
+                        .is_some_and(|c| c.can_send());
+                    if other.connection != twin.connection && sends {
+                        self.queue(
+                            tx,
+                            Kind::Outgoing,
+                            &other.connection,
+                            &other.twin_id,
+                            SyncReason::LocalChange,
+                            0,
+                            now,
+                        )?;
+                    }
                 }
             }
             Effect::Unexalated { twin_id } => {
@@ -103,5 +151,34 @@ impl Node {
             }
         }
         events::finish(tx, event.seq, &prepared.note, &prepared.log, now)
+    }
+
+    /// Queue a new event for a twin.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn queue(
+        &self,
+        tx: &Connection,
+        kind: Kind,
+        connection: &str,
+        twin_id: &str,
+        reason: SyncReason,
+        hop: u32,
+        now: i64,
+    ) -> Result<()> {
+        let id = self.next_event_id(tx)?;
+        events::insert(
+            tx,
+            &NewEvent {
+                id: &id,
+                kind,
+                connection,
+                twin_id,
+                reason,
+                hop,
+                message_seq: None,
+                message: None,
+            },
+            now,
+        )
     }
 }

@@ -7,14 +7,16 @@
 
 use std::borrow::Cow;
 
+use super::comment_ids;
 use super::effect::{Effect, Prepared};
 use super::failure::{Failed, ProcessorInput, SyncFailure};
 use super::message::{MessageKind, SyncMessage};
 use super::node::Node;
 use crate::model::Issue;
-use crate::runtime::Call;
-use crate::runtime::{ProcessorFailure, SyncBack};
+use crate::model::fields::{self, FieldTimes};
+use crate::runtime::{Call, FieldTime, MergeBase, ProcessorFailure, SyncBack};
 use crate::store::events::{Event, Kind};
+use crate::store::links;
 use crate::store::twins::{self, Twin};
 use crate::tracker::Origin;
 
@@ -61,14 +63,13 @@ impl Node {
         };
         let connection = self.connection(&message.connection).ok_or_else(unknown)?;
         let plugin = connection.incoming.as_ref().ok_or_else(unknown)?;
-        let replica = message
+        let received = message
             .replica
             .take()
             .ok_or_else(|| SyncFailure::CorruptMessage {
                 reason: "update without replica".into(),
             })?;
         let first_sync = twin.is_none();
-        let previous = twin.as_ref().and_then(Twin::previous);
         let local = match &twin {
             None => Issue::default(),
             Some(twin) => self.tracker.get(&twin.local_key)?.ok_or_else(|| {
@@ -77,21 +78,42 @@ impl Node {
                 }
             })?,
         };
+        // The processor sees comment ids in the local side's terms (see `comment_ids`).
+        let comment_links = match &twin {
+            Some(twin) => self.store.read(|db| links::all(db, &twin.twin_id))?,
+            None => Vec::new(),
+        };
+        let mut replica = received.clone();
+        comment_ids::for_processor(&mut replica, &comment_links);
+        let previous = twin.as_ref().and_then(Twin::previous).map(|previous| {
+            let mut previous = previous.clone();
+            comment_ids::for_processor(&mut previous, &comment_links);
+            previous
+        });
+        let merge_base = MergeBase {
+            local: twin.as_ref().and_then(|t| t.local_base.clone()),
+            local_times: field_times(twin.as_ref().map(|t| &t.local_times)),
+            remote_times: field_times(Some(&message.times)),
+            previous_remote_times: field_times(twin.as_ref().map(|t| &t.remote_times)),
+            default_policy: connection.policies.default,
+            policies: connection.policies.as_list(),
+        };
 
         let call = Call {
             ctx: self.context(&connection, event, first_sync),
             limits: &connection.limits,
             can_send: connection.can_send(),
             directory: self.store.clone(),
+            merge_base,
         };
-        let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous, &local);
+        let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous.as_ref(), &local);
         let log = outcome.log;
         // The input is serialised only when something failed.
         let fail = |failure: SyncFailure| {
             let input = ProcessorInput {
                 ctx: self.context(&connection, event, first_sync),
                 replica: Some(Cow::Borrowed(&replica)),
-                previous: previous.map(Cow::Borrowed),
+                previous: previous.as_ref().map(Cow::Borrowed),
                 issue: Cow::Borrowed(&local),
             };
             Failed::after_run(failure, &log, &input)
@@ -102,25 +124,36 @@ impl Node {
         let origin = Origin::Sync {
             event_id: &event.id,
         };
-        let stored_key = if first_sync {
+        let stored = if first_sync {
             self.tracker
                 .create(&result, origin)
                 .map_err(|e| fail(e.into()))?
-                .key
         } else if result.same_content(&local) {
-            local.key.clone()
+            local.clone()
         } else {
             self.tracker
                 .update(&result, origin)
                 .map_err(|e| fail(e.into()))?
-                .key
         };
-        let Some(local_key) = stored_key else {
+        let Some(local_key) = stored.key.clone() else {
             return Err(fail(SyncFailure::Storage(
                 "the tracker stored the issue without a key".into(),
             )));
         };
 
+        // A field that took the remote value got it when the other side set it.
+        let mut local_times = twin
+            .as_ref()
+            .map(|t| t.local_times.clone())
+            .unwrap_or_default();
+        for field in fields::changed(&local, &stored) {
+            let at = message
+                .times
+                .get(&field)
+                .copied()
+                .unwrap_or(event.created_at);
+            local_times.insert(field, at);
+        }
         let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
         // A sync back goes before an unexalate asked for in the same event.
         let follow_ups: Vec<Kind> = [
@@ -141,25 +174,45 @@ impl Node {
         if outcome.unexalate {
             note.push_str("; unexalate queued");
         }
+        if !outcome.conflicts.is_empty() {
+            note.push_str(&format!(
+                "; {} conflict(s) held for review",
+                outcome.conflicts.len()
+            ));
+        }
+        let mut record = Twin::received(
+            message.twin,
+            message.connection,
+            local_key,
+            message.sender_key,
+        );
+        record.local_times = local_times;
+        record.remote_times = message.times;
         Ok(Prepared {
             effect: Effect::Applied {
-                twin: Twin {
-                    twin_id: message.twin,
-                    connection: message.connection,
-                    local_key,
-                    remote_key: Some(message.sender_key),
-                    sent_seq: 0,
-                    exalate_replica: None,
-                    last_sent: None,
-                    last_received: None,
-                },
-                replica,
+                links: comment_ids::new_links(&local, &result, &stored),
+                still_differ: fields::changed(&stored, &received),
+                twin: record,
+                replica: received,
+                local: stored,
                 follow_ups,
+                conflicts: outcome.conflicts,
             },
             note,
             log,
         })
     }
+}
+
+fn field_times(times: Option<&FieldTimes>) -> Vec<FieldTime> {
+    times
+        .into_iter()
+        .flatten()
+        .map(|(field, at)| FieldTime {
+            field: field.clone(),
+            at: *at,
+        })
+        .collect()
 }
 
 /// What a processor may not do to the local issue.

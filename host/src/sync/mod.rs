@@ -1,6 +1,7 @@
 //! The sync engine: nodes, connections, the messages between them, and how each event is
 //! processed.
 
+mod comment_ids;
 mod connection;
 mod effect;
 mod failure;
@@ -10,7 +11,7 @@ mod node;
 mod outgoing;
 mod replay;
 
-pub use connection::{Connection, Flow};
+pub use connection::{Connection, Flow, Policies};
 pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
 pub use node::{Node, Progress, RetryPolicy};

@@ -1,15 +1,19 @@
 //! Preparing an outgoing event: read the local issue, run the outgoing processor, and make
-//! the replica into a message for the other node.
+//! the replica into a message for the other node, unless it tells the other side nothing
+//! it does not know.
 
 use std::borrow::Cow;
 
-use super::effect::{Effect, Prepared};
+use super::comment_ids;
+use super::effect::{Effect, Outbound, Prepared};
 use super::failure::{Failed, MAX_SYNC_BACK_HOPS, ProcessorInput, SyncFailure};
 use super::message::{MESSAGE_VERSION, MessageKind, SyncMessage};
 use super::node::Node;
+use crate::model::fields;
 use crate::model::{Replica, SyncReason};
-use crate::runtime::Call;
+use crate::runtime::{Call, MergeBase};
 use crate::store::events::Event;
+use crate::store::links;
 use crate::store::twins::{self, Twin};
 
 impl Node {
@@ -32,11 +36,24 @@ impl Node {
                 .ok_or_else(|| SyncFailure::LocalIssueMissing {
                     key: twin.local_key.clone(),
                 })?;
+
+        // Fields that changed here since the last sync got their value now (the time the
+        // change was seen): what last-writer-wins compares on the other side.
+        let changed: Vec<String> = match &twin.local_base {
+            Some(base) => fields::changed(base, &issue),
+            None => fields::names(&issue).collect(),
+        };
+        let mut local_times = twin.local_times.clone();
+        for field in changed {
+            local_times.insert(field, event.created_at);
+        }
+
         let call = Call {
             ctx: self.context(&connection, event, false),
             limits: &connection.limits,
             can_send: connection.can_send(),
             directory: self.store.clone(),
+            merge_base: MergeBase::default(),
         };
         let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
         let log = outcome.log;
@@ -50,11 +67,28 @@ impl Node {
             Failed::after_run(failure, &log, &input)
         };
         let replica = outcome.result.map_err(|e| fail(e.into()))?;
-        let Some(replica) = replica else {
-            return Ok(nothing("the outgoing processor sent nothing", log));
+        let local_only = |note: &str, log: String, issue, local_times| Prepared {
+            effect: Effect::Outgoing {
+                twin_id: twin.twin_id.clone(),
+                send: None,
+                local: issue,
+                local_times,
+            },
+            note: note.into(),
+            log,
         };
+        let Some(mut replica) = replica else {
+            return Ok(local_only(
+                "the outgoing processor sent nothing",
+                log,
+                issue,
+                local_times,
+            ));
+        };
+        let comment_links = self.store.read(|db| links::all(db, &twin.twin_id))?;
+        comment_ids::for_remote(&mut replica, &comment_links);
         if let Some(note) = check_bounce(event, &twin, &replica).map_err(fail)? {
-            return Ok(nothing(note, log));
+            return Ok(local_only(note, log, issue, local_times));
         }
 
         let seq = twin.sent_seq + 1;
@@ -69,18 +103,23 @@ impl Node {
             hop: event.hop,
             sender_key: twin.local_key.clone(),
             replica: Some(replica),
+            times: local_times,
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         // Kept with the twin as what was sent last (the message was made with it).
         let replica = message.replica.take().unwrap_or_default();
         Ok(Prepared {
             note: format!("sent as message {seq} of twin {}", twin.twin_id),
-            effect: Effect::Send {
-                message_id: message.id,
-                body,
+            effect: Effect::Outgoing {
                 twin_id: twin.twin_id,
-                seq,
-                replica,
+                send: Some(Outbound {
+                    message_id: message.id,
+                    body,
+                    seq,
+                    replica,
+                }),
+                local: issue,
+                local_times: message.times,
             },
             log,
         })
@@ -109,6 +148,7 @@ impl Node {
             hop: event.hop,
             sender_key: twin.local_key.clone(),
             replica: None,
+            times: Default::default(),
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         Ok(Prepared {
@@ -161,6 +201,30 @@ fn check_bounce(
         SyncReason::LocalChange if unchanged => {
             Ok(Some("replica unchanged since last sent: nothing sent"))
         }
+        SyncReason::LocalChange if echoes(twin, replica) => Ok(Some(
+            "the change only echoes what the other side sent: nothing sent",
+        )),
         _ => Ok(None),
     }
+}
+
+/// Whether a replica only repeats what the other side already has: every field that
+/// differs from what was sent last holds the value the other side sent, and every comment
+/// is one of those already exchanged. Such a change came from the other side (through
+/// automation on this side, say); sending it back would start a loop.
+fn echoes(twin: &Twin, replica: &Replica) -> bool {
+    let (Some(sent), Some(received)) = (&twin.last_sent, &twin.last_received) else {
+        return false;
+    };
+    let differs_from_received = fields::changed(received, replica);
+    let fields_echo = fields::changed(sent, replica)
+        .iter()
+        .all(|field| !differs_from_received.contains(field));
+    let known = |c: &crate::model::Comment| {
+        sent.comments
+            .iter()
+            .chain(&received.comments)
+            .any(|k| k.created == c.created && k.body == c.body)
+    };
+    fields_echo && replica.comments.iter().all(known)
 }

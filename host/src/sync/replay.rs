@@ -63,6 +63,9 @@ impl Node {
             limits: &connection.limits,
             can_send: connection.can_send(),
             directory: self.store.clone(),
+            // A replay runs without the merge base the event had: the result may differ
+            // where the processor merges three ways.
+            merge_base: Default::default(),
         };
         let (result, log, sync_back, fuel_used, peak_memory) = match event.kind {
             Kind::Incoming => {

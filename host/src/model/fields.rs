@@ -1,0 +1,86 @@
+//! Issues field by field: the names a three-way merge and conflict policies use, and which
+//! fields differ between two versions of an issue.
+
+use std::collections::BTreeMap;
+
+use super::Issue;
+
+/// The core fields by name, as policies and field times name them (custom fields are
+/// `custom-field:NAME`). Comments and attachments are merged as sets, not by policy.
+pub const CORE_FIELDS: &[&str] = &[
+    "summary",
+    "description",
+    "status",
+    "priority",
+    "resolution",
+    "assignee",
+    "issue-type",
+    "labels",
+    "components",
+    "due-date",
+    "parent-key",
+];
+
+/// A field's value, comparable across issues.
+fn value(issue: &Issue, field: &str) -> Option<String> {
+    let text = |s: &str| Some(s.to_string());
+    match field {
+        "summary" => text(&issue.summary),
+        "description" => issue.description.clone(),
+        "status" => text(&issue.status),
+        "priority" => issue.priority.clone(),
+        "resolution" => issue.resolution.clone(),
+        "assignee" => issue.assignee.as_ref().map(|u| u.id.clone()),
+        "issue-type" => text(&issue.issue_type),
+        "labels" => Some(issue.labels.join("\u{1f}")),
+        "components" => Some(issue.components.join("\u{1f}")),
+        "due-date" => issue.due_date.clone(),
+        "parent-key" => issue.parent_key.clone(),
+        other => {
+            let name = other.strip_prefix("custom-field:")?;
+            issue.custom_field(name).map(|v| format!("{v:?}"))
+        }
+    }
+}
+
+/// Every field name of an issue: the core ones and its custom fields.
+pub fn names(issue: &Issue) -> impl Iterator<Item = String> + '_ {
+    CORE_FIELDS.iter().map(|f| f.to_string()).chain(
+        issue
+            .custom_fields
+            .iter()
+            .map(|f| format!("custom-field:{}", f.name)),
+    )
+}
+
+/// The fields whose values differ between `before` and `after`.
+pub fn changed(before: &Issue, after: &Issue) -> Vec<String> {
+    let mut fields: Vec<String> = names(before).chain(names(after)).collect();
+    fields.sort();
+    fields.dedup();
+    fields.retain(|f| value(before, f) != value(after, f));
+    fields
+}
+
+/// When each field got its value, at its origin: milliseconds since the Unix epoch.
+pub type FieldTimes = BTreeMap<String, i64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FieldValue;
+
+    #[test]
+    fn changed_names_core_and_custom_fields() {
+        let before = Issue {
+            summary: "a".into(),
+            status: "Open".into(),
+            ..Issue::default()
+        };
+        let mut after = before.clone();
+        after.status = "Done".into();
+        after.set_custom_field("tier", FieldValue::Text("Gold".into()));
+        assert_eq!(changed(&before, &after), ["custom-field:tier", "status"]);
+        assert!(changed(&before, &before).is_empty());
+    }
+}
