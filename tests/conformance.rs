@@ -22,32 +22,32 @@ macro_rules! conformance {
 
             #[test]
             fn seed_scenario_sync_back_stores_the_remote_key_on_the_source() {
-                seed_scenario(&LANGUAGE);
+                super::seed_scenario(&LANGUAGE);
             }
 
             #[test]
             fn conflict_table_diverges_with_mirror() {
-                conflict_table_diverges_with_mirror(&LANGUAGE);
+                super::conflict_table_diverges_with_mirror(&LANGUAGE);
             }
 
             #[test]
             fn conflict_table_converges_with_status_guard() {
-                conflict_table_converges_with_status_guard(&LANGUAGE);
+                super::conflict_table_converges_with_status_guard(&LANGUAGE);
             }
 
             #[test]
             fn sync_back_on_a_unidirectional_connection_is_a_processor_error() {
-                sync_back_on_a_unidirectional_connection_is_a_processor_error(&LANGUAGE);
+                super::sync_back_on_a_unidirectional_connection_is_a_processor_error(&LANGUAGE);
             }
 
             #[test]
             fn an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost() {
-                an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost(&LANGUAGE);
+                super::an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost(&LANGUAGE);
             }
 
             #[test]
             fn processor_errors_and_crashes_are_sync_errors_of_their_twin_only() {
-                processor_errors_and_crashes_are_sync_errors_of_their_twin_only(&LANGUAGE);
+                super::processor_errors_and_crashes_are_sync_errors_of_their_twin_only(&LANGUAGE);
             }
         }
     )+};
@@ -90,8 +90,8 @@ fn seed_scenario(language: &Language) {
 /// In Progress and sends it, External's sync back (status Open) reaches Internal, then
 /// External receives In Progress. Returns the final status on (Internal, External).
 fn replay_conflict_table(language: &Language, internal_incoming: &str) -> (String, String) {
-    let internal = Side::both(language.processor("mirror"))
-        .incoming(language.processor(internal_incoming));
+    let internal =
+        Side::both(language.processor("mirror")).incoming(language.processor(internal_incoming));
     let pair = Pair::new(internal, Side::both(language.processor("remote-key")));
     let (key, twin) = pair.create_and_exalate(issue("Printer on fire"));
     let (int, ext) = (&pair.internal.node, &pair.external.node);
@@ -209,7 +209,10 @@ fn processor_errors_and_crashes_are_sync_errors_of_their_twin_only(language: &La
     let expected = ProcessorFailure::Processor {
         message: "refusing issue on purpose".into(),
     };
-    assert_eq!(refused.error.as_deref(), Some(expected.to_string().as_str()));
+    assert_eq!(
+        refused.error.as_deref(),
+        Some(expected.to_string().as_str())
+    );
 
     let crashed = by_twin(&crashes);
     assert_eq!(crashed.error_kind.as_deref(), Some("panic"), "{crashed:?}");

@@ -60,10 +60,22 @@ fn the_examples_implement_both_worlds() {
             "{name}"
         );
     }
-    // Imports are only what a processor uses: remote-key syncs back, mirror does not.
-    let imports = |name| processor(name).info.imports.clone();
-    assert!(imports("remote-key").contains(&"twinsync:processor/sync-helper@0.1.0".to_string()));
-    assert!(!imports("mirror").iter().any(|i| i.contains("sync-helper")));
+    // Imports: our contract and WASI 0.2, nothing else.
+    for (name, _) in twinsync::builtin::ALL {
+        for import in &processor(name).info.imports {
+            let known = import.starts_with("twinsync:processor/") || import.starts_with("wasi:");
+            assert!(
+                known && (import.ends_with("@0.1.0") || import.contains("@0.2.")),
+                "{name} imports {import}"
+            );
+        }
+    }
+    assert!(
+        processor("remote-key")
+            .info
+            .imports
+            .contains(&"twinsync:processor/sync-helper@0.1.0".to_string())
+    );
 }
 
 #[test]

@@ -266,8 +266,17 @@ fn refused_requests_change_nothing() {
             .as_array()
             .is_some_and(|t| t.len() == 1)
     });
-    // ...and replayed, it is answered as already applied and not applied again.
-    let before = state(&node);
+    // ...and replayed, it is answered as already applied and not applied again. (First let
+    // the node finish with it: it also reads its tracker's change feed afterwards.)
+    let mut before = state(&node);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = state(&node);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     let (status, body) = Request::signed(&message("Internal-1", 1)).send(&node);
     assert_eq!((status, body), (200, json!({"status": "duplicate"})));
     assert_eq!(

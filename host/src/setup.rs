@@ -107,14 +107,17 @@ pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
                 c.limits.memory_bytes
             );
         }
-        connections.push(Connection::new(
-            name,
-            &c.remote_instance,
-            c.direction,
-            load(&c.incoming)?,
-            load(&c.outgoing)?,
-            c.limits.clone(),
-        )?);
+        connections.push(
+            Connection::new(
+                name,
+                &c.remote_instance,
+                c.direction,
+                load(&c.incoming)?,
+                load(&c.outgoing)?,
+                c.limits.clone(),
+            )?
+            .with_policies(c.conflicts.clone()),
+        );
     }
     let node = Node::new(
         config.instance.get_ref(),

@@ -30,6 +30,17 @@ pub fn is_under_sync(local_key: &str) -> bool {
     sync_helper::is_under_sync(local_key)
 }
 
+/// What a three-way merge needs: the local issue at the last sync, field times, policies.
+/// See [`Merger`](crate::Merger), which uses it.
+pub fn read_merge_base() -> crate::MergeBase {
+    sync_helper::read_merge_base()
+}
+
+/// Record a conflict on `field` for an operator to resolve (policy `hold-for-review`).
+pub fn record_conflict(field: &str, local_value: &str, remote_value: &str) {
+    sync_helper::record_conflict(field, local_value, remote_value)
+}
+
 /// Write a line to the event's log, which operators see with the event.
 pub fn log(level: LogLevel, message: &str) {
     sync_helper::log(level, message)

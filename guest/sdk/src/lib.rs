@@ -29,9 +29,11 @@
 
 extern crate self as twinsync_sdk;
 
+mod attachments;
 mod comments;
 mod fields;
 pub mod host;
+mod merge;
 mod mirror;
 
 #[doc(hidden)]
@@ -50,13 +52,15 @@ pub mod bindings {
     });
 }
 
+pub use attachments::merge_attachments;
 pub use bindings::twinsync::processor::types::{
-    Attachment, Comment, CustomField, Direction, FieldValue, Issue, LogLevel, ProcessorError,
-    SyncContext, SyncReason, User,
+    Attachment, Comment, ConflictPolicy, CustomField, Direction, FieldValue, Issue, LogLevel,
+    MergeBase, ProcessorError, SyncContext, SyncReason, User,
 };
 pub use comments::merge_comments;
 pub use fields::IssueFields;
-pub use mirror::{mirror_incoming, mirror_outgoing};
+pub use merge::{Merger, mirror_incoming};
+pub use mirror::mirror_outgoing;
 
 /// What one side sends to the other: an issue as the sending side shows it.
 pub type Replica = Issue;

@@ -66,6 +66,17 @@ outgoing = "remote-key"
 secret = "change-me-shared-secret"
 # secret-file = "internal-external.secret"
 
+# How a field changed on both sides since the last sync is settled. Policies: overwrite
+# (always take the remote value: the default, what most sync tools do), remote-wins,
+# local-wins, last-writer-wins (both sides pick the value changed last), hold-for-review
+# (keep the local value and record a conflict: `twinsync conflicts list`). With all but
+# overwrite, a change on one side only is never undone by a stale value from the other.
+[connection.conflicts]
+default = "last-writer-wins"
+[connection.conflicts.fields]
+status = "hold-for-review"
+"custom-field:remote issue key" = "local-wins"
+
 # Per-invocation limits of the processors on this connection (defaults shown).
 [connection.limits]
 fuel = 100000000          # instructions, roughly

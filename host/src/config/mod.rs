@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::runtime::Limits;
-use crate::sync::Flow;
+use crate::sync::{Flow, Policies};
 
 pub use example::EXAMPLE;
 pub use redmine::RedmineConfig;
@@ -116,6 +116,10 @@ pub struct ConnectionConfig {
     /// Per-invocation processor limits; unset ones keep their defaults.
     #[serde(default)]
     pub limits: Limits,
+    /// How conflicts (a field changed on both sides) are settled: `default = "..."` and
+    /// `[connection.conflicts.fields]` exceptions.
+    #[serde(default)]
+    pub conflicts: Policies,
 }
 
 fn default_data_dir() -> PathBuf {

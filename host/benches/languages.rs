@@ -1,0 +1,203 @@
+//! Processors in Rust, Python and JavaScript side by side, for BENCHMARKS.md: the size of
+//! `mirror`, its compile time (cold, and loaded from the compile cache as after a
+//! restart), and one invocation of its incoming side on the realistic issue (10 custom
+//! fields, 20 comments): new store, instantiate, call, drop, with both allocators. Languages
+//! whose components are not built are skipped (`scripts/build-polyglot` builds them).
+//!
+//! `cargo bench -p twinsync --bench languages [-- --iterations N]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use twinsync::model::{Direction, Issue, SyncContext, SyncReason, sample_issue};
+use twinsync::runtime::{Call, Compiled, Limits, NoTwins, Outcome, Plugin, Runtime, RuntimeConfig};
+use twinsync_tests::languages::{JAVASCRIPT, Language, PYTHON, RUST};
+use twinsync_tests::processor_wasm;
+
+const LANGUAGES: [Language; 3] = [RUST, PYTHON, JAVASCRIPT];
+
+fn main() {
+    let iterations = iterations();
+    let inputs = inputs();
+    println!("mirror incoming on sample_issue(10, 20); {iterations} invocations per figure\n");
+    println!(
+        "| language | size | compile, cold | compile, from cache | invocation, pooling (median / p99) \
+         | invocation, on-demand (median / p99) | fuel per call | peak linear memory | page faults per call |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for language in LANGUAGES {
+        let wasm = match processor_wasm(&language.processor("mirror")) {
+            Ok(wasm) => wasm,
+            Err(why) => {
+                println!("| {} | skipped: {why} |", language.name);
+                continue;
+            }
+        };
+        let (cold, cached) = compile_times(&wasm);
+        let pooled = Runtime::new(&RuntimeConfig::default()).expect("runtime");
+        let on_demand = Runtime::new(&RuntimeConfig {
+            pool: None,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime");
+        let pooled_run = measure(&pooled, &wasm, &inputs, iterations);
+        let on_demand_run = measure(&on_demand, &wasm, &inputs, iterations);
+        println!(
+            "| {} | {:.1} MiB | {} | {} | {} / {} | {} / {} | {:.1} M | {:.1} MiB | {:.0} |",
+            language.name,
+            mib(wasm.len()),
+            duration(cold),
+            duration(cached),
+            duration(pooled_run.median),
+            duration(pooled_run.p99),
+            duration(on_demand_run.median),
+            duration(on_demand_run.p99),
+            pooled_run.fuel as f64 / 1e6,
+            mib(pooled_run.peak_memory),
+            pooled_run.page_faults,
+        );
+    }
+}
+
+fn iterations() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--iterations")
+        .and_then(|i| args.get(i + 1))
+        .map_or(500, |n| n.parse().expect("--iterations N"))
+}
+
+/// A cold compile (written to an empty cache), then a load from that cache by a new
+/// runtime, as a node does when it restarts.
+fn compile_times(wasm: &[u8]) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let load = || {
+        let runtime = Runtime::new(&RuntimeConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime");
+        let plugin = runtime.load("mirror", wasm).expect("mirror loads");
+        (plugin.compiled, plugin.compile_time)
+    };
+    let (compiled, cold) = load();
+    assert_eq!(compiled, Compiled::Cached);
+    let (compiled, cached) = load();
+    assert_eq!(compiled, Compiled::FromCache);
+    (cold, cached)
+}
+
+struct Run {
+    median: Duration,
+    p99: Duration,
+    fuel: u64,
+    peak_memory: usize,
+    page_faults: f64,
+}
+
+fn measure(runtime: &Runtime, wasm: &[u8], inputs: &Inputs, iterations: usize) -> Run {
+    let plugin = runtime.load("mirror", wasm).expect("mirror loads");
+    let limits = Limits::default();
+    let first = invoke(runtime, &plugin, &limits, inputs);
+    let expected = first.result.as_ref().expect("mirror succeeds").clone();
+    // Warm up: the pool's slots get the component's memory image, the CPU its caches.
+    for _ in 0..iterations / 10 {
+        invoke(runtime, &plugin, &limits, inputs);
+    }
+    let faults_before = minor_page_faults();
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        let outcome = invoke(runtime, &plugin, &limits, inputs);
+        times.push(started.elapsed());
+        assert_eq!(
+            outcome.result.as_ref(),
+            Ok(&expected),
+            "same result every time"
+        );
+    }
+    let page_faults = (minor_page_faults() - faults_before) as f64 / iterations as f64;
+    times.sort();
+    Run {
+        median: times[times.len() / 2],
+        p99: times[times.len() * 99 / 100],
+        fuel: first.fuel_used,
+        peak_memory: first.peak_memory,
+        page_faults,
+    }
+}
+
+/// The replica just received, the previous one, the local issue.
+struct Inputs {
+    replica: Issue,
+    previous: Issue,
+    local: Issue,
+}
+
+fn inputs() -> Inputs {
+    let replica = sample_issue(10, 20);
+    let mut previous = replica.clone();
+    previous.comments.pop();
+    previous.summary = "Checkout fails".into();
+    let mut local = previous.clone();
+    local.key = Some("EXT-7".into());
+    Inputs {
+        replica,
+        previous,
+        local,
+    }
+}
+
+fn invoke(runtime: &Runtime, plugin: &Plugin, limits: &Limits, inputs: &Inputs) -> Outcome<Issue> {
+    let call = Call {
+        ctx: SyncContext {
+            connection: "internal-external".into(),
+            local_instance: "External".into(),
+            remote_instance: "Internal".into(),
+            direction: Direction::Bidirectional,
+            first_sync: false,
+            event_id: "Internal-42".into(),
+            reason: SyncReason::LocalChange,
+            hop: 0,
+            now: "2026-11-27T20:00:00Z".into(),
+        },
+        limits,
+        can_send: true,
+        directory: Arc::new(NoTwins),
+        merge_base: Default::default(),
+    };
+    plugin.run_incoming(
+        runtime,
+        call,
+        &inputs.replica,
+        Some(&inputs.previous),
+        &inputs.local,
+    )
+}
+
+/// Minor page faults of this process so far (field 10 of /proc/self/stat).
+fn minor_page_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .nth(7)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+fn duration(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else if d >= Duration::from_millis(10) {
+        format!("{} ms", d.as_millis())
+    } else if d >= Duration::from_millis(1) {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{} µs", d.as_micros())
+    }
+}
