@@ -4,7 +4,7 @@
 //! fields, 20 comments): new store, instantiate, call, drop, with both allocators. Languages
 //! whose components are not built are skipped (`scripts/build-polyglot` builds them).
 //!
-//! `cargo bench -p twinsync --bench languages [-- --iterations N]`
+//! `cargo bench -p twinsync --bench languages [-- --iterations N] [--only LANGUAGE]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,8 @@ use twinsync_tests::processor_wasm;
 const LANGUAGES: [Language; 3] = [RUST, PYTHON, JAVASCRIPT];
 
 fn main() {
-    let iterations = iterations();
+    let iterations = option("--iterations").map_or(500, |n| n.parse().expect("--iterations N"));
+    let only = option("--only");
     let inputs = inputs();
     println!("mirror incoming on sample_issue(10, 20); {iterations} invocations per figure\n");
     println!(
@@ -26,6 +27,12 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for language in LANGUAGES {
+        if only
+            .as_ref()
+            .is_some_and(|name| !name.eq_ignore_ascii_case(language.name))
+        {
+            continue;
+        }
         let wasm = match processor_wasm(&language.processor("mirror")) {
             Ok(wasm) => wasm,
             Err(why) => {
@@ -33,13 +40,21 @@ fn main() {
                 continue;
             }
         };
-        let (cold, cached) = compile_times(&wasm);
-        let pooled = Runtime::new(&RuntimeConfig::default()).expect("runtime");
-        let on_demand = Runtime::new(&RuntimeConfig {
+        // Every runtime of this language shares the cache: one cold compile per language.
+        let cache = tempfile::tempdir().expect("temp dir");
+        let with_cache = |config: RuntimeConfig| {
+            let config = RuntimeConfig {
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..config
+            };
+            Runtime::new(&config).expect("runtime")
+        };
+        let (cold, cached) = compile_times(|| with_cache(RuntimeConfig::default()), &wasm);
+        let pooled = with_cache(RuntimeConfig::default());
+        let on_demand = with_cache(RuntimeConfig {
             pool: None,
             ..RuntimeConfig::default()
-        })
-        .expect("runtime");
+        });
         let pooled_run = measure(&pooled, &wasm, &inputs, iterations);
         let on_demand_run = measure(&on_demand, &wasm, &inputs, iterations);
         println!(
@@ -59,24 +74,18 @@ fn main() {
     }
 }
 
-fn iterations() -> usize {
+/// The value after `name` on the command line.
+fn option(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--iterations")
-        .and_then(|i| args.get(i + 1))
-        .map_or(500, |n| n.parse().expect("--iterations N"))
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1).cloned()
 }
 
-/// A cold compile (written to an empty cache), then a load from that cache by a new
-/// runtime, as a node does when it restarts.
-fn compile_times(wasm: &[u8]) -> (Duration, Duration) {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A cold compile (written to the empty cache of `runtime`), then a load from that cache
+/// by a new runtime, as a node does when it restarts.
+fn compile_times(runtime: impl Fn() -> Runtime, wasm: &[u8]) -> (Duration, Duration) {
     let load = || {
-        let runtime = Runtime::new(&RuntimeConfig {
-            cache_dir: Some(dir.path().to_path_buf()),
-            ..RuntimeConfig::default()
-        })
-        .expect("runtime");
+        let runtime = runtime();
         let plugin = runtime.load("mirror", wasm).expect("mirror loads");
         (plugin.compiled, plugin.compile_time)
     };

@@ -14,6 +14,8 @@
 //! | `POST /v1/errors/{id}/retry` | retry a sync error |
 //! | `POST /v1/errors/retry-all` | retry every sync error |
 //! | `POST /v1/errors/{id}/skip` | drop a sync error; its twin goes on |
+//! | `GET /v1/conflicts` | conflicts held for review |
+//! | `POST /v1/conflicts/{id}/resolve` | keep a side: `{"take": "local"}` or `{"take": "remote"}` |
 //!
 //! Every request needs `Authorization: Bearer <token>`. Errors are `{"error": "..."}` with
 //! 400 (bad input), 401 (token), 404 (no such issue or event) or 500.
@@ -56,6 +58,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/errors/{id}/retry", post(retry))
         .route("/v1/errors/{id}/skip", post(skip))
         .route("/v1/events/{id}", get(event))
+        .route("/v1/conflicts", get(conflicts))
+        .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
 }
@@ -288,6 +292,26 @@ async fn skip(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer
         ops::skip(admin.node.store(), &id).map_err(|e| not_found(format!("{e:#}")))?;
         (admin.on_change)();
         Ok(json!({ "skipped": id }))
+    })
+    .await
+}
+
+async fn conflicts(State(admin): State<Arc<Admin>>) -> Answer {
+    blocking(move || to_json(ops::conflicts(admin.node.store())?)).await
+}
+
+#[derive(Deserialize)]
+struct ResolveRequest {
+    take: crate::sync::Take,
+}
+
+async fn resolve_conflict(State(admin): State<Arc<Admin>>, Path(id): Path<i64>, body: axum::body::Bytes) -> Answer {
+    blocking(move || {
+        let request: ResolveRequest = serde_json::from_slice(&body)
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("expected {{\"take\": \"local\" or \"remote\"}}: {e}")))?;
+        admin.node.resolve_conflict(id, request.take)?;
+        (admin.on_change)();
+        Ok(json!({ "resolved": id }))
     })
     .await
 }

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::store::events::{self, Event};
-use crate::store::{NodeStore, outbox, twins};
+use crate::store::{NodeStore, conflicts, outbox, twins};
 
 /// Events per state for one connection.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -152,4 +152,37 @@ pub fn twins(store: &NodeStore) -> Result<Vec<TwinRow>> {
             messages_sent: t.sent_seq,
         })
         .collect())
+}
+
+/// Open conflicts held for review, with the local issue of each.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictRow {
+    pub id: i64,
+    pub connection: String,
+    pub twin: String,
+    pub issue: Option<String>,
+    pub field: String,
+    pub local_value: String,
+    pub remote_value: String,
+    pub since: String,
+}
+
+pub fn conflicts(store: &NodeStore) -> Result<Vec<ConflictRow>> {
+    store.read(|db| {
+        conflicts::open(db)?
+            .into_iter()
+            .map(|c| {
+                Ok(ConflictRow {
+                    issue: twins::get(db, &c.twin_id)?.map(|t| t.local_key),
+                    since: crate::clock::rfc3339(crate::clock::from_millis(c.created_at)),
+                    id: c.id,
+                    connection: c.connection,
+                    twin: c.twin_id,
+                    field: c.field,
+                    local_value: c.local_value,
+                    remote_value: c.remote_value,
+                })
+            })
+            .collect()
+    })
 }

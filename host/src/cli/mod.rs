@@ -54,6 +54,9 @@ enum Command {
     /// Show an event, or run its processor again on its stored input.
     #[command(subcommand)]
     Events(operate::EventsCommand),
+    /// List conflicts held for review, and settle them.
+    #[command(subcommand)]
+    Conflicts(operate::ConflictsCommand),
     /// List the twins of a node.
     Twins(operate::ListArgs),
     /// Look at processor components and try them before installing.
@@ -73,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Errors(command) => operate::errors(command),
         Command::Events(command) => operate::events(command),
         Command::Twins(args) => operate::twins(&args),
+        Command::Conflicts(command) => operate::conflicts(command),
         Command::Plugin(command) => plugin::run(command),
     };
     match result {

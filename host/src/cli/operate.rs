@@ -12,6 +12,7 @@ use serde::Serialize;
 use twinsync::config::NodeConfig;
 use twinsync::ops;
 use twinsync::setup::{open_node, open_store};
+use twinsync::sync::Take;
 use twinsync::tracker::Query;
 
 use super::NodeArgs;
@@ -101,6 +102,55 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ConflictsCommand {
+    /// Fields changed on both sides and held for review: twin, field, both values.
+    List(ListArgs),
+    /// Keep one side's value: it is written here if needed and sent to the other side.
+    Resolve {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The conflict's id (see `conflicts list`).
+        id: i64,
+        /// Which value to keep.
+        #[arg(long, value_enum)]
+        take: Take,
+    },
+}
+
+pub fn conflicts(command: ConflictsCommand) -> Result<()> {
+    match command {
+        ConflictsCommand::List(args) => {
+            let rows = ops::conflicts(&*store(&args.node)?)?;
+            if args.json {
+                return print_json(&rows);
+            }
+            if rows.is_empty() {
+                println!("no conflicts held for review");
+            }
+            for c in rows {
+                println!(
+                    "{}  {} ({})  field {}  since {}\n    local:  {}\n    remote: {}",
+                    c.id,
+                    c.twin,
+                    c.issue.as_deref().unwrap_or("-"),
+                    c.field,
+                    c.since,
+                    c.local_value,
+                    c.remote_value
+                );
+            }
+            Ok(())
+        }
+        ConflictsCommand::Resolve { node, id, take } => {
+            let opened = open_node(&config(&node)?)?;
+            opened.node.resolve_conflict(id, take)?;
+            println!("conflict {id} settled ({take:?} value kept); a running node sends it now");
+            Ok(())
+        }
+    }
 }
 
 fn config(node: &NodeArgs) -> Result<NodeConfig> {

@@ -62,6 +62,33 @@ pub fn changed(before: &Issue, after: &Issue) -> Vec<String> {
     fields
 }
 
+/// Set `field` of `to` to its value in `from`. Returns false for an unknown field name.
+pub fn copy(field: &str, from: &Issue, to: &mut Issue) -> bool {
+    match field {
+        "summary" => to.summary = from.summary.clone(),
+        "description" => to.description = from.description.clone(),
+        "status" => to.status = from.status.clone(),
+        "priority" => to.priority = from.priority.clone(),
+        "resolution" => to.resolution = from.resolution.clone(),
+        "assignee" => to.assignee = from.assignee.clone(),
+        "issue-type" => to.issue_type = from.issue_type.clone(),
+        "labels" => to.labels = from.labels.clone(),
+        "components" => to.components = from.components.clone(),
+        "due-date" => to.due_date = from.due_date.clone(),
+        "parent-key" => to.parent_key = from.parent_key.clone(),
+        other => {
+            let Some(name) = other.strip_prefix("custom-field:") else {
+                return false;
+            };
+            match from.custom_field(name) {
+                Some(value) => to.set_custom_field(name, value.clone()),
+                None => to.custom_fields.retain(|f| f.name != name),
+            }
+        }
+    }
+    true
+}
+
 /// When each field got its value, at its origin: milliseconds since the Unix epoch.
 pub type FieldTimes = BTreeMap<String, i64>;
 

@@ -9,12 +9,19 @@ CREATE TABLE IF NOT EXISTS twins (
     last_sent TEXT,                  -- JSON: the last replica this side sent
     last_received TEXT,              -- JSON: the last replica this side received
     local_base TEXT,                 -- JSON: the local issue after the last sync (merge base)
-    local_times TEXT,                -- JSON: field -> ms when the local value was set at its origin
     remote_times TEXT,               -- JSON: the same for the last replica received
     created_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS twins_by_local ON twins (connection, local_key);
 CREATE INDEX IF NOT EXISTS twins_by_remote ON twins (connection, remote_key);
+
+-- When each field of a local issue got its value at its origin (JSON: field -> ms since the
+-- epoch). Per issue, not per twin: an issue synced on two connections passes on the times it
+-- received, which is what keeps last-writer-wins consistent along a chain of nodes.
+CREATE TABLE IF NOT EXISTS issue_times (
+    local_key TEXT PRIMARY KEY,
+    times TEXT NOT NULL
+);
 
 -- Which local comment is a copy of which remote one, per twin: a comment is never added
 -- twice, and the other side recognises its own comments in our replicas.

@@ -24,7 +24,7 @@ pub struct Twin {
     pub last_received: Option<Replica>,
     /// The local issue as it was after the last sync: the base of a three-way merge.
     pub local_base: Option<Issue>,
-    /// When each local field got its value, at its origin.
+    /// When each field of the local issue got its value, at its origin (kept per issue).
     pub local_times: FieldTimes,
     /// When each field of the last replica received got its value, at its origin.
     pub remote_times: FieldTimes,
@@ -62,9 +62,11 @@ impl Twin {
     }
 }
 
-const COLUMNS: &str =
-    "twin_id, connection, local_key, remote_key, sent_seq, exalate_replica, last_sent,
-    last_received, local_base, local_times, remote_times";
+const COLUMNS: &str = "twins.twin_id, twins.connection, twins.local_key, twins.remote_key, twins.sent_seq,
+    twins.exalate_replica, twins.last_sent, twins.last_received, twins.local_base, issue_times.times,
+    twins.remote_times";
+/// Twins with the field times of their local issue.
+const FROM: &str = "twins LEFT JOIN issue_times ON issue_times.local_key = twins.local_key";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Twin> {
     Ok(Twin {
@@ -101,7 +103,7 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 pub fn get(db: &Connection, twin_id: &str) -> Result<Option<Twin>> {
-    let sql = format!("SELECT {COLUMNS} FROM twins WHERE twin_id = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.twin_id = ?1");
     Ok(db
         .prepare_cached(&sql)?
         .query_row([twin_id], from_row)
@@ -109,7 +111,7 @@ pub fn get(db: &Connection, twin_id: &str) -> Result<Option<Twin>> {
 }
 
 pub fn by_local_key(db: &Connection, connection: &str, local_key: &str) -> Result<Option<Twin>> {
-    let sql = format!("SELECT {COLUMNS} FROM twins WHERE connection = ?1 AND local_key = ?2");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.connection = ?1 AND twins.local_key = ?2");
     Ok(db
         .prepare_cached(&sql)?
         .query_row([connection, local_key], from_row)
@@ -118,7 +120,7 @@ pub fn by_local_key(db: &Connection, connection: &str, local_key: &str) -> Resul
 
 /// The twins of a local issue, one per connection it is synced on.
 pub fn for_local_key(db: &Connection, local_key: &str) -> Result<Vec<Twin>> {
-    let sql = format!("SELECT {COLUMNS} FROM twins WHERE local_key = ?1 ORDER BY connection");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.local_key = ?1 ORDER BY twins.connection");
     let mut stmt = db.prepare_cached(&sql)?;
     let rows = stmt.query_map([local_key], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -136,7 +138,7 @@ pub fn local_key_for_remote(
 }
 
 pub fn list(db: &Connection) -> Result<Vec<Twin>> {
-    let sql = format!("SELECT {COLUMNS} FROM twins ORDER BY connection, local_key");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} ORDER BY twins.connection, twins.local_key");
     let mut stmt = db.prepare(&sql)?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -169,36 +171,36 @@ pub fn record_sent(db: &Connection, twin_id: &str, seq: i64, replica: &Replica) 
 }
 
 /// Remember the local issue as synced now, and when its fields got their values.
-pub fn record_local(
-    db: &Connection,
-    twin_id: &str,
-    local: &Issue,
-    times: &FieldTimes,
-) -> Result<()> {
-    db.prepare_cached("UPDATE twins SET local_base = ?2, local_times = ?3 WHERE twin_id = ?1")?
-        .execute(params![twin_id, to_json(local), to_json(times)])?;
+pub fn record_local(db: &Connection, twin_id: &str, local: &Issue, times: &FieldTimes) -> Result<()> {
+    db.prepare_cached("UPDATE twins SET local_base = ?2 WHERE twin_id = ?1")?
+        .execute(params![twin_id, to_json(local)])?;
+    if let Some(key) = &local.key {
+        record_times(db, key, times)?;
+    }
+    Ok(())
+}
+
+fn record_times(db: &Connection, local_key: &str, times: &FieldTimes) -> Result<()> {
+    db.prepare_cached(
+        "INSERT INTO issue_times (local_key, times) VALUES (?1, ?2)
+         ON CONFLICT (local_key) DO UPDATE SET times = excluded.times",
+    )?
+    .execute(params![local_key, to_json(times)])?;
     Ok(())
 }
 
 /// Remember a replica received and the local issue it led to, creating the twin on first
 /// sync.
-pub fn record_received(
-    db: &Connection,
-    twin: &Twin,
-    replica: &Replica,
-    local: &Issue,
-    now_ms: i64,
-) -> Result<()> {
+pub fn record_received(db: &Connection, twin: &Twin, replica: &Replica, local: &Issue, now_ms: i64) -> Result<()> {
     db.prepare_cached(
         "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received, local_base,
-            local_times, remote_times, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            remote_times, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (twin_id) DO UPDATE SET
             local_key = excluded.local_key,
             remote_key = excluded.remote_key,
             last_received = excluded.last_received,
             local_base = excluded.local_base,
-            local_times = excluded.local_times,
             remote_times = excluded.remote_times",
     )?
     .execute(params![
@@ -208,11 +210,10 @@ pub fn record_received(
         twin.remote_key,
         to_json(replica),
         to_json(local),
-        to_json(&twin.local_times),
         to_json(&twin.remote_times),
         now_ms
     ])?;
-    Ok(())
+    record_times(db, &twin.local_key, &twin.local_times)
 }
 
 /// Forget a twin: both issues stay, the link goes, and a tombstone remembers it so that
@@ -224,7 +225,7 @@ pub fn unexalate(db: &Connection, twin_id: &str, now_ms: i64) -> Result<bool> {
     )?
     .execute(params![twin_id, now_ms])?;
     Ok(db
-        .prepare_cached("DELETE FROM twins WHERE twin_id = ?1")?
+        .prepare_cached("DELETE FROM {FROM} WHERE twins.twin_id = ?1")?
         .execute([twin_id])?
         > 0)
 }

@@ -155,7 +155,7 @@ impl Node {
 
     /// Queue a new event for a twin.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn queue(
+    pub(crate) fn queue(
         &self,
         tx: &Connection,
         kind: Kind,

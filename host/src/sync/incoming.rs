@@ -90,9 +90,19 @@ impl Node {
             comment_ids::for_processor(&mut previous, &comment_links);
             previous
         });
+        let mut local_times = twin.as_ref().map(|t| t.local_times.clone()).unwrap_or_default();
+        if let Some(base) = twin.as_ref().and_then(|t| t.local_base.as_ref()) {
+            // Local changes not sent yet happened before now. Stamped now (and kept), they
+            // go out with the time this side's last-writer-wins decision used, so both sides
+            // decide the same.
+            let now = self.now_ms();
+            for field in fields::changed(base, &local) {
+                local_times.insert(field, now);
+            }
+        }
         let merge_base = MergeBase {
             local: twin.as_ref().and_then(|t| t.local_base.clone()),
-            local_times: field_times(twin.as_ref().map(|t| &t.local_times)),
+            local_times: field_times(Some(&local_times)),
             remote_times: field_times(Some(&message.times)),
             previous_remote_times: field_times(twin.as_ref().map(|t| &t.remote_times)),
             default_policy: connection.policies.default,
@@ -142,10 +152,6 @@ impl Node {
         };
 
         // A field that took the remote value got it when the other side set it.
-        let mut local_times = twin
-            .as_ref()
-            .map(|t| t.local_times.clone())
-            .unwrap_or_default();
         for field in fields::changed(&local, &stored) {
             let at = message
                 .times

@@ -2,6 +2,7 @@
 //! processed.
 
 mod comment_ids;
+mod conflicts;
 mod connection;
 mod effect;
 mod failure;
@@ -11,6 +12,7 @@ mod node;
 mod outgoing;
 mod replay;
 
+pub use conflicts::Take;
 pub use connection::{Connection, Flow, Policies};
 pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};

@@ -1,0 +1,59 @@
+//! Settling a conflict held for review: the operator picks a side, the chosen value is
+//! written here if it is the remote one, and it is sent to the other side stamped with the
+//! time of the decision, so that the other side takes it too.
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::node::Node;
+use crate::model::SyncReason;
+use crate::model::fields;
+use crate::store::events::Kind;
+use crate::store::{conflicts, twins};
+use crate::tracker::Origin;
+
+/// Which value an operator keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Take {
+    Local,
+    Remote,
+}
+
+impl Node {
+    /// Settle open conflict `id` by keeping the `take` side's value.
+    pub fn resolve_conflict(&self, id: i64, take: Take) -> Result<()> {
+        let conflict = self
+            .store
+            .read(|db| conflicts::get(db, id))?
+            .filter(|c| c.resolved_at.is_none())
+            .ok_or_else(|| anyhow!("there is no open conflict {id} (see `twinsync conflicts list`)"))?;
+        let twin = self
+            .store
+            .read(|db| twins::get(db, &conflict.twin_id))?
+            .ok_or_else(|| anyhow!("the twin of conflict {id} is no longer under sync"))?;
+        let mut local = self
+            .tracker
+            .get(&twin.local_key)?
+            .with_context(|| format!("the local issue {} no longer exists", twin.local_key))?;
+        if take == Take::Remote {
+            let remote = twin
+                .last_received
+                .as_ref()
+                .ok_or_else(|| anyhow!("nothing was received for this twin"))?;
+            if !fields::copy(&conflict.field, remote, &mut local) {
+                bail!("unknown field `{}`", conflict.field);
+            }
+            // Written as twinsync, not as a person: the decision is sent below, once.
+            let write = format!("{}-conflict-{id}", self.store.id());
+            local = self.tracker.update(&local, Origin::Sync { event_id: &write })?;
+        }
+        let now = self.now_ms();
+        let mut times = twin.local_times.clone();
+        times.insert(conflict.field.clone(), now);
+        self.store.write(|tx| {
+            twins::record_local(tx, &twin.twin_id, &local, &times)?;
+            conflicts::resolve(tx, id, if take == Take::Local { "local" } else { "remote" }, now)?;
+            self.queue(tx, Kind::Outgoing, &twin.connection, &twin.twin_id, SyncReason::Retry, 0, now)
+        })
+    }
+}
