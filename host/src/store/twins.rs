@@ -225,7 +225,7 @@ pub fn unexalate(db: &Connection, twin_id: &str, now_ms: i64) -> Result<bool> {
     )?
     .execute(params![twin_id, now_ms])?;
     Ok(db
-        .prepare_cached("DELETE FROM {FROM} WHERE twins.twin_id = ?1")?
+        .prepare_cached("DELETE FROM twins WHERE twin_id = ?1")?
         .execute([twin_id])?
         > 0)
 }
