@@ -56,7 +56,7 @@ fn message(id: &str, seq: i64) -> SyncMessage {
             status: "Open".into(),
             ..Issue::default()
         }),
-        times: Default::default(),
+        stamps: Default::default(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! whose components are not built are skipped (`scripts/build-polyglot` builds them).
 //!
 //! `cargo bench -p twinsync --bench languages [-- --iterations N] [--only LANGUAGE]`
+//! `--wasm FILE` measures the incoming processor of FILE instead of the `mirror`s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,59 +20,67 @@ const LANGUAGES: [Language; 3] = [RUST, PYTHON, JAVASCRIPT];
 fn main() {
     let iterations = option("--iterations").map_or(500, |n| n.parse().expect("--iterations N"));
     let only = option("--only");
+    let candidates: Vec<(String, Result<Vec<u8>, String>)> = match option("--wasm") {
+        Some(file) => vec![(
+            file.clone(),
+            std::fs::read(&file).map_err(|e| e.to_string()),
+        )],
+        None => LANGUAGES
+            .iter()
+            .filter(|l| {
+                only.as_ref()
+                    .is_none_or(|name| name.eq_ignore_ascii_case(l.name))
+            })
+            .map(|l| (l.name.to_string(), processor_wasm(&l.processor("mirror"))))
+            .collect(),
+    };
     let inputs = inputs();
-    println!("mirror incoming on sample_issue(10, 20); {iterations} invocations per figure\n");
+    println!("incoming processor on sample_issue(10, 20); {iterations} invocations per figure\n");
     println!(
-        "| language | size | compile, cold | compile, from cache | invocation, pooling (median / p99) \
+        "| processor | size | compile, cold | compile, from cache | invocation, pooling (median / p99) \
          | invocation, on-demand (median / p99) | fuel per call | peak linear memory | page faults per call |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for language in LANGUAGES {
-        if only
-            .as_ref()
-            .is_some_and(|name| !name.eq_ignore_ascii_case(language.name))
-        {
-            continue;
+    for (label, wasm) in candidates {
+        match wasm {
+            Ok(wasm) => report(&label, &wasm, &inputs, iterations),
+            Err(why) => println!("| {label} | skipped: {why} |"),
         }
-        let wasm = match processor_wasm(&language.processor("mirror")) {
-            Ok(wasm) => wasm,
-            Err(why) => {
-                println!("| {} | skipped: {why} |", language.name);
-                continue;
-            }
-        };
-        // Every runtime of this language shares the cache: one cold compile per language.
-        let cache = tempfile::tempdir().expect("temp dir");
-        let with_cache = |config: RuntimeConfig| {
-            let config = RuntimeConfig {
-                cache_dir: Some(cache.path().to_path_buf()),
-                ..config
-            };
-            Runtime::new(&config).expect("runtime")
-        };
-        let (cold, cached) = compile_times(|| with_cache(RuntimeConfig::default()), &wasm);
-        let pooled = with_cache(RuntimeConfig::default());
-        let on_demand = with_cache(RuntimeConfig {
-            pool: None,
-            ..RuntimeConfig::default()
-        });
-        let pooled_run = measure(&pooled, &wasm, &inputs, iterations);
-        let on_demand_run = measure(&on_demand, &wasm, &inputs, iterations);
-        println!(
-            "| {} | {:.1} MiB | {} | {} | {} / {} | {} / {} | {:.1} M | {:.1} MiB | {:.0} |",
-            language.name,
-            mib(wasm.len()),
-            duration(cold),
-            duration(cached),
-            duration(pooled_run.median),
-            duration(pooled_run.p99),
-            duration(on_demand_run.median),
-            duration(on_demand_run.p99),
-            pooled_run.fuel as f64 / 1e6,
-            mib(pooled_run.peak_memory),
-            pooled_run.page_faults,
-        );
     }
+}
+
+/// One row of the table.
+fn report(label: &str, wasm: &[u8], inputs: &Inputs, iterations: usize) {
+    // Every runtime here shares one cache: one cold compile per component.
+    let cache = tempfile::tempdir().expect("temp dir");
+    let with_cache = |config: RuntimeConfig| {
+        let config = RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..config
+        };
+        Runtime::new(&config).expect("runtime")
+    };
+    let (cold, cached) = compile_times(|| with_cache(RuntimeConfig::default()), wasm);
+    let pooled = with_cache(RuntimeConfig::default());
+    let on_demand = with_cache(RuntimeConfig {
+        pool: None,
+        ..RuntimeConfig::default()
+    });
+    let pooled_run = measure(&pooled, wasm, inputs, iterations);
+    let on_demand_run = measure(&on_demand, wasm, inputs, iterations);
+    println!(
+        "| {label} | {:.1} MiB | {} | {} | {} / {} | {} / {} | {:.1} M | {:.1} MiB | {:.0} |",
+        mib(wasm.len()),
+        duration(cold),
+        duration(cached),
+        duration(pooled_run.median),
+        duration(pooled_run.p99),
+        duration(on_demand_run.median),
+        duration(on_demand_run.p99),
+        pooled_run.fuel as f64 / 1e6,
+        mib(pooled_run.peak_memory),
+        pooled_run.page_faults,
+    );
 }
 
 /// The value after `name` on the command line.
@@ -86,7 +95,9 @@ fn option(name: &str) -> Option<String> {
 fn compile_times(runtime: impl Fn() -> Runtime, wasm: &[u8]) -> (Duration, Duration) {
     let load = || {
         let runtime = runtime();
-        let plugin = runtime.load("mirror", wasm).expect("mirror loads");
+        let plugin = runtime
+            .load("processor", wasm)
+            .expect("the processor loads");
         (plugin.compiled, plugin.compile_time)
     };
     let (compiled, cold) = load();
@@ -105,10 +116,16 @@ struct Run {
 }
 
 fn measure(runtime: &Runtime, wasm: &[u8], inputs: &Inputs, iterations: usize) -> Run {
-    let plugin = runtime.load("mirror", wasm).expect("mirror loads");
+    let plugin = runtime
+        .load("processor", wasm)
+        .expect("the processor loads");
     let limits = Limits::default();
     let first = invoke(runtime, &plugin, &limits, inputs);
-    let expected = first.result.as_ref().expect("mirror succeeds").clone();
+    let expected = first
+        .result
+        .as_ref()
+        .expect("the processor succeeds")
+        .clone();
     // Warm up: the pool's slots get the component's memory image, the CPU its caches.
     for _ in 0..iterations / 10 {
         invoke(runtime, &plugin, &limits, inputs);

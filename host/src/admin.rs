@@ -305,10 +305,18 @@ struct ResolveRequest {
     take: crate::sync::Take,
 }
 
-async fn resolve_conflict(State(admin): State<Arc<Admin>>, Path(id): Path<i64>, body: axum::body::Bytes) -> Answer {
+async fn resolve_conflict(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Answer {
     blocking(move || {
-        let request: ResolveRequest = serde_json::from_slice(&body)
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("expected {{\"take\": \"local\" or \"remote\"}}: {e}")))?;
+        let request: ResolveRequest = serde_json::from_slice(&body).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"take\": \"local\" or \"remote\"}}: {e}"),
+            )
+        })?;
         admin.node.resolve_conflict(id, request.take)?;
         (admin.on_change)();
         Ok(json!({ "resolved": id }))

@@ -4,6 +4,7 @@
 pub mod languages;
 pub mod process;
 pub mod redmine;
+pub mod sim;
 pub mod trackers;
 
 use std::collections::HashMap;

@@ -2,27 +2,26 @@
 //!
 //! For each field: a change on the remote side only is taken, a change on the local side
 //! only is kept, and a change on both sides (a conflict) is settled by the field's policy.
-//! "Changed" compares the replica with `previous` (and the times the host reports, so that
-//! a value set again counts), and the local issue with the local issue at the last sync.
+//! Which is which comes from the stamps the host keeps per field (see `field-stamp` in the
+//! WIT): a remote write that replaced the local one is a later change; one that neither side
+//! had seen when the other wrote is a conflict.
 
-use crate::bindings::twinsync::processor::types::{ConflictPolicy, FieldTime, MergeBase};
-use crate::host::{read_merge_base, record_conflict};
-use crate::{FieldValue, Issue, IssueFields, Replica, SyncContext, merge_comments};
+use crate::bindings::twinsync::processor::types::{ConflictPolicy, FieldStamp, MergeBase};
+use crate::host::{log, read_merge_base, record_conflict};
+use crate::{FieldValue, Issue, IssueFields, LogLevel, Replica, SyncContext, merge_comments};
 
 /// Merges one replica into one local issue.
 pub struct Merger<'a> {
     ctx: &'a SyncContext,
     base: MergeBase,
-    previous: Option<&'a Replica>,
 }
 
 impl<'a> Merger<'a> {
     /// A merger for the event being processed; asks the host for the merge base.
-    pub fn new(ctx: &'a SyncContext, previous: Option<&'a Replica>) -> Self {
+    pub fn new(ctx: &'a SyncContext) -> Self {
         Merger {
             ctx,
             base: read_merge_base(),
-            previous,
         }
     }
 
@@ -48,48 +47,74 @@ impl<'a> Merger<'a> {
         if mine == theirs {
             return false;
         }
+        let (take, why) = self.decide(field, &mine, &theirs);
+        let (kept, dropped) = if take { (theirs, mine) } else { (mine, theirs) };
+        let side = if take { "remote" } else { "local" };
+        log(
+            LogLevel::Debug,
+            &format!("{field}: kept the {side} value {kept:?} over {dropped:?} ({why})"),
+        );
+        take
+    }
+
+    fn decide(
+        &self,
+        field: &str,
+        mine: &dyn std::fmt::Debug,
+        theirs: &dyn std::fmt::Debug,
+    ) -> (bool, &'static str) {
         let policy = self.policy(field);
         if policy == ConflictPolicy::Overwrite {
-            return true;
+            return (true, "policy overwrite");
         }
-        let remote_changed = self.previous.is_none_or(|p| get(p) != theirs)
-            || time(&self.base.remote_times, field) > time(&self.base.previous_remote_times, field);
-        if !remote_changed {
-            return false;
+        let Some(remote) = stamp(&self.base.remote_stamps, field) else {
+            return (false, "the other side sent no stamp for it");
+        };
+        let local = stamp(&self.base.local_stamps, field);
+        // A write this side has seen already: its own, or the one the other side sent before.
+        let seen = local.is_some_and(|l| same(l, remote))
+            || remote.by == self.ctx.local_instance
+            || stamp(&self.base.previous_remote_stamps, field).is_some_and(|p| same(p, remote));
+        if seen {
+            return (false, "not changed on the other side since");
         }
-        let local_changed = self.base.local.as_ref().is_some_and(|b| get(b) != mine);
-        if !local_changed {
-            return true;
+        let Some(local) = local else {
+            return (true, "never written here");
+        };
+        if remote.replaced_at == local.at && remote.replaced_by == local.by {
+            return (true, "changed on the other side after this side's value");
         }
         match policy {
-            ConflictPolicy::Overwrite | ConflictPolicy::RemoteWins => true,
-            ConflictPolicy::LocalWins => false,
+            ConflictPolicy::Overwrite | ConflictPolicy::RemoteWins => {
+                (true, "conflict, remote wins")
+            }
+            ConflictPolicy::LocalWins => (false, "conflict, local wins"),
             ConflictPolicy::LastWriterWins => {
-                let remote = (
-                    time(&self.base.remote_times, field),
-                    self.ctx.remote_instance.as_str(),
-                );
-                let local = (
-                    time(&self.base.local_times, field),
-                    self.ctx.local_instance.as_str(),
-                );
-                remote > local
+                if (remote.at, remote.by.as_str()) > (local.at, local.by.as_str()) {
+                    (true, "conflict, the remote write is the last")
+                } else {
+                    (false, "conflict, the local write is the last")
+                }
             }
             ConflictPolicy::HoldForReview => {
                 record_conflict(field, &format!("{mine:?}"), &format!("{theirs:?}"));
-                false
+                (false, "conflict, held for review")
             }
         }
     }
 }
 
+fn stamp<'s>(stamps: &'s [FieldStamp], field: &str) -> Option<&'s FieldStamp> {
+    stamps.iter().find(|s| s.field == field)
+}
+
+fn same(a: &FieldStamp, b: &FieldStamp) -> bool {
+    a.at == b.at && a.by == b.by
+}
+
 /// Reads custom field `name` (a function, so that it works for an issue of any lifetime).
 fn field_reader(name: &str) -> impl for<'i> Fn(&'i Issue) -> Option<&'i FieldValue> + '_ {
     move |issue| issue.custom_field(name)
-}
-
-fn time(times: &[FieldTime], field: &str) -> i64 {
-    times.iter().find(|t| t.field == field).map_or(0, |t| t.at)
 }
 
 /// The incoming default: the remote issue's core fields (summary, description, status,
@@ -109,7 +134,7 @@ pub fn mirror_incoming(
     if ctx.first_sync {
         issue.custom_fields = replica.custom_fields.clone();
     } else {
-        let merger = Merger::new(ctx, previous);
+        let merger = Merger::new(ctx);
         merge_core_fields(&merger, replica, &mut issue);
         merge_custom_fields(&merger, replica, &mut issue);
     }

@@ -89,13 +89,84 @@ pub fn copy(field: &str, from: &Issue, to: &mut Issue) -> bool {
     true
 }
 
-/// When each field got its value, at its origin: milliseconds since the Unix epoch.
-pub type FieldTimes = BTreeMap<String, i64>;
+/// Which write a field's value comes from (see `types.field-stamp` in the WIT).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    pub at: i64,
+    pub by: String,
+    #[serde(default)]
+    pub replaced_at: i64,
+    #[serde(default)]
+    pub replaced_by: String,
+}
+
+impl Stamp {
+    /// The order of writes: time first, then instance name.
+    pub fn key(&self) -> (i64, &str) {
+        (self.at, &self.by)
+    }
+
+    /// Whether this stamp names the write `other` replaced.
+    pub fn was_replaced_by(&self, other: &Stamp) -> bool {
+        other.replaced_at == self.at && other.replaced_by == self.by
+    }
+}
+
+/// The stamp of each field of an issue.
+pub type FieldStamps = BTreeMap<String, Stamp>;
+
+/// Stamp the fields written locally since the issue was last stamped (`stamped`: the issue
+/// as its stamps describe it; none: everything is new). Returns whether anything was
+/// written.
+pub fn stamp_local_writes(
+    stamps: &mut FieldStamps,
+    stamped: Option<&Issue>,
+    issue: &Issue,
+    now: i64,
+    instance: &str,
+) -> bool {
+    let written: Vec<String> = match stamped {
+        Some(before) => changed(before, issue),
+        None => names(issue).collect(),
+    };
+    for field in &written {
+        stamp_write(stamps, field, now, instance);
+    }
+    !written.is_empty()
+}
+
+/// Stamp a local write of `field` at `now` on `instance`: unique, and after the write it
+/// replaces even if the clock is behind.
+pub fn stamp_write(stamps: &mut FieldStamps, field: &str, now: i64, instance: &str) {
+    let replaced = stamps.get(field).cloned().unwrap_or_default();
+    let at = now.max(replaced.at + 1);
+    stamps.insert(
+        field.to_string(),
+        Stamp {
+            at,
+            by: instance.to_string(),
+            replaced_at: replaced.at,
+            replaced_by: replaced.by,
+        },
+    );
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::FieldValue;
+
+    #[test]
+    fn a_write_is_stamped_after_the_one_it_replaces() {
+        let mut stamps = FieldStamps::new();
+        stamp_write(&mut stamps, "status", 100, "A");
+        let first = stamps["status"].clone();
+        // The clock went back: the next write still comes after.
+        stamp_write(&mut stamps, "status", 50, "A");
+        let second = stamps["status"].clone();
+        assert!(second.key() > first.key());
+        assert!(first.was_replaced_by(&second));
+    }
 
     #[test]
     fn changed_names_core_and_custom_fields() {

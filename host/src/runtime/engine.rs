@@ -161,8 +161,21 @@ fn engine_config(config: &RuntimeConfig, pool: Option<&PoolConfig>) -> Config {
             .max_tables_per_component(8)
             .max_core_instances_per_component(16)
             .max_memory_size(pool.max_memory_bytes)
-            .linear_memory_keep_resident(pool.keep_resident_bytes)
-            .table_keep_resident(64 << 10);
+            .linear_memory_keep_resident(
+                std::env::var("EXP_KEEP")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(pool.keep_resident_bytes),
+            )
+            .table_keep_resident(
+                std::env::var("EXP_TKEEP")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(64 << 10),
+            );
+        if std::env::var("EXP_PAGEMAP").is_ok() {
+            pooling.pagemap_scan(wasmtime::Enabled::Yes);
+        }
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     wasm

@@ -20,4 +20,4 @@ pub use invoke::{Call, Outcome};
 pub use limits::Limits;
 pub use plugin::{Plugin, PluginError, PluginInfo};
 pub use state::{NoTwins, RecordedConflict, SyncBack, TwinDirectory};
-pub use wit_types::{ConflictPolicy, FieldPolicy, FieldTime, MergeBase};
+pub use wit_types::{ConflictPolicy, FieldPolicy, FieldStamp, MergeBase};

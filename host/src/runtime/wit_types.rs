@@ -51,12 +51,33 @@ pub enum ConflictPolicy {
     HoldForReview,
 }
 
-/// `types.field-time`.
+/// `types.field-stamp`.
 #[derive(Debug, Clone, PartialEq, ComponentType, Lift, Lower)]
 #[component(record)]
-pub struct FieldTime {
+pub struct FieldStamp {
     pub field: String,
     pub at: i64,
+    pub by: String,
+    #[component(name = "replaced-at")]
+    pub replaced_at: i64,
+    #[component(name = "replaced-by")]
+    pub replaced_by: String,
+}
+
+impl FieldStamp {
+    /// The stamps of an issue's fields as the WIT lists them.
+    pub fn list(stamps: &crate::model::fields::FieldStamps) -> Vec<FieldStamp> {
+        stamps
+            .iter()
+            .map(|(field, s)| FieldStamp {
+                field: field.clone(),
+                at: s.at,
+                by: s.by.clone(),
+                replaced_at: s.replaced_at,
+                replaced_by: s.replaced_by.clone(),
+            })
+            .collect()
+    }
 }
 
 /// `types.field-policy`.
@@ -72,12 +93,12 @@ pub struct FieldPolicy {
 #[component(record)]
 pub struct MergeBase {
     pub local: Option<Issue>,
-    #[component(name = "local-times")]
-    pub local_times: Vec<FieldTime>,
-    #[component(name = "remote-times")]
-    pub remote_times: Vec<FieldTime>,
-    #[component(name = "previous-remote-times")]
-    pub previous_remote_times: Vec<FieldTime>,
+    #[component(name = "local-stamps")]
+    pub local_stamps: Vec<FieldStamp>,
+    #[component(name = "remote-stamps")]
+    pub remote_stamps: Vec<FieldStamp>,
+    #[component(name = "previous-remote-stamps")]
+    pub previous_remote_stamps: Vec<FieldStamp>,
     #[component(name = "default-policy")]
     pub default_policy: ConflictPolicy,
     pub policies: Vec<FieldPolicy>,

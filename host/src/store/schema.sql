@@ -7,20 +7,23 @@ CREATE TABLE IF NOT EXISTS twins (
     sent_seq INTEGER NOT NULL DEFAULT 0,  -- number of the last message sent for this twin
     exalate_replica TEXT,            -- JSON: the first replica this side sent
     last_sent TEXT,                  -- JSON: the last replica this side sent
+    sent_stamps TEXT,                -- JSON: field -> stamp, as last sent
     last_received TEXT,              -- JSON: the last replica this side received
     local_base TEXT,                 -- JSON: the local issue after the last sync (merge base)
-    remote_times TEXT,               -- JSON: the same for the last replica received
+    remote_stamps TEXT,              -- JSON: field -> stamp, of the last replica received
     created_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS twins_by_local ON twins (connection, local_key);
 CREATE INDEX IF NOT EXISTS twins_by_remote ON twins (connection, remote_key);
 
--- When each field of a local issue got its value at its origin (JSON: field -> ms since the
--- epoch). Per issue, not per twin: an issue synced on two connections passes on the times it
+-- The stamp of each field of a local issue: which write its value comes from (JSON: field ->
+-- stamp). Per issue, not per twin: an issue synced on two connections passes on the stamps it
 -- received, which is what keeps last-writer-wins consistent along a chain of nodes.
-CREATE TABLE IF NOT EXISTS issue_times (
+CREATE TABLE IF NOT EXISTS issue_stamps (
     local_key TEXT PRIMARY KEY,
-    times TEXT NOT NULL
+    stamps TEXT NOT NULL,
+    stamped TEXT                     -- JSON: the issue as its stamps describe it; a field that
+                                     -- differs from it now was written here since
 );
 
 -- Which local comment is a copy of which remote one, per twin: a comment is never added

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::model::fields::FieldTimes;
+use crate::model::fields::FieldStamps;
 use crate::model::{Issue, Replica};
 
 /// One local issue synced with one remote issue over one connection.
@@ -24,10 +24,15 @@ pub struct Twin {
     pub last_received: Option<Replica>,
     /// The local issue as it was after the last sync: the base of a three-way merge.
     pub local_base: Option<Issue>,
-    /// When each field of the local issue got its value, at its origin (kept per issue).
-    pub local_times: FieldTimes,
+    /// The stamps sent with `last_sent`.
+    pub sent_stamps: FieldStamps,
+    /// Which write each field of the local issue comes from (kept per issue).
+    pub local_stamps: FieldStamps,
+    /// The local issue as `local_stamps` describe it: a field that differs from it now was
+    /// written locally since (kept per issue).
+    pub stamped: Option<Issue>,
     /// When each field of the last replica received got its value, at its origin.
-    pub remote_times: FieldTimes,
+    pub remote_stamps: FieldStamps,
 }
 
 impl Twin {
@@ -48,8 +53,10 @@ impl Twin {
             last_sent: None,
             last_received: None,
             local_base: None,
-            local_times: FieldTimes::new(),
-            remote_times: FieldTimes::new(),
+            local_stamps: FieldStamps::new(),
+            sent_stamps: FieldStamps::new(),
+            stamped: None,
+            remote_stamps: FieldStamps::new(),
         }
     }
 
@@ -63,10 +70,10 @@ impl Twin {
 }
 
 const COLUMNS: &str = "twins.twin_id, twins.connection, twins.local_key, twins.remote_key, twins.sent_seq,
-    twins.exalate_replica, twins.last_sent, twins.last_received, twins.local_base, issue_times.times,
-    twins.remote_times";
-/// Twins with the field times of their local issue.
-const FROM: &str = "twins LEFT JOIN issue_times ON issue_times.local_key = twins.local_key";
+    twins.exalate_replica, twins.last_sent, twins.last_received, twins.local_base, issue_stamps.stamps,
+    twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps";
+/// Twins with the field stamps of their local issue.
+const FROM: &str = "twins LEFT JOIN issue_stamps ON issue_stamps.local_key = twins.local_key";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Twin> {
     Ok(Twin {
@@ -79,8 +86,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Twin> {
         last_sent: json(row, 6)?,
         last_received: json(row, 7)?,
         local_base: json(row, 8)?,
-        local_times: json(row, 9)?.unwrap_or_default(),
-        remote_times: json(row, 10)?.unwrap_or_default(),
+        local_stamps: json(row, 9)?.unwrap_or_default(),
+        remote_stamps: json(row, 10)?.unwrap_or_default(),
+        stamped: json(row, 11)?,
+        sent_stamps: json(row, 12)?.unwrap_or_default(),
     })
 }
 
@@ -99,7 +108,7 @@ fn json<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Op
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("replicas and times always encode to JSON")
+    serde_json::to_string(value).expect("replicas and stamps always encode to JSON")
 }
 
 pub fn get(db: &Connection, twin_id: &str) -> Result<Option<Twin>> {
@@ -111,7 +120,9 @@ pub fn get(db: &Connection, twin_id: &str) -> Result<Option<Twin>> {
 }
 
 pub fn by_local_key(db: &Connection, connection: &str, local_key: &str) -> Result<Option<Twin>> {
-    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.connection = ?1 AND twins.local_key = ?2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE twins.connection = ?1 AND twins.local_key = ?2"
+    );
     Ok(db
         .prepare_cached(&sql)?
         .query_row([connection, local_key], from_row)
@@ -120,10 +131,20 @@ pub fn by_local_key(db: &Connection, connection: &str, local_key: &str) -> Resul
 
 /// The twins of a local issue, one per connection it is synced on.
 pub fn for_local_key(db: &Connection, local_key: &str) -> Result<Vec<Twin>> {
-    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.local_key = ?1 ORDER BY twins.connection");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE twins.local_key = ?1 ORDER BY twins.connection"
+    );
     let mut stmt = db.prepare_cached(&sql)?;
     let rows = stmt.query_map([local_key], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The local issue of a twin, if the twin exists.
+pub fn local_key(db: &Connection, twin_id: &str) -> Result<Option<String>> {
+    Ok(db
+        .prepare_cached("SELECT local_key FROM twins WHERE twin_id = ?1")?
+        .query_row([twin_id], |r| r.get(0))
+        .optional()?)
 }
 
 pub fn local_key_for_remote(
@@ -159,49 +180,73 @@ pub fn insert(
     Ok(())
 }
 
-/// Remember a replica sent as message `seq`; the first one sent is also the exalate replica.
-pub fn record_sent(db: &Connection, twin_id: &str, seq: i64, replica: &Replica) -> Result<()> {
+/// Remember a replica sent as message `seq`, with its stamps; the first one sent is also
+/// the exalate replica.
+pub fn record_sent(
+    db: &Connection,
+    twin_id: &str,
+    seq: i64,
+    replica: &Replica,
+    stamps: &FieldStamps,
+) -> Result<()> {
     let replica = to_json(replica);
     db.prepare_cached(
-        "UPDATE twins SET sent_seq = ?2, last_sent = ?3, exalate_replica = coalesce(exalate_replica, ?3)
+        "UPDATE twins SET sent_seq = ?2, last_sent = ?3, exalate_replica = coalesce(exalate_replica, ?3),
+            sent_stamps = ?4
          WHERE twin_id = ?1",
     )?
-    .execute(params![twin_id, seq, replica])?;
+    .execute(params![twin_id, seq, replica, to_json(stamps)])?;
     Ok(())
 }
 
-/// Remember the local issue as synced now, and when its fields got their values.
-pub fn record_local(db: &Connection, twin_id: &str, local: &Issue, times: &FieldTimes) -> Result<()> {
+/// Remember the local issue as synced now, with the stamps of its fields.
+pub fn record_local(
+    db: &Connection,
+    twin_id: &str,
+    local: &Issue,
+    stamps: &FieldStamps,
+) -> Result<()> {
     db.prepare_cached("UPDATE twins SET local_base = ?2 WHERE twin_id = ?1")?
         .execute(params![twin_id, to_json(local)])?;
     if let Some(key) = &local.key {
-        record_times(db, key, times)?;
+        record_stamps(db, key, stamps, local)?;
     }
     Ok(())
 }
 
-fn record_times(db: &Connection, local_key: &str, times: &FieldTimes) -> Result<()> {
+fn record_stamps(
+    db: &Connection,
+    local_key: &str,
+    stamps: &FieldStamps,
+    stamped: &Issue,
+) -> Result<()> {
     db.prepare_cached(
-        "INSERT INTO issue_times (local_key, times) VALUES (?1, ?2)
-         ON CONFLICT (local_key) DO UPDATE SET times = excluded.times",
+        "INSERT INTO issue_stamps (local_key, stamps, stamped) VALUES (?1, ?2, ?3)
+         ON CONFLICT (local_key) DO UPDATE SET stamps = excluded.stamps, stamped = excluded.stamped",
     )?
-    .execute(params![local_key, to_json(times)])?;
+    .execute(params![local_key, to_json(stamps), to_json(stamped)])?;
     Ok(())
 }
 
 /// Remember a replica received and the local issue it led to, creating the twin on first
 /// sync.
-pub fn record_received(db: &Connection, twin: &Twin, replica: &Replica, local: &Issue, now_ms: i64) -> Result<()> {
+pub fn record_received(
+    db: &Connection,
+    twin: &Twin,
+    replica: &Replica,
+    local: &Issue,
+    now_ms: i64,
+) -> Result<()> {
     db.prepare_cached(
         "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received, local_base,
-            remote_times, created_at)
+            remote_stamps, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (twin_id) DO UPDATE SET
             local_key = excluded.local_key,
             remote_key = excluded.remote_key,
             last_received = excluded.last_received,
             local_base = excluded.local_base,
-            remote_times = excluded.remote_times",
+            remote_stamps = excluded.remote_stamps",
     )?
     .execute(params![
         twin.twin_id,
@@ -210,10 +255,10 @@ pub fn record_received(db: &Connection, twin: &Twin, replica: &Replica, local: &
         twin.remote_key,
         to_json(replica),
         to_json(local),
-        to_json(&twin.remote_times),
+        to_json(&twin.remote_stamps),
         now_ms
     ])?;
-    record_times(db, &twin.local_key, &twin.local_times)
+    record_stamps(db, &twin.local_key, &twin.local_stamps, local)
 }
 
 /// Forget a twin: both issues stay, the link goes, and a tombstone remembers it so that

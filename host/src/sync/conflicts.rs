@@ -26,7 +26,9 @@ impl Node {
             .store
             .read(|db| conflicts::get(db, id))?
             .filter(|c| c.resolved_at.is_none())
-            .ok_or_else(|| anyhow!("there is no open conflict {id} (see `twinsync conflicts list`)"))?;
+            .ok_or_else(|| {
+                anyhow!("there is no open conflict {id} (see `twinsync conflicts list`)")
+            })?;
         let twin = self
             .store
             .read(|db| twins::get(db, &conflict.twin_id))?
@@ -45,15 +47,51 @@ impl Node {
             }
             // Written as twinsync, not as a person: the decision is sent below, once.
             let write = format!("{}-conflict-{id}", self.store.id());
-            local = self.tracker.update(&local, Origin::Sync { event_id: &write })?;
+            local = self
+                .tracker
+                .update(&local, Origin::Sync { event_id: &write })?;
         }
+        // A new write that replaces the other side's: the other side takes it as a later
+        // change, not as another conflict.
         let now = self.now_ms();
-        let mut times = twin.local_times.clone();
-        times.insert(conflict.field.clone(), now);
+        let mut stamps = twin.local_stamps.clone();
+        let theirs = twin
+            .remote_stamps
+            .get(&conflict.field)
+            .cloned()
+            .unwrap_or_default();
+        let mine = stamps.get(&conflict.field).cloned().unwrap_or_default();
+        let after = theirs.key().max(mine.key()).0;
+        stamps.insert(
+            conflict.field.clone(),
+            fields::Stamp {
+                at: now.max(after + 1),
+                by: self.instance.clone(),
+                replaced_at: theirs.at,
+                replaced_by: theirs.by,
+            },
+        );
         self.store.write(|tx| {
-            twins::record_local(tx, &twin.twin_id, &local, &times)?;
-            conflicts::resolve(tx, id, if take == Take::Local { "local" } else { "remote" }, now)?;
-            self.queue(tx, Kind::Outgoing, &twin.connection, &twin.twin_id, SyncReason::Retry, 0, now)
+            twins::record_local(tx, &twin.twin_id, &local, &stamps)?;
+            conflicts::resolve(
+                tx,
+                id,
+                if take == Take::Local {
+                    "local"
+                } else {
+                    "remote"
+                },
+                now,
+            )?;
+            self.queue(
+                tx,
+                Kind::Outgoing,
+                &twin.connection,
+                &twin.twin_id,
+                SyncReason::Retry,
+                0,
+                now,
+            )
         })
     }
 }

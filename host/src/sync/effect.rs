@@ -6,7 +6,7 @@ use anyhow::Result;
 use rusqlite::Connection;
 
 use super::node::Node;
-use crate::model::fields::FieldTimes;
+use crate::model::fields::FieldStamps;
 use crate::model::{Issue, Replica, SyncReason};
 use crate::runtime::RecordedConflict;
 use crate::store::events::{self, Event, Kind, NewEvent};
@@ -39,7 +39,7 @@ pub(super) enum Effect {
         twin_id: String,
         send: Option<Outbound>,
         local: Issue,
-        local_times: FieldTimes,
+        local_stamps: FieldStamps,
     },
     /// A received replica was applied to the tracker: record the twin, link new comments,
     /// record conflicts, queue follow-ups.
@@ -77,13 +77,13 @@ impl Node {
                 twin_id,
                 send,
                 local,
-                local_times,
+                local_stamps,
             } => {
                 if let Some(out) = send {
                     outbox::insert(tx, &out.message_id, &event.connection, &out.body)?;
-                    twins::record_sent(tx, twin_id, out.seq, &out.replica)?;
+                    twins::record_sent(tx, twin_id, out.seq, &out.replica, local_stamps)?;
                 }
-                twins::record_local(tx, twin_id, local, local_times)?;
+                twins::record_local(tx, twin_id, local, local_stamps)?;
             }
             Effect::Applied {
                 twin,

@@ -13,8 +13,8 @@ use super::failure::{Failed, ProcessorInput, SyncFailure};
 use super::message::{MessageKind, SyncMessage};
 use super::node::Node;
 use crate::model::Issue;
-use crate::model::fields::{self, FieldTimes};
-use crate::runtime::{Call, FieldTime, MergeBase, ProcessorFailure, SyncBack};
+use crate::model::fields::{self, FieldStamps};
+use crate::runtime::{Call, FieldStamp, MergeBase, ProcessorFailure, SyncBack};
 use crate::store::events::{Event, Kind};
 use crate::store::links;
 use crate::store::twins::{self, Twin};
@@ -90,21 +90,29 @@ impl Node {
             comment_ids::for_processor(&mut previous, &comment_links);
             previous
         });
-        let mut local_times = twin.as_ref().map(|t| t.local_times.clone()).unwrap_or_default();
-        if let Some(base) = twin.as_ref().and_then(|t| t.local_base.as_ref()) {
-            // Local changes not sent yet happened before now. Stamped now (and kept), they
-            // go out with the time this side's last-writer-wins decision used, so both sides
-            // decide the same.
-            let now = self.now_ms();
-            for field in fields::changed(base, &local) {
-                local_times.insert(field, now);
-            }
+        let mut local_stamps = twin
+            .as_ref()
+            .map(|t| t.local_stamps.clone())
+            .unwrap_or_default();
+        if let Some(twin) = &twin {
+            // Local writes not sent yet: stamped now (and kept), they go out with the stamp
+            // this side's decision used, so both sides decide the same.
+            fields::stamp_local_writes(
+                &mut local_stamps,
+                twin.stamped.as_ref(),
+                &local,
+                self.now_ms(),
+                &self.instance,
+            );
         }
         let merge_base = MergeBase {
             local: twin.as_ref().and_then(|t| t.local_base.clone()),
-            local_times: field_times(Some(&local_times)),
-            remote_times: field_times(Some(&message.times)),
-            previous_remote_times: field_times(twin.as_ref().map(|t| &t.remote_times)),
+            local_stamps: FieldStamp::list(&local_stamps),
+            remote_stamps: FieldStamp::list(&message.stamps),
+            previous_remote_stamps: twin
+                .as_ref()
+                .map(|t| FieldStamp::list(&t.remote_stamps))
+                .unwrap_or_default(),
             default_policy: connection.policies.default,
             policies: connection.policies.as_list(),
         };
@@ -151,15 +159,13 @@ impl Node {
             )));
         };
 
-        // A field that took the remote value got it when the other side set it.
-        for field in fields::changed(&local, &stored) {
-            let at = message
-                .times
-                .get(&field)
-                .copied()
-                .unwrap_or(event.created_at);
-            local_times.insert(field, at);
-        }
+        adopt_stamps(
+            &mut local_stamps,
+            &message.stamps,
+            &local,
+            &stored,
+            &received,
+        );
         let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
         // A sync back goes before an unexalate asked for in the same event.
         let follow_ups: Vec<Kind> = [
@@ -192,8 +198,8 @@ impl Node {
             local_key,
             message.sender_key,
         );
-        record.local_times = local_times;
-        record.remote_times = message.times;
+        record.local_stamps = local_stamps;
+        record.remote_stamps = message.stamps;
         Ok(Prepared {
             effect: Effect::Applied {
                 links: comment_ids::new_links(&local, &result, &stored),
@@ -210,15 +216,29 @@ impl Node {
     }
 }
 
-fn field_times(times: Option<&FieldTimes>) -> Vec<FieldTime> {
-    times
-        .into_iter()
-        .flatten()
-        .map(|(field, at)| FieldTime {
-            field: field.clone(),
-            at: *at,
-        })
-        .collect()
+/// The stamps of the local issue after a merge: a field that now holds the remote value
+/// holds the remote write, stamp and all; where both sides held the same value already,
+/// the later of the two stamps names it on both sides.
+fn adopt_stamps(
+    stamps: &mut FieldStamps,
+    remote: &FieldStamps,
+    before: &Issue,
+    after: &Issue,
+    received: &Issue,
+) {
+    let differ = fields::changed(after, received);
+    let changed = fields::changed(before, after);
+    for (field, theirs) in remote {
+        if differ.contains(field) {
+            continue;
+        }
+        let later = stamps
+            .get(field)
+            .is_none_or(|mine| theirs.key() > mine.key());
+        if changed.contains(field) || later {
+            stamps.insert(field.clone(), theirs.clone());
+        }
+    }
 }
 
 /// What a processor may not do to the local issue.

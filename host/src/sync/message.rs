@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::fields::FieldTimes;
+use crate::model::fields::FieldStamps;
 use crate::model::{Replica, SyncReason};
 
 /// The message format version this node writes and accepts.
@@ -41,10 +41,10 @@ pub struct SyncMessage {
     /// The replica, for `update` messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<Replica>,
-    /// When each field of the replica got its value at its origin (ms since the epoch): what
-    /// last-writer-wins compares.
-    #[serde(default, skip_serializing_if = "FieldTimes::is_empty")]
-    pub times: FieldTimes,
+    /// Which write each field's value comes from: how the receiver tells a later change
+    /// from a concurrent one.
+    #[serde(default, skip_serializing_if = "FieldStamps::is_empty")]
+    pub stamps: FieldStamps,
 }
 
 impl SyncMessage {

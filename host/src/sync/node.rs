@@ -68,6 +68,22 @@ impl Progress {
     }
 }
 
+/// Keep the first event of each local issue: an issue synced on two connections has one
+/// set of field stamps, which two events of one batch would each stamp on their own. The
+/// others run in the next batch.
+fn one_per_issue(db: &rusqlite::Connection, ready: Vec<Event>) -> Result<Vec<Event>> {
+    let mut issues = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(ready.len());
+    for event in ready {
+        // A twin not created yet here (first sync) is its own issue.
+        let issue = twins::local_key(db, &event.twin_id)?.unwrap_or_else(|| event.twin_id.clone());
+        if issues.insert(issue) {
+            kept.push(event);
+        }
+    }
+    Ok(kept)
+}
+
 /// How long a batch keeps taking new events to prepare before it commits.
 pub const BATCH_TIME: Duration = Duration::from_millis(10);
 
@@ -329,7 +345,10 @@ impl Node {
     /// batch does not hold back the first events' commit for long.
     pub fn process_ready_parallel(&self, limit: usize, workers: usize) -> Result<Progress> {
         let now = self.now_ms();
-        let ready = self.store.read(|db| events::ready(db, now, limit))?;
+        let ready = self.store.read(|db| {
+            let ready = events::ready(db, now, limit)?;
+            one_per_issue(db, ready)
+        })?;
         if ready.is_empty() {
             return Ok(Progress::default());
         }

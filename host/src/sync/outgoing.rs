@@ -9,7 +9,7 @@ use super::effect::{Effect, Outbound, Prepared};
 use super::failure::{Failed, MAX_SYNC_BACK_HOPS, ProcessorInput, SyncFailure};
 use super::message::{MESSAGE_VERSION, MessageKind, SyncMessage};
 use super::node::Node;
-use crate::model::fields;
+use crate::model::fields::{self, FieldStamps};
 use crate::model::{Replica, SyncReason};
 use crate::runtime::{Call, MergeBase};
 use crate::store::events::Event;
@@ -37,16 +37,16 @@ impl Node {
                     key: twin.local_key.clone(),
                 })?;
 
-        // Fields that changed here since the last sync got their value now (the time the
-        // change was seen): what last-writer-wins compares on the other side.
-        let changed: Vec<String> = match &twin.local_base {
-            Some(base) => fields::changed(base, &issue),
-            None => fields::names(&issue).collect(),
-        };
-        let mut local_times = twin.local_times.clone();
-        for field in changed {
-            local_times.insert(field, event.created_at);
-        }
+        // Fields written here since they were last stamped are new writes, stamped now (the
+        // time the change was seen).
+        let mut local_stamps = twin.local_stamps.clone();
+        fields::stamp_local_writes(
+            &mut local_stamps,
+            twin.stamped.as_ref(),
+            &issue,
+            self.now_ms(),
+            &self.instance,
+        );
 
         let call = Call {
             ctx: self.context(&connection, event, false),
@@ -67,12 +67,12 @@ impl Node {
             Failed::after_run(failure, &log, &input)
         };
         let replica = outcome.result.map_err(|e| fail(e.into()))?;
-        let local_only = |note: &str, log: String, issue, local_times| Prepared {
+        let local_only = |note: &str, log: String, issue, local_stamps| Prepared {
             effect: Effect::Outgoing {
                 twin_id: twin.twin_id.clone(),
                 send: None,
                 local: issue,
-                local_times,
+                local_stamps,
             },
             note: note.into(),
             log,
@@ -82,13 +82,13 @@ impl Node {
                 "the outgoing processor sent nothing",
                 log,
                 issue,
-                local_times,
+                local_stamps,
             ));
         };
         let comment_links = self.store.read(|db| links::all(db, &twin.twin_id))?;
         comment_ids::for_remote(&mut replica, &comment_links);
-        if let Some(note) = check_bounce(event, &twin, &replica).map_err(fail)? {
-            return Ok(local_only(note, log, issue, local_times));
+        if let Some(note) = check_bounce(event, &twin, &replica, &local_stamps).map_err(fail)? {
+            return Ok(local_only(note, log, issue, local_stamps));
         }
 
         let seq = twin.sent_seq + 1;
@@ -103,7 +103,7 @@ impl Node {
             hop: event.hop,
             sender_key: twin.local_key.clone(),
             replica: Some(replica),
-            times: local_times,
+            stamps: local_stamps,
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         // Kept with the twin as what was sent last (the message was made with it).
@@ -119,7 +119,7 @@ impl Node {
                     replica,
                 }),
                 local: issue,
-                local_times: message.times,
+                local_stamps: message.stamps,
             },
             log,
         })
@@ -148,7 +148,7 @@ impl Node {
             hop: event.hop,
             sender_key: twin.local_key.clone(),
             replica: None,
-            times: Default::default(),
+            stamps: Default::default(),
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         Ok(Prepared {
@@ -180,6 +180,7 @@ fn check_bounce(
     event: &Event,
     twin: &Twin,
     replica: &Replica,
+    stamps: &FieldStamps,
 ) -> Result<Option<&'static str>, SyncFailure> {
     let unchanged = twin
         .last_sent
@@ -198,33 +199,41 @@ fn check_bounce(
             hops: event.hop,
             why: "the replica bounced back unchanged".into(),
         }),
-        SyncReason::LocalChange if unchanged => {
-            Ok(Some("replica unchanged since last sent: nothing sent"))
+        SyncReason::LocalChange if nothing_new(twin, replica, stamps) => {
+            Ok(Some("nothing the other side does not have: nothing sent"))
         }
-        SyncReason::LocalChange if echoes(twin, replica) => Ok(Some(
-            "the change only echoes what the other side sent: nothing sent",
-        )),
         _ => Ok(None),
     }
 }
 
-/// Whether a replica only repeats what the other side already has: every field that
-/// differs from what was sent last holds the value the other side sent, and every comment
-/// is one of those already exchanged. Such a change came from the other side (through
-/// automation on this side, say); sending it back would start a loop.
-fn echoes(twin: &Twin, replica: &Replica) -> bool {
-    let (Some(sent), Some(received)) = (&twin.last_sent, &twin.last_received) else {
+/// Whether the other side has everything a replica says: each field holds the value and
+/// stamp this side sent last, or the value and stamp the other side sent; each comment is
+/// one already exchanged. That covers a replica unchanged since last sent, and a change
+/// that only echoes what the other side sent (re-saved by automation here, say): sending it
+/// back would start a loop. A new write always goes out, even one that puts back a value
+/// the other side has: its stamp is news.
+fn nothing_new(twin: &Twin, replica: &Replica, stamps: &FieldStamps) -> bool {
+    let Some(sent) = &twin.last_sent else {
         return false;
     };
-    let differs_from_received = fields::changed(received, replica);
-    let fields_echo = fields::changed(sent, replica)
-        .iter()
-        .all(|field| !differs_from_received.contains(field));
-    let known = |c: &crate::model::Comment| {
+    let received = twin.last_received.as_ref();
+    let differs_from_sent = fields::changed(sent, replica);
+    let differs_from_received = received.map(|r| fields::changed(r, replica));
+    let known = |field: &String, values_differ: bool, their_stamps: &FieldStamps| {
+        !values_differ && stamps.get(field) == their_stamps.get(field)
+    };
+    let all_fields: Vec<String> = fields::names(replica).chain(fields::names(sent)).collect();
+    let fields_known = all_fields.iter().all(|field| {
+        known(field, differs_from_sent.contains(field), &twin.sent_stamps)
+            || differs_from_received
+                .as_ref()
+                .is_some_and(|d| known(field, d.contains(field), &twin.remote_stamps))
+    });
+    let comment_known = |c: &crate::model::Comment| {
         sent.comments
             .iter()
-            .chain(&received.comments)
+            .chain(received.map_or(&[][..], |r| &r.comments[..]))
             .any(|k| k.created == c.created && k.body == c.body)
     };
-    fields_echo && replica.comments.iter().all(known)
+    fields_known && replica.comments.iter().all(comment_known)
 }

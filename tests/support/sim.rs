@@ -1,0 +1,492 @@
+//! A deterministic simulation of nodes syncing over an unreliable network, driven by a seed:
+//! random edits on every side, messages delayed, reordered, duplicated and lost, links going
+//! down, nodes restarting. Everything runs in one thread on a manual clock, so a seed always
+//! plays out the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use twinsync::clock::ManualClock;
+use twinsync::model::{Comment, FieldValue, Issue};
+use twinsync::runtime::ConflictPolicy;
+use twinsync::setup::reference_node;
+use twinsync::store::{conflicts, events, twins};
+use twinsync::sync::{Connection, Flow, Node, Policies, SyncMessage};
+use twinsync::tracker::{Origin, ReferenceTracker, Tracker};
+
+use crate::{processor, runtime};
+
+/// xorshift64*: small and reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+struct SimNode {
+    name: &'static str,
+    project: &'static str,
+    /// (connection, remote instance) pairs.
+    connections: Vec<(&'static str, &'static str)>,
+    node: Arc<Node>,
+    tracker: Arc<ReferenceTracker>,
+}
+
+struct Link {
+    name: &'static str,
+    a: usize,
+    b: usize,
+    down: bool,
+}
+
+/// A message on the wire.
+struct InFlight {
+    from: usize,
+    to: usize,
+    link: usize,
+    message: SyncMessage,
+}
+
+/// The fields a simulation edits and checks.
+pub const FIELDS: &[&str] = &[
+    "summary",
+    "description",
+    "status",
+    "labels",
+    "custom-field:tier",
+];
+
+/// Nodes in a line (A - B for two, A - B - C for three), one connection between neighbours.
+pub struct Sim {
+    pub seed: u64,
+    rng: Rng,
+    dir: TempDir,
+    clock: Arc<ManualClock>,
+    nodes: Vec<SimNode>,
+    links: Vec<Link>,
+    wire: Vec<InFlight>,
+    policy: ConflictPolicy,
+    /// Edits made by simulated people.
+    pub edits: usize,
+    /// Events the nodes processed after the set-up.
+    pub events: usize,
+    comments: usize,
+}
+
+const NAMES: [(&str, &str); 3] = [("A", "AAA"), ("B", "BBB"), ("C", "CCC")];
+const LINKS: [&str; 2] = ["a-b", "b-c"];
+
+impl Sim {
+    /// `nodes` (2 or 3) in a line, `issues` issues created on A and synced along the line.
+    pub fn new(seed: u64, nodes: usize, issues: usize, policy: ConflictPolicy) -> Sim {
+        let mut sim = Sim {
+            seed,
+            rng: Rng::new(seed),
+            dir: tempfile::tempdir().expect("temp dir"),
+            clock: Arc::new(ManualClock::starting_at(1_767_225_600_000)),
+            nodes: Vec::new(),
+            links: Vec::new(),
+            wire: Vec::new(),
+            policy,
+            edits: 0,
+            events: 0,
+            comments: 0,
+        };
+        for i in 0..nodes {
+            let mut connections = Vec::new();
+            if i > 0 {
+                connections.push((LINKS[i - 1], NAMES[i - 1].0));
+            }
+            if i + 1 < nodes {
+                connections.push((LINKS[i], NAMES[i + 1].0));
+                sim.links.push(Link {
+                    name: LINKS[i],
+                    a: i,
+                    b: i + 1,
+                    down: false,
+                });
+            }
+            let (name, project) = NAMES[i];
+            let (node, tracker) = sim.open(name, project, &connections);
+            sim.nodes.push(SimNode {
+                name,
+                project,
+                connections,
+                node,
+                tracker,
+            });
+        }
+        // The issues start on A and travel down the line, one link at a time.
+        for n in 0..issues {
+            let issue = Issue {
+                summary: format!("issue {n}"),
+                status: "Open".into(),
+                labels: vec!["start".into()],
+                custom_fields: vec![twinsync::model::CustomField {
+                    name: "tier".into(),
+                    value: FieldValue::Option("Bronze".into()),
+                }],
+                ..Issue::default()
+            };
+            let key = sim.nodes[0]
+                .tracker
+                .create(&issue, Origin::User)
+                .unwrap()
+                .key
+                .unwrap();
+            sim.nodes[0].node.poll_changes().unwrap();
+            sim.nodes[0].node.exalate(LINKS[0], &key).unwrap();
+        }
+        sim.settle();
+        for i in 1..nodes - 1 {
+            for twin in twinsync::ops::twins(sim.nodes[i].node.store()).unwrap() {
+                sim.nodes[i]
+                    .node
+                    .exalate(LINKS[i], &twin.local_key)
+                    .unwrap();
+            }
+            sim.settle();
+        }
+        sim.events = 0;
+        sim
+    }
+
+    fn open(
+        &self,
+        name: &str,
+        project: &str,
+        connections: &[(&str, &str)],
+    ) -> (Arc<Node>, Arc<ReferenceTracker>) {
+        let connections = connections
+            .iter()
+            .map(|(connection, remote)| {
+                Connection::new(
+                    connection,
+                    remote,
+                    Flow::Bidirectional,
+                    Some(processor("mirror")),
+                    Some(processor("mirror")),
+                    Default::default(),
+                )
+                .unwrap()
+                .with_policies(Policies::all(self.policy))
+            })
+            .collect();
+        let opened = reference_node(
+            &self.dir(name),
+            name,
+            project,
+            runtime(),
+            connections,
+            self.clock.clone(),
+        )
+        .unwrap();
+        (opened.node, opened.tracker)
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Play `steps` random steps.
+    pub fn play(&mut self, steps: usize) {
+        for _ in 0..steps {
+            match self.rng.below(100) {
+                0..=24 => self.edit(),
+                25..=44 => {
+                    let i = self.rng.below(self.nodes.len());
+                    let limit = 1 + self.rng.below(4);
+                    self.process(i, limit);
+                }
+                45..=64 => self.put_on_wire(),
+                65..=84 => self.deliver_one(),
+                85..=89 => {
+                    let l = self.rng.below(self.links.len());
+                    self.links[l].down = !self.links[l].down;
+                }
+                90..=92 => {
+                    let i = self.rng.below(self.nodes.len());
+                    self.restart(i);
+                }
+                _ => self
+                    .clock
+                    .advance(Duration::from_millis(1 + self.rng.below(2_000) as u64)),
+            }
+        }
+    }
+
+    /// A person edits a random field of a random issue on a random node.
+    fn edit(&mut self) {
+        let i = self.rng.below(self.nodes.len());
+        let issues = self.nodes[i].tracker.list().unwrap();
+        if issues.is_empty() {
+            return;
+        }
+        let mut issue = issues[self.rng.below(issues.len())].clone();
+        let tag = format!("{} {}", self.nodes[i].name, self.edits);
+        match self.rng.below(6) {
+            0 => issue.summary = format!("summary by {tag}"),
+            1 => issue.description = Some(format!("description by {tag}")),
+            2 => {
+                issue.status =
+                    ["Open", "In Progress", "Resolved", "Closed"][self.rng.below(4)].into()
+            }
+            3 => issue.labels = vec![format!("label-{}", self.rng.below(3))],
+            4 => issue.set_custom_field(
+                "tier",
+                FieldValue::Option(["Gold", "Silver", "Bronze"][self.rng.below(3)].into()),
+            ),
+            _ => {
+                self.comments += 1;
+                issue.comments.push(Comment {
+                    id: String::new(),
+                    author: None,
+                    body: format!("comment {} by {tag}", self.comments),
+                    created: String::new(),
+                    updated: None,
+                    internal: false,
+                });
+            }
+        }
+        self.nodes[i].tracker.update(&issue, Origin::User).unwrap();
+        self.edits += 1;
+    }
+
+    fn process(&mut self, i: usize, limit: usize) {
+        let node = &self.nodes[i].node;
+        node.poll_changes().unwrap();
+        let progress = node.process_ready(limit).unwrap();
+        self.events += progress.total();
+    }
+
+    /// Copy some messages of a random link direction onto the wire. A message stays in its
+    /// sender's outbox until acknowledged, so it may go on the wire more than once.
+    fn put_on_wire(&mut self) {
+        let l = self.rng.below(self.links.len());
+        let (from, to) = if self.rng.chance(50) {
+            (self.links[l].a, self.links[l].b)
+        } else {
+            (self.links[l].b, self.links[l].a)
+        };
+        let outbox = self.nodes[from]
+            .node
+            .outbox(self.links[l].name, 1 + self.rng.below(3))
+            .unwrap();
+        for message in outbox {
+            self.wire.push(InFlight {
+                from,
+                to,
+                link: l,
+                message,
+            });
+        }
+    }
+
+    /// Deliver a random message from the wire: reordered, lost when the link is down, and
+    /// sometimes its acknowledgement is lost (it will come again).
+    fn deliver_one(&mut self) {
+        if self.wire.is_empty() {
+            return;
+        }
+        let flight = self.wire.swap_remove(self.rng.below(self.wire.len()));
+        if self.links[flight.link].down {
+            return;
+        }
+        let receipt = self.nodes[flight.to].node.receive(&flight.message).unwrap();
+        if receipt.is_acknowledgement() && self.rng.chance(80) {
+            self.nodes[flight.from]
+                .node
+                .acknowledge(&[flight.message.id.clone()])
+                .unwrap();
+        }
+    }
+
+    /// Stop a node without warning and start it again on its files.
+    fn restart(&mut self, i: usize) {
+        // A node keeps nothing in memory that is not in its database: a new node on the same
+        // files, replacing the old one, is a restart.
+        let (name, project) = (self.nodes[i].name, self.nodes[i].project);
+        let (node, tracker) = self.open(name, project, &self.nodes[i].connections);
+        self.nodes[i].node = node;
+        self.nodes[i].tracker = tracker;
+    }
+
+    /// Heal the network and let everything drain: links up, every message delivered in
+    /// order and acknowledged, retry times passed, until nothing moves.
+    pub fn settle(&mut self) {
+        for link in &mut self.links {
+            link.down = false;
+        }
+        self.wire.clear();
+        let mut quiet_rounds = 0;
+        for _ in 0..1_000 {
+            let mut moved = 0;
+            for i in 0..self.nodes.len() {
+                let node = &self.nodes[i].node;
+                moved += node.poll_changes().unwrap();
+                let progress = node.process_ready(1_000).unwrap();
+                self.events += progress.total();
+                moved += progress.done + progress.failed;
+            }
+            for l in 0..self.links.len() {
+                for (from, to) in [
+                    (self.links[l].a, self.links[l].b),
+                    (self.links[l].b, self.links[l].a),
+                ] {
+                    let outbox = self.nodes[from]
+                        .node
+                        .outbox(self.links[l].name, 1_000)
+                        .unwrap();
+                    let receipts = self.nodes[to].node.receive_all(&outbox).unwrap();
+                    let taken: Vec<String> = outbox
+                        .iter()
+                        .zip(receipts)
+                        .take_while(|(_, r)| r.is_acknowledgement())
+                        .map(|(m, _)| m.id.clone())
+                        .collect();
+                    moved += taken.len();
+                    self.nodes[from].node.acknowledge(&taken).unwrap();
+                }
+            }
+            self.clock.advance(Duration::from_secs(120));
+            quiet_rounds = if moved == 0 { quiet_rounds + 1 } else { 0 };
+            if quiet_rounds == 2 {
+                return;
+            }
+        }
+        panic!("seed {}: the nodes never settled", self.seed);
+    }
+
+    /// Each issue as every node holds it: the groups of twins along the line, from A's
+    /// issues.
+    pub fn groups(&self) -> Vec<Vec<(usize, Issue)>> {
+        let mut groups = Vec::new();
+        for issue in self.nodes[0].tracker.list().unwrap() {
+            let mut group = vec![(0, issue.clone())];
+            let mut key = issue.key.clone().unwrap();
+            // Twin ids are the same on both ends of a link.
+            for (i, link) in self.links.iter().enumerate() {
+                let here = self.nodes[i].node.store();
+                let Some(twin) = here
+                    .read(|db| twins::by_local_key(db, link.name, &key))
+                    .unwrap()
+                else {
+                    break;
+                };
+                let there = self.nodes[i + 1].node.store();
+                let Some(other) = there.read(|db| twins::get(db, &twin.twin_id)).unwrap() else {
+                    break;
+                };
+                let next = self.nodes[i + 1]
+                    .tracker
+                    .get(&other.local_key)
+                    .unwrap()
+                    .expect("the twin's issue exists");
+                key = other.local_key;
+                group.push((i + 1, next));
+            }
+            groups.push(group);
+        }
+        groups
+    }
+
+    /// Open conflicts on any node, as (node, twin's local key, field).
+    pub fn open_conflicts(&self) -> Vec<(usize, String, String)> {
+        let mut found = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let open = n.node.store().read(conflicts::open).unwrap();
+            for c in open {
+                let key = n
+                    .node
+                    .store()
+                    .read(|db| twins::get(db, &c.twin_id))
+                    .unwrap()
+                    .map(|t| t.local_key)
+                    .unwrap_or_default();
+                found.push((i, key, c.field));
+            }
+        }
+        found
+    }
+
+    /// Events that ended as sync errors, on any node.
+    pub fn sync_errors(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                n.node
+                    .store()
+                    .read(|db| events::in_state(db, "failed"))
+                    .unwrap()
+            })
+            .map(|e| format!("{}: {}", e.id, e.error.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Every node's events, for reading a failing seed (`TWINSYNC_SIM_TRACE=1`).
+    pub fn trace(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            out.push_str(&format!("== {}\n", n.name));
+            for e in n.node.store().read(events::all).unwrap() {
+                let message = e
+                    .message
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str::<SyncMessage>(m).ok());
+                let detail = message
+                    .and_then(|m| {
+                        m.replica.map(|r| {
+                            format!("status={:?} stamp={:?}", r.status, m.stamps.get("status"))
+                        })
+                    })
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "{} {:?} {:?} at {} {} -> {} {}\n{}",
+                    e.id,
+                    e.kind,
+                    e.reason,
+                    e.created_at % 100_000,
+                    detail,
+                    e.note.unwrap_or_default(),
+                    e.error.unwrap_or_default(),
+                    e.log.unwrap_or_default()
+                ));
+            }
+        }
+        out
+    }
+
+    pub fn node_name(&self, i: usize) -> &'static str {
+        self.nodes[i].name
+    }
+}
+
+/// A field of an issue, as text to compare across nodes.
+pub fn field(issue: &Issue, name: &str) -> String {
+    match name {
+        "summary" => issue.summary.clone(),
+        "description" => issue.description.clone().unwrap_or_default(),
+        "status" => issue.status.clone(),
+        "labels" => issue.labels.join(","),
+        _ => format!("{:?}", issue.custom_field("tier")),
+    }
+}
