@@ -6,7 +6,13 @@
 //! The Python and JavaScript processors are built by `scripts/build-polyglot`, which
 //! `./scripts/test` runs before `cargo test`; without them their tests fail and say so.
 
-use twinsync::runtime::ProcessorFailure;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use twinsync::model::{Direction, Issue, SyncContext, SyncReason};
+use twinsync::runtime::{
+    Call, Limits, NoTwins, Plugin, PoolConfig, ProcessorFailure, Runtime, RuntimeConfig,
+};
 use twinsync::store::events;
 use twinsync::sync::{Connection, Flow};
 use twinsync_tests::languages::{JAVASCRIPT, Language, PYTHON, RUST};
@@ -43,6 +49,11 @@ macro_rules! conformance {
             #[test]
             fn an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost() {
                 super::an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost(&LANGUAGE);
+            }
+
+            #[test]
+            fn shares_the_instance_pool_with_rust_processors() {
+                super::shares_the_instance_pool_with_rust_processors(&LANGUAGE);
             }
 
             #[test]
@@ -224,4 +235,63 @@ fn processor_errors_and_crashes_are_sync_errors_of_their_twin_only(language: &La
     assert!(log.contains("scripted panic for"), "{log}");
 
     assert_eq!(pair.external_issue(&fine).unwrap().summary, "Fine");
+}
+
+/// A large component shares the instance pool with small ones. In a pool with room for two
+/// invocations at once, this language's `mirror` runs again and again while Rust's runs
+/// beside it: every invocation gets its instance, none fails for want of the core
+/// instances, memories or tables that the other holds.
+fn shares_the_instance_pool_with_rust_processors(language: &Language) {
+    let runtime = Runtime::new(&RuntimeConfig {
+        pool: Some(PoolConfig::for_workers(0)),
+        cache_dir: Some(compile_cache_dir()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    assert_eq!(runtime.allocator(), "pooling");
+    let load = |name: String| {
+        let wasm = processor_wasm(&name).unwrap_or_else(|message| panic!("{message}"));
+        runtime.load(&name, &wasm).unwrap()
+    };
+    let large = load(language.processor("mirror"));
+    let small = load(RUST.processor("mirror"));
+    let replica = issue("Shared pool");
+    let run_once = |plugin: &Plugin| {
+        let call = Call {
+            ctx: SyncContext {
+                connection: CONNECTION.into(),
+                local_instance: "External".into(),
+                remote_instance: "Internal".into(),
+                direction: Direction::Bidirectional,
+                first_sync: true,
+                event_id: "Internal-1".into(),
+                reason: SyncReason::ManualExalate,
+                hop: 0,
+                now: "2026-01-01T00:00:00Z".into(),
+            },
+            limits: &Limits::default(),
+            can_send: true,
+            directory: Arc::new(NoTwins),
+            merge_base: Default::default(),
+        };
+        let outcome = plugin.run_incoming(&runtime, call, &replica, None, &Issue::default());
+        outcome.result.expect("every invocation gets an instance");
+    };
+    let large_done = AtomicBool::new(false);
+    let small_runs = std::thread::scope(|scope| {
+        let small_runs = scope.spawn(|| {
+            let mut runs = 0;
+            while !large_done.load(Ordering::Relaxed) || runs == 0 {
+                run_once(&small);
+                runs += 1;
+            }
+            runs
+        });
+        for _ in 0..20 {
+            run_once(&large);
+        }
+        large_done.store(true, Ordering::Relaxed);
+        small_runs.join().unwrap()
+    });
+    assert!(small_runs > 0);
 }

@@ -1,6 +1,7 @@
 //! The seed page (`syncBackAfterProcessing`): the remote key scenario, and its conflict table
 //! replayed step by step.
 
+use twinsync::runtime::ConflictPolicy;
 use twinsync_tests::*;
 
 #[test]
@@ -41,8 +42,7 @@ fn sync_back_stores_the_remote_key_on_the_source() {
 /// |                                 | Sync back issue, status Open            |
 /// | Sync back processed: Open again |                                         |
 /// |                                 | Status In Progress (message of step 3)  |
-fn replay_conflict_table(internal_incoming: &'static str) -> (String, String) {
-    let internal = Side::both("mirror").incoming(internal_incoming);
+fn replay_conflict_table(internal: Side) -> (String, String) {
     let pair = Pair::new(internal, Side::both("remote-key"));
     let (key, twin) = pair.create_and_exalate(issue("Printer on fire"));
     let (int, ext) = (&pair.internal.node, &pair.external.node);
@@ -72,13 +72,26 @@ fn replay_conflict_table(internal_incoming: &'static str) -> (String, String) {
 
 #[test]
 fn conflict_table_diverges_with_mirror_as_the_page_shows() {
-    let (source, target) = replay_conflict_table("mirror");
+    let (source, target) = replay_conflict_table(Side::both("mirror"));
     assert_eq!((source.as_str(), target.as_str()), ("Open", "In Progress"));
 }
 
 #[test]
 fn conflict_table_converges_with_status_guard() {
-    let (source, target) = replay_conflict_table("status-guard");
+    let (source, target) = replay_conflict_table(Side::both("mirror").incoming("status-guard"));
+    assert_eq!(
+        (source.as_str(), target.as_str()),
+        ("In Progress", "In Progress")
+    );
+}
+
+/// The same table with no guard in the processor, but the connection's policy set to
+/// last-writer-wins: the sync back's stale status is recognised as older than the local
+/// change, and both sides end with the status set last.
+#[test]
+fn conflict_table_converges_with_last_writer_wins() {
+    let (source, target) =
+        replay_conflict_table(Side::both("mirror").policy(ConflictPolicy::LastWriterWins));
     assert_eq!(
         (source.as_str(), target.as_str()),
         ("In Progress", "In Progress")

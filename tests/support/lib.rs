@@ -8,7 +8,7 @@ pub mod sim;
 pub mod trackers;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tempfile::TempDir;
@@ -18,7 +18,7 @@ use twinsync::runtime::{Limits, Plugin, Runtime, RuntimeConfig};
 use twinsync::setup::{ReferenceNode, reference_node};
 use twinsync::store::events::{self, Event, State};
 use twinsync::store::twins;
-use twinsync::sync::{Connection, Flow, Node};
+use twinsync::sync::{Connection, Flow, Node, Policies};
 use twinsync::tracker::{Origin, Tracker};
 use twinsync::transport::local::{LocalNetwork, RunStats};
 
@@ -31,22 +31,24 @@ pub const BEHAVIOUR: &str = "test behaviour";
 /// The connection between the two nodes of a [`Pair`].
 pub const CONNECTION: &str = "internal-external";
 
-/// One runtime for the whole test binary, as a node has one. It caches compiled components
-/// in `target/test-compile-cache`, so that only the first test run after a change compiles
-/// the large Python and JavaScript components (seconds each).
+/// One runtime for the whole test binary, as a node has one.
 pub fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
             let config = RuntimeConfig {
-                cache_dir: Some(
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-compile-cache"),
-                ),
+                cache_dir: Some(compile_cache_dir()),
                 ..RuntimeConfig::default()
             };
             Arc::new(Runtime::new(&config).expect("runtime"))
         })
         .clone()
+}
+
+/// Where test runtimes cache compiled components, so that only the first test run after a
+/// change compiles the large Python and JavaScript components (seconds each).
+pub fn compile_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-compile-cache")
 }
 
 /// A processor by name: a built-in one, `scripted`, or the path of a `.wasm` file (see
@@ -96,6 +98,7 @@ pub struct Side {
     pub outgoing: String,
     pub flow: Flow,
     pub limits: Limits,
+    pub policies: Policies,
 }
 
 impl Side {
@@ -107,7 +110,14 @@ impl Side {
             outgoing: processor,
             flow: Flow::Bidirectional,
             limits: Limits::default(),
+            policies: Policies::default(),
         }
+    }
+
+    /// One conflict policy for every field of this side's connection.
+    pub fn policy(mut self, policy: twinsync::runtime::ConflictPolicy) -> Side {
+        self.policies = Policies::all(policy);
+        self
     }
 
     pub fn flow(mut self, flow: Flow) -> Side {
@@ -130,6 +140,7 @@ impl Side {
             self.limits.clone(),
         )
         .expect("valid test connection")
+        .with_policies(self.policies.clone())
     }
 }
 

@@ -26,7 +26,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -34,11 +34,11 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 
     pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.next_u64() % 100 < percent
     }
 }
 
@@ -157,12 +157,10 @@ impl Sim {
             sim.nodes[0].node.exalate(LINKS[0], &key).unwrap();
         }
         sim.settle();
-        for i in 1..nodes - 1 {
+        // Each middle node passes its copies on over its next link.
+        for (i, link) in LINKS.iter().enumerate().take(nodes - 1).skip(1) {
             for twin in twinsync::ops::twins(sim.nodes[i].node.store()).unwrap() {
-                sim.nodes[i]
-                    .node
-                    .exalate(LINKS[i], &twin.local_key)
-                    .unwrap();
+                sim.nodes[i].node.exalate(link, &twin.local_key).unwrap();
             }
             sim.settle();
         }
@@ -315,7 +313,7 @@ impl Sim {
         if receipt.is_acknowledgement() && self.rng.chance(80) {
             self.nodes[flight.from]
                 .node
-                .acknowledge(&[flight.message.id.clone()])
+                .acknowledge(std::slice::from_ref(&flight.message.id))
                 .unwrap();
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::sync_helper;
 use super::state::State;
@@ -38,8 +38,9 @@ pub struct PoolConfig {
     /// The largest linear memory an instance may have: per-connection memory limits cannot
     /// go above it.
     pub max_memory_bytes: usize,
-    /// Bytes of each memory kept mapped between invocations and reset with `memset`
+    /// Bytes of each memory that may stay mapped between invocations, reset by copying
     /// instead of being unmapped: cheaper than fresh page faults for what a call touches.
+    /// Only the pages an invocation wrote are reset and kept (see `engine_config`).
     pub keep_resident_bytes: usize,
 }
 
@@ -50,8 +51,9 @@ impl PoolConfig {
             // Room for a dry run or a replay next to busy workers.
             instances: workers as u32 + 2,
             max_memory_bytes: 256 << 20,
-            // A Rust processor with a 64 KiB stack touches about this much per event.
-            keep_resident_bytes: 128 << 10,
+            // All of what a Python (12.3 MiB) or JavaScript (9.1 MiB) processor's memory
+            // holds; a Rust one touches about 128 KiB per event.
+            keep_resident_bytes: 16 << 20,
         }
     }
 }
@@ -148,34 +150,40 @@ fn engine_config(config: &RuntimeConfig, pool: Option<&PoolConfig>) -> Config {
         .max_wasm_stack(config.max_wasm_stack)
         .memory_init_cow(true);
     if let Some(pool) = pool {
+        // One pool for every processor, large or small: each of the `slots` component
+        // instances has room for the largest component we accept. A Rust processor uses 3
+        // core instances, 1 memory and 2 tables; a componentize-js one 4, 1 and 2; a
+        // componentize-py one 14 (CPython is linked dynamically: one core instance per
+        // library), 1 and 2, and more with each native module it bundles. Totals are
+        // `slots` times the per-component maximum, so that however many Python processors
+        // run at once, a Rust one never finds the core instances or memories used up: the
+        // only shared limit is the number of invocations, and `instances` leaves room for
+        // every worker. Reserved slots cost address space, not memory.
+        //
+        // Large components share the pool rather than being allocated on demand: measured
+        // with `cargo bench --bench languages`, a fresh on-demand instance costs them as
+        // much and Rust 1.6 times as much (map, fault in and unmap every time), while a
+        // pool slot keeps the component's copy-on-write image mapped and, with PAGEMAP_SCAN
+        // (Linux 6.7+; elsewhere the first `keep_resident_bytes` are reset with memset),
+        // resets only the pages an invocation wrote and keeps them, which saves Python 0.3
+        // ms and JavaScript 0.6 ms of page faults per event (see BENCHMARKS.md).
+        const MAX_CORE_INSTANCES: u32 = 32;
+        const MAX_MEMORIES: u32 = 4;
+        const MAX_TABLES: u32 = 8;
         let slots = pool.instances;
         let mut pooling = PoolingAllocationConfig::new();
-        // A Rust component has a handful of core instances, one or two memories and tables;
-        // Python and JavaScript ones a few more.
         pooling
             .total_component_instances(slots)
-            .total_core_instances(slots * 16)
-            .total_memories(slots * 4)
-            .total_tables(slots * 8)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
-            .max_core_instances_per_component(16)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * MAX_MEMORIES)
+            .total_tables(slots * MAX_TABLES)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES)
+            .max_memories_per_component(MAX_MEMORIES)
+            .max_tables_per_component(MAX_TABLES)
             .max_memory_size(pool.max_memory_bytes)
-            .linear_memory_keep_resident(
-                std::env::var("EXP_KEEP")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(pool.keep_resident_bytes),
-            )
-            .table_keep_resident(
-                std::env::var("EXP_TKEEP")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(64 << 10),
-            );
-        if std::env::var("EXP_PAGEMAP").is_ok() {
-            pooling.pagemap_scan(wasmtime::Enabled::Yes);
-        }
+            .linear_memory_keep_resident(pool.keep_resident_bytes)
+            .pagemap_scan(Enabled::Auto)
+            .table_keep_resident(64 << 10);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     wasm

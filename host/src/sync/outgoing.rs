@@ -213,27 +213,26 @@ fn check_bounce(
 /// back would start a loop. A new write always goes out, even one that puts back a value
 /// the other side has: its stamp is news.
 fn nothing_new(twin: &Twin, replica: &Replica, stamps: &FieldStamps) -> bool {
-    let Some(sent) = &twin.last_sent else {
+    let (sent, received) = (twin.last_sent.as_ref(), twin.last_received.as_ref());
+    if sent.is_none() && received.is_none() {
         return false;
+    }
+    // For each of what was sent and what was received: the fields whose values differ.
+    let differs = |other: Option<&Replica>| other.map(|o| fields::changed(o, replica));
+    let (differs_from_sent, differs_from_received) = (differs(sent), differs(received));
+    let known = |field: &String, differing: &Option<Vec<String>>, their_stamps: &FieldStamps| {
+        differing.as_ref().is_some_and(|d| !d.contains(field))
+            && stamps.get(field) == their_stamps.get(field)
     };
-    let received = twin.last_received.as_ref();
-    let differs_from_sent = fields::changed(sent, replica);
-    let differs_from_received = received.map(|r| fields::changed(r, replica));
-    let known = |field: &String, values_differ: bool, their_stamps: &FieldStamps| {
-        !values_differ && stamps.get(field) == their_stamps.get(field)
-    };
-    let all_fields: Vec<String> = fields::names(replica).chain(fields::names(sent)).collect();
+    let all_fields: Vec<String> = fields::names(replica)
+        .chain(sent.into_iter().flat_map(fields::names))
+        .collect();
     let fields_known = all_fields.iter().all(|field| {
-        known(field, differs_from_sent.contains(field), &twin.sent_stamps)
-            || differs_from_received
-                .as_ref()
-                .is_some_and(|d| known(field, d.contains(field), &twin.remote_stamps))
+        known(field, &differs_from_sent, &twin.sent_stamps)
+            || known(field, &differs_from_received, &twin.remote_stamps)
     });
-    let comment_known = |c: &crate::model::Comment| {
-        sent.comments
-            .iter()
-            .chain(received.map_or(&[][..], |r| &r.comments[..]))
-            .any(|k| k.created == c.created && k.body == c.body)
-    };
+    let exchanged = || sent.into_iter().chain(received).flat_map(|r| &r.comments);
+    let comment_known =
+        |c: &crate::model::Comment| exchanged().any(|k| k.created == c.created && k.body == c.body);
     fields_known && replica.comments.iter().all(comment_known)
 }

@@ -1,0 +1,140 @@
+//! Conflicts: held for review and settled by an operator; echoes of what the other side
+//! sent are not sent back.
+
+use twinsync::model::Comment;
+use twinsync::ops;
+use twinsync::runtime::ConflictPolicy;
+use twinsync::store::events;
+use twinsync::sync::Take;
+use twinsync_tests::*;
+
+fn held_pair() -> (Pair, String, String) {
+    let side = || Side::both("mirror").policy(ConflictPolicy::HoldForReview);
+    let pair = Pair::new(side(), side());
+    let (key, twin) = pair.create_and_exalate(issue("Held"));
+    pair.run();
+    let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
+    // Both sides change the status before hearing from the other.
+    edit(&pair.internal, &key, |i| i.status = "In Progress".into());
+    edit(&pair.external, &external_key, |i| {
+        i.status = "Waiting".into()
+    });
+    pair.internal.node.poll_changes().unwrap();
+    pair.external.node.poll_changes().unwrap();
+    pair.run();
+    (pair, key, external_key)
+}
+
+#[test]
+fn a_conflict_is_held_on_both_sides_and_settled_by_an_operator() {
+    let (pair, key, external_key) = held_pair();
+    assert_eq!(
+        pair.internal_issue(&key).status,
+        "In Progress",
+        "each side keeps its value"
+    );
+    let conflicts = ops::conflicts(pair.internal.node.store()).unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].field, "status");
+    assert!(
+        conflicts[0].remote_value.contains("Waiting"),
+        "{conflicts:?}"
+    );
+    assert_eq!(ops::conflicts(pair.external.node.store()).unwrap().len(), 1);
+
+    // The operator on Internal keeps the remote value: both sides end with it, and both
+    // conflicts close.
+    pair.internal
+        .node
+        .resolve_conflict(conflicts[0].id, Take::Remote)
+        .unwrap();
+    pair.run();
+    assert_eq!(pair.internal_issue(&key).status, "Waiting");
+    let external = pair.external.tracker.list().unwrap();
+    assert_eq!(
+        external
+            .iter()
+            .find(|i| i.key.as_deref() == Some(&external_key))
+            .unwrap()
+            .status,
+        "Waiting"
+    );
+    assert!(
+        ops::conflicts(pair.internal.node.store())
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ops::conflicts(pair.external.node.store())
+            .unwrap()
+            .is_empty(),
+        "the other side's conflict closed too"
+    );
+}
+
+#[test]
+fn keeping_the_local_value_sends_it_to_the_other_side() {
+    let (pair, key, _) = held_pair();
+    let id = ops::conflicts(pair.internal.node.store()).unwrap()[0].id;
+    pair.internal
+        .node
+        .resolve_conflict(id, Take::Local)
+        .unwrap();
+    pair.run();
+    let external = &pair.external.tracker.list().unwrap()[0];
+    assert_eq!(
+        external.status, "In Progress",
+        "the decision reached the other side"
+    );
+    assert_eq!(pair.internal_issue(&key).status, "In Progress");
+    assert!(
+        ops::conflicts(pair.external.node.store())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_echo_of_what_the_other_side_sent_is_not_sent_back() {
+    let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let (key, twin) = pair.create_and_exalate(issue("Original"));
+    pair.run();
+    let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
+    edit(&pair.internal, &key, |i| {
+        i.summary = "Renamed on Internal".into()
+    });
+    pair.run();
+
+    // Automation on External re-saves the issue it just got (adding an internal note):
+    // a local change whose replica says nothing External has not got from Internal.
+    let sent_before = pair.external.node.store().read(events::all).unwrap().len();
+    edit(&pair.external, &external_key, |i| {
+        i.comments.push(Comment {
+            id: String::new(),
+            author: None,
+            body: "automation ran".into(),
+            created: String::new(),
+            updated: None,
+            internal: true,
+        })
+    });
+    pair.run();
+    let events = pair.external.node.store().read(events::all).unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        events.len(),
+        sent_before + 1,
+        "one event for the automation's change"
+    );
+    assert_eq!(
+        last.note.as_deref(),
+        Some("nothing the other side does not have: nothing sent")
+    );
+    assert!(
+        pair.internal
+            .node
+            .outbox(CONNECTION, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
