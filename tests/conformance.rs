@@ -7,7 +7,6 @@
 //! `./scripts/test` runs before `cargo test`; without them their tests fail and say so.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use twinsync::model::{Direction, Issue, SyncContext, SyncReason};
 use twinsync::runtime::{
@@ -277,21 +276,18 @@ fn shares_the_instance_pool_with_rust_processors(language: &Language) {
         let outcome = plugin.run_incoming(&runtime, call, &replica, None, &Issue::default());
         outcome.result.expect("every invocation gets an instance");
     };
-    let large_done = AtomicBool::new(false);
+    // Rust's runs on this thread for as long as the large one's 20 runs last.
     let small_runs = std::thread::scope(|scope| {
-        let small_runs = scope.spawn(|| {
-            let mut runs = 0;
-            while !large_done.load(Ordering::Relaxed) || runs == 0 {
-                run_once(&small);
-                runs += 1;
-            }
-            runs
-        });
-        for _ in 0..20 {
-            run_once(&large);
+        let large_runs = scope.spawn(|| (0..20).for_each(|_| run_once(&large)));
+        let mut small_runs = 0;
+        while small_runs == 0 || !large_runs.is_finished() {
+            run_once(&small);
+            small_runs += 1;
         }
-        large_done.store(true, Ordering::Relaxed);
-        small_runs.join().unwrap()
+        large_runs
+            .join()
+            .expect("the large component's invocations succeed");
+        small_runs
     });
     assert!(small_runs > 0);
 }

@@ -53,7 +53,10 @@ fn main() {
         ..RuntimeConfig::default()
     };
     let (_, first) = start(&cached, &processors);
-    assert!(first.iter().all(|c| *c == Compiled::Cached), "the first start fills the cache");
+    assert!(
+        first.iter().all(|c| *c == Compiled::Cached),
+        "the first start fills the cache"
+    );
     let with: Vec<Duration> = (0..runs)
         .map(|_| {
             let (time, compiled) = start(&cached, &processors);

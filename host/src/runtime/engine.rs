@@ -174,7 +174,7 @@ fn engine_config(config: &RuntimeConfig, pool: Option<&PoolConfig>) -> Config {
         let mut pooling = PoolingAllocationConfig::new();
         pooling
             .total_component_instances(slots)
-            .total_core_instances(slots * 8)
+            .total_core_instances(slots * MAX_CORE_INSTANCES)
             .total_memories(slots * MAX_MEMORIES)
             .total_tables(slots * MAX_TABLES)
             .max_core_instances_per_component(MAX_CORE_INSTANCES)

@@ -1,6 +1,7 @@
 //! The sync engine: nodes, connections, the messages between them, and how each event is
 //! processed.
 
+mod batch;
 mod comment_ids;
 mod conflicts;
 mod connection;
@@ -12,9 +13,10 @@ mod node;
 mod outgoing;
 mod replay;
 
+pub use batch::{BATCH_TIME, Progress, RetryPolicy};
 pub use conflicts::Take;
 pub use connection::{Connection, Flow, Policies};
 pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
-pub use node::{Node, Progress, RetryPolicy};
+pub use node::Node;
 pub use replay::Replay;

@@ -4,15 +4,12 @@
 //! other node's `receive`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::batch::RetryPolicy;
 use super::connection::Connection;
-use super::effect::Prepared;
-use super::failure::Failed;
 use super::message::{Receipt, SyncMessage};
 use crate::clock::{Clock, from_millis, millis, rfc3339};
 use crate::model::{SyncContext, SyncReason};
@@ -20,95 +17,6 @@ use crate::runtime::Runtime;
 use crate::store::events::{self, Event, Kind, NewEvent};
 use crate::store::{NodeStore, get_meta, next_number, outbox, set_meta, twins};
 use crate::tracker::Tracker;
-
-/// How long to wait before retrying an event that failed for a passing reason.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            first_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with jitter: attempt n waits about first * 2^(n-1), capped, with a
-    /// jitter of up to a quarter derived from the event id (so runs are reproducible).
-    pub fn delay(&self, attempt: i64, event_id: &str) -> Duration {
-        let exponent = attempt.clamp(1, 30) as u32 - 1;
-        let base = self
-            .first_delay
-            .saturating_mul(1u32 << exponent.min(20))
-            .min(self.max_delay);
-        let hash = event_id.bytes().fold(attempt as u64, |h, b| {
-            h.wrapping_mul(31).wrapping_add(b as u64)
-        });
-        let jitter = base.mul_f64((hash % 1000) as f64 / 4000.0);
-        base + jitter
-    }
-}
-
-/// What one call to [`Node::process_ready`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    pub done: usize,
-    pub failed: usize,
-    pub deferred: usize,
-}
-
-impl Progress {
-    pub fn total(&self) -> usize {
-        self.done + self.failed + self.deferred
-    }
-}
-
-/// Keep the first event of each local issue: an issue synced on two connections has one
-/// set of field stamps, which two events of one batch would each stamp on their own. The
-/// others run in the next batch.
-fn one_per_issue(db: &rusqlite::Connection, ready: Vec<Event>) -> Result<Vec<Event>> {
-    let mut issues = std::collections::HashSet::new();
-    let mut kept = Vec::with_capacity(ready.len());
-    for event in ready {
-        // A twin not created yet here (first sync) is its own issue.
-        let issue = twins::local_key(db, &event.twin_id)?.unwrap_or_else(|| event.twin_id.clone());
-        if issues.insert(issue) {
-            kept.push(event);
-        }
-    }
-    Ok(kept)
-}
-
-/// How long a batch keeps taking new events to prepare before it commits.
-pub const BATCH_TIME: Duration = Duration::from_millis(10);
-
-/// The span every log line about an event is in: event id, twin and connection.
-fn event_span(event: &Event) -> tracing::Span {
-    tracing::info_span!("event", event = %event.id, twin = %event.twin_id, connection = %event.connection)
-}
-
-fn log_outcome(event: &Event, outcome: &Result<Prepared, Failed>) {
-    let _span = event_span(event).entered();
-    match outcome {
-        Ok(prepared) => {
-            tracing::info!(kind = ?event.kind, reason = event.reason.as_str(), hop = event.hop, "{}", prepared.note)
-        }
-        Err(failed) if failed.failure.is_transient() => {
-            tracing::warn!(kind = ?event.kind, "will retry: {}", failed.failure)
-        }
-        Err(failed) => tracing::warn!(
-            kind = ?event.kind,
-            error_kind = failed.failure.kind(),
-            "sync error: {}",
-            failed.failure
-        ),
-    }
-}
 
 /// A twinsync node.
 pub struct Node {
@@ -331,132 +239,6 @@ impl Node {
             Ok(())
         })?;
         Ok(batch.changes.len())
-    }
-
-    /// Process up to `limit` events that are ready, oldest first, at most one per twin per
-    /// call (call again to go on).
-    pub fn process_ready(&self, limit: usize) -> Result<Progress> {
-        self.process_ready_parallel(limit, 1)
-    }
-
-    /// Like [`Node::process_ready`], with `workers` threads: events of different twins are
-    /// prepared in parallel (processors run concurrently), then the whole batch commits in
-    /// one transaction. Preparing stops taking new events after [`BATCH_TIME`], so that a
-    /// batch does not hold back the first events' commit for long.
-    pub fn process_ready_parallel(&self, limit: usize, workers: usize) -> Result<Progress> {
-        let now = self.now_ms();
-        let ready = self.store.read(|db| {
-            let ready = events::ready(db, now, limit)?;
-            one_per_issue(db, ready)
-        })?;
-        if ready.is_empty() {
-            return Ok(Progress::default());
-        }
-        let prepared = self.prepare_batch(&ready, workers);
-        let now = self.now_ms();
-        let mut progress = Progress::default();
-        self.store.write(|tx| {
-            for (event, outcome) in ready.iter().zip(&prepared) {
-                match outcome {
-                    None => {}
-                    Some(Ok(prepared)) => {
-                        self.commit(tx, event, prepared, now)?;
-                        progress.done += 1;
-                    }
-                    Some(Err(failed)) => {
-                        self.record_failure(tx, event, failed, now)?;
-                        if failed.failure.is_transient() {
-                            progress.deferred += 1;
-                        } else {
-                            progress.failed += 1;
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        for (event, outcome) in ready.iter().zip(&prepared) {
-            if let Some(outcome) = outcome {
-                log_outcome(event, outcome);
-            }
-        }
-        Ok(progress)
-    }
-
-    /// Prepare events with up to `workers` threads; `None` for events left for the next
-    /// batch because the time budget ran out.
-    fn prepare_batch(
-        &self,
-        ready: &[Event],
-        workers: usize,
-    ) -> Vec<Option<Result<Prepared, Failed>>> {
-        let deadline = Instant::now() + BATCH_TIME;
-        let workers = workers.clamp(1, ready.len());
-        let next = AtomicUsize::new(0);
-        let take = || {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            // The first event of a batch always runs, however long it takes.
-            (i < ready.len() && (i == 0 || Instant::now() < deadline)).then_some(i)
-        };
-        if workers == 1 {
-            let mut prepared: Vec<_> = ready.iter().map(|_| None).collect();
-            while let Some(i) = take() {
-                prepared[i] = Some(self.prepare(&ready[i]));
-            }
-            return prepared;
-        }
-        let slots: Vec<Mutex<Option<Result<Prepared, Failed>>>> =
-            ready.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    while let Some(i) = take() {
-                        let outcome = self.prepare(&ready[i]);
-                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-                    }
-                });
-            }
-        });
-        slots
-            .into_iter()
-            .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
-            .collect()
-    }
-
-    fn prepare(&self, event: &Event) -> Result<Prepared, Failed> {
-        let _span = event_span(event).entered();
-        match event.kind {
-            Kind::Outgoing => self.prepare_outgoing(event),
-            Kind::Incoming => self.prepare_incoming(event),
-            Kind::Unexalate => self.prepare_unexalate(event),
-        }
-    }
-
-    /// Store a failure: transient ones wait and retry, the others become sync errors.
-    fn record_failure(
-        &self,
-        tx: &rusqlite::Connection,
-        event: &Event,
-        failed: &Failed,
-        now: i64,
-    ) -> Result<()> {
-        let kind = failed.failure.kind();
-        let message = failed.failure.to_string();
-        if failed.failure.is_transient() {
-            let delay = self.retry.delay(event.attempts + 1, &event.id);
-            let next = now + delay.as_millis() as i64;
-            events::defer(tx, event.seq, kind, &message, &failed.log, now, next)
-        } else {
-            events::fail(
-                tx,
-                event.seq,
-                kind,
-                &message,
-                &failed.log,
-                failed.input.as_deref(),
-                now,
-            )
-        }
     }
 
     /// Take a message from the other node. Stored durably before this returns `Accepted`.
