@@ -85,13 +85,14 @@ fn wasm(c: &mut Criterion) {
     group.finish();
 }
 
-/// `mirror_incoming` of the SDK (guest/sdk/src/mirror.rs), on the host's types. Like the
-/// processor, it builds a new issue from borrowed inputs.
+/// `mirror_incoming` of the SDK (guest/sdk/src/merge.rs and comments.rs) under the default
+/// policy, on the host's types. Like the processor, it builds a new issue from borrowed
+/// inputs.
 fn native_mirror(inputs: &(Issue, Issue, Issue)) -> Issue {
     let (replica, previous, local) = inputs;
     let mut issue = local.clone();
     for field in &replica.custom_fields {
-        if issue.custom_field(&field.name).is_some() {
+        if issue.custom_field(&field.name) != Some(&field.value) {
             issue.set_custom_field(&field.name, field.value.clone());
         }
     }
@@ -107,19 +108,24 @@ fn native_mirror(inputs: &(Issue, Issue, Issue)) -> Issue {
     let same = |a: &Comment, b: &Comment| a.created == b.created && a.body.trim() == b.body.trim();
     for comment in &replica.comments {
         let before = previous.comments.iter().find(|old| old.id == comment.id);
-        let known = before.unwrap_or(comment);
-        match issue.comments.iter_mut().find(|mine| same(mine, known)) {
-            Some(mine) if before.is_some_and(|old| old.body != comment.body) => {
+        if let Some(own) = comment.id.strip_prefix("local:") {
+            let edited = before.is_some_and(|old| old.body != comment.body);
+            if let Some(mine) = issue.comments.iter_mut().find(|mine| mine.id == own)
+                && edited
+            {
                 mine.body = comment.body.clone();
                 mine.updated = comment.updated.clone();
             }
-            Some(_) => {}
-            None if before.is_none() => issue.comments.push(Comment {
-                id: String::new(),
+            continue;
+        }
+        let copy_id = format!("remote:{}", comment.id);
+        let have = issue.comments.iter().any(|mine| mine.id == copy_id || same(mine, comment));
+        if !have && before.is_none() {
+            issue.comments.push(Comment {
+                id: copy_id,
                 internal: false,
                 ..comment.clone()
-            }),
-            None => {}
+            });
         }
     }
     issue
