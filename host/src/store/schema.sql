@@ -14,6 +14,8 @@ CREATE TABLE IF NOT EXISTS twins (
     created_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS twins_by_local ON twins (connection, local_key);
+-- An issue's twins on every connection (a change passes on to each of them).
+CREATE INDEX IF NOT EXISTS twins_by_issue ON twins (local_key);
 CREATE INDEX IF NOT EXISTS twins_by_remote ON twins (connection, remote_key);
 
 -- The stamp of each field of a local issue: which write its value comes from (JSON: field ->
@@ -99,6 +101,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     connection TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS outbox_by_connection ON outbox (connection, seq);
 
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
