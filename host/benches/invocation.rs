@@ -83,6 +83,20 @@ fn wasm(c: &mut Criterion) {
         b.iter(|| native_mirror(&inputs))
     });
     group.finish();
+
+    // The fixed cost of an invocation (new store, instantiate, call, drop) without the
+    // cost of moving a big issue in and out: an issue with two short strings.
+    let tiny = Issue {
+        summary: "x".into(),
+        status: "Open".into(),
+        ..Issue::default()
+    };
+    let tiny = (tiny.clone(), tiny.clone(), tiny);
+    let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
+    let plugin = runtime.load("mirror", twinsync::builtin::MIRROR).unwrap();
+    c.bench_function("mirror incoming, minimal issue/wasm, pooling allocator", |b| {
+        b.iter(|| invoke(&runtime, &plugin, &limits, &tiny))
+    });
 }
 
 /// `mirror_incoming` of the SDK (guest/sdk/src/merge.rs and comments.rs) under the default
