@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use twinsync::model::{Direction, Issue, SyncContext, SyncReason};
+use twinsync::model::{Comment, Direction, Issue, SyncContext, SyncReason};
 use twinsync::runtime::{
     Call, Limits, NoTwins, Plugin, PoolConfig, ProcessorFailure, Runtime, RuntimeConfig,
 };
@@ -48,6 +48,11 @@ macro_rules! conformance {
             #[test]
             fn an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost() {
                 super::an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost(&LANGUAGE);
+            }
+
+            #[test]
+            fn comments_sync_both_ways_once() {
+                super::comments_sync_both_ways_once(&LANGUAGE);
             }
 
             #[test]
@@ -290,4 +295,43 @@ fn shares_the_instance_pool_with_rust_processors(language: &Language) {
         small_runs
     });
     assert!(small_runs > 0);
+}
+
+/// A comment made on either side appears once on the other, an edit follows it, and the
+/// sync back of the first sync duplicates nothing.
+fn comments_sync_both_ways_once(language: &Language) {
+    let remote_key = language.processor("remote-key");
+    let pair = Pair::new(Side::both(&remote_key), Side::both(&remote_key));
+    let comment = |body: &str| Comment {
+        id: String::new(),
+        author: None,
+        body: body.into(),
+        created: String::new(),
+        updated: None,
+        internal: false,
+    };
+    let mut first = issue("Talkative");
+    first.comments.push(comment("From Internal"));
+    let (key, twin) = pair.create_and_exalate(first);
+    pair.run();
+    let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
+    edit(&pair.external, &external_key, |i| {
+        i.comments.push(comment("From External"))
+    });
+    pair.run();
+    edit(&pair.internal, &key, |i| {
+        i.comments[0].body = "From Internal, edited".into()
+    });
+    pair.run();
+
+    let bodies = |issue: Issue| -> Vec<String> {
+        let mut bodies: Vec<String> = issue.comments.into_iter().map(|c| c.body).collect();
+        bodies.sort();
+        bodies
+    };
+    let expected = ["From External", "From Internal, edited"];
+    assert_eq!(bodies(pair.internal_issue(&key)), expected);
+    assert_eq!(bodies(pair.external_issue(&twin).unwrap()), expected);
+    assert!(failed(&pair.internal.node).is_empty());
+    assert!(failed(&pair.external.node).is_empty());
 }

@@ -94,9 +94,10 @@ fn wasm(c: &mut Criterion) {
     let tiny = (tiny.clone(), tiny.clone(), tiny);
     let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("mirror", twinsync::builtin::MIRROR).unwrap();
-    c.bench_function("mirror incoming, minimal issue/wasm, pooling allocator", |b| {
-        b.iter(|| invoke(&runtime, &plugin, &limits, &tiny))
-    });
+    c.bench_function(
+        "mirror incoming, minimal issue/wasm, pooling allocator",
+        |b| b.iter(|| invoke(&runtime, &plugin, &limits, &tiny)),
+    );
 }
 
 /// `mirror_incoming` of the SDK (guest/sdk/src/merge.rs and comments.rs) under the default
@@ -133,7 +134,10 @@ fn native_mirror(inputs: &(Issue, Issue, Issue)) -> Issue {
             continue;
         }
         let copy_id = format!("remote:{}", comment.id);
-        let have = issue.comments.iter().any(|mine| mine.id == copy_id || same(mine, comment));
+        let have = issue
+            .comments
+            .iter()
+            .any(|mine| mine.id == copy_id || same(mine, comment));
         if !have && before.is_none() {
             issue.comments.push(Comment {
                 id: copy_id,

@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 
 use twinsync::model::{Direction, Issue, SyncContext, SyncReason, sample_issue};
 use twinsync::runtime::{Call, Compiled, Limits, NoTwins, Outcome, Plugin, Runtime, RuntimeConfig};
-use twinsync_tests::languages::{JAVASCRIPT, Language, PYTHON, RUST};
+use twinsync_tests::languages;
 use twinsync_tests::processor_wasm;
-
-const LANGUAGES: [Language; 3] = [RUST, PYTHON, JAVASCRIPT];
 
 fn main() {
     let iterations = option("--iterations").map_or(500, |n| n.parse().expect("--iterations N"));
@@ -25,7 +23,7 @@ fn main() {
             file.clone(),
             std::fs::read(&file).map_err(|e| e.to_string()),
         )],
-        None => LANGUAGES
+        None => languages::ALL
             .iter()
             .filter(|l| {
                 only.as_ref()

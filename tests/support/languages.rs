@@ -4,8 +4,9 @@
 //! processor `scripted`. Rust's are built by cargo (the build scripts); the others by
 //! `scripts/build-polyglot` into `target/guests/polyglot/DIR/NAME.wasm`, which
 //! `./scripts/test` runs before `cargo test`. To add a language: teach build-polyglot to
-//! build its processors into a new DIR, and add a line to the conformance suite
-//! (`tests/conformance.rs`) with `Language::polyglot("Name", "DIR")`.
+//! build its processors into a new DIR, add a line to the conformance suite
+//! (`tests/conformance.rs`) with `Language::polyglot("Name", "DIR")`, and the language to
+//! [`ALL`] for the benchmark (`host/benches/languages.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,9 @@ pub const RUST: Language = Language {
 };
 pub const PYTHON: Language = Language::polyglot("Python", "python");
 pub const JAVASCRIPT: Language = Language::polyglot("JavaScript", "js");
+
+/// Every language, for the benchmark.
+pub const ALL: [Language; 3] = [RUST, PYTHON, JAVASCRIPT];
 
 /// Where `scripts/build-polyglot` writes the components it builds.
 pub fn polyglot_dir() -> PathBuf {

@@ -66,20 +66,28 @@ pub fn processor(name: &str) -> Arc<Plugin> {
         .clone();
     slot.get_or_init(|| {
         let wasm = processor_wasm(name).unwrap_or_else(|message| panic!("{message}"));
-        Arc::new(runtime().load(name, &wasm).expect("test processors load"))
+        let plugin = runtime().load(name, &wasm).unwrap_or_else(|error| {
+            // A component built before the contract changed no longer links.
+            let stale = if name.ends_with(".wasm") {
+                REBUILD_POLYGLOT
+            } else {
+                ""
+            };
+            panic!("cannot load {name}: {error}{stale}")
+        });
+        Arc::new(plugin)
     })
     .clone()
 }
 
+const REBUILD_POLYGLOT: &str = "\nThe Python and JavaScript processors are built by \
+    `scripts/build-polyglot`, which `./scripts/test` runs before `cargo test`.";
+
 /// The component [`processor`] loads for `name`, or why there is none.
 pub fn processor_wasm(name: &str) -> Result<Vec<u8>, String> {
     if name.ends_with(".wasm") {
-        return std::fs::read(name).map_err(|error| {
-            format!(
-                "cannot read {name} ({error}): the Python and JavaScript processors are built \
-                 by `scripts/build-polyglot`, which `./scripts/test` runs before `cargo test`"
-            )
-        });
+        return std::fs::read(name)
+            .map_err(|error| format!("cannot read {name} ({error}){REBUILD_POLYGLOT}"));
     }
     match twinsync::builtin::get(name) {
         Some(wasm) => Ok(wasm.to_vec()),

@@ -146,19 +146,29 @@ pub fn insert(db: &Connection, event: &NewEvent<'_>, now_ms: i64) -> Result<()> 
 }
 
 /// Events that can run now: pending, not waiting for a retry time, and first in their twin's
-/// queue (no earlier event of the twin is pending or failed). At most one per twin.
-pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Event>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events e
+/// queue (no earlier event of the twin is pending or failed). At most one per twin. Each comes
+/// with the local issue of its twin, if the twin exists here.
+pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, Option<String>)>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns: Vec<String> = COLUMNS
+            .split(',')
+            .map(|c| format!("e.{}", c.trim()))
+            .collect();
+        let columns = columns.join(", ");
+        format!(
+            "SELECT {columns}, t.local_key FROM events e LEFT JOIN twins t ON t.twin_id = e.twin_id
          WHERE e.state = 'pending'
            AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= ?1)
            AND NOT EXISTS (
                SELECT 1 FROM events p
                WHERE p.twin_id = e.twin_id AND p.seq < e.seq AND p.state IN ('pending', 'failed'))
          ORDER BY e.seq LIMIT ?2"
-    );
-    let mut stmt = db.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![now_ms, limit as i64], from_row)?;
+        )
+    });
+    let mut stmt = db.prepare_cached(&SQL)?;
+    let rows = stmt.query_map(params![now_ms, limit as i64], |row| {
+        Ok((from_row(row)?, row.get(19)?))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -69,8 +69,11 @@ impl Twin {
     }
 }
 
-const COLUMNS: &str = "twins.twin_id, twins.connection, twins.local_key, twins.remote_key, twins.sent_seq,
-    twins.exalate_replica, twins.last_sent, twins.last_received, twins.local_base, issue_stamps.stamps,
+// The exalate replica is only read while nothing was received: it is `previous` until then.
+const COLUMNS: &str =
+    "twins.twin_id, twins.connection, twins.local_key, twins.remote_key, twins.sent_seq,
+    CASE WHEN twins.last_received IS NULL THEN twins.exalate_replica END, twins.last_sent,
+    twins.last_received, twins.local_base, issue_stamps.stamps,
     twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps";
 /// Twins with the field stamps of their local issue.
 const FROM: &str = "twins LEFT JOIN issue_stamps ON issue_stamps.local_key = twins.local_key";
@@ -129,13 +132,13 @@ pub fn by_local_key(db: &Connection, connection: &str, local_key: &str) -> Resul
         .optional()?)
 }
 
-/// The twins of a local issue, one per connection it is synced on.
-pub fn for_local_key(db: &Connection, local_key: &str) -> Result<Vec<Twin>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE twins.local_key = ?1 ORDER BY twins.connection"
-    );
-    let mut stmt = db.prepare_cached(&sql)?;
-    let rows = stmt.query_map([local_key], from_row)?;
+/// The twins of a local issue, one per connection it is synced on, as (twin id,
+/// connection): what is needed to queue events for them, without reading their replicas.
+pub fn of_issue(db: &Connection, local_key: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT twin_id, connection FROM twins WHERE local_key = ?1 ORDER BY connection",
+    )?;
+    let rows = stmt.query_map([local_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -13,7 +13,6 @@ use super::effect::Prepared;
 use super::failure::Failed;
 use super::node::Node;
 use crate::store::events::{self, Event, Kind};
-use crate::store::twins;
 
 /// How long to wait before retrying an event that failed for a passing reason.
 #[derive(Debug, Clone, Copy)]
@@ -65,17 +64,16 @@ impl Progress {
 /// Keep the first event of each local issue: an issue synced on two connections has one
 /// set of field stamps, which two events of one batch would each stamp on their own. The
 /// others run in the next batch.
-fn one_per_issue(db: &rusqlite::Connection, ready: Vec<Event>) -> Result<Vec<Event>> {
+fn one_per_issue(ready: Vec<(Event, Option<String>)>) -> Vec<Event> {
     let mut issues = std::collections::HashSet::new();
-    let mut kept = Vec::with_capacity(ready.len());
-    for event in ready {
-        // A twin not created yet here (first sync) is its own issue.
-        let issue = twins::local_key(db, &event.twin_id)?.unwrap_or_else(|| event.twin_id.clone());
-        if issues.insert(issue) {
-            kept.push(event);
-        }
-    }
-    Ok(kept)
+    ready
+        .into_iter()
+        // A twin not created here yet (first sync) is its own issue.
+        .filter(|(event, issue)| {
+            issues.insert(issue.clone().unwrap_or_else(|| event.twin_id.clone()))
+        })
+        .map(|(event, _)| event)
+        .collect()
 }
 
 /// How long a batch keeps taking new events to prepare before it commits.
@@ -117,10 +115,7 @@ impl Node {
     /// batch does not hold back the first events' commit for long.
     pub fn process_ready_parallel(&self, limit: usize, workers: usize) -> Result<Progress> {
         let now = self.now_ms();
-        let ready = self.store.read(|db| {
-            let ready = events::ready(db, now, limit)?;
-            one_per_issue(db, ready)
-        })?;
+        let ready = one_per_issue(self.store.read(|db| events::ready(db, now, limit))?);
         if ready.is_empty() {
             return Ok(Progress::default());
         }

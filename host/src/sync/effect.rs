@@ -123,16 +123,14 @@ impl Node {
                     )?;
                 }
                 // The issue changed: its twins on other connections pass the change on.
-                for other in twins::for_local_key(tx, &twin.local_key)? {
-                    let sends = self
-                        .connection(&other.connection)
-                        .is_some_and(|c| c.can_send());
-                    if other.connection != twin.connection && sends {
+                for (other, connection) in twins::of_issue(tx, &twin.local_key)? {
+                    let sends = self.connection(&connection).is_some_and(|c| c.can_send());
+                    if connection != twin.connection && sends {
                         self.queue(
                             tx,
                             Kind::Outgoing,
-                            &other.connection,
-                            &other.twin_id,
+                            &connection,
+                            &other,
                             SyncReason::LocalChange,
                             0,
                             now,

@@ -209,28 +209,18 @@ impl Node {
         let now = self.now_ms();
         self.store.write(|tx| {
             for key in changed {
-                for twin in twins::for_local_key(tx, key)? {
-                    if !self
-                        .connection(&twin.connection)
-                        .is_some_and(|c| c.can_send())
-                    {
-                        continue;
+                for (twin_id, connection) in twins::of_issue(tx, key)? {
+                    if self.connection(&connection).is_some_and(|c| c.can_send()) {
+                        self.queue(
+                            tx,
+                            Kind::Outgoing,
+                            &connection,
+                            &twin_id,
+                            SyncReason::LocalChange,
+                            0,
+                            now,
+                        )?;
                     }
-                    let id = self.next_event_id(tx)?;
-                    events::insert(
-                        tx,
-                        &NewEvent {
-                            id: &id,
-                            kind: Kind::Outgoing,
-                            connection: &twin.connection,
-                            twin_id: &twin.twin_id,
-                            reason: SyncReason::LocalChange,
-                            hop: 0,
-                            message_seq: None,
-                            message: None,
-                        },
-                        now,
-                    )?;
                 }
             }
             if let Some(cursor) = &batch.cursor {
