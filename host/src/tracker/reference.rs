@@ -48,10 +48,7 @@ impl ReferenceTracker {
     /// Open (or create) the tracker in `path`. Issues created without a project go to
     /// `default_project`, whose keys look like `INT-1`.
     pub fn open(path: &Path, default_project: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        let db = crate::store::open_wal(path)?;
         db.execute_batch(SCHEMA)?;
         Ok(ReferenceTracker {
             db: Mutex::new(db),
