@@ -8,7 +8,7 @@
 //! cargo bench -p twinsync --bench throughput -- --backlog 1000000 [--twins N]
 //! ```
 //!
-//! Prints: bulk exalate rate, sustained changes per second, latency p50/p99/max, peak
+//! Prints: bulk exalate rate, sustained changes per second, latency p50/p90/p99/max, peak
 //! resident memory; with `--backlog`, resident memory sampled while the backlog drains.
 
 use std::collections::HashMap;
@@ -259,7 +259,7 @@ fn main() {
         return drain_backlog(
             backlog,
             &keys,
-            &internal,
+            [&internal, &external],
             &internal_tracker,
             &wake,
             &stop,
@@ -285,6 +285,7 @@ fn main() {
     );
 
     // Sustained changes at a fixed rate, round-robin over the twins.
+    let done_before = processed([&internal, &external]);
     let mut made: Vec<(usize, usize, Instant)> = Vec::with_capacity(options.changes);
     let interval = Duration::from_secs_f64(1.0 / options.rate as f64);
     let started = Instant::now();
@@ -307,6 +308,10 @@ fn main() {
     let all: Vec<(usize, usize)> = made.iter().map(|&(n, rev, _)| (n, rev)).collect();
     wait_for(&all, Duration::from_secs(3600));
     let total = started.elapsed();
+    // Changes of one issue made while an earlier event for it waited travel together: the
+    // queues still hold the later events, which find nothing new to send.
+    wait_until_idle([&internal, &external]);
+    let idle = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     wake.ring();
     for thread in threads {
@@ -327,6 +332,13 @@ fn main() {
         total.as_secs_f64(),
         options.changes as f64 / total.as_secs_f64()
     );
+    let events = processed([&internal, &external]) - done_before;
+    println!(
+        "queues empty after {:.1} s: {} events processed on the two nodes = {:.0} events/s per node",
+        idle.as_secs_f64(),
+        events,
+        events as f64 / 2.0 / idle.as_secs_f64()
+    );
     println!(
         "latency (change on Internal -> stored on External): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(0.50).as_secs_f64() * 1e3,
@@ -346,7 +358,7 @@ fn main() {
 fn drain_backlog(
     backlog: usize,
     keys: &[String],
-    internal: &Arc<Node>,
+    [internal, external]: [&Arc<Node>; 2],
     tracker: &Arc<ReferenceTracker>,
     wake: &Arc<Wake>,
     stop: &Arc<AtomicBool>,
@@ -357,12 +369,12 @@ fn drain_backlog(
         internal.exalate("internal-external", key).unwrap();
     }
     let started = Instant::now();
-    let mut last = (0, 0);
+    let mut last_rev = vec![0; keys.len()];
     for i in 0..backlog {
         let n = i % keys.len();
-        last = (n, i / keys.len() + 1);
+        last_rev[n] = i / keys.len() + 1;
         let mut issue = tracker.get(&keys[n]).unwrap().unwrap();
-        issue.summary = format!("issue {n} rev {}", last.1);
+        issue.summary = format!("issue {n} rev {}", last_rev[n]);
         tracker.update(&issue, Origin::User).unwrap();
         // Queue as we go, as a running node would, so that each change is an event.
         if i % 1_000 == 999 {
@@ -378,12 +390,23 @@ fn drain_backlog(
         queued.iter().map(|q| q.pending).sum::<i64>(),
         resident_kib("VmRSS:") / 1024
     );
+    let done_before = [processed([internal]), processed([external])];
     let threads = start_loops(wake, stop);
     let started = Instant::now();
     let mut samples = Vec::new();
-    while arrived(last.0, last.1).is_none() {
+    while !idle([internal, external]) {
         thread::sleep(Duration::from_secs(1));
         samples.push(resident_kib("VmRSS:") / 1024);
+    }
+    let events = [
+        processed([internal]) - done_before[0],
+        processed([external]) - done_before[1],
+    ];
+    for (n, &rev) in last_rev.iter().enumerate() {
+        assert!(
+            arrived(n, rev).is_some(),
+            "issue {n} never got its last change"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     wake.ring();
@@ -392,11 +415,38 @@ fn drain_backlog(
     }
     let drained = started.elapsed();
     println!(
-        "drained in {:.0} s = {:.0} events/s; resident memory during the drain: min {} MiB, max {} MiB, last {} MiB",
+        "drained in {:.0} s, every issue at its last change: Internal processed {} events ({:.0}/s), External {}; resident memory during the drain: min {} MiB, max {} MiB, last {} MiB",
         drained.as_secs_f64(),
-        backlog as f64 / drained.as_secs_f64(),
+        events[0],
+        events[0] as f64 / drained.as_secs_f64(),
+        events[1],
         samples.iter().min().unwrap_or(&0),
         samples.iter().max().unwrap_or(&0),
         samples.last().unwrap_or(&0)
     );
+}
+
+/// Nothing pending, in flight or retrying on either node.
+fn idle(nodes: [&Arc<Node>; 2]) -> bool {
+    nodes.iter().all(|node| {
+        twinsync::ops::queue(node.store())
+            .unwrap()
+            .iter()
+            .all(|q| q.pending == 0 && q.in_flight == 0)
+    })
+}
+
+fn wait_until_idle(nodes: [&Arc<Node>; 2]) {
+    while !idle(nodes) {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Events finished (applied, or found to have nothing new) on these nodes.
+fn processed<const N: usize>(nodes: [&Arc<Node>; N]) -> i64 {
+    nodes
+        .iter()
+        .flat_map(|node| twinsync::ops::queue(node.store()).unwrap())
+        .map(|q| q.done)
+        .sum()
 }

@@ -166,8 +166,10 @@ pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, O
         )
     });
     let mut stmt = db.prepare_cached(&SQL)?;
+    // `t.local_key` comes right after the event's columns.
+    let local_key = COLUMNS.split(',').count();
     let rows = stmt.query_map(params![now_ms, limit as i64], |row| {
-        Ok((from_row(row)?, row.get(19)?))
+        Ok((from_row(row)?, row.get(local_key)?))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
