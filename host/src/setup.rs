@@ -126,7 +126,8 @@ pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
         runtime.clone(),
         connections,
         clock.clone(),
-    )?;
+    )?
+    .keeping_events_for(config.keep_events());
     Ok(ConfiguredNode {
         node: Arc::new(node),
         tracker,

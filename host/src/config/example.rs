@@ -17,6 +17,10 @@ log-level = "info"
 # Events processed in parallel; default: the number of cores.
 # workers = 2
 
+# Days a finished event is kept (for `twinsync events` and replays); failed and waiting
+# events are kept until they are dealt with. Default: 7.
+# keep-events-days = 7
+
 # The node-to-node protocol listens here (needed when a connection receives).
 listen = "127.0.0.1:7401"
 

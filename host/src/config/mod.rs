@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Events processed in parallel. Default: the number of cores.
     pub workers: Option<usize>,
+    /// Days finished events are kept (`twinsync events`, replays). Default: 7.
+    pub keep_events_days: Option<u32>,
     /// Address for the node-to-node protocol. Needed if a connection receives.
     pub listen: Option<SocketAddr>,
     /// Serve the node-to-node protocol over TLS.
@@ -168,6 +170,13 @@ impl NodeConfig {
 
     pub fn data_dir(&self) -> PathBuf {
         self.resolve(&self.data_dir)
+    }
+
+    pub fn keep_events(&self) -> std::time::Duration {
+        self.keep_events_days
+            .map_or(crate::sync::KEEP_EVENTS, |days| {
+                std::time::Duration::from_secs(u64::from(days) * 24 * 3600)
+            })
     }
 
     pub fn workers(&self) -> usize {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::wake::Wake;
 use crate::clock::{Clock, millis};
@@ -16,13 +16,29 @@ use crate::transport::client::{SendError, Sender};
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Events taken per round of the worker pool.
 const BATCH: usize = 256;
+/// How often finished events past their keeping time are deleted, and how many at most
+/// per round of the loop (a big first cleanup must not hold up the events).
+const FORGET_EVERY: Duration = Duration::from_secs(3600);
+const FORGET_BATCH: usize = 2_000;
 
 /// Poll the tracker and process events until `stop` is set.
 pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
     let mut tracker_backoff = Backoff::default();
+    let mut forget_at = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let seen = wake.rings();
         let mut work = 0;
+        if Instant::now() >= forget_at {
+            match node.forget_old_events(FORGET_BATCH) {
+                // More to delete: go on at the next round.
+                Ok(FORGET_BATCH) => {}
+                Ok(_) => forget_at = Instant::now() + FORGET_EVERY,
+                Err(error) => {
+                    tracing::warn!("cannot delete old finished events: {error:#}");
+                    forget_at = Instant::now() + FORGET_EVERY;
+                }
+            }
+        }
         if tracker_backoff.ready() {
             match node.poll_changes() {
                 Ok(changes) => {

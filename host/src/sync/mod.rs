@@ -18,5 +18,5 @@ pub use conflicts::Take;
 pub use connection::{Connection, Flow, Policies};
 pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
-pub use node::Node;
+pub use node::{KEEP_EVENTS, Node};
 pub use replay::Replay;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -28,7 +29,12 @@ pub struct Node {
     connections: RwLock<BTreeMap<String, Arc<Connection>>>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) retry: RetryPolicy,
+    /// How long finished events are kept (for `twinsync events`, replays and audits).
+    keep_events: Duration,
 }
+
+/// Finished events are kept this long unless configured otherwise.
+pub const KEEP_EVENTS: Duration = Duration::from_secs(7 * 24 * 3600);
 
 const CURSOR: &str = "tracker.cursor";
 
@@ -62,12 +68,26 @@ impl Node {
             connections: RwLock::new(by_name),
             clock,
             retry: RetryPolicy::default(),
+            keep_events: KEEP_EVENTS,
         })
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    pub fn keeping_events_for(mut self, keep: Duration) -> Self {
+        self.keep_events = keep;
+        self
+    }
+
+    /// Forget up to `limit` events that finished longer ago than the node keeps them; how
+    /// many went. Failed and pending events stay whatever their age.
+    pub fn forget_old_events(&self, limit: usize) -> Result<usize> {
+        let before = self.now_ms() - self.keep_events.as_millis() as i64;
+        self.store
+            .write(|tx| events::forget_finished(tx, before, limit))
     }
 
     pub fn instance(&self) -> &str {

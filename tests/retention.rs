@@ -1,0 +1,71 @@
+//! Finished events are deleted once they are older than the node keeps them (7 days by
+//! default), and nothing that still matters goes with them: sync errors stay, and a message
+//! delivered again after its event was deleted is still recognised and not applied twice.
+
+use std::time::Duration;
+
+use twinsync::store::events;
+use twinsync::sync::{KEEP_EVENTS, Receipt};
+use twinsync_tests::{CONNECTION, Pair, Side, edit, failed, issue, scripted_issue};
+
+fn event_count(node: &twinsync::sync::Node) -> usize {
+    node.store().read(events::all).unwrap().len()
+}
+
+#[test]
+fn old_finished_events_are_forgotten_and_what_matters_stays() {
+    let pair = Pair::new(Side::both("mirror"), Side::both("scripted"));
+    let (key, twin) = pair.create_and_exalate(issue("Checkout fails"));
+    let (_, broken) = pair.create_and_exalate(scripted_issue("Refused", "error"));
+    pair.run();
+
+    // A later change, whose message we keep to deliver it again once its event is gone.
+    edit(&pair.internal, &key, |i| {
+        i.summary = "Checkout fails on Safari".into()
+    });
+    pair.internal.node.poll_changes().unwrap();
+    pair.internal.node.process_ready(10).unwrap();
+    let resent = pair.internal.node.outbox(CONNECTION, 10).unwrap();
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    pair.run();
+    edit(&pair.internal, &key, |i| {
+        i.summary = "Checkout fails everywhere".into()
+    });
+    pair.internal.node.poll_changes().unwrap();
+    pair.run();
+    let external_before = pair.external_issue(&twin).unwrap();
+    assert_eq!(external_before.summary, "Checkout fails everywhere");
+
+    // Within the keeping time nothing goes.
+    pair.clock.advance(KEEP_EVENTS - Duration::from_secs(3600));
+    assert_eq!(pair.internal.node.forget_old_events(1_000).unwrap(), 0);
+    assert_eq!(pair.external.node.forget_old_events(1_000).unwrap(), 0);
+
+    pair.clock.advance(Duration::from_secs(2 * 3600));
+    let internal_events = event_count(&pair.internal.node);
+    // Internal's events are all finished outgoing ones: every one goes, a batch at a time.
+    assert_eq!(pair.internal.node.forget_old_events(2).unwrap(), 2);
+    pair.internal.node.forget_old_events(1_000).unwrap();
+    assert_eq!(internal_events, 4, "2 exalations and 2 changes");
+    assert_eq!(event_count(&pair.internal.node), 0);
+
+    // External keeps the sync error and, for the good twin, the last message received.
+    let forgotten = pair.external.node.forget_old_events(1_000).unwrap();
+    assert_eq!(forgotten, 2, "the first two messages of the good twin");
+    let left = pair.external.node.store().read(events::all).unwrap();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(failed(&pair.external.node)[0].twin_id, broken);
+    let last_received = pair
+        .external
+        .node
+        .store()
+        .read(|db| events::last_message_seq(db, &twin))
+        .unwrap();
+    assert_eq!(last_received, 3);
+
+    // The change delivered again is a duplicate: the issue does not go back.
+    let receipts = pair.external.node.receive_all(&resent).unwrap();
+    assert_eq!(receipts, vec![Receipt::Duplicate]);
+    pair.run();
+    assert_eq!(pair.external_issue(&twin).unwrap(), external_before);
+}
