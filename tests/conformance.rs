@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use twinsync::model::{Comment, Direction, Issue, SyncContext, SyncReason};
+use twinsync::model::{Comment, Issue};
 use twinsync::runtime::{
     Call, Limits, NoTwins, Plugin, PoolConfig, ProcessorFailure, Runtime, RuntimeConfig,
 };
@@ -262,17 +262,7 @@ fn shares_the_instance_pool_with_rust_processors(language: &Language) {
     let replica = issue("Shared pool");
     let run_once = |plugin: &Plugin| {
         let call = Call {
-            ctx: SyncContext {
-                connection: CONNECTION.into(),
-                local_instance: "External".into(),
-                remote_instance: "Internal".into(),
-                direction: Direction::Bidirectional,
-                first_sync: true,
-                event_id: "Internal-1".into(),
-                reason: SyncReason::ManualExalate,
-                hop: 0,
-                now: "2026-01-01T00:00:00Z".into(),
-            },
+            ctx: first_sync_context(),
             limits: &Limits::default(),
             can_send: true,
             directory: Arc::new(NoTwins),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use twinsync::model::{Direction, Issue, SyncContext, SyncReason};
+use twinsync::model::Issue;
 use twinsync::runtime::{Call, Limits, NoTwins};
 use twinsync::store::events::{Event, State};
 use twinsync_tests::*;
@@ -154,7 +154,7 @@ fn work_just_under_the_limits_succeeds() {
     // And it really is close to the limits.
     let limits = Limits::default();
     let call = Call {
-        ctx: context(),
+        ctx: first_sync_context(),
         limits: &limits,
         can_send: true,
         directory: Arc::new(NoTwins),
@@ -174,18 +174,4 @@ fn work_just_under_the_limits_succeeds() {
         "peak memory: {}",
         outcome.peak_memory
     );
-}
-
-fn context() -> SyncContext {
-    SyncContext {
-        connection: CONNECTION.into(),
-        local_instance: "External".into(),
-        remote_instance: "Internal".into(),
-        direction: Direction::Bidirectional,
-        first_sync: true,
-        event_id: "Internal-1".into(),
-        reason: SyncReason::ManualExalate,
-        hop: 0,
-        now: "2026-01-01T00:00:00Z".into(),
-    }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use twinsync::model::{Direction, FieldValue, Issue, SyncContext, SyncReason};
+use twinsync::model::{FieldValue, Issue};
 use twinsync::runtime::{Call, Limits, NoTwins};
 use twinsync_tests::*;
 
@@ -23,17 +23,7 @@ fn each_hostile_processor_a_thousand_times_in_a_row() {
         memory_bytes: 8 << 20,
         ..Limits::default()
     };
-    let context = SyncContext {
-        connection: CONNECTION.into(),
-        local_instance: "External".into(),
-        remote_instance: "Internal".into(),
-        direction: Direction::Bidirectional,
-        first_sync: true,
-        event_id: "Internal-1".into(),
-        reason: SyncReason::ManualExalate,
-        hop: 0,
-        now: "2026-01-01T00:00:00Z".into(),
-    };
+    let context = first_sync_context();
     let behaviours = [
         "loop",
         "alloc",

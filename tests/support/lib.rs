@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tempfile::TempDir;
 use twinsync::clock::ManualClock;
-use twinsync::model::{FieldValue, Issue};
+use twinsync::model::{Direction, FieldValue, Issue, SyncContext, SyncReason};
 use twinsync::runtime::{Limits, Plugin, Runtime, RuntimeConfig};
 use twinsync::setup::{ReferenceNode, reference_node};
 use twinsync::store::events::{self, Event, State};
@@ -284,6 +284,22 @@ pub fn unfinished(node: &Node) -> Vec<Event> {
         .into_iter()
         .filter(|e| matches!(e.state, State::Pending | State::Failed))
         .collect()
+}
+
+/// The context of External's incoming processor on the first sync of a twin, for tests
+/// that call a processor directly.
+pub fn first_sync_context() -> SyncContext {
+    SyncContext {
+        connection: CONNECTION.into(),
+        local_instance: "External".into(),
+        remote_instance: "Internal".into(),
+        direction: Direction::Bidirectional,
+        first_sync: true,
+        event_id: "Internal-1".into(),
+        reason: SyncReason::ManualExalate,
+        hop: 0,
+        now: "2026-01-01T00:00:00Z".into(),
+    }
 }
 
 /// A new issue with a summary and status Open.
