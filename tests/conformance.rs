@@ -100,41 +100,21 @@ fn seed_scenario(language: &Language) {
     assert!(unfinished(&pair.external.node).is_empty());
 }
 
-/// The table at the end of the seed page, step by step: Internal exalates (status Open),
-/// External creates its issue and queues the sync back, Internal changes the status to
-/// In Progress and sends it, External's sync back (status Open) reaches Internal, then
-/// External receives In Progress. Returns the final status on (Internal, External).
-fn replay_conflict_table(language: &Language, internal_incoming: &str) -> (String, String) {
+/// The seed page's conflict table (see `replay_conflict_table`) with this language's
+/// processors, and `internal_incoming` on Internal's incoming side.
+fn conflict_table(language: &Language, internal_incoming: &str) -> (String, String) {
     let internal =
         Side::both(language.processor("mirror")).incoming(language.processor(internal_incoming));
-    let pair = Pair::new(internal, Side::both(language.processor("remote-key")));
-    let (key, twin) = pair.create_and_exalate(issue("Printer on fire"));
-    let (int, ext) = (&pair.internal.node, &pair.external.node);
-
-    assert_eq!(int.process_ready(10).unwrap().done, 1);
-    pair.network.deliver().unwrap();
-    assert_eq!(ext.process_ready(10).unwrap().done, 1);
-    edit(&pair.internal, &key, |i| i.status = "In Progress".into());
-    int.poll_changes().unwrap();
-    assert_eq!(int.process_ready(10).unwrap().done, 1);
-    assert_eq!(ext.process_ready(10).unwrap().done, 1);
-    pair.network.deliver().unwrap();
-    assert_eq!(int.process_ready(10).unwrap().done, 1);
-    assert_eq!(ext.process_ready(10).unwrap().done, 1);
-    pair.run();
-
-    let source = pair.internal_issue(&key).status;
-    let target = pair.external_issue(&twin).unwrap().status;
-    (source, target)
+    replay_conflict_table(internal, Side::both(language.processor("remote-key")))
 }
 
 fn conflict_table_diverges_with_mirror(language: &Language) {
-    let (source, target) = replay_conflict_table(language, "mirror");
+    let (source, target) = conflict_table(language, "mirror");
     assert_eq!((source.as_str(), target.as_str()), ("Open", "In Progress"));
 }
 
 fn conflict_table_converges_with_status_guard(language: &Language) {
-    let (source, target) = replay_conflict_table(language, "status-guard");
+    let (source, target) = conflict_table(language, "status-guard");
     assert_eq!(
         (source.as_str(), target.as_str()),
         ("In Progress", "In Progress")

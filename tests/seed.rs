@@ -32,53 +32,18 @@ fn sync_back_stores_the_remote_key_on_the_source() {
     assert!(unfinished(&pair.external.node).is_empty());
 }
 
-/// The table at the end of the seed page:
-///
-/// | Source                          | Target                                  |
-/// |---------------------------------|-----------------------------------------|
-/// | Exalate issue, status Open      |                                         |
-/// |                                 | Create issue, status Open               |
-/// | Change status to In Progress    |                                         |
-/// |                                 | Sync back issue, status Open            |
-/// | Sync back processed: Open again |                                         |
-/// |                                 | Status In Progress (message of step 3)  |
-fn replay_conflict_table(internal: Side) -> (String, String) {
-    let pair = Pair::new(internal, Side::both("remote-key"));
-    let (key, twin) = pair.create_and_exalate(issue("Printer on fire"));
-    let (int, ext) = (&pair.internal.node, &pair.external.node);
-
-    // Source: exalate, status Open.
-    assert_eq!(int.process_ready(10).unwrap().done, 1);
-    pair.network.deliver().unwrap();
-    // Target: create the issue with status Open, and queue the sync back.
-    assert_eq!(ext.process_ready(10).unwrap().done, 1);
-    // Source: change status to In Progress, and send it.
-    edit(&pair.internal, &key, |i| i.status = "In Progress".into());
-    int.poll_changes().unwrap();
-    assert_eq!(int.process_ready(10).unwrap().done, 1);
-    // Target: sync back the issue, status Open.
-    assert_eq!(ext.process_ready(10).unwrap().done, 1);
-    pair.network.deliver().unwrap();
-    // Source: the sync back is processed. Target: the message of step 3 arrives.
-    assert_eq!(int.process_ready(10).unwrap().done, 1);
-    assert_eq!(ext.process_ready(10).unwrap().done, 1);
-    // Nothing else happens afterwards.
-    pair.run();
-
-    let source = pair.internal_issue(&key).status;
-    let target = pair.external_issue(&twin).unwrap().status;
-    (source, target)
-}
-
 #[test]
 fn conflict_table_diverges_with_mirror_as_the_page_shows() {
-    let (source, target) = replay_conflict_table(Side::both("mirror"));
+    let (source, target) = replay_conflict_table(Side::both("mirror"), Side::both("remote-key"));
     assert_eq!((source.as_str(), target.as_str()), ("Open", "In Progress"));
 }
 
 #[test]
 fn conflict_table_converges_with_status_guard() {
-    let (source, target) = replay_conflict_table(Side::both("mirror").incoming("status-guard"));
+    let (source, target) = replay_conflict_table(
+        Side::both("mirror").incoming("status-guard"),
+        Side::both("remote-key"),
+    );
     assert_eq!(
         (source.as_str(), target.as_str()),
         ("In Progress", "In Progress")
@@ -90,8 +55,10 @@ fn conflict_table_converges_with_status_guard() {
 /// change, and both sides end with the status set last.
 #[test]
 fn conflict_table_converges_with_last_writer_wins() {
-    let (source, target) =
-        replay_conflict_table(Side::both("mirror").policy(ConflictPolicy::LastWriterWins));
+    let (source, target) = replay_conflict_table(
+        Side::both("mirror").policy(ConflictPolicy::LastWriterWins),
+        Side::both("remote-key"),
+    );
     assert_eq!(
         (source.as_str(), target.as_str()),
         ("In Progress", "In Progress")

@@ -286,6 +286,47 @@ pub fn unfinished(node: &Node) -> Vec<Event> {
         .collect()
 }
 
+/// The table at the end of the seed page:
+///
+/// | Source                          | Target                                  |
+/// |---------------------------------|-----------------------------------------|
+/// | Exalate issue, status Open      |                                         |
+/// |                                 | Create issue, status Open               |
+/// | Change status to In Progress    |                                         |
+/// |                                 | Sync back issue, status Open            |
+/// | Sync back processed: Open again |                                         |
+/// |                                 | Status In Progress (message of step 3)  |
+///
+/// replayed step by step with Internal (the source) and External (the target) running
+/// these processors. Returns the final status on (Internal, External).
+pub fn replay_conflict_table(internal: Side, external: Side) -> (String, String) {
+    let pair = Pair::new(internal, external);
+    let (key, twin) = pair.create_and_exalate(issue("Printer on fire"));
+    let (int, ext) = (&pair.internal.node, &pair.external.node);
+
+    // Source: exalate, status Open.
+    assert_eq!(int.process_ready(10).unwrap().done, 1);
+    pair.network.deliver().unwrap();
+    // Target: create the issue with status Open, and queue the sync back.
+    assert_eq!(ext.process_ready(10).unwrap().done, 1);
+    // Source: change status to In Progress, and send it.
+    edit(&pair.internal, &key, |i| i.status = "In Progress".into());
+    int.poll_changes().unwrap();
+    assert_eq!(int.process_ready(10).unwrap().done, 1);
+    // Target: sync back the issue, status Open.
+    assert_eq!(ext.process_ready(10).unwrap().done, 1);
+    pair.network.deliver().unwrap();
+    // Source: the sync back is processed. Target: the message of step 3 arrives.
+    assert_eq!(int.process_ready(10).unwrap().done, 1);
+    assert_eq!(ext.process_ready(10).unwrap().done, 1);
+    // Nothing else happens afterwards.
+    pair.run();
+
+    let source = pair.internal_issue(&key).status;
+    let target = pair.external_issue(&twin).unwrap().status;
+    (source, target)
+}
+
 /// The context of External's incoming processor on the first sync of a twin, for tests
 /// that call a processor directly.
 pub fn first_sync_context() -> SyncContext {
