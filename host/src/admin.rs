@@ -204,20 +204,27 @@ fn merge_patch(target: &mut Value, patch: Value) {
     }
 }
 
+/// The body of `exalate` and `unexalate`.
 #[derive(Deserialize)]
 struct ExalateRequest {
     connection: String,
     keys: Vec<String>,
 }
 
-async fn exalate(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
-    blocking(move || {
-        let request: ExalateRequest = serde_json::from_slice(&body).map_err(|e| {
+impl ExalateRequest {
+    fn parse(body: &[u8]) -> Result<Self, Failure> {
+        serde_json::from_slice(body).map_err(|e| {
             Failure(
                 StatusCode::BAD_REQUEST,
                 format!("expected {{\"connection\": ..., \"keys\": [...]}}: {e}"),
             )
-        })?;
+        })
+    }
+}
+
+async fn exalate(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
+    blocking(move || {
+        let request = ExalateRequest::parse(&body)?;
         let mut twins = Vec::new();
         let mut errors = Vec::new();
         for key in &request.keys {
@@ -234,12 +241,7 @@ async fn exalate(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> An
 
 async fn unexalate(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
     blocking(move || {
-        let request: ExalateRequest = serde_json::from_slice(&body).map_err(|e| {
-            Failure(
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"connection\": ..., \"keys\": [...]}}: {e}"),
-            )
-        })?;
+        let request = ExalateRequest::parse(&body)?;
         for key in &request.keys {
             admin.node.unexalate(&request.connection, key)?;
         }

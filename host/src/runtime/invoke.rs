@@ -63,7 +63,8 @@ impl<T> Outcome<T> {
         }
     }
 
-    fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, ProcessorFailure>) -> Outcome<U> {
+    /// The same outcome with its result passed through `f`.
+    pub fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, ProcessorFailure>) -> Outcome<U> {
         Outcome {
             result: self.result.and_then(f),
             log: self.log,

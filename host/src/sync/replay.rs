@@ -11,7 +11,7 @@ use super::failure::ProcessorInput;
 use super::message::SyncMessage;
 use super::node::Node;
 use crate::model::{Issue, Replica};
-use crate::runtime::{Call, SyncBack};
+use crate::runtime::{Call, ProcessorFailure, SyncBack};
 use crate::store::events::{self, Kind};
 use crate::store::twins::{self, Twin};
 
@@ -67,7 +67,7 @@ impl Node {
             // where the processor merges three ways.
             merge_base: Default::default(),
         };
-        let (result, log, sync_back, fuel_used, peak_memory) = match event.kind {
+        let outcome = match event.kind {
             Kind::Incoming => {
                 let plugin = connection
                     .incoming
@@ -77,40 +77,24 @@ impl Node {
                     .replica
                     .as_deref()
                     .ok_or_else(|| anyhow!("the input has no replica"))?;
-                let outcome = plugin.run_incoming(
-                    &self.runtime,
-                    call,
-                    replica,
-                    input.previous.as_deref(),
-                    &input.issue,
-                );
-                let result = outcome
-                    .result
-                    .map(|issue| serde_json::to_value(issue).unwrap_or_default());
-                (
-                    result,
-                    outcome.log,
-                    outcome.sync_back,
-                    outcome.fuel_used,
-                    outcome.peak_memory,
-                )
+                plugin
+                    .run_incoming(
+                        &self.runtime,
+                        call,
+                        replica,
+                        input.previous.as_deref(),
+                        &input.issue,
+                    )
+                    .and_then(json)
             }
             Kind::Outgoing => {
                 let plugin = connection
                     .outgoing
                     .as_ref()
                     .ok_or_else(|| anyhow!("no outgoing processor"))?;
-                let outcome = plugin.run_outgoing(&self.runtime, call, &input.issue);
-                let result = outcome
-                    .result
-                    .map(|replica| serde_json::to_value(replica).unwrap_or_default());
-                (
-                    result,
-                    outcome.log,
-                    outcome.sync_back,
-                    outcome.fuel_used,
-                    outcome.peak_memory,
-                )
+                plugin
+                    .run_outgoing(&self.runtime, call, &input.issue)
+                    .and_then(json)
             }
             Kind::Unexalate => bail!(NO_PROCESSOR),
         };
@@ -118,13 +102,13 @@ impl Node {
             event: event.id,
             direction: event.kind,
             input_source: source,
-            error_kind: result.as_ref().err().map(|e| e.kind()),
-            error: result.as_ref().err().map(ToString::to_string),
-            result: result.ok(),
-            sync_back_requested: sync_back == SyncBack::Requested,
-            fuel_used,
-            peak_memory_bytes: peak_memory,
-            log,
+            error_kind: outcome.result.as_ref().err().map(|e| e.kind()),
+            error: outcome.result.as_ref().err().map(ToString::to_string),
+            result: outcome.result.ok(),
+            sync_back_requested: outcome.sync_back == SyncBack::Requested,
+            fuel_used: outcome.fuel_used,
+            peak_memory_bytes: outcome.peak_memory,
+            log: outcome.log,
         })
     }
 
@@ -173,3 +157,8 @@ impl Node {
 }
 
 const NO_PROCESSOR: &str = "an unexalate event runs no processor: there is nothing to replay";
+
+/// A processor's result as JSON, whichever side ran.
+fn json(value: impl Serialize) -> Result<serde_json::Value, ProcessorFailure> {
+    Ok(serde_json::to_value(value).unwrap_or_default())
+}
