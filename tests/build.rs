@@ -14,6 +14,10 @@ fn main() {
                 package: "wrong-world",
                 binary: true,
             },
+            Guest {
+                package: "http-importer",
+                binary: false,
+            },
         ],
     );
 }

@@ -38,6 +38,17 @@ fn each_hostile_processor_a_thousand_times_in_a_row() {
         "print-flood",
         "near-limits",
         "error",
+        "sleep-30s",
+        "sleep-forever",
+        "poll-long",
+        "conflict-flood",
+        "conflict-drip",
+        "lookup-flood",
+        "many-fields",
+        "aliased-output",
+        "big-frames",
+        "exit",
+        "key-on-first-sync",
     ];
     for behaviour in behaviours {
         let mut replica = issue("Hostile");

@@ -70,9 +70,11 @@ pub fn open_store(config: &NodeConfig) -> Result<Arc<NodeStore>> {
 pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let dir = config.data_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let runtime = Arc::new(Runtime::new(&RuntimeConfig {
         pool: Some(PoolConfig::for_workers(config.workers())),
         cache_dir: Some(dir.join("cache")),
+        random_key: Some(random_key(&dir.join("random.key"))?),
         ..RuntimeConfig::default()
     })?);
     let store = open_store(config)?;
@@ -156,4 +158,31 @@ pub fn load_processor(runtime: &Runtime, spec: &str, base: &Path) -> Result<Arc<
         }
     };
     Ok(Arc::new(plugin))
+}
+
+/// The node's key for the random bytes processors get (see `RuntimeConfig::random_key`):
+/// made once, kept in the data directory (readable by the owner only), so that a replay
+/// after a restart gets the same bytes.
+fn random_key(path: &Path) -> Result<[u8; 32]> {
+    if let Ok(bytes) = std::fs::read(path) {
+        return bytes.try_into().map_err(|bytes: Vec<u8>| {
+            anyhow::anyhow!(
+                "{} holds {} bytes, not the 32 of a key: delete it to make a new one",
+                path.display(),
+                bytes.len()
+            )
+        });
+    }
+    let key: [u8; 32] = rand::random();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, &key)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
 }

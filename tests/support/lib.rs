@@ -26,6 +26,8 @@ use twinsync::transport::local::{LocalNetwork, RunStats};
 pub const SCRIPTED: &str = env!("TWINSYNC_TEST_SCRIPTED");
 /// A valid component that is not a processor.
 pub const WRONG_WORLD: &str = env!("TWINSYNC_TEST_WRONG_WORLD");
+/// A processor that imports `wasi:http`, which the host does not provide.
+pub const HTTP_IMPORTER: &str = env!("TWINSYNC_TEST_HTTP_IMPORTER");
 /// The custom field that tells `scripted` what to do.
 pub const BEHAVIOUR: &str = "test behaviour";
 /// The connection between the two nodes of a [`Pair`].

@@ -2,6 +2,8 @@
 //! wall-clock limits.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::sync_helper;
+use super::sandbox;
 use super::state::State;
 use super::wit_types;
 
@@ -27,6 +30,10 @@ pub struct RuntimeConfig {
     pub pool: Option<PoolConfig>,
     /// Where compiled components are cached across restarts; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// The key of the random bytes processors get: each event's stream is derived from it
+    /// and the event's id, so a replay on this node gets the same bytes and nobody can
+    /// predict them from the id. `None` draws one for this process.
+    pub random_key: Option<[u8; 32]>,
 }
 
 /// The pooling allocator: memory for `instances` invocations at once is reserved up front
@@ -64,6 +71,7 @@ impl Default for RuntimeConfig {
             max_wasm_stack: 512 << 10,
             pool: Some(PoolConfig::for_workers(available_cores())),
             cache_dir: None,
+            random_key: None,
         }
     }
 }
@@ -80,6 +88,9 @@ pub struct Runtime {
     pub(super) cache_dir: Option<PathBuf>,
     pooled: bool,
     max_memory: Option<usize>,
+    random_key: [u8; 32],
+    /// Set when the node shuts down: running processors stop at the next epoch tick.
+    shutdown: Arc<AtomicBool>,
 }
 
 impl Runtime {
@@ -103,6 +114,7 @@ impl Runtime {
         // WASI with nothing granted: each store gets a context without preopens, environment,
         // network or real clocks (see `invoke`). std needs these imports to link.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        sandbox::add_virtual_sleep(&mut linker)?;
         sync_helper::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         wit_types::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
 
@@ -117,7 +129,27 @@ impl Runtime {
                 .as_ref()
                 .filter(|_| pooled)
                 .map(|p| p.max_memory_bytes),
+            random_key: config.random_key.unwrap_or_else(rand::random),
+            shutdown: Arc::default(),
         })
+    }
+
+    pub(super) fn random_key(&self) -> &[u8; 32] {
+        &self.random_key
+    }
+
+    /// Stop every running processor within one epoch tick; their events stay queued as they
+    /// were (`interrupted`). For shutting down: the runtime runs nothing after this.
+    pub fn interrupt_all(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn shutdown_signal(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
     }
 
     /// `pooling` or `on-demand`: how instances get their memory.
@@ -128,11 +160,6 @@ impl Runtime {
     /// The largest memory limit a connection may set, if the allocator has one.
     pub fn max_memory(&self) -> Option<usize> {
         self.max_memory
-    }
-
-    /// Epoch ticks to allow for a wall-clock limit.
-    pub(super) fn deadline_ticks(timeout_ms: u64) -> u64 {
-        timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
     }
 }
 
@@ -148,6 +175,10 @@ fn engine_config(config: &RuntimeConfig, pool: Option<&PoolConfig>) -> Config {
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack)
+        // Handles to the instance's globals, kept with a trap, so that an out-of-bounds
+        // access can be told apart from a stack overflow in linear memory (see `invoke`).
+        // Nothing is copied unless the dump is serialised, which the host never does.
+        .coredump_on_trap(true)
         .memory_init_cow(true);
     if let Some(pool) = pool {
         // One pool for every processor, large or small: each of the `slots` component

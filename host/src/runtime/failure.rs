@@ -27,10 +27,28 @@ pub enum ProcessorFailure {
     InvalidOutput { reason: String },
     #[error("output too large: {size} bytes, the limit is {limit}")]
     OutputTooLarge { limit: usize, size: usize },
+    /// The result was refused while being copied out of the processor, before its size
+    /// could be known: its strings and lists add up to more than `budget` bytes.
+    #[error(
+        "output too large: copying the result out of the processor took more than {budget} \
+         bytes (strings that point at the same memory count each time); the limit is {limit} \
+         bytes of text"
+    )]
+    OutputTooLargeToCopy { limit: usize, budget: usize },
     #[error("input too large: {size} bytes, the limit is {limit}")]
     InputTooLarge { limit: usize, size: usize },
     #[error("host call limit exceeded: more than {limit} calls to sync-helper functions")]
     HostCallLimit { limit: u64 },
+    #[error(
+        "host data limit exceeded: the processor handed the host at least {size} bytes in \
+         sync-helper calls, the limit is {limit}"
+    )]
+    HostDataLimit { limit: usize, size: usize },
+    #[error("processor misused the contract: {message}")]
+    Misuse { message: String },
+    /// The node is shutting down: the event was not processed and stays queued as it was.
+    #[error("interrupted: the node is shutting down; the event stays queued")]
+    Interrupted,
     #[error("processor error: {message}")]
     Processor { message: String },
     #[error(
@@ -43,6 +61,11 @@ pub enum ProcessorFailure {
 }
 
 impl ProcessorFailure {
+    /// Not the processor's fault: the same event runs again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProcessorFailure::Interrupted)
+    }
+
     /// A short, stable name for the cause, stored with the sync error and used in `--json`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -54,9 +77,13 @@ impl ProcessorFailure {
             ProcessorFailure::Panic { .. } => "panic",
             ProcessorFailure::Trap { .. } => "trap",
             ProcessorFailure::InvalidOutput { .. } => "invalid-output",
-            ProcessorFailure::OutputTooLarge { .. } => "output-too-large",
+            ProcessorFailure::OutputTooLarge { .. }
+            | ProcessorFailure::OutputTooLargeToCopy { .. } => "output-too-large",
             ProcessorFailure::InputTooLarge { .. } => "input-too-large",
             ProcessorFailure::HostCallLimit { .. } => "host-call-limit",
+            ProcessorFailure::HostDataLimit { .. } => "host-data-limit",
+            ProcessorFailure::Misuse { .. } => "misuse",
+            ProcessorFailure::Interrupted => "interrupted",
             ProcessorFailure::Processor { .. } => "processor-error",
             ProcessorFailure::SyncBackOnUnidirectional { .. } => "sync-back-unidirectional",
             ProcessorFailure::Incompatible { .. } => "incompatible-plugin",

@@ -2,13 +2,12 @@
 //! from one event to the next, and a store that trapped is thrown away with the rest.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::Instance;
-use wasmtime::{Store, Trap, WasmBacktrace};
-use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx};
+use wasmtime::{Mutability, Store, Trap, UpdateDeadline, Val, WasmBacktrace, WasmCoreDump};
+use wasmtime_wasi::I32Exit;
 
 use super::Limits;
 use super::crash::panic_message;
@@ -16,8 +15,10 @@ use super::engine::Runtime;
 use super::failure::ProcessorFailure;
 use super::log::EventLog;
 use super::plugin::Plugin;
+use super::sandbox::{self, SleptPastDeadline, VirtualTime};
 use super::state::{
-    HelperSetup, HostCallLimitExceeded, RecordedConflict, Side, State, SyncBack, TwinDirectory,
+    HelperSetup, HostCallLimitExceeded, HostDataLimitExceeded, RecordedConflict, Side, State,
+    SyncBack, TwinDirectory, WrongSide,
 };
 use super::wit_types as wit;
 use super::wit_types::MergeBase;
@@ -91,8 +92,9 @@ impl Plugin {
             return not_exported(self, "incoming");
         };
         let limits = call.limits;
+        let first_sync = call.ctx.first_sync;
         let input = replica.text_size() + previous.map_or(0, Issue::text_size) + issue.text_size();
-        let outcome = invoke(
+        invoke(
             self,
             runtime,
             call,
@@ -102,11 +104,11 @@ impl Plugin {
                 let guest = indices.load(&mut *store, instance)?;
                 guest.call_process(&mut *store, &ctx, replica, previous, issue)
             },
-        );
-        outcome.and_then(|issue| {
-            check_output(&issue, limits)?;
-            Ok(issue)
-        })
+            |result| {
+                check_output(result, limits)?;
+                check_incoming(issue, result, first_sync)
+            },
+        )
     }
 
     /// Run the outgoing processor on a local issue.
@@ -121,7 +123,7 @@ impl Plugin {
         };
         let limits = call.limits;
         let input = issue.text_size();
-        let outcome = invoke(
+        invoke(
             self,
             runtime,
             call,
@@ -131,13 +133,14 @@ impl Plugin {
                 let guest = indices.load(&mut *store, instance)?;
                 guest.call_process(&mut *store, &ctx, issue)
             },
-        );
-        outcome.and_then(|replica| {
-            if let Some(replica) = &replica {
-                check_output(replica, limits)?;
-            }
-            Ok(replica)
-        })
+            |replica| match replica {
+                Some(replica) => {
+                    check_output(replica, limits)?;
+                    check_outgoing(issue, replica)
+                }
+                None => Ok(()),
+            },
+        )
     }
 }
 
@@ -166,7 +169,47 @@ fn check_output_size(size: usize, limits: &Limits) -> Result<(), ProcessorFailur
     Ok(())
 }
 
-/// Set up a store for one call, run `body`, and turn whatever happened into an outcome.
+/// What an incoming processor may not do to the local issue. Checked here, where every
+/// run goes through (the node, `plugin check`, replays), so that they all agree.
+fn check_incoming(local: &Issue, result: &Issue, first_sync: bool) -> Result<(), ProcessorFailure> {
+    let invalid = |reason: String| Err(ProcessorFailure::InvalidOutput { reason });
+    if first_sync && result.key.is_some() {
+        return invalid(format!(
+            "on first sync the issue does not exist yet, but the processor returned key {:?}; leave the key empty, the tracker assigns it",
+            result.key.as_deref().unwrap_or_default()
+        ));
+    }
+    if !first_sync && result.key != local.key {
+        return invalid(format!(
+            "the processor changed the issue's key from {:?} to {:?}",
+            local.key.as_deref().unwrap_or_default(),
+            result.key.as_deref().unwrap_or_default()
+        ));
+    }
+    if result.summary.trim().is_empty() {
+        return invalid("the summary is empty".into());
+    }
+    Ok(())
+}
+
+/// A replica speaks for one local issue: the other side links its twin by this key.
+fn check_outgoing(local: &Issue, replica: &Replica) -> Result<(), ProcessorFailure> {
+    if replica.key != local.key {
+        return Err(ProcessorFailure::InvalidOutput {
+            reason: format!(
+                "the replica's key {:?} is not the local issue's key {:?}; a replica keeps the \
+                 key of the issue it was made from",
+                replica.key.as_deref().unwrap_or_default(),
+                local.key.as_deref().unwrap_or_default()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Set up a store for one call, run `body`, check its result with `check`, and turn
+/// whatever happened into an outcome. The time limit covers all of it: the call, the
+/// copy of the result, and the host's checks of it.
 fn invoke<R>(
     plugin: &Plugin,
     runtime: &Runtime,
@@ -178,6 +221,7 @@ fn invoke<R>(
         &Instance,
         wit::SyncContext,
     ) -> wasmtime::Result<Result<R, wit::ProcessorError>>,
+    check: impl FnOnce(&R) -> Result<(), ProcessorFailure>,
 ) -> Outcome<R> {
     let limits = call.limits;
     let log = EventLog::new(limits.log_bytes);
@@ -187,7 +231,8 @@ fn invoke<R>(
             size: input_size,
         });
     }
-    let wasi = sandbox(&call.ctx, &log);
+    let time = VirtualTime::default();
+    let wasi = sandbox::wasi_context(&call.ctx, &log, &time, runtime.random_key());
     let helper = HelperSetup {
         side,
         connection: call.ctx.connection.clone(),
@@ -197,21 +242,45 @@ fn invoke<R>(
         merge_base: call.merge_base,
     };
     let ctx = call.ctx;
-    let mut store = Store::new(&runtime.engine, State::new(wasi, limits, helper));
+    let mut store = Store::new(&runtime.engine, State::new(wasi, time, limits, helper));
     store.limiter(|state| &mut state.limiter);
-    let setup = store
-        .set_fuel(limits.fuel)
-        .map(|()| store.set_epoch_deadline(Runtime::deadline_ticks(limits.timeout_ms)));
-    let result = setup.and_then(|()| {
+    // Bounds what one host call, or the result, may make the host copy: checked before
+    // each copy (see `Limits::lift_budget`).
+    store.set_hostcall_fuel(limits.lift_budget());
+    let started = store.data().started;
+    let time_limit = Duration::from_millis(limits.timeout_ms);
+    let deadline = started + time_limit;
+    let shutdown = runtime.shutdown_signal();
+    // Every epoch tick while WebAssembly runs: stop at the deadline, or at once when the
+    // node shuts down.
+    store.epoch_deadline_callback(move |_| {
+        if shutdown.load(Ordering::Relaxed) || Instant::now() >= deadline {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    let result = store.set_fuel(limits.fuel).and_then(|()| {
         let instance = plugin.pre.instantiate(&mut store)?;
         body(&mut store, &instance, ctx)
     });
     let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+    let stack_wrapped = result
+        .as_ref()
+        .err()
+        .is_some_and(|error| shadow_stack_wrapped(&mut store, error));
     let state = store.into_data();
-    let log = log.text();
     let sync_back = state.helper.sync_back;
     let result = match result {
-        Err(error) => Err(classify(error, &state, limits, &log)),
+        Err(error) => Err(classify(
+            error,
+            &state,
+            limits,
+            &log,
+            runtime,
+            stack_wrapped,
+        )),
         Ok(Err(error)) => Err(ProcessorFailure::Processor {
             message: error.message,
         }),
@@ -221,11 +290,18 @@ fn invoke<R>(
                 connection: state.helper.connection.clone(),
             })
         }
-        Ok(Ok(value)) => Ok(value),
+        Ok(Ok(value)) => check(&value).map(|()| value),
+    };
+    // Checking the result is host work done for the processor: it counts against its time.
+    let result = match result {
+        Ok(_) if started.elapsed() > time_limit => Err(ProcessorFailure::Timeout {
+            limit_ms: limits.timeout_ms,
+        }),
+        other => other,
     };
     Outcome {
         result,
-        log,
+        log: log.text(),
         sync_back,
         unexalate: state.helper.unexalate,
         conflicts: state.helper.conflicts,
@@ -234,36 +310,60 @@ fn invoke<R>(
     }
 }
 
-/// A WASI context that grants nothing: no files, no environment, no network, and a clock and
-/// random source fixed by the event, so that the same input always gives the same output.
-fn sandbox(ctx: &SyncContext, log: &EventLog) -> WasiCtx {
-    let now = humantime::parse_rfc3339(&ctx.now)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    let seed = Sha256::digest(ctx.event_id.as_bytes()).to_vec();
-    let mut builder = WasiCtx::builder();
-    builder
-        .stdout(log.clone())
-        .stderr(log.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .wall_clock(FixedClock(now))
-        .monotonic_clock(StepClock(AtomicU64::new(0)))
-        .insecure_random_seed(u128::from_le_bytes(
-            seed[..16].try_into().unwrap_or_default(),
-        ))
-        .insecure_random(Deterministic::new(seed.clone()))
-        .secure_random(Deterministic::new(seed));
-    builder.build()
+/// Map a failed call to its cause, in one line; what wasmtime said in full (the wasm
+/// backtrace) goes to the event's log.
+fn classify(
+    error: wasmtime::Error,
+    state: &State,
+    limits: &Limits,
+    log: &EventLog,
+    runtime: &Runtime,
+    stack_wrapped: bool,
+) -> ProcessorFailure {
+    let failure = cause(&error, state, limits, &log.text(), runtime, stack_wrapped);
+    if let Some(trace) = error.downcast_ref::<WasmBacktrace>()
+        && !trace.frames().is_empty()
+    {
+        log.line("host", &format!("{}: {error:?}", failure.kind()));
+    }
+    failure
 }
 
-/// Map a failed call to its cause.
-fn classify(error: wasmtime::Error, state: &State, limits: &Limits, log: &str) -> ProcessorFailure {
+fn cause(
+    error: &wasmtime::Error,
+    state: &State,
+    limits: &Limits,
+    log: &str,
+    runtime: &Runtime,
+    stack_wrapped: bool,
+) -> ProcessorFailure {
     if error.downcast_ref::<HostCallLimitExceeded>().is_some() {
         return ProcessorFailure::HostCallLimit {
             limit: limits.host_calls,
+        };
+    }
+    if let Some(exceeded) = error.downcast_ref::<HostDataLimitExceeded>() {
+        return ProcessorFailure::HostDataLimit {
+            limit: exceeded.limit,
+            size: exceeded.size,
+        };
+    }
+    if let Some(wrong) = error.downcast_ref::<WrongSide>() {
+        return ProcessorFailure::Misuse {
+            message: wrong.to_string(),
+        };
+    }
+    if error.downcast_ref::<SleptPastDeadline>().is_some() {
+        return ProcessorFailure::Timeout {
+            limit_ms: limits.timeout_ms,
+        };
+    }
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return match panic_message(log) {
+            Some(message) => ProcessorFailure::Panic { message },
+            None => ProcessorFailure::Trap {
+                message: format!("the processor called exit with status {}", exit.0),
+            },
         };
     }
     if let Some(requested) = state.limiter.refused_memory {
@@ -280,15 +380,35 @@ fn classify(error: wasmtime::Error, state: &State, limits: &Limits, log: &str) -
             ),
         };
     }
+    if is_lift_budget_exhausted(error) {
+        // With wasm frames on the stack the copy was of a host call's arguments; without,
+        // of the result, after the processor returned.
+        let in_host_call = error
+            .downcast_ref::<WasmBacktrace>()
+            .is_some_and(|trace| !trace.frames().is_empty());
+        return if in_host_call {
+            ProcessorFailure::HostDataLimit {
+                limit: limits.host_call_bytes,
+                size: limits.lift_budget(),
+            }
+        } else {
+            ProcessorFailure::OutputTooLargeToCopy {
+                limit: limits.output_bytes,
+                budget: limits.lift_budget(),
+            }
+        };
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => ProcessorFailure::InstructionLimit { limit: limits.fuel },
+        Some(Trap::Interrupt) if runtime.is_shutting_down() => ProcessorFailure::Interrupted,
         Some(Trap::Interrupt) => ProcessorFailure::Timeout {
             limit_ms: limits.timeout_ms,
         },
         Some(Trap::StackOverflow) => ProcessorFailure::StackOverflow,
         // Languages like Rust and C keep a second stack in linear memory; running past its
-        // start shows up as an out-of-bounds access deep inside one recursive function.
-        Some(Trap::MemoryOutOfBounds) if is_runaway_recursion(&error) => {
+        // start shows up as an out-of-bounds access deep inside one recursive function, or
+        // with the stack pointer below address 0 (wrapped round to the top of the space).
+        Some(Trap::MemoryOutOfBounds) if stack_wrapped || is_runaway_recursion(error) => {
             ProcessorFailure::StackOverflow
         }
         Some(trap) => match panic_message(log) {
@@ -298,7 +418,8 @@ fn classify(error: wasmtime::Error, state: &State, limits: &Limits, log: &str) -
             },
         },
         None => {
-            let message = format!("{error:#}");
+            let message = error.root_cause().to_string();
+            let message = message.lines().next().unwrap_or_default().to_string();
             if message.contains("resource limit exceeded") || message.contains("count limit") {
                 ProcessorFailure::ResourceLimit { what: message }
             } else {
@@ -306,6 +427,30 @@ fn classify(error: wasmtime::Error, state: &State, limits: &Limits, log: &str) -
             }
         }
     }
+}
+
+/// wasmtime refused to copy more out of the guest (its "hostcall fuel"; the error type is
+/// private, its message is not).
+fn is_lift_budget_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
+}
+
+/// Whether a trap left a mutable 32-bit global (the shadow stack pointer of Rust, C and
+/// the like) in the top 16 MiB of the address space: the stack ran below address 0 and
+/// wrapped. Read from the globals the trap's core dump holds handles to.
+fn shadow_stack_wrapped(store: &mut Store<State>, error: &wasmtime::Error) -> bool {
+    if error.downcast_ref::<Trap>() != Some(&Trap::MemoryOutOfBounds) {
+        return false;
+    }
+    let Some(dump) = error.downcast_ref::<WasmCoreDump>() else {
+        return false;
+    };
+    dump.globals().iter().any(|global| {
+        global.ty(&*store).mutability() == Mutability::Var
+            && matches!(global.get(&mut *store), Val::I32(sp) if sp as u32 >= 0xFF00_0000)
+    })
 }
 
 /// Whether the trap happened with the same function on every frame of the backtrace.
@@ -318,29 +463,4 @@ fn is_runaway_recursion(error: &wasmtime::Error) -> bool {
         && frames
             .iter()
             .all(|f| f.func_index() == frames[0].func_index())
-}
-
-/// The wall clock of an event: always the event's time.
-struct FixedClock(Duration);
-
-impl HostWallClock for FixedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        self.0
-    }
-}
-
-/// A monotonic clock that advances one microsecond per reading: deterministic, and still
-/// moving so that guests measuring elapsed time do not divide by zero.
-struct StepClock(AtomicU64);
-
-impl HostMonotonicClock for StepClock {
-    fn resolution(&self) -> u64 {
-        1_000
-    }
-    fn now(&self) -> u64 {
-        self.0.fetch_add(1_000, Ordering::Relaxed)
-    }
 }

@@ -28,6 +28,9 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Calls to host functions (`sync-helper`) in one invocation.
     pub host_calls: u64,
+    /// Bytes of arguments of all host calls together (`record-conflict`, `log`, key
+    /// look-ups): what a processor may hand the host besides its result.
+    pub host_call_bytes: usize,
     /// Bytes of log (stdout, stderr and `log` calls together); the rest is cut, with a marker.
     pub log_bytes: usize,
 }
@@ -45,7 +48,22 @@ impl Default for Limits {
             input_bytes: 1 << 20,
             output_bytes: 1 << 20,
             host_calls: 1_000,
+            host_call_bytes: 1 << 20,
             log_bytes: 64 << 10,
         }
+    }
+}
+
+impl Limits {
+    /// The most bytes wasmtime may copy out of the guest in one go: for one host call's
+    /// arguments, or for lifting the result (whose host form, with its vectors and enums,
+    /// is a few times larger than its text). Checked while lifting, before each copy, so a
+    /// result whose strings all point at one large buffer is refused after a few copies,
+    /// not after thousands.
+    pub fn lift_budget(&self) -> usize {
+        self.output_bytes
+            .saturating_mul(8)
+            .max(self.host_call_bytes)
+            .max(64 << 10)
     }
 }

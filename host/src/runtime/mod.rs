@@ -10,6 +10,7 @@ mod invoke;
 mod limits;
 mod log;
 mod plugin;
+mod sandbox;
 mod state;
 pub mod wit_types;
 

@@ -125,18 +125,14 @@ impl Runtime {
         if !has(INCOMING) && !has(OUTGOING) {
             return Err(incompatible(missing_world_reason(&exports)));
         }
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            let unknown: Vec<&String> = imports.iter().filter(|i| !is_provided(i)).collect();
-            incompatible(if unknown.is_empty() {
-                format!("its imports cannot be satisfied: {e:#}")
-            } else {
-                format!(
-                    "it imports what this host does not provide: {} (this host provides \
-                     {PACKAGE} sync-helper and WASI 0.2 with no capabilities)",
-                    join(&unknown)
-                )
-            })
-        })?;
+        let unknown: Vec<&String> = imports.iter().filter(|i| !is_provided(i)).collect();
+        if !unknown.is_empty() {
+            return Err(incompatible(unprovided_reason(&unknown)));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| incompatible(format!("its imports cannot be satisfied: {e:#}")))?;
         let typed = |what: &str, e: wasmtime::Error| {
             incompatible(format!(
                 "its `{what}` export does not match the contract {PACKAGE}: {e:#}"
@@ -213,10 +209,37 @@ fn missing_world_reason(exports: &[String]) -> String {
     )
 }
 
-/// Imports this host links: our own package and WASI 0.2.
+/// The WASI 0.2 packages this host links (all with nothing granted). Not `wasi:http`:
+/// processors have no network.
+const WASI_PACKAGES: [&str; 6] = ["cli", "clocks", "filesystem", "io", "random", "sockets"];
+
+/// Imports this host links: our own package and the WASI 0.2 packages above.
 fn is_provided(import: &str) -> bool {
-    import.starts_with("twinsync:processor/") && import.ends_with("@0.1.0")
-        || import.starts_with("wasi:") && import.contains("@0.2.")
+    if import.starts_with("twinsync:processor/") {
+        return import.ends_with("@0.1.0");
+    }
+    let Some(rest) = import.strip_prefix("wasi:") else {
+        return false;
+    };
+    let package = rest.split('/').next().unwrap_or_default();
+    WASI_PACKAGES.contains(&package) && rest.contains("@0.2.")
+}
+
+/// Which imports are missing, what the host has, and how to build without them.
+fn unprovided_reason(unknown: &[&String]) -> String {
+    let mut reason = format!(
+        "it imports what this host does not provide: {} (this host provides {PACKAGE} \
+         sync-helper and WASI 0.2 {} with no capabilities)",
+        join(unknown),
+        WASI_PACKAGES.map(|p| format!("wasi:{p}")).join(", ")
+    );
+    if unknown.iter().any(|i| i.starts_with("wasi:http/")) {
+        reason.push_str(
+            "; processors have no network, so leave wasi:http out when building (for \
+             componentize-js: `--disable http fetch-event`)",
+        );
+    }
+    reason
 }
 
 fn join(items: &[&String]) -> String {

@@ -2,6 +2,7 @@
 //! and the `sync-helper` functions a processor may call.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -10,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::Limits;
 use super::bindings::sync_helper;
 use super::log::EventLog;
+use super::sandbox::VirtualTime;
 use super::wit_types::{self as types, MergeBase};
 
 /// Look-ups a processor may make about twins on its connection (`local-key-for-remote`,
@@ -61,6 +63,45 @@ impl std::fmt::Display for HostCallLimitExceeded {
 
 impl std::error::Error for HostCallLimitExceeded {}
 
+/// Raised (as a trap) when the arguments of a processor's host calls add up to more bytes
+/// than its limit allows.
+#[derive(Debug)]
+pub struct HostDataLimitExceeded {
+    pub limit: usize,
+    pub size: usize,
+}
+
+impl std::fmt::Display for HostDataLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "host calls handed over {} bytes, the limit is {}",
+            self.size, self.limit
+        )
+    }
+}
+
+impl std::error::Error for HostDataLimitExceeded {}
+
+/// Raised (as a trap) when a processor calls a host function its side may not call: the
+/// call is a bug in the processor, and pretending it worked would hide it.
+#[derive(Debug)]
+pub struct WrongSide {
+    pub function: &'static str,
+}
+
+impl std::fmt::Display for WrongSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} can only be called from an incoming processor",
+            self.function
+        )
+    }
+}
+
+impl std::error::Error for WrongSide {}
+
 /// Host-side state of the `sync-helper` interface for one invocation.
 pub struct Helper {
     pub side: Side,
@@ -79,13 +120,26 @@ pub struct Helper {
     pub conflicts: Vec<RecordedConflict>,
     calls: u64,
     max_calls: u64,
+    /// Bytes of arguments handed over so far, and the most allowed.
+    data_bytes: usize,
+    max_data_bytes: usize,
 }
 
 impl Helper {
-    fn count_call(&mut self) -> wasmtime::Result<()> {
+    /// Count one call and the bytes of its arguments. wasmtime bounds what one call may
+    /// copy before copying it (the store's hostcall fuel); this bounds all calls together.
+    fn count_call(&mut self, arguments: &[&str]) -> wasmtime::Result<()> {
         self.calls += 1;
         if self.calls > self.max_calls {
             return Err(wasmtime::Error::new(HostCallLimitExceeded));
+        }
+        let bytes: usize = arguments.iter().map(|a| a.len()).sum();
+        self.data_bytes = self.data_bytes.saturating_add(bytes);
+        if self.data_bytes > self.max_data_bytes {
+            return Err(wasmtime::Error::new(HostDataLimitExceeded {
+                limit: self.max_data_bytes,
+                size: self.data_bytes,
+            }));
         }
         Ok(())
     }
@@ -156,13 +210,21 @@ pub struct State {
     table: ResourceTable,
     pub limiter: Limiter,
     pub helper: Helper,
+    /// The invocation's virtual monotonic clock (see `sandbox`).
+    pub time: VirtualTime,
+    /// When the invocation started, and how long it may take, sleeping and running together.
+    pub started: Instant,
+    pub time_limit_ns: u64,
 }
 
 impl State {
-    pub fn new(wasi: WasiCtx, limits: &Limits, helper: HelperSetup) -> Self {
+    pub fn new(wasi: WasiCtx, time: VirtualTime, limits: &Limits, helper: HelperSetup) -> Self {
         State {
             wasi,
             table: ResourceTable::new(),
+            time,
+            started: Instant::now(),
+            time_limit_ns: limits.timeout_ms.saturating_mul(1_000_000),
             limiter: Limiter {
                 memory_limit: limits.memory_bytes,
                 table_elements: limits.table_elements,
@@ -186,6 +248,8 @@ impl State {
                 conflicts: Vec::new(),
                 calls: 0,
                 max_calls: limits.host_calls,
+                data_bytes: 0,
+                max_data_bytes: limits.host_call_bytes,
             },
         }
     }
@@ -223,7 +287,7 @@ impl types::Host for State {}
 impl sync_helper::Host for State {
     fn sync_back_after_processing(&mut self) -> wasmtime::Result<Result<(), String>> {
         let helper = &mut self.helper;
-        helper.count_call()?;
+        helper.count_call(&[])?;
         if helper.side == Side::Outgoing {
             return Ok(Err(
                 "sync-back-after-processing can only be called from an incoming processor".into(),
@@ -245,7 +309,7 @@ impl sync_helper::Host for State {
 
     fn unexalate_after_processing(&mut self) -> wasmtime::Result<Result<(), String>> {
         let helper = &mut self.helper;
-        helper.count_call()?;
+        helper.count_call(&[])?;
         if helper.side == Side::Outgoing {
             return Ok(Err(
                 "unexalate-after-processing can only be called from an incoming processor".into(),
@@ -256,7 +320,7 @@ impl sync_helper::Host for State {
     }
 
     fn local_key_for_remote(&mut self, remote_key: String) -> wasmtime::Result<Option<String>> {
-        self.helper.count_call()?;
+        self.helper.count_call(&[&remote_key])?;
         let helper = &self.helper;
         Ok(helper
             .directory
@@ -264,7 +328,7 @@ impl sync_helper::Host for State {
     }
 
     fn is_under_sync(&mut self, local_key: String) -> wasmtime::Result<bool> {
-        self.helper.count_call()?;
+        self.helper.count_call(&[&local_key])?;
         let helper = &self.helper;
         Ok(helper
             .directory
@@ -272,7 +336,7 @@ impl sync_helper::Host for State {
     }
 
     fn read_merge_base(&mut self) -> wasmtime::Result<MergeBase> {
-        self.helper.count_call()?;
+        self.helper.count_call(&[])?;
         Ok(self.helper.merge_base.clone())
     }
 
@@ -283,19 +347,22 @@ impl sync_helper::Host for State {
         remote_value: String,
     ) -> wasmtime::Result<()> {
         let helper = &mut self.helper;
-        helper.count_call()?;
-        if helper.side == Side::Incoming {
-            helper.conflicts.push(RecordedConflict {
-                field,
-                local_value,
-                remote_value,
-            });
+        helper.count_call(&[&field, &local_value, &remote_value])?;
+        if helper.side == Side::Outgoing {
+            return Err(wasmtime::Error::new(WrongSide {
+                function: "record-conflict",
+            }));
         }
+        helper.conflicts.push(RecordedConflict {
+            field,
+            local_value,
+            remote_value,
+        });
         Ok(())
     }
 
     fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
-        self.helper.count_call()?;
+        self.helper.count_call(&[&message])?;
         let level = match level {
             types::LogLevel::Debug => "debug",
             types::LogLevel::Info => "info",

@@ -141,6 +141,8 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         Ok(())
     });
     stop.store(true, Ordering::Relaxed);
+    // Processors still running stop at the next epoch tick; their events stay queued.
+    opened.runtime.interrupt_all();
     wake.ring();
     for thread in threads {
         let _ = thread.join();

@@ -8,21 +8,27 @@ use std::time::{Duration, Instant};
 
 use super::wake::Wake;
 use crate::clock::{Clock, millis};
-use crate::sync::{Node, Receipt};
+use crate::sync::{BATCH_TIME, Node, Pipeline, Receipt};
 use crate::transport::client::{SendError, Sender};
 
 /// How long an idle loop sleeps before looking again without being woken: the tracker is
 /// polled for changes this often.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Events taken per round of the worker pool.
-const BATCH: usize = 256;
 /// How often finished events past their keeping time are deleted, and how many at most
 /// per round of the loop (a big first cleanup must not hold up the events).
 const FORGET_EVERY: Duration = Duration::from_secs(3600);
 const FORGET_BATCH: usize = 2_000;
 
-/// Poll the tracker and process events until `stop` is set.
+/// Poll the tracker and process events until `stop` is set. `workers` threads run the
+/// processors; this loop hands them events and commits what they finish.
 pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
+    let mut pipeline = match Pipeline::start(node.clone(), workers) {
+        Ok(pipeline) => pipeline,
+        Err(error) => {
+            tracing::error!("cannot start the worker threads: {error}");
+            return;
+        }
+    };
     let mut tracker_backoff = Backoff::default();
     let mut forget_at = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -54,7 +60,7 @@ pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<At
                 }
             }
         }
-        match node.process_ready_parallel(BATCH, workers) {
+        match pipeline.step(BATCH_TIME) {
             Ok(progress) => {
                 if progress.done > 0 {
                     // New messages may be in the outbox.
@@ -64,7 +70,8 @@ pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<At
             }
             Err(error) => tracing::error!("cannot process events: {error:#}"),
         }
-        if work == 0 {
+        // With events in flight, `step` itself waits for the next to finish.
+        if work == 0 && pipeline.in_flight() == 0 {
             wake.wait(seen, IDLE_POLL);
         }
     }

@@ -68,12 +68,18 @@ fn one_per_issue(ready: Vec<(Event, Option<String>)>) -> Vec<Event> {
     let mut issues = std::collections::HashSet::new();
     ready
         .into_iter()
-        // A twin not created here yet (first sync) is its own issue.
-        .filter(|(event, issue)| {
-            issues.insert(issue.clone().unwrap_or_else(|| event.twin_id.clone()))
-        })
+        .filter(|(event, issue)| issues.insert(issue_of(event, issue.as_deref())))
         .map(|(event, _)| event)
         .collect()
+}
+
+/// What two events must not work on at once: the local issue, or for a twin not created
+/// here yet (first sync), the twin.
+pub(super) fn issue_of(event: &Event, local_key: Option<&str>) -> String {
+    local_key.map_or_else(
+        || format!("twin:{}", event.twin_id),
+        |key| format!("issue:{key}"),
+    )
 }
 
 /// How long a batch keeps taking new events to prepare before it commits.
@@ -120,17 +126,33 @@ impl Node {
             return Ok(Progress::default());
         }
         let prepared = self.prepare_batch(&ready, workers);
-        let now = self.now_ms();
+        let finished: Vec<(Event, Result<Prepared, Failed>)> = ready
+            .into_iter()
+            .zip(prepared)
+            .filter_map(|(event, outcome)| outcome.map(|outcome| (event, outcome)))
+            .collect();
+        self.commit_finished(&finished)
+    }
+
+    /// Commit prepared events and record failed ones, all in one transaction, then log
+    /// what each did.
+    pub(super) fn commit_finished(
+        &self,
+        finished: &[(Event, Result<Prepared, Failed>)],
+    ) -> Result<Progress> {
         let mut progress = Progress::default();
+        if finished.is_empty() {
+            return Ok(progress);
+        }
+        let now = self.now_ms();
         self.store.write(|tx| {
-            for (event, outcome) in ready.iter().zip(&prepared) {
+            for (event, outcome) in finished {
                 match outcome {
-                    None => {}
-                    Some(Ok(prepared)) => {
+                    Ok(prepared) => {
                         self.commit(tx, event, prepared, now)?;
                         progress.done += 1;
                     }
-                    Some(Err(failed)) => {
+                    Err(failed) => {
                         self.record_failure(tx, event, failed, now)?;
                         if failed.failure.is_transient() {
                             progress.deferred += 1;
@@ -142,10 +164,8 @@ impl Node {
             }
             Ok(())
         })?;
-        for (event, outcome) in ready.iter().zip(&prepared) {
-            if let Some(outcome) = outcome {
-                log_outcome(event, outcome);
-            }
+        for (event, outcome) in finished {
+            log_outcome(event, outcome);
         }
         Ok(progress)
     }
@@ -190,7 +210,7 @@ impl Node {
             .collect()
     }
 
-    fn prepare(&self, event: &Event) -> Result<Prepared, Failed> {
+    pub(super) fn prepare(&self, event: &Event) -> Result<Prepared, Failed> {
         let _span = event_span(event).entered();
         match event.kind {
             Kind::Outgoing => self.prepare_outgoing(event),

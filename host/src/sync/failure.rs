@@ -11,7 +11,8 @@ use crate::tracker::TrackerError;
 /// Sync backs in a row after which a chain is stopped even if the replica keeps changing.
 pub const MAX_SYNC_BACK_HOPS: u32 = 10;
 
-/// The reason an event failed. Only `Tracker(Unavailable)` and `Storage` are transient:
+/// The reason an event failed. Only `Tracker(Unavailable)`, `Storage` and a processor
+/// interrupted by shutdown are transient:
 /// everything else is a sync error for the twin until an operator acts.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SyncFailure {
@@ -54,6 +55,7 @@ impl SyncFailure {
     pub fn is_transient(&self) -> bool {
         match self {
             SyncFailure::Tracker(error) => error.is_transient(),
+            SyncFailure::Processor(failure) => failure.is_transient(),
             SyncFailure::Storage(_) => true,
             _ => false,
         }

@@ -14,7 +14,7 @@ use super::message::{MessageKind, SyncMessage};
 use super::node::Node;
 use crate::model::Issue;
 use crate::model::fields::{self, FieldStamps};
-use crate::runtime::{Call, FieldStamp, MergeBase, ProcessorFailure, SyncBack};
+use crate::runtime::{Call, FieldStamp, MergeBase, SyncBack};
 use crate::store::events::{Event, Kind};
 use crate::store::links;
 use crate::store::twins::{self, Twin};
@@ -136,8 +136,8 @@ impl Node {
             };
             Failed::after_run(failure, &log, &input)
         };
+        // The runtime has checked the result (`check_incoming`), as for `plugin check`.
         let result = outcome.result.map_err(|e| fail(e.into()))?;
-        check_output(&local, &result, first_sync).map_err(|e| fail(e.into()))?;
 
         let origin = Origin::Sync {
             event_id: &event.id,
@@ -239,26 +239,4 @@ fn adopt_stamps(
             stamps.insert(field.clone(), theirs.clone());
         }
     }
-}
-
-/// What a processor may not do to the local issue.
-fn check_output(local: &Issue, result: &Issue, first_sync: bool) -> Result<(), ProcessorFailure> {
-    let invalid = |reason: String| Err(ProcessorFailure::InvalidOutput { reason });
-    if first_sync && result.key.is_some() {
-        return invalid(format!(
-            "on first sync the issue does not exist yet, but the processor returned key {:?}; leave the key empty, the tracker assigns it",
-            result.key.as_deref().unwrap_or_default()
-        ));
-    }
-    if !first_sync && result.key != local.key {
-        return invalid(format!(
-            "the processor changed the issue's key from {:?} to {:?}",
-            local.key.as_deref().unwrap_or_default(),
-            result.key.as_deref().unwrap_or_default()
-        ));
-    }
-    if result.summary.trim().is_empty() {
-        return invalid("the summary is empty".into());
-    }
-    Ok(())
 }

@@ -11,6 +11,7 @@ mod incoming;
 mod message;
 mod node;
 mod outgoing;
+mod pipeline;
 mod replay;
 
 pub use batch::{BATCH_TIME, Progress, RetryPolicy};
@@ -19,4 +20,5 @@ pub use connection::{Connection, Flow, Policies};
 pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
 pub use node::{KEEP_EVENTS, Node};
+pub use pipeline::Pipeline;
 pub use replay::Replay;

@@ -6,6 +6,7 @@
 use std::hint::black_box;
 use std::io::Write;
 
+use twinsync_sdk::host::record_conflict;
 use twinsync_sdk::prelude::*;
 
 const BEHAVIOUR_FIELD: &str = "test behaviour";
@@ -84,6 +85,59 @@ impl Processor for Scripted {
                 }
             }
             "near-limits" => near_limits(),
+            // Sleeping: WASI time is virtual, so these end at once as `timeout`.
+            "sleep-30s" => std::thread::sleep(std::time::Duration::from_secs(30)),
+            "sleep-forever" => std::thread::sleep(std::time::Duration::from_nanos(u64::MAX)),
+            "poll-long" => {
+                let long = wasi::clocks::monotonic_clock::subscribe_duration(3_600_000_000_000);
+                let never = wasi::clocks::monotonic_clock::subscribe_instant(u64::MAX);
+                wasi::io::poll::poll(&[&long, &never]);
+                never.block();
+            }
+            "sleep-briefly" => {
+                // Well under the time limit: goes on, and the clock moved by the sleep.
+                let before = wasi::clocks::monotonic_clock::now();
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let slept = wasi::clocks::monotonic_clock::now() - before;
+                result.description = Some(format!("slept {} ms", slept / 1_000_000));
+            }
+            // Handing the host far more than it may keep: one 60 MB buffer, eight times.
+            "conflict-flood" => {
+                let value = "v".repeat(60_000_000);
+                for _ in 0..8 {
+                    record_conflict("summary", &value, &value);
+                }
+            }
+            "lookup-flood" => {
+                let key = "k".repeat(50_000_000);
+                black_box(local_key_for_remote(&key));
+            }
+            // Many small conflicts: each call is small, together they pass the budget.
+            "conflict-drip" => {
+                let value = "d".repeat(4_000);
+                for _ in 0..400 {
+                    record_conflict("summary", &value, &value);
+                }
+            }
+            "many-fields" => {
+                for i in 0..50_000 {
+                    result.custom_fields.push(CustomField {
+                        name: format!("f{i}"),
+                        value: FieldValue::Null,
+                    });
+                }
+                // One duplicate, last: found at once, not after 50,000 x 50,000 comparisons.
+                result.custom_fields.push(CustomField {
+                    name: "f0".into(),
+                    value: FieldValue::Null,
+                });
+            }
+            "aliased-output" => alias_one_buffer(&mut result, 2 << 20, 1_000),
+            "big-frames" => {
+                black_box(big_frames(0));
+            }
+            "exit" => std::process::exit(3),
+            "key-on-first-sync" => result.key = Some("MADE-UP-1".into()),
             _ => {}
         }
         Ok(result)
@@ -93,6 +147,19 @@ impl Processor for Scripted {
         match issue.custom_text(BEHAVIOUR_FIELD) {
             Some("outgoing-error") => Err(ProcessorError::new("outgoing refused on purpose")),
             Some("outgoing-nothing") => Ok(None),
+            Some("outgoing-other-key") => {
+                let mut replica = mirror_outgoing(ctx, issue);
+                replica.key = Some("SOMEONE-ELSES-1".into());
+                Ok(Some(replica))
+            }
+            Some("outgoing-record-conflict") => {
+                record_conflict("summary", "mine", "theirs");
+                Ok(Some(mirror_outgoing(ctx, issue)))
+            }
+            Some("outgoing-sleep") => {
+                std::thread::sleep(std::time::Duration::from_secs(3_600));
+                Ok(Some(mirror_outgoing(ctx, issue)))
+            }
             _ => Ok(Some(mirror_outgoing(ctx, issue))),
         }
     }
@@ -116,6 +183,31 @@ fn allocate_forever() -> ! {
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     black_box(recurse(black_box(depth + 1))) + 1
+}
+
+/// Recursion with 64 KiB frames: a few dozen calls run past the start of Rust's stack in
+/// linear memory (1 MiB), below address 0.
+#[allow(unconditional_recursion)]
+fn big_frames(depth: u64) -> u64 {
+    let frame = black_box([depth as u8; 64 << 10]);
+    black_box(big_frames(black_box(depth + 1))) + frame[black_box(7)] as u64
+}
+
+/// Fill the result with `count` custom fields whose text values all point at one buffer of
+/// `size` bytes: small in guest memory, `count` times `size` if the host copied each.
+fn alias_one_buffer(result: &mut Issue, size: usize, count: usize) {
+    let buffer = std::mem::ManuallyDrop::new("a".repeat(size));
+    for i in 0..count {
+        // SAFETY: never dropped or mutated (the instance is thrown away after the call);
+        // the strings only alias the buffer so the host sees many references to it.
+        let alias = unsafe {
+            String::from_raw_parts(buffer.as_ptr() as *mut u8, buffer.len(), buffer.capacity())
+        };
+        result.custom_fields.push(CustomField {
+            name: format!("alias {i}"),
+            value: FieldValue::Text(alias),
+        });
+    }
 }
 
 /// Work that fits the default limits with room to spare, but not much: 40 MiB touched (of
