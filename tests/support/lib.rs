@@ -2,6 +2,7 @@
 //! and a clock the test controls; `process` runs real `twinsync serve` processes.
 
 pub mod languages;
+pub mod neighbours;
 pub mod process;
 pub mod redmine;
 pub mod sim;

@@ -181,7 +181,7 @@ impl Pipeline {
             scheduler,
             finished,
             busy: HashSet::new(),
-            capacity: (workers * 32).max(64),
+            capacity: (workers * 128).max(256),
             threads,
         })
     }
@@ -191,18 +191,20 @@ impl Pipeline {
         self.busy.len()
     }
 
-    /// One round: hand out the ready events that can start, then commit whatever finished,
-    /// waiting up to `wait` for the first result when nothing has finished yet.
+    /// One round: hand out the ready events that can start, then collect what finishes
+    /// within `wait` (or until nothing is left running) and commit it in one transaction.
+    /// An event still running after `wait` is collected by a later round.
     pub fn step(&mut self, wait: Duration) -> Result<Progress> {
         self.hand_out()?;
+        let deadline = Instant::now() + wait;
         let mut finished = Vec::new();
-        if !self.busy.is_empty() {
-            match self.finished.recv_timeout(wait) {
-                Ok(first) => finished.push(first),
-                Err(RecvTimeoutError::Timeout) => {}
+        while finished.len() < self.busy.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.finished.recv_timeout(left) {
+                Ok(one) => finished.push(one),
+                Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the workers have stopped"),
             }
-            finished.extend(self.finished.try_iter());
         }
         let mut issues = Vec::with_capacity(finished.len());
         let outcomes: Vec<(Event, Result<Prepared, Failed>)> = finished

@@ -156,6 +156,7 @@ impl Processor for Scripted {
                 record_conflict("summary", "mine", "theirs");
                 Ok(Some(mirror_outgoing(ctx, issue)))
             }
+            Some("outgoing-loop") => spin_forever(),
             Some("outgoing-sleep") => {
                 std::thread::sleep(std::time::Duration::from_secs(3_600));
                 Ok(Some(mirror_outgoing(ctx, issue)))
