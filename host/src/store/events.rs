@@ -126,6 +126,25 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
+/// Whether a new local change of this twin is already covered: its last open event is an
+/// outgoing local change that has not started and waits behind another open event. That
+/// event reads the issue when it runs, so it will send this change too. (Only the first
+/// open event of a twin is ever being processed: one behind it has read nothing yet.)
+pub fn local_change_waiting(db: &Connection, twin_id: &str) -> Result<bool> {
+    let mut stmt = db.prepare_cached(
+        "SELECT direction, reason, state, attempts FROM events
+         WHERE twin_id = ?1 AND state IN ('pending', 'failed') ORDER BY seq DESC LIMIT 2",
+    )?;
+    let rows: Vec<(String, String, String, i64)> = stmt
+        .query_map([twin_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows.len() == 2
+        && matches!(&rows[0], (direction, reason, state, 0)
+            if direction == "outgoing" && reason == "local-change" && state == "pending"))
+}
+
 pub fn insert(db: &Connection, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
     db.prepare_cached(
         "INSERT INTO events (id, direction, connection, twin_id, reason, hop, message_seq, message, created_at)

@@ -230,7 +230,11 @@ impl Node {
         self.store.write(|tx| {
             for key in changed {
                 for (twin_id, connection) in twins::of_issue(tx, key)? {
-                    if self.connection(&connection).is_some_and(|c| c.can_send()) {
+                    // A change made while an event of the twin waits to send one is sent by
+                    // that event: under load, a busy issue costs one event, not one per edit.
+                    if self.connection(&connection).is_some_and(|c| c.can_send())
+                        && !events::local_change_waiting(tx, &twin_id)?
+                    {
                         self.queue(
                             tx,
                             Kind::Outgoing,

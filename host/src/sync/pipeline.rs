@@ -23,7 +23,7 @@ use anyhow::Result;
 
 use super::batch::{Progress, issue_of};
 use super::effect::Prepared;
-use super::failure::Failed;
+use super::failure::{Failed, SyncFailure};
 use super::node::Node;
 use crate::store::events::{self, Event};
 
@@ -257,7 +257,20 @@ impl Drop for Pipeline {
 
 fn work(node: &Node, scheduler: &Scheduler, done: &Sender<Finished>) {
     while let Some((Job { event, issue }, started)) = scheduler.next() {
-        let outcome = node.prepare(&event);
+        // A bug that panics while preparing one event must not take a worker, and with it
+        // the event's twin, out for good: the event waits and is tried again.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.prepare(&event)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(Failed::from(SyncFailure::Storage(format!(
+                        "preparing the event panicked (a bug in twinsync): {what}"
+                    ))))
+                });
         scheduler.lanes().finished(&event.connection, started);
         if done.send((event, issue, outcome)).is_err() {
             return;
