@@ -141,3 +141,86 @@ fn a_stopped_node_misses_nothing_and_gets_everything_in_order() {
         "the edits made while External was down arrived: {seqs:?}"
     );
 }
+
+/// A configuration for a node with only the admin API, on a data directory of its choice.
+fn lone_node(dir: &std::path::Path, name: &str, data_dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "instance = \"{name}\"\ndata-dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{}\"\n",
+            data_dir.display(),
+            twinsync_tests::process::free_port(),
+            twinsync_tests::process::TOKEN
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Wait for a process to exit; `None` if it still runs after `timeout` (then it is killed).
+fn exit_within(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_panicking_event_loop_stops_the_node_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lone_node(dir.path(), "Lone", &dir.path().join("data"));
+    let mut child = std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TWINSYNC_TEST_PANIC_EVENT_LOOP", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut child, WAIT)
+        .expect("a node whose event loop panicked must not keep running");
+    assert!(!status.success(), "{status}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains("the event loop panicked: injected by TWINSYNC_TEST_PANIC_EVENT_LOOP"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_second_node_on_the_same_data_directory_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_internal, _external) = pair(twinsync_tests::twinsync_binary!(), dir.path(), "mirror");
+    // Other ports, the same data directory as the running Internal.
+    let data = dir.path().join("internal/data");
+    let config = lone_node(dir.path(), "Internal", &data);
+    let mut second = std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut second, WAIT).expect("the second node must not start");
+    assert!(!status.success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains(&format!(
+            "another `twinsync serve` is running on the data directory {}",
+            data.display()
+        )),
+        "{log}"
+    );
+}

@@ -20,6 +20,8 @@
 //! Every request needs `Authorization: Bearer <token>`. Errors are `{"error": "..."}` with
 //! 400 (bad input), 401 (token), 404 (no such issue or event) or 500.
 
+mod input;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -32,7 +34,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Secret;
-use crate::model::Issue;
 use crate::ops;
 use crate::sync::Node;
 use crate::tracker::Origin;
@@ -140,8 +141,7 @@ async fn get_issue(State(admin): State<Arc<Admin>>, Path(key): Path<String>) -> 
 
 async fn create_issue(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Response {
     let answer = blocking(move || {
-        let issue: Issue = serde_json::from_slice(&body)
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("not an issue: {e}")))?;
+        let issue = input::new_issue(&body).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
         let created = admin
             .node
             .tracker()
@@ -163,21 +163,15 @@ async fn patch_issue(
     body: axum::body::Bytes,
 ) -> Answer {
     blocking(move || {
-        let patch: Value = serde_json::from_slice(&body)
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("not JSON: {e}")))?;
+        let patch = input::patch(&body).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
         let tracker = admin.node.tracker();
         let current = tracker
             .get(&key)
             .map_err(anyhow::Error::from)?
             .ok_or_else(|| not_found(format!("issue {key} does not exist")))?;
         let mut merged = to_json(current)?;
-        merge_patch(&mut merged, patch);
-        let mut issue: Issue = serde_json::from_value(merged).map_err(|e| {
-            Failure(
-                StatusCode::BAD_REQUEST,
-                format!("the patched issue is invalid: {e}"),
-            )
-        })?;
+        merge_patch(&mut merged, Value::Object(patch));
+        let mut issue = input::patched(merged).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
         issue.key = Some(key);
         let updated = tracker
             .update(&issue, Origin::User)
@@ -206,6 +200,7 @@ fn merge_patch(target: &mut Value, patch: Value) {
 
 /// The body of `exalate` and `unexalate`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ExalateRequest {
     connection: String,
     keys: Vec<String>,
@@ -303,6 +298,7 @@ async fn conflicts(State(admin): State<Arc<Admin>>) -> Answer {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ResolveRequest {
     take: crate::sync::Take,
 }

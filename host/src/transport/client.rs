@@ -25,6 +25,22 @@ pub enum SendError {
     },
 }
 
+impl SendError {
+    /// The reason, when the other node refused this message for good: a 4xx about the
+    /// message itself. 401 and 404 are about the connection (secret, name, clock), the same
+    /// for every message, and 408, 409 and 429 pass: those leave the message queued.
+    pub fn refused_for_good(&self) -> Option<&str> {
+        match self {
+            SendError::Rejected { status, reason, .. }
+                if (400..500).contains(status) && ![401, 404, 408, 409, 429].contains(status) =>
+            {
+                Some(reason)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Posts messages of one connection to the other node.
 pub struct Sender {
     agent: ureq::Agent,
