@@ -224,3 +224,155 @@ fn a_second_node_on_the_same_data_directory_does_not_start() {
         "{log}"
     );
 }
+
+#[test]
+fn a_message_the_other_node_refuses_holds_only_its_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut internal, mut external) =
+        pair(twinsync_tests::twinsync_binary!(), dir.path(), "mirror");
+    external.stop();
+    let mut keys = Vec::new();
+    for summary in ["Poisoned", "Good"] {
+        let (_, created) = internal.send(
+            "POST",
+            "/v1/issues",
+            json!({"summary": summary, "status": "Open"}),
+        );
+        keys.push(created["key"].as_str().unwrap().to_string());
+    }
+    internal.send(
+        "POST",
+        "/v1/exalate",
+        json!({"connection": "internal-external", "keys": keys}),
+    );
+    eventually(WAIT, "both messages wait in the outbox", || {
+        internal.get("/v1/queue")[0]["in_flight"] == 2
+    });
+    // The first message becomes one External refuses for good (a version it does not
+    // speak), as a sender with a bug would make.
+    internal.stop();
+    let db = rusqlite::Connection::open(internal.dir.join("data/twinsync.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE outbox SET body = replace(body, '\"version\":1', '\"version\":7')
+             WHERE seq = (SELECT min(seq) FROM outbox)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+    internal.restart();
+    external.restart();
+
+    eventually(
+        WAIT,
+        "the good twin syncs; the poisoned one is a sync error",
+        || {
+            external
+                .issue("EXT-1")
+                .is_some_and(|i| i["summary"] == "Good")
+                && internal
+                    .get("/v1/errors")
+                    .as_array()
+                    .is_some_and(|e| e.len() == 1)
+        },
+    );
+    let error = internal.get("/v1/errors")[0].clone();
+    assert_eq!(error["kind"], "refused-by-peer", "{error}");
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .contains("message version 7 is not supported"),
+        "{error}"
+    );
+    // The connection goes on for the other twins.
+    internal.send(
+        "PATCH",
+        &format!("/v1/issues/{}", keys[1]),
+        json!({"summary": "Good, edited"}),
+    );
+    eventually(WAIT, "a later change of the good twin", || {
+        external
+            .issue("EXT-1")
+            .is_some_and(|i| i["summary"] == "Good, edited")
+    });
+    assert!(external.issue("EXT-2").is_none());
+
+    // Skipped, the refused message goes; the twin's next change takes its number.
+    let (status, body) = internal.send(
+        "POST",
+        &format!("/v1/errors/{}/skip", error["event"].as_str().unwrap()),
+        json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    internal.send(
+        "PATCH",
+        &format!("/v1/issues/{}", keys[0]),
+        json!({"summary": "Poisoned, edited"}),
+    );
+    eventually(WAIT, "the poisoned twin syncs again", || {
+        external
+            .issue("EXT-2")
+            .is_some_and(|i| i["summary"] == "Poisoned, edited")
+    });
+}
+
+#[test]
+fn the_admin_api_refuses_bad_issues_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (internal, _external) = pair(twinsync_tests::twinsync_binary!(), dir.path(), "mirror");
+    for (body, field) in [
+        (
+            json!({"sumary": "x", "status": "Open"}),
+            "unknown field `sumary`",
+        ),
+        (
+            json!({"summary": "x", "status": null}),
+            "field `status` cannot be null",
+        ),
+        (
+            json!({"summary": "x", "status": "Open", "due_date": "soon"}),
+            "due date \"soon\" is not a date",
+        ),
+    ] {
+        let (status, answer) = internal.send("POST", "/v1/issues", body.clone());
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(field),
+            "{answer}"
+        );
+    }
+    let (status, created) = internal.send(
+        "POST",
+        "/v1/issues",
+        json!({"summary": "x", "status": "Open"}),
+    );
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap();
+    for (body, field) in [
+        (json!({"status": null}), "field `status` cannot be null"),
+        (json!({"updated": "yesterday"}), "updated \"yesterday\""),
+        (json!({"labels": "one"}), "field `labels`: invalid type"),
+    ] {
+        let (status, answer) = internal.send("PATCH", &format!("/v1/issues/{key}"), body.clone());
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(field),
+            "{answer}"
+        );
+    }
+    assert_eq!(internal.issue(key).unwrap()["status"], "Open");
+    let (status, answer) = internal.send(
+        "POST",
+        "/v1/exalate",
+        json!({"connection": "internal-external", "keys": [key], "dry_run": true}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `dry_run`")
+    );
+}
