@@ -376,3 +376,147 @@ fn the_admin_api_refuses_bad_issues_naming_the_field() {
             .contains("unknown field `dry_run`")
     );
 }
+
+/// A node of a pair that speaks TLS on both listeners and trusts the test CA for its peer.
+fn tls_node(
+    dir: &std::path::Path,
+    name: &str,
+    project: &str,
+    remote: &str,
+    ports: (u16, u16, u16),
+) -> std::process::Child {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    let (listen, admin, remote_port) = ports;
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"instance = "{name}"
+data-dir = "{name}-data"
+listen = "127.0.0.1:{listen}"
+
+[tls]
+cert = "{fixtures}/node-cert.pem"
+key = "{fixtures}/node-key.pem"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+token = "{token}"
+
+[tracker]
+kind = "reference"
+project = "{project}"
+
+[[connection]]
+name = "internal-external"
+remote-instance = "{remote}"
+remote-url = "https://127.0.0.1:{remote_port}"
+remote-ca = "{fixtures}/ca.pem"
+incoming = "mirror"
+outgoing = "mirror"
+secret = "{secret}"
+"#,
+            fixtures = fixtures.display(),
+            token = twinsync_tests::process::TOKEN,
+            secret = twinsync_tests::process::SECRET,
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Kills the processes of a test when it ends, passed or not.
+struct Killed(Vec<std::process::Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn with_tls_both_listeners_speak_https_and_the_remote_ca_is_trusted() {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let free = twinsync_tests::process::free_port;
+    let (internal, external) = ((free(), free(), free()), (free(), free(), 0));
+    let external = (external.0, external.1, internal.0);
+    let internal = (internal.0, internal.1, external.0);
+    let _children = Killed(vec![
+        tls_node(dir.path(), "Internal", "INT", "External", internal),
+        tls_node(dir.path(), "External", "EXT", "Internal", external),
+    ]);
+    let ca = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls/ca.pem"),
+    )
+    .unwrap();
+    let Some(Ok(PemItem::Certificate(ca))) = ureq::tls::parse_pem(&ca).next() else {
+        panic!("the test CA")
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&[ca]))
+                .build(),
+        )
+        .build()
+        .into();
+    let token = format!("Bearer {}", twinsync_tests::process::TOKEN);
+    let admin = |port: u16, method: &str, path: &str, body: serde_json::Value| {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("https://127.0.0.1:{port}{path}"))
+            .header("authorization", &token)
+            .body(body.to_string())
+            .unwrap();
+        let mut response = agent.run(request).ok()?;
+        let status = response.status().as_u16();
+        Some((
+            status,
+            response.body_mut().read_json::<serde_json::Value>().ok()?,
+        ))
+    };
+    eventually(WAIT, "both admin APIs answer over HTTPS", || {
+        admin(internal.1, "GET", "/v1/queue", json!(null)).is_some()
+            && admin(external.1, "GET", "/v1/queue", json!(null)).is_some()
+    });
+    // Plain HTTP gets no answer from the admin API.
+    let plain = ureq::get(format!("http://127.0.0.1:{}/v1/queue", internal.1))
+        .header("authorization", &token)
+        .call();
+    assert!(plain.is_err(), "{plain:?}");
+
+    let (status, created) = admin(
+        internal.1,
+        "POST",
+        "/v1/issues",
+        json!({"summary": "Over TLS", "status": "Open"}),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = admin(
+        internal.1,
+        "POST",
+        "/v1/exalate",
+        json!({"connection": "internal-external", "keys": [created["key"]]}),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    eventually(WAIT, "the issue reaches External over HTTPS", || {
+        admin(external.1, "GET", "/v1/issues/EXT-1", json!(null))
+            .is_some_and(|(status, issue)| status == 200 && issue["summary"] == "Over TLS")
+    });
+}
