@@ -383,7 +383,7 @@ fn hostile_values_accepted_and_then_processed_never_panic() {
     let pair = Pair::new(Side::both("remote-key"), Side::both("remote-key"));
     let secret = Secret::new("fuzz-secret");
     let receiver = receiver(&pair, &secret);
-    let mut rng = Rng(0xacce_9ed);
+    let mut rng = Rng(0x0acc_e9ed);
     let stamp = json!({"at": 1_767_225_600_000_i64, "by": "Internal"});
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     let mut processed = 0;

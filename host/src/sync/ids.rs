@@ -7,7 +7,7 @@
 
 /// The instance that made event (or message) id `id`, if it has the shape of one.
 pub fn event_owner(id: &str) -> Option<&str> {
-    owner(id, |n| all_digits(n))
+    owner(id, all_digits)
 }
 
 /// The instance that made twin id `id` (the side that exalated), if it has the shape of one.
