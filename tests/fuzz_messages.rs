@@ -387,7 +387,7 @@ fn hostile_values_accepted_and_then_processed_never_panic() {
     let stamp = json!({"at": 1_767_225_600_000_i64, "by": "Internal"});
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     let mut processed = 0;
-    for round in 0..600 {
+    for round in 0..400 {
         // Each message starts a twin of its own, so that most are taken and processed.
         let mut message: Value = serde_json::from_str(VALID).unwrap();
         let id = format!("Internal-abc123-{}", round + 10);
@@ -439,6 +439,7 @@ fn hostile_values_accepted_and_then_processed_never_panic() {
             Err(_) => panic!("round {round}: processing panicked on {message}"),
         }
     }
+    eprintln!("statuses {statuses:?}, events processed {processed}");
     assert!(
         statuses.get(&200).copied().unwrap_or(0) > 200,
         "most hostile values pass the decoder: {statuses:?}"

@@ -363,6 +363,31 @@ fn the_admin_api_refuses_bad_issues_naming_the_field() {
         );
     }
     assert_eq!(internal.issue(key).unwrap()["status"], "Open");
+    // Events, filtered; a filter it does not know is refused too.
+    let (status, events) = internal.send("GET", "/v1/events?state=done", json!(null));
+    assert_eq!(status, 200, "{events}");
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["state"] == "done")
+    );
+    let (status, answer) = internal.send("GET", "/v1/events?state=lost", json!(null));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("state `lost`"),
+        "{answer}"
+    );
+    let (status, answer) = internal.send("GET", "/v1/events?twim=x", json!(null));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `twim`"),
+        "{answer}"
+    );
     let (status, answer) = internal.send(
         "POST",
         "/v1/exalate",

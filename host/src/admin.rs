@@ -10,6 +10,7 @@
 //! | `GET /v1/twins` | the twins of this node |
 //! | `GET /v1/queue` | pending, in-flight, failed, done and skipped events per connection |
 //! | `GET /v1/errors` | the sync errors |
+//! | `GET /v1/events?twin=T&state=S` | events, oldest first; both filters optional |
 //! | `GET /v1/events/{id}` | one event with its message, processor input and log |
 //! | `POST /v1/errors/{id}/retry` | retry a sync error |
 //! | `POST /v1/errors/retry-all` | retry every sync error |
@@ -58,6 +59,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/errors/retry-all", post(retry_all))
         .route("/v1/errors/{id}/retry", post(retry))
         .route("/v1/errors/{id}/skip", post(skip))
+        .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(event))
         .route("/v1/conflicts", get(conflicts))
         .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))
@@ -256,6 +258,42 @@ async fn queue(State(admin): State<Arc<Admin>>) -> Answer {
 
 async fn errors(State(admin): State<Arc<Admin>>) -> Answer {
     blocking(move || to_json(ops::errors(admin.node.store())?)).await
+}
+
+/// The filters of `GET /v1/events`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    twin: Option<String>,
+    state: Option<String>,
+}
+
+async fn list_events(
+    State(admin): State<Arc<Admin>>,
+    query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let query = query
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.body_text()))?
+        .0;
+    blocking(move || {
+        let state = match query.state.as_deref() {
+            None => None,
+            Some(state) => Some(
+                <ops::EventState as clap::ValueEnum>::from_str(state, false).map_err(|_| {
+                    Failure(
+                        StatusCode::BAD_REQUEST,
+                        format!("state `{state}` is not one of pending, failed, done, skipped"),
+                    )
+                })?,
+            ),
+        };
+        to_json(ops::events(
+            admin.node.store(),
+            query.twin.as_deref(),
+            state,
+        )?)
+    })
+    .await
 }
 
 async fn event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
