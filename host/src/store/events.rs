@@ -156,7 +156,8 @@ pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, O
             .collect();
         let columns = columns.join(", ");
         format!(
-            "SELECT {columns}, t.local_key FROM events e LEFT JOIN twins t ON t.twin_id = e.twin_id
+            "SELECT {columns}, t.local_key FROM events e
+         LEFT JOIN twins t ON t.twin_id = e.twin_id AND t.connection = e.connection
          WHERE e.state = 'pending'
            AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= ?1)
            AND NOT EXISTS (
