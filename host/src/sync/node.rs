@@ -284,6 +284,8 @@ impl Node {
     /// stays in the outbox, holding back the twin's later messages and only those, until
     /// an operator retries it (sent again) or skips it (dropped).
     pub fn refused(&self, message: &SyncMessage, reason: &str) -> Result<()> {
+        // The other node's words: kept, but not without bound.
+        let reason = &reason[..reason.floor_char_boundary(2048)];
         let now = self.now_ms();
         self.store.write(|tx| {
             outbox::hold(

@@ -10,6 +10,9 @@ use super::protocol::{
 use crate::config::Secret;
 use crate::sync::{Receipt, SyncMessage};
 
+/// The largest answer read from the other node.
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+
 /// Why a message was not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -126,8 +129,12 @@ impl Sender {
             .send(&body[..])
             .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status().as_u16();
+        // An answer is a receipt or a reason: a few hundred bytes. More is not read.
         let text = response
             .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .lossy_utf8(true)
             .read_to_string()
             .map_err(|e| unreachable(format!("reading the answer: {e}")))?;
         match status {
