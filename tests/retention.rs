@@ -59,7 +59,7 @@ fn old_finished_events_are_forgotten_and_what_matters_stays() {
         .external
         .node
         .store()
-        .read(|db| events::last_message_seq(db, &twin))
+        .read(|db| events::last_message_seq(db, twinsync_tests::CONNECTION, &twin))
         .unwrap();
     assert_eq!(last_received, 3);
 

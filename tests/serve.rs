@@ -141,3 +141,407 @@ fn a_stopped_node_misses_nothing_and_gets_everything_in_order() {
         "the edits made while External was down arrived: {seqs:?}"
     );
 }
+
+/// A configuration for a node with only the admin API, on a data directory of its choice.
+fn lone_node(dir: &std::path::Path, name: &str, data_dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "instance = \"{name}\"\ndata-dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{}\"\n",
+            data_dir.display(),
+            twinsync_tests::process::free_port(),
+            twinsync_tests::process::TOKEN
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Wait for a process to exit; `None` if it still runs after `timeout` (then it is killed).
+fn exit_within(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_panicking_event_loop_stops_the_node_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lone_node(dir.path(), "Lone", &dir.path().join("data"));
+    let mut child = std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TWINSYNC_TEST_PANIC_EVENT_LOOP", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut child, WAIT)
+        .expect("a node whose event loop panicked must not keep running");
+    assert!(!status.success(), "{status}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains("the event loop panicked: injected by TWINSYNC_TEST_PANIC_EVENT_LOOP"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_second_node_on_the_same_data_directory_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_internal, _external) = pair(twinsync_tests::twinsync_binary!(), dir.path(), "mirror");
+    // Other ports, the same data directory as the running Internal.
+    let data = dir.path().join("internal/data");
+    let config = lone_node(dir.path(), "Internal", &data);
+    let mut second = std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut second, WAIT).expect("the second node must not start");
+    assert!(!status.success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains(&format!(
+            "another `twinsync serve` is running on the data directory {}",
+            data.display()
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_message_the_other_node_refuses_holds_only_its_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut internal, mut external) =
+        pair(twinsync_tests::twinsync_binary!(), dir.path(), "mirror");
+    external.stop();
+    let mut keys = Vec::new();
+    for summary in ["Poisoned", "Good"] {
+        let (_, created) = internal.send(
+            "POST",
+            "/v1/issues",
+            json!({"summary": summary, "status": "Open"}),
+        );
+        keys.push(created["key"].as_str().unwrap().to_string());
+    }
+    internal.send(
+        "POST",
+        "/v1/exalate",
+        json!({"connection": "internal-external", "keys": keys}),
+    );
+    eventually(WAIT, "both messages wait in the outbox", || {
+        internal.get("/v1/queue")[0]["in_flight"] == 2
+    });
+    // The first message becomes one External refuses for good (a version it does not
+    // speak), as a sender with a bug would make.
+    internal.stop();
+    let db = rusqlite::Connection::open(internal.dir.join("data/twinsync.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE outbox SET body = replace(body, '\"version\":1', '\"version\":7')
+             WHERE seq = (SELECT min(seq) FROM outbox)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+    internal.restart();
+    external.restart();
+
+    eventually(
+        WAIT,
+        "the good twin syncs; the poisoned one is a sync error",
+        || {
+            external
+                .issue("EXT-1")
+                .is_some_and(|i| i["summary"] == "Good")
+                && internal
+                    .get("/v1/errors")
+                    .as_array()
+                    .is_some_and(|e| e.len() == 1)
+        },
+    );
+    let error = internal.get("/v1/errors")[0].clone();
+    assert_eq!(error["kind"], "refused-by-peer", "{error}");
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .contains("message version 7 is not supported"),
+        "{error}"
+    );
+    // The connection goes on for the other twins.
+    internal.send(
+        "PATCH",
+        &format!("/v1/issues/{}", keys[1]),
+        json!({"summary": "Good, edited"}),
+    );
+    eventually(WAIT, "a later change of the good twin", || {
+        external
+            .issue("EXT-1")
+            .is_some_and(|i| i["summary"] == "Good, edited")
+    });
+    assert!(external.issue("EXT-2").is_none());
+
+    // Skipped, the refused message goes; the twin's next change takes its number.
+    let (status, body) = internal.send(
+        "POST",
+        &format!("/v1/errors/{}/skip", error["event"].as_str().unwrap()),
+        json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    internal.send(
+        "PATCH",
+        &format!("/v1/issues/{}", keys[0]),
+        json!({"summary": "Poisoned, edited"}),
+    );
+    eventually(WAIT, "the poisoned twin syncs again", || {
+        external
+            .issue("EXT-2")
+            .is_some_and(|i| i["summary"] == "Poisoned, edited")
+    });
+}
+
+#[test]
+fn the_admin_api_refuses_bad_issues_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (internal, _external) = pair(twinsync_tests::twinsync_binary!(), dir.path(), "mirror");
+    for (body, field) in [
+        (
+            json!({"sumary": "x", "status": "Open"}),
+            "unknown field `sumary`",
+        ),
+        (
+            json!({"summary": "x", "status": null}),
+            "field `status` cannot be null",
+        ),
+        (
+            json!({"summary": "x", "status": "Open", "due_date": "soon"}),
+            "due date \"soon\" is not a date",
+        ),
+    ] {
+        let (status, answer) = internal.send("POST", "/v1/issues", body.clone());
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(field),
+            "{answer}"
+        );
+    }
+    let (status, created) = internal.send(
+        "POST",
+        "/v1/issues",
+        json!({"summary": "x", "status": "Open"}),
+    );
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap();
+    for (body, field) in [
+        (json!({"status": null}), "field `status` cannot be null"),
+        (json!({"updated": "yesterday"}), "updated \"yesterday\""),
+        (json!({"labels": "one"}), "field `labels`: invalid type"),
+    ] {
+        let (status, answer) = internal.send("PATCH", &format!("/v1/issues/{key}"), body.clone());
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(field),
+            "{answer}"
+        );
+    }
+    assert_eq!(internal.issue(key).unwrap()["status"], "Open");
+    // Events, filtered; a filter it does not know is refused too.
+    let (status, events) = internal.send("GET", "/v1/events?state=done", json!(null));
+    assert_eq!(status, 200, "{events}");
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["state"] == "done")
+    );
+    let (status, answer) = internal.send("GET", "/v1/events?state=lost", json!(null));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("state `lost`"),
+        "{answer}"
+    );
+    let (status, answer) = internal.send("GET", "/v1/events?twim=x", json!(null));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `twim`"),
+        "{answer}"
+    );
+    let (status, answer) = internal.send(
+        "POST",
+        "/v1/exalate",
+        json!({"connection": "internal-external", "keys": [key], "dry_run": true}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `dry_run`")
+    );
+}
+
+/// A node of a pair that speaks TLS on both listeners and trusts the test CA for its peer.
+fn tls_node(
+    dir: &std::path::Path,
+    name: &str,
+    project: &str,
+    remote: &str,
+    ports: (u16, u16, u16),
+) -> std::process::Child {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    let (listen, admin, remote_port) = ports;
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"instance = "{name}"
+data-dir = "{name}-data"
+listen = "127.0.0.1:{listen}"
+
+[tls]
+cert = "{fixtures}/node-cert.pem"
+key = "{fixtures}/node-key.pem"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+token = "{token}"
+
+[tracker]
+kind = "reference"
+project = "{project}"
+
+[[connection]]
+name = "internal-external"
+remote-instance = "{remote}"
+remote-url = "https://127.0.0.1:{remote_port}"
+remote-ca = "{fixtures}/ca.pem"
+incoming = "mirror"
+outgoing = "mirror"
+secret = "{secret}"
+"#,
+            fixtures = fixtures.display(),
+            token = twinsync_tests::process::TOKEN,
+            secret = twinsync_tests::process::SECRET,
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Kills the processes of a test when it ends, passed or not.
+struct Killed(Vec<std::process::Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn with_tls_both_listeners_speak_https_and_the_remote_ca_is_trusted() {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let free = twinsync_tests::process::free_port;
+    let (internal, external) = ((free(), free(), free()), (free(), free(), 0));
+    let external = (external.0, external.1, internal.0);
+    let internal = (internal.0, internal.1, external.0);
+    let _children = Killed(vec![
+        tls_node(dir.path(), "Internal", "INT", "External", internal),
+        tls_node(dir.path(), "External", "EXT", "Internal", external),
+    ]);
+    let ca = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls/ca.pem"),
+    )
+    .unwrap();
+    let Some(Ok(PemItem::Certificate(ca))) = ureq::tls::parse_pem(&ca).next() else {
+        panic!("the test CA")
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&[ca]))
+                .build(),
+        )
+        .build()
+        .into();
+    let token = format!("Bearer {}", twinsync_tests::process::TOKEN);
+    let admin = |port: u16, method: &str, path: &str, body: serde_json::Value| {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("https://127.0.0.1:{port}{path}"))
+            .header("authorization", &token)
+            .body(body.to_string())
+            .unwrap();
+        let mut response = agent.run(request).ok()?;
+        let status = response.status().as_u16();
+        Some((
+            status,
+            response.body_mut().read_json::<serde_json::Value>().ok()?,
+        ))
+    };
+    eventually(WAIT, "both admin APIs answer over HTTPS", || {
+        admin(internal.1, "GET", "/v1/queue", json!(null)).is_some()
+            && admin(external.1, "GET", "/v1/queue", json!(null)).is_some()
+    });
+    // Plain HTTP gets no answer from the admin API.
+    let plain = ureq::get(format!("http://127.0.0.1:{}/v1/queue", internal.1))
+        .header("authorization", &token)
+        .call();
+    assert!(plain.is_err(), "{plain:?}");
+
+    let (status, created) = admin(
+        internal.1,
+        "POST",
+        "/v1/issues",
+        json!({"summary": "Over TLS", "status": "Open"}),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = admin(
+        internal.1,
+        "POST",
+        "/v1/exalate",
+        json!({"connection": "internal-external", "keys": [created["key"]]}),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    eventually(WAIT, "the issue reaches External over HTTPS", || {
+        admin(external.1, "GET", "/v1/issues/EXT-1", json!(null))
+            .is_some_and(|(status, issue)| status == 200 && issue["summary"] == "Over TLS")
+    });
+}

@@ -10,6 +10,7 @@
 //! | `GET /v1/twins` | the twins of this node |
 //! | `GET /v1/queue` | pending, in-flight, failed, done and skipped events per connection |
 //! | `GET /v1/errors` | the sync errors |
+//! | `GET /v1/events?twin=T&state=S` | events, oldest first; both filters optional |
 //! | `GET /v1/events/{id}` | one event with its message, processor input and log |
 //! | `POST /v1/errors/{id}/retry` | retry a sync error |
 //! | `POST /v1/errors/retry-all` | retry every sync error |
@@ -19,6 +20,8 @@
 //!
 //! Every request needs `Authorization: Bearer <token>`. Errors are `{"error": "..."}` with
 //! 400 (bad input), 401 (token), 404 (no such issue or event) or 500.
+
+mod input;
 
 use std::sync::Arc;
 
@@ -32,7 +35,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Secret;
-use crate::model::Issue;
 use crate::ops;
 use crate::sync::Node;
 use crate::tracker::Origin;
@@ -57,6 +59,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/errors/retry-all", post(retry_all))
         .route("/v1/errors/{id}/retry", post(retry))
         .route("/v1/errors/{id}/skip", post(skip))
+        .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(event))
         .route("/v1/conflicts", get(conflicts))
         .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))
@@ -140,8 +143,7 @@ async fn get_issue(State(admin): State<Arc<Admin>>, Path(key): Path<String>) -> 
 
 async fn create_issue(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Response {
     let answer = blocking(move || {
-        let issue: Issue = serde_json::from_slice(&body)
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("not an issue: {e}")))?;
+        let issue = input::new_issue(&body).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
         let created = admin
             .node
             .tracker()
@@ -163,21 +165,15 @@ async fn patch_issue(
     body: axum::body::Bytes,
 ) -> Answer {
     blocking(move || {
-        let patch: Value = serde_json::from_slice(&body)
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("not JSON: {e}")))?;
+        let patch = input::patch(&body).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
         let tracker = admin.node.tracker();
         let current = tracker
             .get(&key)
             .map_err(anyhow::Error::from)?
             .ok_or_else(|| not_found(format!("issue {key} does not exist")))?;
         let mut merged = to_json(current)?;
-        merge_patch(&mut merged, patch);
-        let mut issue: Issue = serde_json::from_value(merged).map_err(|e| {
-            Failure(
-                StatusCode::BAD_REQUEST,
-                format!("the patched issue is invalid: {e}"),
-            )
-        })?;
+        merge_patch(&mut merged, Value::Object(patch));
+        let mut issue = input::patched(merged).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
         issue.key = Some(key);
         let updated = tracker
             .update(&issue, Origin::User)
@@ -206,6 +202,7 @@ fn merge_patch(target: &mut Value, patch: Value) {
 
 /// The body of `exalate` and `unexalate`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ExalateRequest {
     connection: String,
     keys: Vec<String>,
@@ -263,6 +260,42 @@ async fn errors(State(admin): State<Arc<Admin>>) -> Answer {
     blocking(move || to_json(ops::errors(admin.node.store())?)).await
 }
 
+/// The filters of `GET /v1/events`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    twin: Option<String>,
+    state: Option<String>,
+}
+
+async fn list_events(
+    State(admin): State<Arc<Admin>>,
+    query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let query = query
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.body_text()))?
+        .0;
+    blocking(move || {
+        let state = match query.state.as_deref() {
+            None => None,
+            Some(state) => Some(
+                <ops::EventState as clap::ValueEnum>::from_str(state, false).map_err(|_| {
+                    Failure(
+                        StatusCode::BAD_REQUEST,
+                        format!("state `{state}` is not one of pending, failed, done, skipped"),
+                    )
+                })?,
+            ),
+        };
+        to_json(ops::events(
+            admin.node.store(),
+            query.twin.as_deref(),
+            state,
+        )?)
+    })
+    .await
+}
+
 async fn event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
     blocking(move || match ops::event(admin.node.store(), &id) {
         Ok(event) => to_json(event),
@@ -303,6 +336,7 @@ async fn conflicts(State(admin): State<Arc<Admin>>) -> Answer {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ResolveRequest {
     take: crate::sync::Take,
 }

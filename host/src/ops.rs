@@ -99,6 +99,64 @@ fn error_row(db: &Connection, event: Event) -> Result<ErrorRow> {
     })
 }
 
+/// A state to list events in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventState {
+    Pending,
+    Failed,
+    Done,
+    Skipped,
+}
+
+impl EventState {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventState::Pending => "pending",
+            EventState::Failed => "failed",
+            EventState::Done => "done",
+            EventState::Skipped => "skipped",
+        }
+    }
+}
+
+/// An event as `events list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub id: String,
+    pub kind: events::Kind,
+    pub state: events::State,
+    pub connection: String,
+    pub twin: String,
+    pub created: String,
+    /// What processing did, or the error.
+    pub outcome: String,
+}
+
+/// Events, oldest first: of one twin, in one state, or all.
+pub fn events(
+    store: &NodeStore,
+    twin: Option<&str>,
+    state: Option<EventState>,
+) -> Result<Vec<EventRow>> {
+    let found = store.read(|db| events::list(db, twin, state.map(EventState::as_str)))?;
+    Ok(found
+        .into_iter()
+        .map(|e| EventRow {
+            outcome: match (&e.error_kind, &e.error, &e.note) {
+                (Some(kind), Some(error), _) => format!("{kind}: {error}"),
+                (_, _, Some(note)) => note.clone(),
+                _ => String::new(),
+            },
+            created: crate::clock::rfc3339(crate::clock::from_millis(e.created_at)),
+            id: e.id,
+            kind: e.kind,
+            state: e.state,
+            connection: e.connection,
+            twin: e.twin_id,
+        })
+        .collect())
+}
+
 /// One event, with its message, input and log.
 pub fn event(store: &NodeStore, id: &str) -> Result<Event> {
     match store.read(|db| events::get(db, id))? {
@@ -109,9 +167,18 @@ pub fn event(store: &NodeStore, id: &str) -> Result<Event> {
     }
 }
 
-/// Put a failed event back in the queue. Its twin's later events follow it.
+/// Put a failed event back in the queue. Its twin's later events follow it. A message the
+/// other node refused is sent again as it is.
 pub fn retry(store: &NodeStore, id: &str) -> Result<()> {
-    store.write(|tx| events::retry(tx, id))
+    store.write(|tx| retry_one(tx, id))
+}
+
+fn retry_one(tx: &Connection, id: &str) -> Result<()> {
+    if outbox::is_held(tx, id)? {
+        outbox::release(tx, id)?;
+        return events::resume_sent(tx, id);
+    }
+    events::retry(tx, id)
 }
 
 /// Put every failed event back in the queue; returns how many.
@@ -119,7 +186,7 @@ pub fn retry_all(store: &NodeStore) -> Result<usize> {
     store.write(|tx| {
         let failed = events::in_state(tx, "failed")?;
         for event in &failed {
-            events::retry(tx, &event.id)?;
+            retry_one(tx, &event.id)?;
         }
         Ok(failed.len())
     })
@@ -127,7 +194,14 @@ pub fn retry_all(store: &NodeStore) -> Result<usize> {
 
 /// Drop a failed event; its twin goes on with the next one.
 pub fn skip(store: &NodeStore, id: &str) -> Result<()> {
-    store.write(|tx| events::skip(tx, id))
+    store.write(|tx| {
+        // A message the other node refused leaves the outbox; the twin's next one takes
+        // its number.
+        if outbox::is_held(tx, id)? {
+            outbox::drop_held(tx, id)?;
+        }
+        events::skip(tx, id)
+    })
 }
 
 /// A twin as `twins` lists it.

@@ -64,6 +64,9 @@ pub enum ErrorsCommand {
         node: NodeArgs,
         /// The event id (see `errors list`).
         id: String,
+        /// Print the input, message and log in full (otherwise long ones are cut).
+        #[arg(long)]
+        full: bool,
     },
     /// Put sync errors back in the queue (after fixing the processor or the tracker).
     Retry {
@@ -86,11 +89,28 @@ pub enum ErrorsCommand {
 
 #[derive(Subcommand)]
 pub enum EventsCommand {
+    /// Events, oldest first: id, kind, state, twin, and the outcome or error.
+    List {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Only this twin's events.
+        #[arg(long)]
+        twin: Option<String>,
+        /// Only events in this state.
+        #[arg(long, value_enum)]
+        state: Option<ops::EventState>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// One event: its message, processor input, log and outcome.
     Show {
         #[command(flatten)]
         node: NodeArgs,
         id: String,
+        /// Print the input, message and log in full (otherwise long ones are cut).
+        #[arg(long)]
+        full: bool,
     },
     /// Run the event's processor again on its stored input and print the result and the
     /// log. Changes nothing.
@@ -128,10 +148,10 @@ pub fn conflicts(command: ConflictsCommand) -> Result<()> {
                 return print_json(&rows);
             }
             if rows.is_empty() {
-                println!("no conflicts held for review");
+                outln!("no conflicts held for review")?;
             }
             for c in rows {
-                println!(
+                outln!(
                     "{}  {} ({})  field {}  since {}\n    local:  {}\n    remote: {}",
                     c.id,
                     c.twin,
@@ -140,14 +160,14 @@ pub fn conflicts(command: ConflictsCommand) -> Result<()> {
                     c.since,
                     c.local_value,
                     c.remote_value
-                );
+                )?;
             }
             Ok(())
         }
         ConflictsCommand::Resolve { node, id, take } => {
             let opened = open_node(&config(&node)?)?;
             opened.node.resolve_conflict(id, take)?;
-            println!("conflict {id} settled ({take:?} value kept); a running node sends it now");
+            outln!("conflict {id} settled ({take:?} value kept); a running node sends it now")?;
             Ok(())
         }
     }
@@ -193,12 +213,12 @@ pub fn exalate(args: &ExalateArgs) -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!(
+    outln!(
         "exalated {} of {} issues over `{}`; a running node sends them now",
         keys.len() - failed.len(),
         keys.len(),
         args.connection
-    );
+    )?;
     for failure in &failed {
         eprintln!("  not exalated: {failure}");
     }
@@ -212,13 +232,13 @@ pub fn unexalate(args: &UnexalateArgs) -> Result<()> {
     let opened = open_node(&config(&args.node)?)?;
     for key in &args.keys {
         opened.node.unexalate(&args.connection, key)?;
-        println!("{key}: unexalate queued behind its pending events");
+        outln!("{key}: unexalate queued behind its pending events")?;
     }
     Ok(())
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -228,18 +248,28 @@ pub fn queue(args: &ListArgs) -> Result<()> {
         return print_json(&rows);
     }
     if rows.is_empty() {
-        println!("the queue is empty");
+        outln!("the queue is empty")?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<28} {:>9} {:>10} {:>8} {:>9} {:>8}",
-        "CONNECTION", "PENDING", "IN-FLIGHT", "FAILED", "DONE", "SKIPPED"
-    );
+        "CONNECTION",
+        "PENDING",
+        "IN-FLIGHT",
+        "FAILED",
+        "DONE",
+        "SKIPPED"
+    )?;
     for r in rows {
-        println!(
+        outln!(
             "{:<28} {:>9} {:>10} {:>8} {:>9} {:>8}",
-            r.connection, r.pending, r.in_flight, r.failed, r.done, r.skipped
-        );
+            r.connection,
+            r.pending,
+            r.in_flight,
+            r.failed,
+            r.done,
+            r.skipped
+        )?;
     }
     Ok(())
 }
@@ -249,19 +279,23 @@ pub fn twins(args: &ListArgs) -> Result<()> {
     if args.json {
         return print_json(&rows);
     }
-    println!(
+    outln!(
         "{:<24} {:<24} {:<12} {:<12} {:>5}",
-        "TWIN", "CONNECTION", "LOCAL", "REMOTE", "SENT"
-    );
+        "TWIN",
+        "CONNECTION",
+        "LOCAL",
+        "REMOTE",
+        "SENT"
+    )?;
     for t in rows {
-        println!(
+        outln!(
             "{:<24} {:<24} {:<12} {:<12} {:>5}",
             t.twin,
             t.connection,
             t.local_key,
             t.remote_key.as_deref().unwrap_or("-"),
             t.messages_sent
-        );
+        )?;
     }
     Ok(())
 }
@@ -274,10 +308,10 @@ pub fn errors(command: ErrorsCommand) -> Result<()> {
                 return print_json(&rows);
             }
             if rows.is_empty() {
-                println!("no sync errors");
+                outln!("no sync errors")?;
             }
             for e in rows {
-                println!(
+                outln!(
                     "{}  twin {} ({})  {} {:?}  attempts {}  first {}  last {}\n    {}: {}",
                     e.event,
                     e.twin,
@@ -289,18 +323,18 @@ pub fn errors(command: ErrorsCommand) -> Result<()> {
                     e.last_attempt.as_deref().unwrap_or("-"),
                     e.kind,
                     e.reason
-                );
+                )?;
             }
             Ok(())
         }
-        ErrorsCommand::Show { node, id } => show(&node, &id),
+        ErrorsCommand::Show { node, id, full } => show(&node, &id, full),
         ErrorsCommand::Retry { node, id, all } => {
             let store = store(&node)?;
             match (id, all) {
-                (_, true) => println!("{} events back in the queue", ops::retry_all(&store)?),
+                (_, true) => outln!("{} events back in the queue", ops::retry_all(&store)?)?,
                 (Some(id), false) => {
                     ops::retry(&store, &id)?;
-                    println!("{id} is back in the queue");
+                    outln!("{id} is back in the queue")?;
                 }
                 (None, false) => bail!("give an event id or --all"),
             }
@@ -308,32 +342,54 @@ pub fn errors(command: ErrorsCommand) -> Result<()> {
         }
         ErrorsCommand::Skip { node, id } => {
             ops::skip(&*store(&node)?, &id)?;
-            println!("{id} skipped; its twin goes on with its next event");
+            outln!("{id} skipped; its twin goes on with its next event")?;
             Ok(())
         }
     }
 }
 
-fn show(node: &NodeArgs, id: &str) -> Result<()> {
+/// How much of a processor input, message or log `show` prints unless `--full`.
+const SHOWN_BYTES: usize = 4096;
+
+/// `text`, or its first [`SHOWN_BYTES`] (cut at a character boundary) with a note of how
+/// much is left out.
+fn shown(text: &str, full: bool) -> std::borrow::Cow<'_, str> {
+    if full || text.len() <= SHOWN_BYTES {
+        return text.into();
+    }
+    let cut = text.floor_char_boundary(SHOWN_BYTES);
+    format!(
+        "{}\n... {} more bytes not shown (--full shows everything)",
+        &text[..cut],
+        text.len() - cut
+    )
+    .into()
+}
+
+fn show(node: &NodeArgs, id: &str, full: bool) -> Result<()> {
     let event = ops::event(&*store(node)?, id)?;
-    println!(
+    outln!(
         "event {}  {:?} {:?}  twin {}  connection {}",
-        event.id, event.kind, event.state, event.twin_id, event.connection
-    );
-    println!(
+        event.id,
+        event.kind,
+        event.state,
+        event.twin_id,
+        event.connection
+    )?;
+    outln!(
         "reason {}  hop {}  attempts {}",
         event.reason.as_str(),
         event.hop,
         event.attempts
-    );
+    )?;
     if let Some(error) = &event.error {
-        println!(
+        outln!(
             "error ({}): {error}",
             event.error_kind.as_deref().unwrap_or("?")
-        );
+        )?;
     }
     if let Some(note) = &event.note {
-        println!("outcome: {note}");
+        outln!("outcome: {note}")?;
     }
     let pretty = |json: &str| {
         serde_json::from_str::<serde_json::Value>(json)
@@ -341,41 +397,70 @@ fn show(node: &NodeArgs, id: &str) -> Result<()> {
             .unwrap_or_else(|_| json.to_string())
     };
     if let Some(input) = &event.input {
-        println!("processor input:\n{}", pretty(input));
+        outln!("processor input:\n{}", shown(&pretty(input), full))?;
     } else if let Some(message) = &event.message {
-        println!("message:\n{}", pretty(message));
+        outln!("message:\n{}", shown(&pretty(message), full))?;
     }
     match &event.log {
-        Some(log) => println!("processor log:\n{log}"),
-        None => println!("processor log: (empty)"),
+        Some(log) => outln!("processor log:\n{}", shown(log, full))?,
+        None => outln!("processor log: (empty)")?,
     }
     Ok(())
 }
 
 pub fn events(command: EventsCommand) -> Result<()> {
     match command {
-        EventsCommand::Show { node, id } => show(&node, &id),
+        EventsCommand::List {
+            node,
+            twin,
+            state,
+            json,
+        } => {
+            let rows = ops::events(&*store(&node)?, twin.as_deref(), state)?;
+            if json {
+                return print_json(&rows);
+            }
+            if rows.is_empty() {
+                outln!("no events")?;
+            }
+            for e in rows {
+                outln!(
+                    "{}  {:?} {:?}  twin {}  {}  {}  {}",
+                    e.id,
+                    e.kind,
+                    e.state,
+                    e.twin,
+                    e.connection,
+                    e.created,
+                    e.outcome
+                )?;
+            }
+            Ok(())
+        }
+        EventsCommand::Show { node, id, full } => show(&node, &id, full),
         EventsCommand::Replay { node, id, json } => {
             let opened = open_node(&config(&node)?)?;
             let replay = opened.node.replay(&id)?;
             if json {
                 return print_json(&replay);
             }
-            println!(
+            outln!(
                 "replayed {} ({:?}) on its {} input; nothing was changed",
-                replay.event, replay.direction, replay.input_source
-            );
+                replay.event,
+                replay.direction,
+                replay.input_source
+            )?;
             match (&replay.result, &replay.error) {
                 (_, Some(error)) => {
-                    println!("error ({}): {error}", replay.error_kind.unwrap_or("?"))
+                    outln!("error ({}): {error}", replay.error_kind.unwrap_or("?"))?
                 }
-                (Some(serde_json::Value::Null), None) => println!("result: nothing to send"),
+                (Some(serde_json::Value::Null), None) => outln!("result: nothing to send")?,
                 (Some(result), None) => {
-                    println!("result:\n{}", serde_json::to_string_pretty(result)?)
+                    outln!("result:\n{}", serde_json::to_string_pretty(result)?)?
                 }
                 (None, None) => {}
             }
-            println!(
+            outln!(
                 "fuel used {}  peak memory {} KiB  sync back {}",
                 replay.fuel_used,
                 replay.peak_memory_bytes / 1024,
@@ -384,15 +469,15 @@ pub fn events(command: EventsCommand) -> Result<()> {
                 } else {
                     "no"
                 }
-            );
-            println!(
+            )?;
+            outln!(
                 "log:\n{}",
                 if replay.log.is_empty() {
                     "(empty)"
                 } else {
                     &replay.log
                 }
-            );
+            )?;
             Ok(())
         }
     }

@@ -222,6 +222,14 @@ impl NodeConfig {
                 self.path.display()
             ));
         }
+        if let Some(token) = self.admin.as_ref().and_then(|a| a.token.as_ref())
+            && token.expose().trim().is_empty()
+        {
+            return Err(anyhow!(
+                "{}: [admin] `token` is empty: anyone could use the admin API",
+                self.path.display()
+            ));
+        }
         let mut seen = Vec::new();
         for connection in &self.connections {
             let name = connection.name.get_ref();
@@ -238,6 +246,22 @@ impl NodeConfig {
             if connection.secret.is_none() == connection.secret_file.is_none() {
                 return Err(at(format!(
                     "connection `{name}` needs exactly one of `secret` and `secret-file`"
+                )));
+            }
+            if connection
+                .secret
+                .as_ref()
+                .is_some_and(|s| s.expose().trim().is_empty())
+            {
+                return Err(at(format!(
+                    "connection `{name}`: `secret` is empty: anyone could sign messages"
+                )));
+            }
+            if let Some(url) = &connection.remote_url
+                && let Err(why) = check_url(url)
+            {
+                return Err(at(format!(
+                    "connection `{name}`: `remote-url = \"{url}\"` {why}"
                 )));
             }
             let sends = connection.direction != Flow::ReceiveOnly;
@@ -266,6 +290,26 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// What is allowed but probably not meant, for `serve` to log at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(admin) = &self.admin
+            && !admin.listen.ip().is_loopback()
+        {
+            warnings.push(format!(
+                "the admin API listens on {}, not on a loopback address: whoever reaches it \
+                 and has the token controls this node{}",
+                admin.listen,
+                if self.tls.is_some() {
+                    ""
+                } else {
+                    ", and without [tls] the token crosses the network in clear"
+                }
+            ));
+        }
+        warnings
+    }
+
     /// The shared secret of a connection, from the file or the secret file.
     pub fn secret(&self, connection: &ConnectionConfig) -> Result<Secret> {
         match (&connection.secret, &connection.secret_file) {
@@ -286,6 +330,23 @@ impl NodeConfig {
             (None, None) => unreachable!("checked when loading"),
         }
     }
+}
+
+/// Why `url` cannot be the other node's base URL (`http://HOST:PORT` or `https://...`).
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|e| format!("is not a URL ({e}); expected http://HOST:PORT"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("is not an http:// or https:// URL".into());
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    if uri.query().is_some() {
+        return Err("has a query; give the base URL only".into());
+    }
+    Ok(())
 }
 
 /// The 1-based line of a byte offset.
@@ -330,5 +391,69 @@ mod tests {
             error,
             "node.toml:5: connection `a-b` needs exactly one of `secret` and `secret-file`"
         );
+    }
+
+    /// A node with connection `a-b` whose lines are `extra`, and `admin` appended.
+    fn with(extra: &str, admin: &str) -> Result<NodeConfig> {
+        parse(&format!(
+            "instance = \"A\"\nlisten = \"127.0.0.1:1\"\n\n[[connection]]\nname = \"a-b\"\n\
+             remote-instance = \"B\"\nincoming = \"mirror\"\noutgoing = \"mirror\"\n{extra}\n{admin}"
+        ))
+    }
+
+    #[test]
+    fn configuration_that_cannot_work_does_not_load() {
+        let good_url = "remote-url = \"http://127.0.0.1:2\"";
+        let secret = "secret = \"s\"";
+        with(&format!("{good_url}\n{secret}"), "").unwrap();
+        for (extra, expected) in [
+            (
+                format!("remote-url = \"not a url\"\n{secret}"),
+                "node.toml:5: connection `a-b`: `remote-url = \"not a url\"` is not a URL",
+            ),
+            (
+                format!("remote-url = \"localhost:7402\"\n{secret}"),
+                "is not an http:// or https:// URL",
+            ),
+            (
+                format!("remote-url = \"ftp://host/x\"\n{secret}"),
+                "is not an http:// or https:// URL",
+            ),
+            (
+                format!("{good_url}\nsecret = \"\""),
+                "node.toml:5: connection `a-b`: `secret` is empty",
+            ),
+            (format!("{good_url}\nsecret = \"  \""), "`secret` is empty"),
+        ] {
+            let error = with(&extra, "").unwrap_err().to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+        let error = with(
+            &format!("{good_url}\n{secret}"),
+            "[admin]\nlisten = \"127.0.0.1:3\"\ntoken = \"\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("[admin] `token` is empty"), "{error}");
+    }
+
+    #[test]
+    fn an_admin_api_off_loopback_is_warned_about() {
+        let node = |listen: &str| {
+            with(
+                "remote-url = \"http://127.0.0.1:2\"\nsecret = \"s\"",
+                &format!("[admin]\nlisten = \"{listen}\"\ntoken = \"t\""),
+            )
+            .unwrap()
+        };
+        assert_eq!(node("127.0.0.1:3").warnings(), Vec::<String>::new());
+        assert_eq!(node("[::1]:3").warnings(), Vec::<String>::new());
+        let warnings = node("0.0.0.0:3").warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("not on a loopback address"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("without [tls]"), "{warnings:?}");
     }
 }

@@ -2,6 +2,8 @@
 //! on threads of their own (they do blocking work: SQLite, WebAssembly, HTTP posts); the
 //! node-to-node protocol and the admin API are served by axum on a small tokio runtime.
 
+mod lock;
+mod supervise;
 mod wake;
 pub mod workers;
 
@@ -9,7 +11,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -26,10 +27,16 @@ use crate::transport::server::{self, Receiver};
 /// Run the node described by `config` until Ctrl-C or SIGTERM.
 pub fn serve(config: &NodeConfig) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Held until the node stops: a second `serve` on the same data directory would process
+    // the same queue twice.
+    let _lock = lock::DataDirLock::take(&config.data_dir())?;
     let opened = open_node(config)?;
     let node = opened.node.clone();
     let wake = Arc::new(Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         instance = node.instance(),
         workers = config.workers(),
@@ -38,14 +45,15 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         "starting"
     );
 
+    let supervisor = Arc::new(supervise::Supervisor::default());
     let mut threads = Vec::new();
     {
         let (node, wake, stop) = (node.clone(), wake.clone(), stop.clone());
         let workers = config.workers();
         threads.push(
-            thread::Builder::new()
-                .name("twinsync-events".into())
-                .spawn(move || workers::event_loop(node, workers, wake, stop))?,
+            supervisor.spawn("the event loop".into(), stop.clone(), move || {
+                workers::event_loop(node, workers, wake, stop)
+            })?,
         );
     }
     let mut secrets = HashMap::new();
@@ -75,11 +83,11 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
             stop.clone(),
             opened.clock.clone(),
         );
-        threads.push(
-            thread::Builder::new()
-                .name(format!("twinsync-send-{name}"))
-                .spawn(move || workers::sender_loop(node, name, sender, clock, wake, stop))?,
-        );
+        threads.push(supervisor.spawn(
+            format!("the sender of connection `{name}`"),
+            stop.clone(),
+            move || workers::sender_loop(node, name, sender, clock, wake, stop),
+        )?);
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -90,6 +98,19 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     let served = runtime.block_on(async {
         let handle = axum_server::Handle::new();
         let mut servers = tokio::task::JoinSet::new();
+        // With [tls], both listeners speak TLS: the admin token must not cross the
+        // network in clear either.
+        let tls = match &config.tls {
+            Some(tls) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(
+                    config.resolve(&tls.cert),
+                    config.resolve(&tls.key),
+                )
+                .await
+                .context("cannot load the TLS certificate and key")?,
+            ),
+            None => None,
+        };
         if let Some(listen) = config.listen {
             let ring = wake.clone();
             let receiver = Arc::new(Receiver {
@@ -99,24 +120,8 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                 on_accept: Box::new(move || ring.ring()),
             });
             let app = server::router(receiver);
-            match &config.tls {
-                Some(tls) => {
-                    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(
-                        config.resolve(&tls.cert),
-                        config.resolve(&tls.key),
-                    )
-                    .await
-                    .context("cannot load the TLS certificate and key")?;
-                    let listener = bind(listen, "node-to-node protocol (TLS)")?;
-                    let server =
-                        axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
-                    servers.spawn(async move { server.serve(app.into_make_service()).await });
-                }
-                None => {
-                    let listener = bind(listen, "node-to-node protocol")?;
-                    servers.spawn(plain(listener, app, handle.clone()));
-                }
-            }
+            let listener = bind(listen, "node-to-node protocol", tls.is_some())?;
+            servers.spawn(serve_on(listener, app, tls.clone(), handle.clone()));
         }
         if let (Some(admin_config), Some(token)) = (&config.admin, config.admin_token()?) {
             let ring = wake.clone();
@@ -125,20 +130,25 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                 token,
                 on_change: Box::new(move || ring.ring()),
             }));
-            let listener = bind(admin_config.listen, "admin API")?;
-            servers.spawn(plain(listener, app, handle.clone()));
+            let listener = bind(admin_config.listen, "admin API", tls.is_some())?;
+            servers.spawn(serve_on(listener, app, tls.clone(), handle.clone()));
         }
-        tokio::select! {
-            _ = shutdown_signal() => tracing::info!("stopping"),
-            Some(result) = servers.join_next() => {
-                if let Ok(Err(error)) = result {
-                    anyhow::bail!("a server stopped: {error}");
-                }
+        let outcome = tokio::select! {
+            _ = shutdown_signal() => {
+                tracing::info!("stopping");
+                Ok(())
             }
-        }
+            why = supervisor.failed() => Err(anyhow::anyhow!("{why}")),
+            Some(result) = servers.join_next() => match result {
+                Ok(Err(error)) => Err(anyhow::anyhow!("a server stopped: {error}")),
+                _ => Err(anyhow::anyhow!("a server stopped")),
+            },
+        };
+        // The listeners stop taking requests first: nothing is accepted that the loops
+        // would not process.
         handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
         while servers.join_next().await.is_some() {}
-        Ok(())
+        outcome
     });
     stop.store(true, Ordering::Relaxed);
     // Processors still running stop at the next epoch tick; their events stay queued.
@@ -151,23 +161,36 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     served
 }
 
-fn bind(address: SocketAddr, what: &str) -> Result<std::net::TcpListener> {
+fn bind(address: SocketAddr, what: &str, tls: bool) -> Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("cannot listen on {address} for the {what}"))?;
     listener.set_nonblocking(true)?;
-    tracing::info!(%address, "serving the {what}");
+    let over = if tls { "HTTPS" } else { "HTTP" };
+    tracing::info!(%address, "serving the {what} over {over}");
     Ok(listener)
 }
 
-async fn plain(
+/// Serve `app` on `listener`, over TLS when there is a TLS configuration.
+async fn serve_on(
     listener: std::net::TcpListener,
     app: Router,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     handle: axum_server::Handle<SocketAddr>,
 ) -> std::io::Result<()> {
-    axum_server::from_tcp(listener)?
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
+    match tls {
+        Some(tls) => {
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::wake::Wake;
 use crate::clock::{Clock, millis};
 use crate::sync::{BATCH_TIME, Node, Pipeline, Receipt};
-use crate::transport::client::{SendError, Sender};
+use crate::transport::client::Sender;
 
 /// How long an idle loop sleeps before looking again without being woken: the tracker is
 /// polled for changes this often.
@@ -34,6 +34,11 @@ pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<At
     while !stop.load(Ordering::Relaxed) {
         let seen = wake.rings();
         let mut work = 0;
+        // A fault the supervision test (`tests/serve.rs`) injects; debug builds only.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("TWINSYNC_TEST_PANIC_EVENT_LOOP").is_some() {
+            panic!("injected by TWINSYNC_TEST_PANIC_EVENT_LOOP");
+        }
         if Instant::now() >= forget_at {
             match node.forget_old_events(FORGET_BATCH) {
                 // More to delete: go on at the next round.
@@ -108,37 +113,57 @@ pub fn sender_loop(
             continue;
         }
         let mut acknowledged = Vec::new();
+        // Twins whose message did not go through this round: their later messages wait
+        // (they would arrive out of order), the other twins' go on.
+        let mut stopped = std::collections::HashSet::new();
+        let mut retry_later = false;
         for message in batch {
+            if stopped.contains(&message.twin) {
+                continue;
+            }
             let span = tracing::info_span!("send", event = %message.id, twin = %message.twin, connection = %connection);
             let _entered = span.enter();
             match sender.send(&message, millis(clock.now()) / 1000) {
                 Ok(receipt @ (Receipt::Accepted | Receipt::Duplicate)) => {
                     tracing::debug!(?receipt, "acknowledged");
                     acknowledged.push(message.id);
-                    backoff.reset();
                 }
                 Ok(receipt) => {
-                    tracing::error!(
+                    tracing::warn!(
                         ?receipt,
-                        "the other node did not take the message; it stays queued"
+                        "the other node did not take the message yet; it stays queued"
                     );
-                    backoff.failed();
-                    break;
+                    stopped.insert(message.twin.clone());
+                    retry_later = true;
                 }
-                Err(error @ SendError::Unreachable { .. }) => {
-                    tracing::warn!("{error}; retrying in {:?}", backoff.delay());
-                    backoff.failed();
-                    break;
-                }
-                Err(error @ SendError::Rejected { .. }) => {
-                    tracing::error!(
-                        "{error}; the message stays queued, retrying in {:?}",
-                        backoff.delay()
-                    );
-                    backoff.failed();
-                    break;
-                }
+                Err(error) => match error.refused_for_good() {
+                    Some(reason) => {
+                        tracing::error!(
+                            "{error}; a sync error of the twin now, its later messages wait"
+                        );
+                        if let Err(e) = node.refused(&message, reason) {
+                            tracing::error!("cannot record the refusal: {e:#}");
+                            retry_later = true;
+                            break;
+                        }
+                        stopped.insert(message.twin.clone());
+                    }
+                    None => {
+                        // The other node or the connection: the same for every message.
+                        tracing::warn!(
+                            "{error}; the message stays queued, retrying in {:?}",
+                            backoff.delay()
+                        );
+                        retry_later = true;
+                        break;
+                    }
+                },
             }
+        }
+        if retry_later {
+            backoff.failed();
+        } else {
+            backoff.reset();
         }
         // Forgotten together, in one transaction; resending one the other node has is harmless.
         if let Err(error) = node.acknowledge(&acknowledged) {

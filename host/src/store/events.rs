@@ -175,7 +175,8 @@ pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, O
             .collect();
         let columns = columns.join(", ");
         format!(
-            "SELECT {columns}, t.local_key FROM events e LEFT JOIN twins t ON t.twin_id = e.twin_id
+            "SELECT {columns}, t.local_key FROM events e
+         LEFT JOIN twins t ON t.twin_id = e.twin_id AND t.connection = e.connection
          WHERE e.state = 'pending'
            AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= ?1)
            AND NOT EXISTS (
@@ -209,6 +210,17 @@ pub fn in_state(db: &Connection, state: &str) -> Result<Vec<Event>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Events of a twin, in a state, or both (`None`: any), oldest first.
+pub fn list(db: &Connection, twin: Option<&str>, state: Option<&str>) -> Result<Vec<Event>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events
+         WHERE (?1 IS NULL OR twin_id = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY seq"
+    );
+    let mut stmt = db.prepare(&sql)?;
+    let rows = stmt.query_map(params![twin, state], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Every event, oldest first.
 pub fn all(db: &Connection) -> Result<Vec<Event>> {
     let sql = format!("SELECT {COLUMNS} FROM events ORDER BY seq");
@@ -236,19 +248,65 @@ pub fn forget_finished(db: &Connection, before_ms: i64, limit: usize) -> Result<
         .execute(params![before_ms, limit as i64])?)
 }
 
-pub fn exists(db: &Connection, id: &str) -> Result<bool> {
-    Ok(db
-        .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
-        .query_row([id], |_| Ok(()))
-        .optional()?
-        .is_some())
+/// What the queue holds under an event id, as far as telling a redelivered message from a
+/// different one goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub connection: String,
+    pub kind: &'static str,
+    pub twin_id: String,
+    /// Incoming events: the sender's number for the twin, and the message as received.
+    pub message_seq: Option<i64>,
+    pub message: Option<String>,
 }
 
-/// The highest message number received for a twin (0 when none).
-pub fn last_message_seq(db: &Connection, twin_id: &str) -> Result<i64> {
+/// The event stored under `id`, if any.
+pub fn stored(db: &Connection, id: &str) -> Result<Option<Stored>> {
     Ok(db
-        .prepare_cached("SELECT coalesce(max(message_seq), 0) FROM events WHERE twin_id = ?1 AND direction = 'incoming'")?
-        .query_row([twin_id], |r| r.get(0))?)
+        .prepare_cached(
+            "SELECT connection, direction, twin_id, message_seq, message FROM events WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(Stored {
+                connection: r.get(0)?,
+                kind: match r.get::<_, String>(1)?.as_str() {
+                    "incoming" => "incoming",
+                    "outgoing" => "outgoing",
+                    _ => "unexalate",
+                },
+                twin_id: r.get(2)?,
+                message_seq: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The id of the message received as number `seq` of a twin on a connection, if it is
+/// still stored.
+pub fn received_as(
+    db: &Connection,
+    connection: &str,
+    twin_id: &str,
+    seq: i64,
+) -> Result<Option<String>> {
+    Ok(db
+        .prepare_cached(
+            "SELECT id FROM events
+             WHERE twin_id = ?1 AND direction = 'incoming' AND message_seq = ?2 AND connection = ?3",
+        )?
+        .query_row(params![twin_id, seq, connection], |r| r.get(0))
+        .optional()?)
+}
+
+/// The highest message number received for a twin on a connection (0 when none).
+pub fn last_message_seq(db: &Connection, connection: &str, twin_id: &str) -> Result<i64> {
+    Ok(db
+        .prepare_cached(
+            "SELECT coalesce(max(message_seq), 0) FROM events
+             WHERE twin_id = ?1 AND direction = 'incoming' AND connection = ?2",
+        )?
+        .query_row([twin_id, connection], |r| r.get(0))?)
 }
 
 /// The event is processed.
@@ -320,6 +378,16 @@ pub fn retry(db: &Connection, id: &str) -> Result<()> {
     if changed == 0 {
         bail!("no failed event with id `{id}`");
     }
+    Ok(())
+}
+
+/// A failed event whose message the other node refused is done again: the message goes
+/// out again as it was made.
+pub fn resume_sent(db: &Connection, id: &str) -> Result<()> {
+    db.prepare_cached(
+        "UPDATE events SET state = 'done', next_attempt_at = NULL WHERE id = ?1 AND state = 'failed'",
+    )?
+    .execute([id])?;
     Ok(())
 }
 

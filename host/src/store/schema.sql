@@ -102,6 +102,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_connection ON outbox (connection, seq);
+-- Messages the other node refused for good (a 4xx other than 409): each is a sync error of
+-- its twin (its event is failed), it stays in the outbox, and the twin's later messages wait
+-- behind it; the connection's other twins go on.
+CREATE TABLE IF NOT EXISTS outbox_held (
+    id TEXT PRIMARY KEY,             -- the message's id (its event's id)
+    connection TEXT NOT NULL,
+    twin_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_held_by_twin ON outbox_held (connection, twin_id);
 
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,

@@ -240,7 +240,7 @@ pub fn record_received(
     local: &Issue,
     now_ms: i64,
 ) -> Result<()> {
-    db.prepare_cached(
+    let changed = db.prepare_cached(
         "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received, local_base,
             remote_stamps, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -249,7 +249,8 @@ pub fn record_received(
             remote_key = excluded.remote_key,
             last_received = excluded.last_received,
             local_base = excluded.local_base,
-            remote_stamps = excluded.remote_stamps",
+            remote_stamps = excluded.remote_stamps
+         WHERE twins.connection = excluded.connection",
     )?
     .execute(params![
         twin.twin_id,
@@ -261,28 +262,51 @@ pub fn record_received(
         to_json(&twin.remote_stamps),
         now_ms
     ])?;
+    if changed == 0 {
+        // Checked when the message arrived and again before processing: never reached.
+        anyhow::bail!(
+            "twin {} belongs to another connection than `{}`",
+            twin.twin_id,
+            twin.connection
+        );
+    }
     record_stamps(db, &twin.local_key, &twin.local_stamps, local)
 }
 
-/// Forget a twin: both issues stay, the link goes, and a tombstone remembers it so that
-/// messages still on their way are ignored. Returns whether the twin was under sync.
-pub fn unexalate(db: &Connection, twin_id: &str, now_ms: i64) -> Result<bool> {
+/// Forget a twin of `connection`: both issues stay, the link goes, and a tombstone
+/// remembers it so that messages still on their way are ignored. Returns whether the twin
+/// was under sync. A twin of another connection is left alone.
+pub fn unexalate(db: &Connection, connection: &str, twin_id: &str, now_ms: i64) -> Result<bool> {
     db.prepare_cached(
         "INSERT OR IGNORE INTO unexalated (twin_id, connection, local_key, remote_key, at)
-         SELECT twin_id, connection, local_key, remote_key, ?2 FROM twins WHERE twin_id = ?1",
+         SELECT twin_id, connection, local_key, remote_key, ?2 FROM twins
+         WHERE twin_id = ?1 AND connection = ?3",
     )?
-    .execute(params![twin_id, now_ms])?;
+    .execute(params![twin_id, now_ms, connection])?;
     Ok(db
-        .prepare_cached("DELETE FROM twins WHERE twin_id = ?1")?
-        .execute([twin_id])?
+        .prepare_cached("DELETE FROM twins WHERE twin_id = ?1 AND connection = ?2")?
+        .execute([twin_id, connection])?
         > 0)
 }
 
-/// Whether a twin was unexalated on this node.
-pub fn is_unexalated(db: &Connection, twin_id: &str) -> Result<bool> {
+/// Whether a twin of `connection` was unexalated on this node.
+pub fn is_unexalated(db: &Connection, connection: &str, twin_id: &str) -> Result<bool> {
     Ok(db
-        .prepare_cached("SELECT 1 FROM unexalated WHERE twin_id = ?1")?
-        .query_row([twin_id], |_| Ok(()))
+        .prepare_cached("SELECT 1 FROM unexalated WHERE twin_id = ?1 AND connection = ?2")?
+        .query_row([twin_id, connection], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// The connections a twin id is known on: as a twin, an unexalated twin, or the twin of a
+/// received message. (Normally one; never more, since a peer may only name twins of its
+/// own connection.)
+pub fn connections_of(db: &Connection, twin_id: &str) -> Result<Vec<String>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT connection FROM twins WHERE twin_id = ?1
+         UNION SELECT connection FROM unexalated WHERE twin_id = ?1
+         UNION SELECT connection FROM events WHERE twin_id = ?1 AND direction = 'incoming'",
+    )?;
+    let rows = stmt.query_map([twin_id], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

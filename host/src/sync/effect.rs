@@ -118,7 +118,7 @@ impl Node {
                         &twin.connection,
                         &twin.twin_id,
                         SyncReason::SyncBack,
-                        event.hop + 1,
+                        event.hop.saturating_add(1),
                         now,
                     )?;
                 }
@@ -139,13 +139,13 @@ impl Node {
                 }
             }
             Effect::Unexalated { twin_id } => {
-                twins::unexalate(tx, twin_id, now)?;
+                twins::unexalate(tx, &event.connection, twin_id, now)?;
             }
             Effect::Unexalate { twin_id, message } => {
                 if let Some((id, body)) = message {
                     outbox::insert(tx, id, &event.connection, body)?;
                 }
-                twins::unexalate(tx, twin_id, now)?;
+                twins::unexalate(tx, &event.connection, twin_id, now)?;
             }
         }
         events::finish(tx, event.seq, &prepared.note, &prepared.log, now)

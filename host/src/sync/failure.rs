@@ -30,6 +30,8 @@ pub enum SyncFailure {
     LocalIssueMissing { key: String },
     #[error("connection `{name}` is not configured on this node")]
     UnknownConnection { name: String },
+    #[error("twin {twin} is not a twin of connection `{connection}`: the message is not applied")]
+    ForeignTwin { twin: String, connection: String },
     #[error("the stored message is unreadable: {reason}")]
     CorruptMessage { reason: String },
     #[error("storage error: {0}")]
@@ -46,6 +48,7 @@ impl SyncFailure {
             SyncFailure::SyncBackLoop { .. } => "sync-back-loop",
             SyncFailure::LocalIssueMissing { .. } => "local-issue-missing",
             SyncFailure::UnknownConnection { .. } => "unknown-connection",
+            SyncFailure::ForeignTwin { .. } => "foreign-twin",
             SyncFailure::CorruptMessage { .. } => "corrupt-message",
             SyncFailure::Storage(_) => "storage",
         }

@@ -29,6 +29,17 @@ impl Node {
                 }
             })?;
         let twin = self.store.read(|db| twins::get(db, &message.twin))?;
+        // Every lookup is tied to the event's connection: checked when the message
+        // arrived, and again here in case the database says otherwise since.
+        if let Some(twin) = &twin
+            && (twin.connection != event.connection || message.connection != event.connection)
+        {
+            return Err(SyncFailure::ForeignTwin {
+                twin: twin.twin_id.clone(),
+                connection: event.connection.clone(),
+            }
+            .into());
+        }
 
         if message.kind == MessageKind::Unexalate {
             let note = if twin.is_some() {
@@ -47,7 +58,7 @@ impl Node {
         if twin.is_none()
             && self
                 .store
-                .read(|db| twins::is_unexalated(db, &message.twin))?
+                .read(|db| twins::is_unexalated(db, &event.connection, &message.twin))?
         {
             // Sent before the other side learnt of the unexalate: applying it would create
             // the issue again.

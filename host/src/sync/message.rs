@@ -79,8 +79,12 @@ pub enum Receipt {
     Duplicate,
     /// An earlier message of the twin has not arrived: send from `expected` again.
     OutOfOrder { expected: i64 },
-    /// Refused for good, with the reason (unknown connection, invalid message...).
+    /// Refused for good, with the reason (unknown connection, invalid message, an id or a
+    /// number that contradicts a message received before...).
     Refused { reason: String },
+    /// Not the connection's to send: an id of another instance, a twin of another
+    /// connection. Refused for good.
+    Forbidden { reason: String },
 }
 
 impl Receipt {

@@ -7,11 +7,13 @@ mod conflicts;
 mod connection;
 mod effect;
 mod failure;
+pub mod ids;
 mod incoming;
 mod message;
 mod node;
 mod outgoing;
 mod pipeline;
+mod receive;
 mod replay;
 
 pub use batch::{BATCH_TIME, Progress, RetryPolicy};

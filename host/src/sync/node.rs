@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::batch::RetryPolicy;
 use super::connection::Connection;
-use super::message::{Receipt, SyncMessage};
+use super::message::{MessageKind, Receipt, SyncMessage};
 use crate::clock::{Clock, from_millis, millis, rfc3339};
 use crate::model::{SyncContext, SyncReason};
 use crate::runtime::Runtime;
@@ -272,59 +272,6 @@ impl Node {
         })
     }
 
-    fn accept(
-        &self,
-        tx: &rusqlite::Connection,
-        message: &SyncMessage,
-        now: i64,
-    ) -> Result<Receipt> {
-        if let Err(reason) = message.validate() {
-            return Ok(Receipt::Refused { reason });
-        }
-        let Some(connection) = self.connection(&message.connection) else {
-            return Ok(Receipt::Refused {
-                reason: format!(
-                    "connection `{}` is not configured on this node",
-                    message.connection
-                ),
-            });
-        };
-        if !connection.can_receive() {
-            return Ok(Receipt::Refused {
-                reason: format!(
-                    "connection `{}` only sends from this node",
-                    message.connection
-                ),
-            });
-        }
-        if events::exists(tx, &message.id)? {
-            return Ok(Receipt::Duplicate);
-        }
-        let last = events::last_message_seq(tx, &message.twin)?;
-        if message.seq <= last {
-            return Ok(Receipt::Duplicate);
-        }
-        if message.seq > last + 1 {
-            return Ok(Receipt::OutOfOrder { expected: last + 1 });
-        }
-        let body = serde_json::to_string(message)?;
-        events::insert(
-            tx,
-            &NewEvent {
-                id: &message.id,
-                kind: Kind::Incoming,
-                connection: &message.connection,
-                twin_id: &message.twin,
-                reason: message.reason,
-                hop: message.hop,
-                message_seq: Some(message.seq),
-                message: Some(&body),
-            },
-            now,
-        )?;
-        Ok(Receipt::Accepted)
-    }
-
     /// Messages waiting to be sent on `connection`, oldest first.
     pub fn outbox(&self, connection: &str, limit: usize) -> Result<Vec<SyncMessage>> {
         let rows = self.store.read(|db| outbox::peek(db, connection, limit))?;
@@ -334,6 +281,59 @@ impl Node {
                     .with_context(|| format!("outbox message {id} is unreadable"))
             })
             .collect()
+    }
+
+    /// The other node refused `message` for good (an invalid message, a twin it does not
+    /// take...): it becomes a sync error of its twin, its event failed with the reason. It
+    /// stays in the outbox, holding back the twin's later messages and only those, until
+    /// an operator retries it (sent again) or skips it (dropped).
+    pub fn refused(&self, message: &SyncMessage, reason: &str) -> Result<()> {
+        // The other node's words: kept, but not without bound.
+        let reason = &reason[..reason.floor_char_boundary(2048)];
+        let now = self.now_ms();
+        self.store.write(|tx| {
+            outbox::hold(
+                tx,
+                &message.id,
+                &message.connection,
+                &message.twin,
+                reason,
+                now,
+            )?;
+            if events::get(tx, &message.id)?.is_none() {
+                // Its event was deleted after the keeping time: the error needs one.
+                events::insert(
+                    tx,
+                    &NewEvent {
+                        id: &message.id,
+                        kind: match message.kind {
+                            MessageKind::Update => Kind::Outgoing,
+                            MessageKind::Unexalate => Kind::Unexalate,
+                        },
+                        connection: &message.connection,
+                        twin_id: &message.twin,
+                        reason: message.reason,
+                        hop: message.hop,
+                        message_seq: None,
+                        message: None,
+                    },
+                    now,
+                )?;
+            }
+            let event = events::get(tx, &message.id)?.context("the event was just stored")?;
+            events::fail(
+                tx,
+                event.seq,
+                "refused-by-peer",
+                &format!(
+                    "the other node refused message {} of twin {}: {reason}",
+                    message.seq, message.twin
+                ),
+                "",
+                None,
+                now,
+            )
+        })
     }
 
     /// The other node has these messages: forget them.

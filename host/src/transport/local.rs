@@ -47,16 +47,19 @@ impl LocalNetwork {
                 };
                 let messages = node.outbox(&connection.name, BATCH)?;
                 let receipts = peer.receive_all(&messages)?;
-                // Acknowledge up to the first message the peer did not take: order matters.
+                // As the HTTP sender does: what the peer took is acknowledged, a message it
+                // refused for good is a sync error of its twin (whose later messages wait:
+                // the peer answers them out of order), the other twins go on.
                 let mut taken = Vec::new();
                 for (message, receipt) in messages.iter().zip(receipts) {
-                    if !receipt.is_acknowledgement() {
-                        if let Receipt::Refused { reason } = receipt {
+                    match receipt {
+                        Receipt::Accepted | Receipt::Duplicate => taken.push(message.id.clone()),
+                        Receipt::OutOfOrder { .. } => {}
+                        Receipt::Refused { reason } | Receipt::Forbidden { reason } => {
                             tracing::error!(connection = %connection.name, "{} refused message {}: {reason}", peer.instance(), message.id);
+                            node.refused(message, &reason)?;
                         }
-                        break;
                     }
-                    taken.push(message.id.clone());
                 }
                 node.acknowledge(&taken)?;
                 delivered += taken.len();

@@ -85,11 +85,14 @@ pub fn verify(
         .is_ok()
 }
 
-/// Whether a timestamp header is within the skew window of `now` (Unix seconds).
+/// Whether a timestamp header is within the skew window of `now` (Unix seconds). Checked
+/// arithmetic: a hostile timestamp (`i64::MIN`, say) is stale, not an overflow.
 pub fn fresh(timestamp: &str, now: i64) -> bool {
-    timestamp
-        .parse::<i64>()
-        .is_ok_and(|t| (now - t).abs() <= MAX_CLOCK_SKEW_SECS)
+    timestamp.parse::<i64>().is_ok_and(|t| {
+        now.checked_sub(t)
+            .and_then(i64::checked_abs)
+            .is_some_and(|skew| skew <= MAX_CLOCK_SKEW_SECS)
+    })
 }
 
 #[cfg(test)]
@@ -134,5 +137,11 @@ mod tests {
         assert!(!fresh("1000", 1001 + MAX_CLOCK_SKEW_SECS));
         assert!(!fresh("1000", 1000 - 601));
         assert!(!fresh("soon", 1000));
+        // Hostile values are stale, not an overflow (a panic in a debug build).
+        for hostile in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+            assert!(!fresh(&hostile.to_string(), 1000), "{hostile}");
+            assert!(!fresh(&hostile.to_string(), -1000), "{hostile}");
+        }
+        assert!(!fresh("-9223372036854775809", 0));
     }
 }

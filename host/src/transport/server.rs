@@ -138,6 +138,10 @@ impl Receiver {
                 serde_json::to_value(&receipt).unwrap_or_default(),
             ),
             Ok(Receipt::Refused { reason }) => refuse(StatusCode::UNPROCESSABLE_ENTITY, reason),
+            Ok(Receipt::Forbidden { reason }) => {
+                tracing::warn!(connection, message = message_id, "refused: {reason}");
+                refuse(StatusCode::FORBIDDEN, reason)
+            }
             Err(e) => {
                 tracing::error!(
                     connection,

@@ -1,0 +1,155 @@
+//! Taking a message from a peer: what it may touch and whether it is new. Signatures are
+//! checked before this (by the transport); here every message is tied to its connection.
+//!
+//! Authorisation: a message may only name ids that belong to its connection. Its id must be
+//! in the namespace of the connection's remote instance (`ids`), so a peer can neither take
+//! an id this node will make nor one another peer will send. Its twin must be a twin of the
+//! connection (known here on no other connection), or, for a twin this node has never
+//! seen, one the remote instance named (the side that exalates names the twin). Anything
+//! else is refused (`Forbidden`) before it is stored or answered with a sequence number.
+//!
+//! Duplicates are recognised by id and by number together, per connection and twin:
+//! - the id is stored with the same twin, number and content: a redelivery (`Duplicate`);
+//! - the id is stored with anything else, or the twin's number is stored under another id:
+//!   the two disagree (a sender whose database went back, say), refused with both ids so
+//!   that the sender's operator sees it as a sync error; nothing is dropped silently;
+//! - neither is stored and the number is at most the last received: a redelivery of a
+//!   message whose record was deleted after `keep-events-days` (`Duplicate`);
+//! - otherwise the number must be the next one (`Accepted`), or an earlier one is missing
+//!   (`OutOfOrder`).
+
+use anyhow::Result;
+
+use super::ids;
+use super::message::{Receipt, SyncMessage};
+use super::node::Node;
+use crate::store::events::{self, Kind, NewEvent};
+use crate::store::twins;
+
+impl Node {
+    pub(super) fn accept(
+        &self,
+        tx: &rusqlite::Connection,
+        message: &SyncMessage,
+        now: i64,
+    ) -> Result<Receipt> {
+        if let Err(reason) = message.validate() {
+            return Ok(Receipt::Refused { reason });
+        }
+        let Some(connection) = self.connection(&message.connection) else {
+            return Ok(Receipt::Refused {
+                reason: format!(
+                    "connection `{}` is not configured on this node",
+                    message.connection
+                ),
+            });
+        };
+        if !connection.can_receive() {
+            return Ok(Receipt::Refused {
+                reason: format!(
+                    "connection `{}` only sends from this node",
+                    message.connection
+                ),
+            });
+        }
+        let remote = connection.remote_instance.as_str();
+        if ids::event_owner(&message.id) != Some(remote) {
+            return Ok(Receipt::Forbidden {
+                reason: format!(
+                    "message id `{}` is not one of {remote}'s ids ({remote}-DATABASE-N): a peer sends only ids it made",
+                    message.id
+                ),
+            });
+        }
+        let known_on = twins::connections_of(tx, &message.twin)?;
+        if known_on.iter().any(|c| *c != message.connection) {
+            return Ok(Receipt::Forbidden {
+                reason: format!(
+                    "twin `{}` is not a twin of connection `{}`",
+                    message.twin, message.connection
+                ),
+            });
+        }
+        if known_on.is_empty() && ids::twin_owner(&message.twin) != Some(remote) {
+            return Ok(Receipt::Forbidden {
+                reason: format!(
+                    "twin `{}` is not a twin of connection `{}`, and a new twin is named by {remote} ({remote}-DATABASE-tN)",
+                    message.twin, message.connection
+                ),
+            });
+        }
+        if let Some(receipt) = self.seen_before(tx, message)? {
+            return Ok(receipt);
+        }
+        let last = events::last_message_seq(tx, &message.connection, &message.twin)?;
+        if message.seq <= last {
+            // Its record was deleted after the keeping time (an older one than the last
+            // is kept only that long): a redelivery of a message applied long ago.
+            return Ok(Receipt::Duplicate);
+        }
+        let next = last.saturating_add(1);
+        if message.seq > next {
+            return Ok(Receipt::OutOfOrder { expected: next });
+        }
+        let body = serde_json::to_string(message)?;
+        events::insert(
+            tx,
+            &NewEvent {
+                id: &message.id,
+                kind: Kind::Incoming,
+                connection: &message.connection,
+                twin_id: &message.twin,
+                reason: message.reason,
+                hop: message.hop,
+                message_seq: Some(message.seq),
+                message: Some(&body),
+            },
+            now,
+        )?;
+        Ok(Receipt::Accepted)
+    }
+
+    /// `Duplicate` for a message stored before exactly as it is; a refusal when its id or
+    /// its number is stored with something else; `None` when neither is stored.
+    fn seen_before(
+        &self,
+        tx: &rusqlite::Connection,
+        message: &SyncMessage,
+    ) -> Result<Option<Receipt>> {
+        let conflict = |reason: String| {
+            tracing::error!(
+                connection = %message.connection,
+                twin = %message.twin,
+                message = %message.id,
+                "refused a message that contradicts one received before: {reason}"
+            );
+            Ok(Some(Receipt::Refused { reason }))
+        };
+        if let Some(stored) = events::stored(tx, &message.id)? {
+            let same = stored.kind == "incoming"
+                && stored.connection == message.connection
+                && stored.twin_id == message.twin
+                && stored.message_seq == Some(message.seq)
+                && stored.message.as_deref() == Some(serde_json::to_string(message)?.as_str());
+            if same {
+                return Ok(Some(Receipt::Duplicate));
+            }
+            return conflict(format!(
+                "message id `{}` was received before with other content (as message {} of twin `{}`); \
+                 the sender reuses ids (was its database restored?)",
+                message.id,
+                stored.message_seq.unwrap_or_default(),
+                stored.twin_id
+            ));
+        }
+        if let Some(id) = events::received_as(tx, &message.connection, &message.twin, message.seq)?
+        {
+            return conflict(format!(
+                "message {} of twin `{}` was received before as `{id}`, this one is `{}`; \
+                 the sender reuses numbers (was its database restored?)",
+                message.seq, message.twin, message.id
+            ));
+        }
+        Ok(None)
+    }
+}
