@@ -49,9 +49,10 @@ fn a_looping_neighbour_does_not_hold_up_the_quiet_connection() {
     // Workers share their time between connections: while both have work, the looping one
     // gets about half of it (one of the two workers here), and the quiet one the rest. It
     // is never queued behind the loops: before the pipeline, every batch waited for its
-    // slowest event, and 20 loops of 100 ms held all the quiet events back by 2 s.
+    // slowest event, and 20 loops of 100 ms held all the quiet events back by 2 s (about
+    // 15 % of the rate alone). Measured on an idle 2-core machine: 44 to 55 %.
     assert!(
-        ratio >= 0.4,
+        ratio >= 0.3,
         "quiet rate {:.0} % of its rate alone",
         ratio * 100.0
     );
