@@ -72,11 +72,33 @@ fn call_once(
     (outcome.result, outcome.log, started.elapsed())
 }
 
-/// Resident memory of this process, in bytes.
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
+/// Run `behaviour` once and check that it fails with `kind` within a second (what the
+/// sandbox refused cost the host nothing); the failure.
+fn fails_at_once(behaviour: &str, limits: &Limits, kind: &str) -> ProcessorFailure {
+    let (result, _, took) = call_once(behaviour, limits);
+    let failure = result.expect_err(behaviour);
+    assert_eq!(failure.kind(), kind, "{failure}");
+    assert!(took < Duration::from_secs(1), "{behaviour} took {took:?}");
+    failure
+}
+
+/// Run `body` and check that the host's resident memory grew by less than 200 MiB (the
+/// guest's own memory, in the pool, included).
+fn memory_stays_put<T>(body: impl FnOnce() -> T) -> T {
+    let resident = || {
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    };
+    let before = resident();
+    let result = body();
+    let grown = resident().saturating_sub(before);
+    assert!(
+        grown < 200 << 20,
+        "resident memory grew by {} MiB",
+        grown >> 20
+    );
+    result
 }
 
 fn assert_error(event: &Event, kind: &str, message_has: &[&str]) {
@@ -238,16 +260,12 @@ fn sleeping_thirty_seconds_is_a_timeout_at_once() {
 
 #[test]
 fn sleeping_forever_is_a_timeout_at_once() {
-    let (result, _, took) = call_once("sleep-forever", &Limits::default());
-    assert_eq!(result.unwrap_err().kind(), "timeout");
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    fails_at_once("sleep-forever", &Limits::default(), "timeout");
 }
 
 #[test]
 fn polling_a_long_subscription_is_a_timeout_at_once() {
-    let (result, _, took) = call_once("poll-long", &Limits::default());
-    assert_eq!(result.unwrap_err().kind(), "timeout");
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    fails_at_once("poll-long", &Limits::default(), "timeout");
 }
 
 #[test]
@@ -262,23 +280,14 @@ fn a_short_sleep_returns_at_once_and_the_clock_moves_by_it() {
 
 #[test]
 fn eight_aliased_60_mb_conflict_values_are_refused_before_they_are_copied() {
-    let before = resident_bytes();
-    let event = run("conflict-flood", Limits::default());
+    // The host copies none of the 480 MB.
+    let event = memory_stays_put(|| run("conflict-flood", Limits::default()));
     assert_error(&event, "host-data-limit", &["the limit is 1048576"]);
-    let grown = resident_bytes().saturating_sub(before);
-    // The guest's own 64 MiB is in the pool; the host copied none of the 480 MB.
-    assert!(
-        grown < 200 << 20,
-        "resident memory grew by {} MiB",
-        grown >> 20
-    );
 }
 
 #[test]
 fn a_50_mb_key_look_up_is_refused_before_it_is_copied() {
-    let (result, _, took) = call_once("lookup-flood", &Limits::default());
-    assert_eq!(result.unwrap_err().kind(), "host-data-limit");
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    fails_at_once("lookup-flood", &Limits::default(), "host-data-limit");
 }
 
 #[test]
@@ -293,20 +302,8 @@ fn many_small_host_calls_add_up_to_the_same_budget() {
 
 #[test]
 fn a_result_whose_strings_alias_one_buffer_is_refused_while_copying() {
-    let before = resident_bytes();
-    let (result, _, took) = call_once("aliased-output", &Limits::default());
-    assert_eq!(
-        result.unwrap_err().kind(),
-        "output-too-large",
-        "1,000 references to a 2 MiB buffer"
-    );
-    assert!(took < Duration::from_secs(1), "{took:?}");
-    let grown = resident_bytes().saturating_sub(before);
-    assert!(
-        grown < 200 << 20,
-        "resident memory grew by {} MiB",
-        grown >> 20
-    );
+    // 1,000 references to a 2 MiB buffer: 2 GB if each were copied.
+    memory_stays_put(|| fails_at_once("aliased-output", &Limits::default(), "output-too-large"));
 }
 
 #[test]
@@ -348,9 +345,7 @@ fn exit_is_one_line_with_its_status() {
 
 #[test]
 fn a_key_on_first_sync_is_refused_the_same_way_by_a_dry_run_and_by_the_node() {
-    let (result, _, _) = call_once("key-on-first-sync", &Limits::default());
-    let dry_run = result.unwrap_err();
-    assert_eq!(dry_run.kind(), "invalid-output");
+    let dry_run = fails_at_once("key-on-first-sync", &Limits::default(), "invalid-output");
     let event = run("key-on-first-sync", Limits::default());
     assert_error(&event, "invalid-output", &["\"MADE-UP-1\""]);
     assert!(event.error.unwrap().contains(&dry_run.to_string()));
