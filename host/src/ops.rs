@@ -111,7 +111,19 @@ pub fn event(store: &NodeStore, id: &str) -> Result<Event> {
 
 /// Put a failed event back in the queue. Its twin's later events follow it.
 pub fn retry(store: &NodeStore, id: &str) -> Result<()> {
-    store.write(|tx| events::retry(tx, id))
+    store.write(|tx| {
+        events::retry(tx, id)?;
+        operator_step(tx, id, "retried", "put back in the queue by an operator")
+    })
+}
+
+/// The twin's history notes what an operator did to one of its events.
+fn operator_step(tx: &Connection, id: &str, outcome: &str, note: &str) -> Result<()> {
+    let now = crate::clock::millis(std::time::SystemTime::now());
+    match events::get(tx, id)? {
+        Some(event) => crate::sync::history::record_step(tx, &event, outcome, note, None, now),
+        None => Ok(()),
+    }
 }
 
 /// Put every failed event back in the queue; returns how many.
@@ -120,6 +132,12 @@ pub fn retry_all(store: &NodeStore) -> Result<usize> {
         let failed = events::in_state(tx, "failed")?;
         for event in &failed {
             events::retry(tx, &event.id)?;
+            operator_step(
+                tx,
+                &event.id,
+                "retried",
+                "put back in the queue by an operator",
+            )?;
         }
         Ok(failed.len())
     })
@@ -127,7 +145,10 @@ pub fn retry_all(store: &NodeStore) -> Result<usize> {
 
 /// Drop a failed event; its twin goes on with the next one.
 pub fn skip(store: &NodeStore, id: &str) -> Result<()> {
-    store.write(|tx| events::skip(tx, id))
+    store.write(|tx| {
+        events::skip(tx, id)?;
+        operator_step(tx, id, "skipped", "dropped by an operator")
+    })
 }
 
 /// A twin as `twins` lists it.

@@ -7,6 +7,7 @@ mod conflicts;
 mod connection;
 mod effect;
 mod failure;
+pub(crate) mod history;
 mod incoming;
 mod message;
 mod node;
