@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub tls: Option<TlsConfig>,
     /// The admin HTTP API, on its own address and with its own token.
     pub admin: Option<AdminConfig>,
+    /// The operator console in the browser, on the admin listener. Off unless enabled.
+    pub console: Option<ConsoleConfig>,
     #[serde(default)]
     pub tracker: TrackerConfig,
     #[serde(default, rename = "connection")]
@@ -69,6 +71,22 @@ pub struct AdminConfig {
     /// The bearer token; or `token-file`.
     pub token: Option<Secret>,
     pub token_file: Option<PathBuf>,
+}
+
+/// `[console]`: the operator console, served under `/console` on the admin address.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConsoleConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Mark the session cookie `Secure`: set it when the console is reached over HTTPS
+    /// (through a TLS-terminating proxy; the admin listener itself speaks plain HTTP).
+    #[serde(default)]
+    pub secure_cookie: bool,
+    /// Serve the console on an admin address that is not loopback. Off by default: the
+    /// console is for the machine itself, or a proxy on it.
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 /// Which tracker the node syncs.
@@ -221,6 +239,21 @@ impl NodeConfig {
                 "{}: [admin] needs exactly one of `token` and `token-file`",
                 self.path.display()
             ));
+        }
+        if let Some(console) = self.console.as_ref().filter(|c| c.enabled) {
+            let Some(admin) = &self.admin else {
+                return Err(anyhow!(
+                    "{}: [console] needs [admin]: it is served on the admin address and logs in with its token",
+                    self.path.display()
+                ));
+            };
+            if !admin.listen.ip().is_loopback() && !console.allow_remote {
+                return Err(anyhow!(
+                    "{}: the console would be served on {}, which is not loopback: listen on 127.0.0.1 (behind a proxy) or set `allow-remote = true` in [console]",
+                    self.path.display(),
+                    admin.listen
+                ));
+            }
         }
         let mut seen = Vec::new();
         for connection in &self.connections {

@@ -120,11 +120,22 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         }
         if let (Some(admin_config), Some(token)) = (&config.admin, config.admin_token()?) {
             let ring = wake.clone();
-            let app = admin::router(Arc::new(Admin {
+            let mut app = admin::router(Arc::new(Admin {
                 node: node.clone(),
-                token,
+                token: token.clone(),
                 on_change: Box::new(move || ring.ring()),
             }));
+            if let Some(console) = config.console.as_ref().filter(|c| c.enabled) {
+                let ring = wake.clone();
+                app = app.merge(crate::console::router(Arc::new(crate::console::Console {
+                    node: node.clone(),
+                    token,
+                    secure_cookie: console.secure_cookie,
+                    on_change: Box::new(move || ring.ring()),
+                    sessions: Default::default(),
+                })));
+                tracing::info!(address = %admin_config.listen, "serving the console under /console");
+            }
             let listener = bind(admin_config.listen, "admin API")?;
             servers.spawn(plain(listener, app, handle.clone()));
         }

@@ -112,6 +112,17 @@ fn keys(db: &Connection, twin_id: &str) -> Result<(Option<String>, Option<String
         .unwrap_or((None, None)))
 }
 
+/// The `sender_key` of a stored message, if it can be read.
+fn sender_key(message: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Sender {
+        sender_key: String,
+    }
+    serde_json::from_str::<Sender>(message)
+        .ok()
+        .map(|s| s.sender_key)
+}
+
 impl Node {
     /// The name and SHA-256 of the processor that handles `event`'s direction.
     fn processor_of(&self, event: &Event) -> Option<(String, String)> {
@@ -188,7 +199,11 @@ pub(crate) fn record_step(
     processor: Option<(String, String)>,
     now: i64,
 ) -> Result<()> {
-    let (local_key, remote_key) = keys(tx, &event.twin_id)?;
+    let (local_key, mut remote_key) = keys(tx, &event.twin_id)?;
+    if remote_key.is_none() {
+        // A first sync that failed: no twin yet, but the message names the sender's issue.
+        remote_key = event.message.as_deref().and_then(sender_key);
+    }
     history::append(
         tx,
         &NewEntry {
