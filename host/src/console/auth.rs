@@ -150,8 +150,16 @@ pub async fn require_session(
     next.run(request).await
 }
 
-fn login_form(console: &Console, error: Option<&str>, status: StatusCode) -> Response {
-    let token = random_token();
+fn login_form(
+    console: &Console,
+    headers: &HeaderMap,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    // The token of a login form still open (another tab, a page loaded twice) stays valid.
+    let token = cookie(headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(random_token);
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
@@ -174,8 +182,8 @@ fn login_form(console: &Console, error: Option<&str>, status: StatusCode) -> Res
         .into_response()
 }
 
-pub async fn login_page(State(console): State<Arc<Console>>) -> Response {
-    login_form(&console, None, StatusCode::OK)
+pub async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    login_form(&console, &headers, None, StatusCode::OK)
 }
 
 #[derive(serde::Deserialize)]
@@ -195,12 +203,18 @@ pub async fn login(
     if expected.is_empty() || !constant_time_eq(form.csrf.as_bytes(), expected.as_bytes()) {
         return login_form(
             &console,
+            &headers,
             Some("The login form expired: try again."),
             StatusCode::FORBIDDEN,
         );
     }
     if !constant_time_eq(form.token.as_bytes(), console.token.expose().as_bytes()) {
-        return login_form(&console, Some("Wrong token."), StatusCode::UNAUTHORIZED);
+        return login_form(
+            &console,
+            &headers,
+            Some("Wrong token."),
+            StatusCode::UNAUTHORIZED,
+        );
     }
     let Some((id, _)) = console.sessions.open() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many sessions").into_response();

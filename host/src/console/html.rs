@@ -177,17 +177,17 @@ pub fn time(ms: i64, now_ms: i64) -> String {
     format!("<time datetime=\"{at}\" title=\"{at}\">{ago}</time>")
 }
 
-/// Long text in a `<pre>`: the first `shown` bytes, the whole in an expandable block.
+/// Long text in a `<pre>` (focusable, so that keyboards can scroll it): the first `shown` bytes, the whole in an expandable block.
 pub fn long_text(text: &str, shown: usize) -> String {
     if text.len() <= shown {
-        return format!("<pre>{}</pre>", esc(text));
+        return format!("<pre tabindex=\"0\">{}</pre>", esc(text));
     }
     let mut end = shown;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
     format!(
-        "<pre>{}…</pre><details><summary>Show all ({} bytes)</summary><pre>{}</pre></details>",
+        "<pre tabindex=\"0\">{}…</pre><details><summary>Show all ({} bytes)</summary><pre tabindex=\"0\">{}</pre></details>",
         esc(&text[..end]),
         text.len(),
         esc(text)
@@ -233,10 +233,10 @@ mod tests {
     fn long_text_is_cut_and_expandable() {
         let shown = long_text("<b>bold</b> and more", 3);
         assert!(
-            shown.starts_with("<pre>&lt;b&gt;…</pre><details>"),
+            shown.starts_with("<pre tabindex=\"0\">&lt;b&gt;…</pre><details>"),
             "{shown}"
         );
         assert!(shown.contains("&lt;b&gt;bold&lt;/b&gt; and more"));
-        assert_eq!(long_text("ok", 3), "<pre>ok</pre>");
+        assert_eq!(long_text("ok", 3), "<pre tabindex=\"0\">ok</pre>");
     }
 }

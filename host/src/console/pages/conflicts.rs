@@ -35,7 +35,7 @@ pub async fn list(
                 format!(
                     "<section class=\"card\" id=\"conflict-{id}\" aria-labelledby=\"conflict-{id}-title\"><h2 id=\"conflict-{id}-title\">{field} of {twin}</h2>
 <p class=\"muted\">Connection {connection}, held since {since}</p>
-<div class=\"sides\"><div><h3>Local value</h3><pre>{local}</pre>{take_local}</div><div><h3>Remote value</h3><pre>{remote}</pre>{take_remote}</div></div></section>",
+<div class=\"sides\"><div><h3>Local value</h3><pre tabindex=\"0\">{local}</pre>{take_local}</div><div><h3>Remote value</h3><pre tabindex=\"0\">{remote}</pre>{take_remote}</div></div></section>",
                     id = c.id,
                     field = esc(&c.field),
                     twin = twin_link(&c.twin, c.issue.as_deref().unwrap_or(&c.twin)),
