@@ -240,6 +240,41 @@ fn login_sessions_csrf_headers_escaping_and_every_page() {
             .is_some_and(|h| h.iter().any(|e| e["outcome"] == "retried"))
     });
 
+    // The same history on the command line, by Internal's key.
+    let output = std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["history", &key, "--config"])
+        .arg(&external.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains(&format!("summary: (none) -> {hostile}")),
+        "{text}"
+    );
+    assert!(text.contains("+ comment"), "{text}");
+    let output = std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["history", &refused, "--json", "--config"])
+        .arg(&external.config)
+        .output()
+        .unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let outcomes: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes[outcomes.len() - 2..],
+        ["retried", "failed"],
+        "{entries}"
+    );
+
     // Logged out, the session no longer works.
     assert_eq!(
         client.post("/console/logout", &[("csrf", &csrf)]).status,

@@ -364,4 +364,33 @@ mod tests {
             "node.toml:5: connection `a-b` needs exactly one of `secret` and `secret-file`"
         );
     }
+
+    #[test]
+    fn the_console_needs_the_admin_listener_on_loopback() {
+        let node = |admin: &str, console: &str| format!("instance = \"A\"\n{admin}\n{console}");
+        let admin = |listen: &str| format!("[admin]\nlisten = \"{listen}\"\ntoken = \"t\"\n");
+        let on = "[console]\nenabled = true\n";
+        let error = parse(&node("", on)).unwrap_err().to_string();
+        assert!(error.contains("[console] needs [admin]"), "{error}");
+        let error = parse(&node(&admin("0.0.0.0:7501"), on))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not loopback"), "{error}");
+        let remote = "[console]\nenabled = true\nallow-remote = true\n";
+        assert!(parse(&node(&admin("0.0.0.0:7501"), remote)).is_ok());
+        let config = parse(&node(&admin("127.0.0.1:7501"), on)).unwrap();
+        assert!(
+            config
+                .console
+                .is_some_and(|c| c.enabled && !c.secure_cookie)
+        );
+        // Off, the console asks nothing of the admin listener.
+        assert!(
+            parse(&node(
+                &admin("0.0.0.0:7501"),
+                "[console]\nenabled = false\n"
+            ))
+            .is_ok()
+        );
+    }
 }

@@ -32,6 +32,8 @@ CREATE INDEX IF NOT EXISTS history_by_local_key ON history (local_key, seq);
 CREATE INDEX IF NOT EXISTS history_by_remote_key ON history (remote_key, seq);
 CREATE INDEX IF NOT EXISTS history_by_time ON history (at);
 CREATE INDEX IF NOT EXISTS history_by_connection ON history (connection, at);
+-- Finding a twin by its remote key alone (the history of an issue of the other side).
+CREATE INDEX IF NOT EXISTS twins_by_remote_key ON twins (remote_key);
 ";
 
 /// One field of the local issue changed by an event.
@@ -154,11 +156,17 @@ pub fn parse_time(text: &str) -> Result<i64> {
 pub fn query(db: &Connection, filter: &Filter) -> Result<Vec<Entry>> {
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     // A key names a twin, or an issue on either side at the time of the entry, or an issue
-    // of a twin now (a remote key learnt after the first entries were written).
+    // of a twin now (a remote key learnt after the first entries were written). Written
+    // without `?1 IS NULL OR`, so that SQLite looks each term up in its index.
+    let key = if filter.key.is_some() {
+        "(twin_id = ?1 OR local_key = ?1 OR remote_key = ?1
+          OR twin_id IN (SELECT twin_id FROM twins WHERE local_key = ?1 OR remote_key = ?1))"
+    } else {
+        "?1 IS NULL"
+    };
     let sql = format!(
         "SELECT {COLUMNS} FROM history
-         WHERE (?1 IS NULL OR twin_id = ?1 OR local_key = ?1 OR remote_key = ?1
-                OR twin_id IN (SELECT twin_id FROM twins WHERE local_key = ?1 OR remote_key = ?1))
+         WHERE {key}
            AND (?2 IS NULL OR connection = ?2)
            AND (?3 IS NULL OR at >= ?3)
            AND (?4 IS NULL OR at < ?4)
