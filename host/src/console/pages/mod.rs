@@ -42,13 +42,10 @@ impl IntoResponse for Problem {
 }
 
 /// Run `f` on a blocking thread (SQLite, trackers) and answer with what it gives.
-pub async fn render<R: IntoResponse>(
+pub async fn render<R: IntoResponse + Send + 'static>(
     console: Arc<Console>,
     f: impl FnOnce(&Console) -> Result<R, Problem> + Send + 'static,
-) -> Response
-where
-    R: Send + 'static,
-{
+) -> Response {
     match tokio::task::spawn_blocking(move || f(&console)).await {
         Ok(Ok(response)) => response.into_response(),
         Ok(Err(problem)) => problem.into_response(),
