@@ -19,6 +19,7 @@ pub struct EventRow {
     pub error: Option<String>,
     pub created_at: i64,
     pub next_attempt_at: Option<i64>,
+    pub first_attempt_at: Option<i64>,
 }
 
 /// Which events to list; empty strings are no filter.
@@ -57,7 +58,7 @@ pub fn events(db: &Connection, filter: &EventFilter, size: usize) -> Result<(Vec
     };
     let mut stmt = db.prepare_cached(
         "SELECT e.id, e.direction, e.connection, e.twin_id, t.local_key, e.reason, e.hop, e.state,
-                e.attempts, e.error_kind, e.error, e.created_at, e.next_attempt_at
+                e.attempts, e.error_kind, e.error, e.created_at, e.next_attempt_at, e.first_attempt_at
          FROM events e LEFT JOIN twins t ON t.twin_id = e.twin_id
          WHERE instr(',' || ?1 || ',', ',' || e.state || ',') > 0
            AND (?2 IS NULL OR e.connection = ?2)
@@ -91,6 +92,7 @@ pub fn events(db: &Connection, filter: &EventFilter, size: usize) -> Result<(Vec
                 error: r.get(10)?,
                 created_at: r.get(11)?,
                 next_attempt_at: r.get(12)?,
+                first_attempt_at: r.get(13)?,
             })
         },
     )?;
@@ -140,6 +142,17 @@ pub fn twins(db: &Connection, key: &str, page: usize, size: usize) -> Result<(Ve
     let more = rows.len() > size;
     rows.truncate(size);
     Ok((rows, more))
+}
+
+/// Events of a connection waiting to retry after a passing failure (a tracker or the
+/// other node unavailable).
+pub fn retrying(db: &Connection, connection: &str) -> Result<i64> {
+    Ok(db
+        .prepare_cached(
+            "SELECT count(*) FROM events
+             WHERE state = 'pending' AND error_kind IS NOT NULL AND connection = ?1",
+        )?
+        .query_row([connection], |r| r.get(0))?)
 }
 
 /// Open conflicts per connection.

@@ -144,13 +144,19 @@ impl Node {
         prepared: &Prepared,
         now: i64,
     ) -> Result<()> {
-        let (mut local_key, mut remote_key) = keys(tx, &event.twin_id)?;
-        let mut diff = None;
-        if let Effect::Applied { twin, diff: d, .. } = &prepared.effect {
-            local_key = Some(twin.local_key.clone());
-            remote_key = twin.remote_key.clone().or(remote_key);
-            diff = Some(d);
-        }
+        // An applied event carries its twin's keys (the sender's key came with the message);
+        // the others look them up.
+        let (local_key, remote_key, diff) = match &prepared.effect {
+            Effect::Applied { twin, diff, .. } => (
+                Some(twin.local_key.clone()),
+                twin.remote_key.clone(),
+                Some(diff),
+            ),
+            _ => {
+                let (local_key, remote_key) = keys(tx, &event.twin_id)?;
+                (local_key, remote_key, None)
+            }
+        };
         let processor = self.processor_of(event);
         let empty = Diff::default();
         let diff = diff.unwrap_or(&empty);

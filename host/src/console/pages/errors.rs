@@ -11,7 +11,7 @@ use axum::{Extension, Form};
 use super::{Problem, done, now_ms, or_dash, render, twin_link};
 use crate::console::Console;
 use crate::console::auth::Session;
-use crate::console::data::page_of;
+use crate::console::data::{self, EventFilter};
 use crate::console::html::{self, PAGE_SIZE, esc, url};
 use crate::ops;
 
@@ -34,29 +34,27 @@ pub async fn list(
 ) -> Response {
     render(console, move |console| {
         let now = now_ms();
-        let mut errors = ops::errors(console.node.store())?;
-        if !query.connection.is_empty() {
-            errors.retain(|e| e.connection == query.connection);
-        }
-        errors.reverse();
-        let (errors, more) = page_of(errors, query.page, PAGE_SIZE);
+        let filter = EventFilter {
+            connection: query.connection.clone(),
+            state: "failed".into(),
+            page: query.page,
+            ..EventFilter::default()
+        };
+        let (errors, more) = console
+            .node
+            .store()
+            .read(|db| data::events(db, &filter, PAGE_SIZE))?;
         let rows: Vec<String> = errors
             .iter()
             .map(|e| {
-                let age = e
-                    .first_attempt
-                    .as_deref()
-                    .and_then(|t| crate::store::history::parse_time(t).ok())
-                    .map(|ms| html::time(ms, now))
-                    .unwrap_or_default();
                 html::row(&[
-                    format!("<a href=\"/console/errors/{}\">{}</a>", url(&e.event), esc(&e.event)),
+                    format!("<a href=\"/console/errors/{}\">{}</a>", url(&e.id), esc(&e.id)),
                     esc(&e.connection),
-                    twin_link(&e.twin, e.issue.as_deref().unwrap_or(&e.twin)),
-                    esc(&e.kind),
-                    esc(&e.reason),
+                    twin_link(&e.twin, e.local_key.as_deref().unwrap_or(&e.twin)),
+                    or_dash(e.error_kind.as_deref()),
+                    or_dash(e.error.as_deref()),
                     e.attempts.to_string(),
-                    age,
+                    e.first_attempt_at.map(|ms| html::time(ms, now)).unwrap_or_default(),
                 ])
             })
             .collect();

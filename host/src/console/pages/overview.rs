@@ -26,18 +26,21 @@ pub async fn page(
         for connection in node.connections() {
             let name = &connection.name;
             let row = queue.iter().find(|r| &r.connection == name).cloned().unwrap_or_default();
-            let (conflicts, last_out, last_in, per_minute) = node.store().read(|db| {
+            let (conflicts, retrying, last_out, last_in, per_minute) = node.store().read(|db| {
                 Ok((
                     data::open_conflicts(db, name)?,
+                    data::retrying(db, name)?,
                     history::last_done(db, name, "outgoing")?,
                     history::last_done(db, name, "incoming")?,
                     history::per_minute(db, Some(name), now, 60)?,
                 ))
             })?;
-            let health = if row.failed > 0 {
-                format!("<span class=\"bad\">{} sync error(s)</span>", row.failed)
-            } else {
-                "<span class=\"ok\">healthy</span>".into()
+            let health = match (row.failed, retrying) {
+                (0, 0) => "<span class=\"ok\">healthy</span>".to_string(),
+                (0, n) => format!(
+                    "<span class=\"bad\">{n} event(s) retrying (tracker or other node unavailable)</span>"
+                ),
+                (n, _) => format!("<span class=\"bad\">{n} sync error(s)</span>"),
             };
             let last = |at: Option<i64>, applies: bool| match (at, applies) {
                 (_, false) => "<span class=\"muted\">not on this connection</span>".into(),
