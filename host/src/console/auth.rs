@@ -25,6 +25,8 @@ const LOGIN_COOKIE: &str = "twinsync_login";
 const SESSION_LIFE: Duration = Duration::from_secs(12 * 3600);
 /// Sessions held at once: a flood of logins cannot grow memory without bound.
 const MAX_SESSIONS: usize = 1000;
+/// How long the answer to a wrong token takes.
+const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(300);
 /// Largest form body accepted (forms carry ids and a choice, nothing big).
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -209,6 +211,8 @@ pub async fn login(
         );
     }
     if !constant_time_eq(form.token.as_bytes(), console.token.expose().as_bytes()) {
+        // Slows guessing down a little; nothing waits but this answer.
+        tokio::time::sleep(WRONG_TOKEN_DELAY).await;
         return login_form(
             &console,
             &headers,
@@ -259,6 +263,25 @@ mod tests {
         );
         assert_eq!(cookie(&headers, SESSION_COOKIE).as_deref(), Some("abc"));
         assert_eq!(cookie(&headers, LOGIN_COOKIE), None);
+    }
+
+    #[test]
+    fn sessions_are_random_bounded_and_closed() {
+        let sessions = Sessions::default();
+        let (id, session) = sessions.open().unwrap();
+        assert_eq!(id.len(), 64);
+        assert_ne!(id, session.csrf);
+        assert_eq!(sessions.get(&id).unwrap().csrf, session.csrf);
+        assert!(sessions.get("guess").is_none());
+        sessions.close(&id);
+        assert!(sessions.get(&id).is_none());
+        for _ in 0..MAX_SESSIONS {
+            sessions.open().unwrap();
+        }
+        assert!(
+            sessions.open().is_none(),
+            "no more than MAX_SESSIONS at once"
+        );
     }
 
     #[test]
