@@ -67,6 +67,48 @@ fn the_console_is_off_unless_configured() {
 }
 
 #[test]
+fn the_overview_shows_an_unreachable_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "Internal",
+            project: "INT",
+            remote: "External",
+            port: free_port(),
+            admin_port: free_port(),
+            // Nobody there.
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: CONSOLE,
+        },
+    );
+    let mut client = ConsoleClient::new(node.spec.admin_port);
+    client.login();
+    let overview = client.get("/console");
+    assert!(overview.body.contains("healthy"), "{}", overview.body);
+    assert!(
+        overview
+            .body
+            .contains("nothing sent since the node started")
+    );
+    exalate(
+        &node,
+        json!({"summary": "Nobody listens", "status": "Open"}),
+    );
+    eventually(
+        WAIT,
+        "the overview says the other node is unreachable",
+        || {
+            let overview = client.get("/console");
+            overview.body.contains("the other node is unreachable")
+                && overview.body.contains("unreachable</span>: ")
+        },
+    );
+}
+
+#[test]
 fn login_sessions_csrf_headers_escaping_and_every_page() {
     let dir = tempfile::tempdir().unwrap();
     let (internal, external) = pair(dir.path(), twinsync_tests::SCRIPTED);

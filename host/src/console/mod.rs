@@ -32,6 +32,8 @@ pub struct Console {
     pub token: Secret,
     /// Set the cookie's `Secure` flag (the console is reached over HTTPS, through a proxy).
     pub secure_cookie: bool,
+    /// What the senders last saw of the other nodes.
+    pub peers: Arc<crate::service::Peers>,
     /// Called after a change that the node should act on now.
     pub on_change: Box<dyn Fn() + Send + Sync>,
     pub sessions: Sessions,

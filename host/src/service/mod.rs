@@ -2,6 +2,7 @@
 //! on threads of their own (they do blocking work: SQLite, WebAssembly, HTTP posts); the
 //! node-to-node protocol and the admin API are served by axum on a small tokio runtime.
 
+mod peers;
 mod wake;
 pub mod workers;
 
@@ -14,6 +15,7 @@ use std::thread;
 use anyhow::{Context, Result};
 use axum::Router;
 
+pub use peers::{Link, Peers};
 pub use wake::Wake;
 
 use crate::admin::{self, Admin};
@@ -30,6 +32,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     let node = opened.node.clone();
     let wake = Arc::new(Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let peers = Arc::new(Peers::default());
     tracing::info!(
         instance = node.instance(),
         workers = config.workers(),
@@ -69,16 +72,19 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                 None => None,
             };
         let sender = Sender::new(&name, url, secret, ca.as_deref())?;
-        let (node, wake, stop, clock) = (
+        let (node, wake, stop, clock, peers) = (
             node.clone(),
             wake.clone(),
             stop.clone(),
             opened.clock.clone(),
+            peers.clone(),
         );
         threads.push(
             thread::Builder::new()
                 .name(format!("twinsync-send-{name}"))
-                .spawn(move || workers::sender_loop(node, name, sender, clock, wake, stop))?,
+                .spawn(move || {
+                    workers::sender_loop(node, name, sender, clock, wake, stop, peers)
+                })?,
         );
     }
 
@@ -131,6 +137,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                     node: node.clone(),
                     token,
                     secure_cookie: console.secure_cookie,
+                    peers: peers.clone(),
                     on_change: Box::new(move || ring.ring()),
                     sessions: Default::default(),
                 })));

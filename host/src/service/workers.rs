@@ -87,6 +87,7 @@ pub fn sender_loop(
     clock: Arc<dyn Clock>,
     wake: Arc<Wake>,
     stop: Arc<AtomicBool>,
+    peers: Arc<super::Peers>,
 ) {
     let mut backoff = Backoff::default();
     while !stop.load(Ordering::Relaxed) {
@@ -116,17 +117,21 @@ pub fn sender_loop(
                     tracing::debug!(?receipt, "acknowledged");
                     acknowledged.push(message.id);
                     backoff.reset();
+                    peers.reached(&connection, millis(clock.now()));
                 }
                 Ok(receipt) => {
                     tracing::error!(
                         ?receipt,
                         "the other node did not take the message; it stays queued"
                     );
+                    let why = format!("the other node did not take a message: {receipt:?}");
+                    peers.failed(&connection, millis(clock.now()), why);
                     backoff.failed();
                     break;
                 }
                 Err(error @ SendError::Unreachable { .. }) => {
                     tracing::warn!("{error}; retrying in {:?}", backoff.delay());
+                    peers.failed(&connection, millis(clock.now()), error.to_string());
                     backoff.failed();
                     break;
                 }
@@ -135,6 +140,7 @@ pub fn sender_loop(
                         "{error}; the message stays queued, retrying in {:?}",
                         backoff.delay()
                     );
+                    peers.failed(&connection, millis(clock.now()), error.to_string());
                     backoff.failed();
                     break;
                 }

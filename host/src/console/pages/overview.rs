@@ -11,8 +11,29 @@ use crate::console::auth::Session;
 use crate::console::html::{self, esc};
 use crate::console::{Console, chart, data};
 use crate::ops;
+use crate::service::Link;
 use crate::store::history;
 use crate::sync::Flow;
+
+/// Whether the other node takes this node's messages, as its sender last saw.
+fn reachable(link: &Link, sends: bool, now: i64) -> String {
+    match (sends, link.reachable(), &link.last_error) {
+        (false, _, _) => "<span class=\"muted\">this side does not send</span>".into(),
+        (true, None, _) => {
+            "<span class=\"muted\">nothing sent since the node started</span>".into()
+        }
+        (true, Some(true), _) => format!(
+            "<span class=\"ok\">reachable</span> (took a message {})",
+            link.last_ok
+                .map(|at| html::time(at, now))
+                .unwrap_or_default()
+        ),
+        (true, Some(false), error) => format!(
+            "<span class=\"bad\">unreachable</span>: {}",
+            error.as_ref().map(|(_, why)| esc(why)).unwrap_or_default()
+        ),
+    }
+}
 
 pub async fn page(
     State(console): State<Arc<Console>>,
@@ -35,12 +56,15 @@ pub async fn page(
                     history::per_minute(db, Some(name), now, 60)?,
                 ))
             })?;
-            let health = match (row.failed, retrying) {
-                (0, 0) => "<span class=\"ok\">healthy</span>".to_string(),
-                (0, n) => format!(
-                    "<span class=\"bad\">{n} event(s) retrying (tracker or other node unavailable)</span>"
+            let link = console.peers.get(name);
+            let unreachable = connection.can_send() && link.reachable() == Some(false);
+            let health = match (row.failed, retrying, unreachable) {
+                (0, 0, false) => "<span class=\"ok\">healthy</span>".to_string(),
+                (0, _, true) => "<span class=\"bad\">the other node is unreachable</span>".into(),
+                (0, n, false) => format!(
+                    "<span class=\"bad\">{n} event(s) retrying (the tracker is unavailable)</span>"
                 ),
-                (n, _) => format!("<span class=\"bad\">{n} sync error(s)</span>"),
+                (n, _, _) => format!("<span class=\"bad\">{n} sync error(s)</span>"),
             };
             let last = |at: Option<i64>, applies: bool| match (at, applies) {
                 (_, false) => "<span class=\"muted\">not on this connection</span>".into(),
@@ -57,7 +81,7 @@ pub async fn page(
                 "<section class=\"card\" aria-labelledby=\"c-{id}\"><h2 id=\"c-{id}\">{n}</h2>
 <dl>
 <dt>Health</dt><dd>{health}</dd>
-<dt>Other side</dt><dd>{remote} ({flow})</dd>
+<dt>Other side</dt><dd>{remote} ({flow}): {reachable}</dd>
 <dt>Last sent</dt><dd>{sent}</dd>
 <dt>Last received</dt><dd>{received}</dd>
 <dt>Queue</dt><dd><a href=\"/console/queue?connection={q}\">{pending} pending</a>, {in_flight} in flight (not acknowledged by the other side yet)</dd>
@@ -69,6 +93,7 @@ pub async fn page(
                 id = esc(&html::url(name)),
                 n = esc(name),
                 remote = esc(&connection.remote_instance),
+                reachable = reachable(&link, connection.can_send(), now),
                 sent = last(last_out, connection.can_send()),
                 received = last(last_in, connection.flow != Flow::SendOnly),
                 pending = row.pending,
