@@ -33,10 +33,13 @@ impl Diff {
                 field,
             })
             .collect();
+        // A set: an issue with thousands of comments costs linear time, not quadratic.
+        let known: std::collections::HashSet<&str> =
+            before.comments.iter().map(|c| c.id.as_str()).collect();
         let comments = after
             .comments
             .iter()
-            .filter(|c| !before.comments.iter().any(|b| b.id == c.id))
+            .filter(|c| !known.contains(c.id.as_str()))
             .map(|c| AddedComment {
                 id: c.id.clone(),
                 author: c.author.as_ref().map(|a| a.display_name.clone()),
