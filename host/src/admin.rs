@@ -16,6 +16,7 @@
 //! | `POST /v1/errors/retry-all` | retry every sync error |
 //! | `POST /v1/errors/{id}/skip` | drop a sync error; its twin goes on |
 //! | `GET /v1/conflicts` | conflicts held for review |
+//! | `GET /v1/history?key=K` | a twin's history, newest first: `key` (twin id or an issue key on either side), `connection`, `since`, `until` (RFC 3339), `before` (an entry's `seq`, to page), `limit` |
 //! | `POST /v1/conflicts/{id}/resolve` | keep a side: `{"take": "local"}` or `{"take": "remote"}` |
 //!
 //! Every request needs `Authorization: Bearer <token>`. Errors are `{"error": "..."}` with
@@ -62,6 +63,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(event))
         .route("/v1/conflicts", get(conflicts))
+        .route("/v1/history", get(history))
         .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
@@ -333,6 +335,36 @@ async fn skip(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer
 
 async fn conflicts(State(admin): State<Arc<Admin>>) -> Answer {
     blocking(move || to_json(ops::conflicts(admin.node.store())?)).await
+}
+
+/// The query of `GET /v1/history`.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    key: Option<String>,
+    connection: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(admin): State<Arc<Admin>>,
+    axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
+) -> Answer {
+    use crate::store::history::{self, Filter, parse_time};
+    blocking(move || {
+        let filter = Filter {
+            since_ms: query.since.as_deref().map(parse_time).transpose()?,
+            until_ms: query.until.as_deref().map(parse_time).transpose()?,
+            key: query.key,
+            connection: query.connection,
+            before: query.before,
+            limit: query.limit,
+        };
+        to_json(admin.node.store().read(|db| history::query(db, &filter))?)
+    })
+    .await
 }
 
 #[derive(Deserialize)]

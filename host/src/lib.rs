@@ -6,6 +6,7 @@ pub mod admin;
 pub mod builtin;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod hex;
 pub mod model;
 pub mod ops;

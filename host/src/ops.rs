@@ -170,7 +170,10 @@ pub fn event(store: &NodeStore, id: &str) -> Result<Event> {
 /// Put a failed event back in the queue. Its twin's later events follow it. A message the
 /// other node refused is sent again as it is.
 pub fn retry(store: &NodeStore, id: &str) -> Result<()> {
-    store.write(|tx| retry_one(tx, id))
+    store.write(|tx| {
+        retry_one(tx, id)?;
+        operator_step(tx, id, "retried", "put back in the queue by an operator")
+    })
 }
 
 fn retry_one(tx: &Connection, id: &str) -> Result<()> {
@@ -181,12 +184,27 @@ fn retry_one(tx: &Connection, id: &str) -> Result<()> {
     events::retry(tx, id)
 }
 
+/// The twin's history notes what an operator did to one of its events.
+fn operator_step(tx: &Connection, id: &str, outcome: &str, note: &str) -> Result<()> {
+    let now = crate::clock::millis(std::time::SystemTime::now());
+    match events::get(tx, id)? {
+        Some(event) => crate::sync::history::record_step(tx, &event, outcome, note, None, now),
+        None => Ok(()),
+    }
+}
+
 /// Put every failed event back in the queue; returns how many.
 pub fn retry_all(store: &NodeStore) -> Result<usize> {
     store.write(|tx| {
         let failed = events::in_state(tx, "failed")?;
         for event in &failed {
             retry_one(tx, &event.id)?;
+            operator_step(
+                tx,
+                &event.id,
+                "retried",
+                "put back in the queue by an operator",
+            )?;
         }
         Ok(failed.len())
     })
@@ -200,7 +218,8 @@ pub fn skip(store: &NodeStore, id: &str) -> Result<()> {
         if outbox::is_held(tx, id)? {
             outbox::drop_held(tx, id)?;
         }
-        events::skip(tx, id)
+        events::skip(tx, id)?;
+        operator_step(tx, id, "skipped", "dropped by an operator")
     })
 }
 

@@ -10,6 +10,7 @@ macro_rules! outln {
 }
 
 mod demo;
+mod history;
 mod operate;
 mod plugin;
 mod serve;
@@ -68,6 +69,8 @@ enum Command {
     Conflicts(operate::ConflictsCommand),
     /// List the twins of a node.
     Twins(operate::ListArgs),
+    /// A twin's history: each event with what it changed (by twin id or either issue key).
+    History(history::HistoryArgs),
     /// Look at processor components and try them before installing.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Errors(command) => operate::errors(command),
         Command::Events(command) => operate::events(command),
         Command::Twins(args) => operate::twins(&args),
+        Command::History(args) => history::run(&args),
         Command::Conflicts(command) => operate::conflicts(command),
         Command::Plugin(command) => plugin::run(command),
     };

@@ -35,6 +35,12 @@ listen = "127.0.0.1:7501"
 token = "change-me-admin-token"
 # token-file = "admin.token"
 
+# The operator console in the browser, at http://127.0.0.1:7501/console (log in with the
+# admin token). Off unless enabled; only on a loopback admin address unless allow-remote.
+# [console]
+# enabled = true
+# secure-cookie = true    # when browsers reach it over HTTPS (through a TLS proxy)
+
 # The tracker this node syncs: the built-in reference tracker (issues keyed INT-1, INT-2...)
 [tracker]
 kind = "reference"

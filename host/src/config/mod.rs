@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub tls: Option<TlsConfig>,
     /// The admin HTTP API, on its own address and with its own token.
     pub admin: Option<AdminConfig>,
+    /// The operator console in the browser, on the admin listener. Off unless enabled.
+    pub console: Option<ConsoleConfig>,
     #[serde(default)]
     pub tracker: TrackerConfig,
     #[serde(default, rename = "connection")]
@@ -69,6 +71,22 @@ pub struct AdminConfig {
     /// The bearer token; or `token-file`.
     pub token: Option<Secret>,
     pub token_file: Option<PathBuf>,
+}
+
+/// `[console]`: the operator console, served under `/console` on the admin address.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConsoleConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Mark the session cookie `Secure`: set it when the console is reached over HTTPS
+    /// (through a TLS-terminating proxy; the admin listener itself speaks plain HTTP).
+    #[serde(default)]
+    pub secure_cookie: bool,
+    /// Serve the console on an admin address that is not loopback. Off by default: the
+    /// console is for the machine itself, or a proxy on it.
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 /// Which tracker the node syncs.
@@ -229,6 +247,21 @@ impl NodeConfig {
                 "{}: [admin] `token` is empty: anyone could use the admin API",
                 self.path.display()
             ));
+        }
+        if let Some(console) = self.console.as_ref().filter(|c| c.enabled) {
+            let Some(admin) = &self.admin else {
+                return Err(anyhow!(
+                    "{}: [console] needs [admin]: it is served on the admin address and logs in with its token",
+                    self.path.display()
+                ));
+            };
+            if !admin.listen.ip().is_loopback() && !console.allow_remote {
+                return Err(anyhow!(
+                    "{}: the console would be served on {}, which is not loopback: listen on 127.0.0.1 (behind a proxy) or set `allow-remote = true` in [console]",
+                    self.path.display(),
+                    admin.listen
+                ));
+            }
         }
         let mut seen = Vec::new();
         for connection in &self.connections {
@@ -455,5 +488,34 @@ mod tests {
             "{warnings:?}"
         );
         assert!(warnings[0].contains("without [tls]"), "{warnings:?}");
+    }
+
+    #[test]
+    fn the_console_needs_the_admin_listener_on_loopback() {
+        let node = |admin: &str, console: &str| format!("instance = \"A\"\n{admin}\n{console}");
+        let admin = |listen: &str| format!("[admin]\nlisten = \"{listen}\"\ntoken = \"t\"\n");
+        let on = "[console]\nenabled = true\n";
+        let error = parse(&node("", on)).unwrap_err().to_string();
+        assert!(error.contains("[console] needs [admin]"), "{error}");
+        let error = parse(&node(&admin("0.0.0.0:7501"), on))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not loopback"), "{error}");
+        let remote = "[console]\nenabled = true\nallow-remote = true\n";
+        assert!(parse(&node(&admin("0.0.0.0:7501"), remote)).is_ok());
+        let config = parse(&node(&admin("127.0.0.1:7501"), on)).unwrap();
+        assert!(
+            config
+                .console
+                .is_some_and(|c| c.enabled && !c.secure_cookie)
+        );
+        // Off, the console asks nothing of the admin listener.
+        assert!(
+            parse(&node(
+                &admin("0.0.0.0:7501"),
+                "[console]\nenabled = false\n"
+            ))
+            .is_ok()
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! node-to-node protocol and the admin API are served by axum on a small tokio runtime.
 
 mod lock;
+mod peers;
 mod supervise;
 mod wake;
 pub mod workers;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use axum::Router;
 
+pub use peers::{Link, Peers};
 pub use wake::Wake;
 
 use crate::admin::{self, Admin};
@@ -37,6 +39,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    let peers = Arc::new(Peers::default());
     tracing::info!(
         instance = node.instance(),
         workers = config.workers(),
@@ -77,16 +80,17 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                 None => None,
             };
         let sender = Sender::new(&name, url, secret, ca.as_deref())?;
-        let (node, wake, stop, clock) = (
+        let (node, wake, stop, clock, peers) = (
             node.clone(),
             wake.clone(),
             stop.clone(),
             opened.clock.clone(),
+            peers.clone(),
         );
         threads.push(supervisor.spawn(
             format!("the sender of connection `{name}`"),
             stop.clone(),
-            move || workers::sender_loop(node, name, sender, clock, wake, stop),
+            move || workers::sender_loop(node, name, sender, clock, wake, stop, peers),
         )?);
     }
 
@@ -125,11 +129,23 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         }
         if let (Some(admin_config), Some(token)) = (&config.admin, config.admin_token()?) {
             let ring = wake.clone();
-            let app = admin::router(Arc::new(Admin {
+            let mut app = admin::router(Arc::new(Admin {
                 node: node.clone(),
-                token,
+                token: token.clone(),
                 on_change: Box::new(move || ring.ring()),
             }));
+            if let Some(console) = config.console.as_ref().filter(|c| c.enabled) {
+                let ring = wake.clone();
+                app = app.merge(crate::console::router(Arc::new(crate::console::Console {
+                    node: node.clone(),
+                    token,
+                    secure_cookie: console.secure_cookie,
+                    peers: peers.clone(),
+                    on_change: Box::new(move || ring.ring()),
+                    sessions: Default::default(),
+                })));
+                tracing::info!(address = %admin_config.listen, "serving the console under /console");
+            }
             let listener = bind(admin_config.listen, "admin API", tls.is_some())?;
             servers.spawn(serve_on(listener, app, tls.clone(), handle.clone()));
         }

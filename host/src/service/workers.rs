@@ -92,6 +92,7 @@ pub fn sender_loop(
     clock: Arc<dyn Clock>,
     wake: Arc<Wake>,
     stop: Arc<AtomicBool>,
+    peers: Arc<super::Peers>,
 ) {
     let mut backoff = Backoff::default();
     while !stop.load(Ordering::Relaxed) {
@@ -127,17 +128,22 @@ pub fn sender_loop(
                 Ok(receipt @ (Receipt::Accepted | Receipt::Duplicate)) => {
                     tracing::debug!(?receipt, "acknowledged");
                     acknowledged.push(message.id);
+                    peers.reached(&connection, millis(clock.now()));
                 }
                 Ok(receipt) => {
                     tracing::warn!(
                         ?receipt,
                         "the other node did not take the message yet; it stays queued"
                     );
+                    let why = format!("the other node did not take a message: {receipt:?}");
+                    peers.failed(&connection, millis(clock.now()), why);
                     stopped.insert(message.twin.clone());
                     retry_later = true;
                 }
                 Err(error) => match error.refused_for_good() {
                     Some(reason) => {
+                        // The other node answered: it is reachable, it refused this one.
+                        peers.reached(&connection, millis(clock.now()));
                         tracing::error!(
                             "{error}; a sync error of the twin now, its later messages wait"
                         );
@@ -149,6 +155,7 @@ pub fn sender_loop(
                         stopped.insert(message.twin.clone());
                     }
                     None => {
+                        peers.failed(&connection, millis(clock.now()), error.to_string());
                         // The other node or the connection: the same for every message.
                         tracing::warn!(
                             "{error}; the message stays queued, retrying in {:?}",

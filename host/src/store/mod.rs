@@ -3,6 +3,7 @@
 
 pub mod conflicts;
 pub mod events;
+pub mod history;
 pub mod links;
 pub mod outbox;
 pub mod twins;
@@ -29,6 +30,8 @@ impl NodeStore {
         let db = open_wal(path)?;
         db.execute_batch(SCHEMA)
             .with_context(|| format!("cannot set up the database in {}", path.display()))?;
+        db.execute_batch(history::SCHEMA)
+            .with_context(|| format!("cannot set up the history in {}", path.display()))?;
         // A random name for this database, part of every id it makes: a node whose database
         // was reset must not reuse ids that trackers and other nodes remember.
         db.execute(

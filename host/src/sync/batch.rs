@@ -234,6 +234,7 @@ impl Node {
             let next = now + delay.as_millis() as i64;
             events::defer(tx, event.seq, kind, &message, &failed.log, now, next)
         } else {
+            self.record_step(tx, event, "failed", &format!("{kind}: {message}"), now)?;
             events::fail(
                 tx,
                 event.seq,

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use rusqlite::Connection;
 
+use super::history::Diff;
 use super::node::Node;
 use crate::model::fields::FieldStamps;
 use crate::model::{Issue, Replica, SyncReason};
@@ -52,6 +53,8 @@ pub(super) enum Effect {
         conflicts: Vec<RecordedConflict>,
         /// Fields on which the two sides still differ: open conflicts on the others close.
         still_differ: Vec<String>,
+        /// What changed in the local issue, for the twin's history.
+        diff: Diff,
     },
     /// The other side stopped syncing the twin.
     Unexalated { twin_id: String },
@@ -71,6 +74,7 @@ impl Node {
         prepared: &Prepared,
         now: i64,
     ) -> Result<()> {
+        self.record_done(tx, event, prepared, now)?;
         match &prepared.effect {
             Effect::Nothing => {}
             Effect::Outgoing {
@@ -93,6 +97,7 @@ impl Node {
                 links: new_links,
                 conflicts: recorded,
                 still_differ,
+                diff: _,
             } => {
                 twins::record_received(tx, twin, replica, local, now)?;
                 for (local_id, remote_id) in new_links {

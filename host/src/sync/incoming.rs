@@ -214,6 +214,7 @@ impl Node {
         Ok(Prepared {
             effect: Effect::Applied {
                 links: comment_ids::new_links(&local, &result, &stored),
+                diff: super::history::Diff::between(&local, &stored),
                 still_differ: fields::changed(&stored, &received),
                 twin: record,
                 replica: received,

@@ -7,6 +7,7 @@ mod conflicts;
 mod connection;
 mod effect;
 mod failure;
+pub(crate) mod history;
 pub mod ids;
 mod incoming;
 mod message;

@@ -86,8 +86,11 @@ impl Node {
     /// many went. Failed and pending events stay whatever their age.
     pub fn forget_old_events(&self, limit: usize) -> Result<usize> {
         let before = self.now_ms() - self.keep_events.as_millis() as i64;
-        self.store
-            .write(|tx| events::forget_finished(tx, before, limit))
+        self.store.write(|tx| {
+            // The twins' history goes with the events it tells of.
+            crate::store::history::forget(tx, before, limit)?;
+            events::forget_finished(tx, before, limit)
+        })
     }
 
     pub fn instance(&self) -> &str {

@@ -1,0 +1,186 @@
+//! What the console reads that the operator commands do not: pages of events and twins,
+//! with filters. Plain SQL over the node's database, read-only.
+
+use anyhow::Result;
+use rusqlite::{Connection, params};
+
+/// An event as the queue page lists it.
+pub struct EventRow {
+    pub id: String,
+    pub direction: String,
+    pub connection: String,
+    pub twin: String,
+    pub local_key: Option<String>,
+    pub reason: String,
+    pub hop: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub next_attempt_at: Option<i64>,
+    pub first_attempt_at: Option<i64>,
+}
+
+/// Which events to list; empty strings are no filter.
+#[derive(Default, serde::Deserialize)]
+pub struct EventFilter {
+    #[serde(default)]
+    pub connection: String,
+    #[serde(default)]
+    pub twin: String,
+    /// `open` (pending and failed: the default), `pending`, `failed`, `done`, `skipped` or `all`.
+    #[serde(default)]
+    pub state: String,
+    /// An event id, a twin id, or an issue key on either side.
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub page: usize,
+}
+
+/// `None` for an empty filter value.
+fn opt(text: &str) -> Option<&str> {
+    let text = text.trim();
+    (!text.is_empty()).then_some(text)
+}
+
+/// A page of events (and whether there are more), newest first.
+pub fn events(db: &Connection, filter: &EventFilter, size: usize) -> Result<(Vec<EventRow>, bool)> {
+    let states = match filter.state.as_str() {
+        "" | "open" => "pending,failed",
+        "all" => "pending,failed,done,skipped",
+        "pending" => "pending",
+        "failed" => "failed",
+        "done" => "done",
+        "skipped" => "skipped",
+        other => anyhow::bail!("unknown state `{other}`"),
+    };
+    let mut stmt = db.prepare_cached(
+        "SELECT e.id, e.direction, e.connection, e.twin_id, t.local_key, e.reason, e.hop, e.state,
+                e.attempts, e.error_kind, e.error, e.created_at, e.next_attempt_at, e.first_attempt_at
+         FROM events e LEFT JOIN twins t ON t.twin_id = e.twin_id
+         WHERE instr(',' || ?1 || ',', ',' || e.state || ',') > 0
+           AND (?2 IS NULL OR e.connection = ?2)
+           AND (?3 IS NULL OR e.twin_id = ?3)
+           AND (?4 IS NULL OR e.id = ?4 OR e.twin_id = ?4 OR e.twin_id IN
+                (SELECT twin_id FROM twins WHERE local_key = ?4 OR remote_key = ?4))
+         ORDER BY e.seq DESC LIMIT ?5 OFFSET ?6",
+    )?;
+    let offset = filter.page.saturating_mul(size);
+    let rows = stmt.query_map(
+        params![
+            states,
+            opt(&filter.connection),
+            opt(&filter.twin),
+            opt(&filter.key),
+            (size + 1) as i64,
+            offset as i64
+        ],
+        |r| {
+            Ok(EventRow {
+                id: r.get(0)?,
+                direction: r.get(1)?,
+                connection: r.get(2)?,
+                twin: r.get(3)?,
+                local_key: r.get(4)?,
+                reason: r.get(5)?,
+                hop: r.get(6)?,
+                state: r.get(7)?,
+                attempts: r.get(8)?,
+                error_kind: r.get(9)?,
+                error: r.get(10)?,
+                created_at: r.get(11)?,
+                next_attempt_at: r.get(12)?,
+                first_attempt_at: r.get(13)?,
+            })
+        },
+    )?;
+    let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = rows.len() > size;
+    rows.truncate(size);
+    Ok((rows, more))
+}
+
+/// A twin as the twins page lists it.
+pub struct TwinRow {
+    pub twin: String,
+    pub connection: String,
+    pub local_key: String,
+    pub remote_key: Option<String>,
+    pub created_at: i64,
+}
+
+/// A page of twins whose id or key (either side) starts with `key`, by local key.
+pub fn twins(db: &Connection, key: &str, page: usize, size: usize) -> Result<(Vec<TwinRow>, bool)> {
+    let prefix = opt(key).map(|k| {
+        let escaped = k
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("{escaped}%")
+    });
+    let mut stmt = db.prepare_cached(
+        "SELECT twin_id, connection, local_key, remote_key, created_at FROM twins
+         WHERE ?1 IS NULL OR local_key LIKE ?1 ESCAPE '\\' OR remote_key LIKE ?1 ESCAPE '\\'
+               OR twin_id LIKE ?1 ESCAPE '\\'
+         ORDER BY local_key, connection LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![prefix, (size + 1) as i64, page.saturating_mul(size) as i64],
+        |r| {
+            Ok(TwinRow {
+                twin: r.get(0)?,
+                connection: r.get(1)?,
+                local_key: r.get(2)?,
+                remote_key: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        },
+    )?;
+    let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = rows.len() > size;
+    rows.truncate(size);
+    Ok((rows, more))
+}
+
+/// Events of a connection waiting to retry after a passing failure (a tracker or the
+/// other node unavailable).
+pub fn retrying(db: &Connection, connection: &str) -> Result<i64> {
+    Ok(db
+        .prepare_cached(
+            "SELECT count(*) FROM events
+             WHERE state = 'pending' AND error_kind IS NOT NULL AND connection = ?1",
+        )?
+        .query_row([connection], |r| r.get(0))?)
+}
+
+/// Open conflicts per connection.
+pub fn open_conflicts(db: &Connection, connection: &str) -> Result<i64> {
+    Ok(db
+        .prepare_cached(
+            "SELECT count(*) FROM conflicts WHERE resolved_at IS NULL AND connection = ?1",
+        )?
+        .query_row([connection], |r| r.get(0))?)
+}
+
+/// One page of a list held in memory, and whether there are more.
+pub fn page_of<T>(mut all: Vec<T>, page: usize, size: usize) -> (Vec<T>, bool) {
+    let start = page.saturating_mul(size).min(all.len());
+    let more = all.len() > start + size;
+    all.truncate((start + size).min(all.len()));
+    (all.split_off(start), more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_of_a_list() {
+        assert_eq!(page_of(vec![1, 2, 3, 4, 5], 0, 2), (vec![1, 2], true));
+        assert_eq!(page_of(vec![1, 2, 3, 4, 5], 2, 2), (vec![5], false));
+        assert_eq!(page_of(vec![1, 2, 3, 4], 1, 2), (vec![3, 4], false));
+        assert_eq!(page_of(vec![1], 9, 2), (Vec::<i32>::new(), false));
+    }
+}
