@@ -59,6 +59,9 @@ enum Command {
     Conflicts(operate::ConflictsCommand),
     /// List the twins of a node.
     Twins(operate::ListArgs),
+    /// Compare each twin with what was last exchanged for it; queue a resync (or record a
+    /// sync error) for each one that differs. Prints how many were checked and fixed.
+    Verify(operate::VerifyArgs),
     /// Look at processor components and try them before installing.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Errors(command) => operate::errors(command),
         Command::Events(command) => operate::events(command),
         Command::Twins(args) => operate::twins(&args),
+        Command::Verify(args) => operate::verify(&args),
         Command::Conflicts(command) => operate::conflicts(command),
         Command::Plugin(command) => plugin::run(command),
     };

@@ -70,11 +70,12 @@ outgoing = "remote-key"
 secret = "change-me-shared-secret"
 # secret-file = "internal-external.secret"
 
-# How a field changed on both sides since the last sync is settled. Policies: overwrite
-# (always take the remote value: the default, what most sync tools do), remote-wins,
-# local-wins, last-writer-wins (both sides pick the value changed last), hold-for-review
-# (keep the local value and record a conflict: `twinsync conflicts list`). With all but
-# overwrite, a change on one side only is never undone by a stale value from the other.
+# How a field changed on both sides since the last sync is settled. Policies:
+# last-writer-wins (both sides pick the value changed last: the default), overwrite
+# (always take the remote value, what most sync tools do), remote-wins, local-wins,
+# hold-for-review (keep the local value and record a conflict: `twinsync conflicts list`).
+# With all but overwrite, a change on one side only is never undone by a stale value from
+# the other.
 [connection.conflicts]
 default = "last-writer-wins"
 [connection.conflicts.fields]

@@ -35,6 +35,9 @@ pub struct NodeConfig {
     pub workers: Option<usize>,
     /// Days finished events are kept (`twinsync events`, replays). Default: 7.
     pub keep_events_days: Option<u32>,
+    /// Minutes between two reconciliations (`twinsync verify`) in `serve`; 0: never.
+    /// Default: 10.
+    pub verify_interval_minutes: Option<u64>,
     /// Address for the node-to-node protocol. Needed if a connection receives.
     pub listen: Option<SocketAddr>,
     /// Serve the node-to-node protocol over TLS.
@@ -177,6 +180,14 @@ impl NodeConfig {
             .map_or(crate::sync::KEEP_EVENTS, |days| {
                 std::time::Duration::from_secs(u64::from(days) * 24 * 3600)
             })
+    }
+
+    /// How often `serve` verifies the twins (`None`: never).
+    pub fn verify_interval(&self) -> Option<std::time::Duration> {
+        match self.verify_interval_minutes.unwrap_or(10) {
+            0 => None,
+            minutes => Some(std::time::Duration::from_secs(minutes.saturating_mul(60))),
+        }
     }
 
     pub fn workers(&self) -> usize {

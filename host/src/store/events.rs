@@ -60,7 +60,7 @@ pub struct Event {
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub log: Option<String>,
-    /// The processor's input when it failed (JSON), for `events replay`.
+    /// What the processor was given (JSON), for `events replay`.
     pub input: Option<String>,
     pub note: Option<String>,
     pub created_at: i64,
@@ -242,6 +242,39 @@ pub fn finish(db: &Connection, seq: i64, note: &str, log: &str, now_ms: i64) -> 
     )?
     .execute(params![seq, note, non_empty(log), now_ms])?;
     Ok(())
+}
+
+/// Keep what the event's processor was given (JSON), for replays and for a repeat of the
+/// event after a crash.
+pub fn save_input(db: &Connection, seq: i64, input: &str) -> Result<()> {
+    db.prepare_cached("UPDATE events SET input = ?2 WHERE seq = ?1")?
+        .execute(params![seq, input])?;
+    Ok(())
+}
+
+/// Whether a twin has an event not finished (pending, or a sync error).
+pub fn open_for_twin(db: &Connection, twin_id: &str) -> Result<bool> {
+    Ok(db
+        .prepare_cached(
+            "SELECT 1 FROM events WHERE twin_id = ?1 AND state IN ('pending', 'failed') LIMIT 1",
+        )?
+        .query_row([twin_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// An incoming event of another twin of local issue `local_key` that stored its input and
+/// has not finished: it may have written the issue without the node knowing yet.
+pub fn writing(db: &Connection, local_key: &str, twin_id: &str) -> Result<Option<String>> {
+    Ok(db
+        .prepare_cached(
+            "SELECT e.id FROM twins t JOIN events e ON e.twin_id = t.twin_id
+             WHERE t.local_key = ?1 AND t.twin_id != ?2 AND e.state = 'pending'
+               AND e.direction = 'incoming' AND e.input IS NOT NULL
+             ORDER BY e.seq LIMIT 1",
+        )?
+        .query_row([local_key, twin_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// The event failed: a sync error holding back its twin until an operator acts. `input`

@@ -47,10 +47,13 @@ impl NodeStore {
         &self.id
     }
 
-    /// Run `f` in a transaction; commit if it returns `Ok`.
+    /// Run `f` in a transaction; commit if it returns `Ok`. IMMEDIATE: the write lock is
+    /// taken at the start, so two processes (`serve` and a CLI command) wait for each other
+    /// (up to the busy timeout) instead of one failing with `SQLITE_BUSY` when a read turns
+    /// into a write.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut db = self.lock();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)

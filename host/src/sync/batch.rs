@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::crash::CrashPoint;
 use super::effect::Prepared;
 use super::failure::Failed;
 use super::node::Node;
@@ -122,6 +123,7 @@ impl Node {
         let prepared = self.prepare_batch(&ready, workers);
         let now = self.now_ms();
         let mut progress = Progress::default();
+        self.crash_point(CrashPoint::BeforeCommit);
         self.store.write(|tx| {
             for (event, outcome) in ready.iter().zip(&prepared) {
                 match outcome {
@@ -142,6 +144,7 @@ impl Node {
             }
             Ok(())
         })?;
+        self.crash_point(CrashPoint::AfterCommit);
         for (event, outcome) in ready.iter().zip(&prepared) {
             if let Some(outcome) = outcome {
                 log_outcome(event, outcome);

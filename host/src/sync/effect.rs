@@ -18,6 +18,9 @@ pub(super) struct Prepared {
     pub effect: Effect,
     pub note: String,
     pub log: String,
+    /// What the processor was given (JSON), to store with the event if it was not stored
+    /// already.
+    pub input: Option<String>,
 }
 
 /// A message ready to queue for the other node.
@@ -147,6 +150,9 @@ impl Node {
                 }
                 twins::unexalate(tx, twin_id, now)?;
             }
+        }
+        if let Some(input) = &prepared.input {
+            events::save_input(tx, event.seq, input)?;
         }
         events::finish(tx, event.seq, &prepared.note, &prepared.log, now)
     }

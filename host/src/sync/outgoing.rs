@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::comment_ids;
+use super::crash::CrashPoint;
 use super::effect::{Effect, Outbound, Prepared};
 use super::failure::{Failed, MAX_SYNC_BACK_HOPS, ProcessorInput, SyncFailure};
 use super::message::{MESSAGE_VERSION, MessageKind, SyncMessage};
@@ -12,7 +13,7 @@ use super::node::Node;
 use crate::model::fields::{self, FieldStamps};
 use crate::model::{Replica, SyncReason};
 use crate::runtime::{Call, MergeBase};
-use crate::store::events::Event;
+use crate::store::events::{self, Event};
 use crate::store::links;
 use crate::store::twins::{self, Twin};
 
@@ -30,6 +31,18 @@ impl Node {
         };
         let connection = self.connection(&event.connection).ok_or_else(unknown)?;
         let plugin = connection.outgoing.as_ref().ok_or_else(unknown)?;
+        if let Some(writing) = self
+            .store
+            .read(|db| events::writing(db, &twin.local_key, &twin.twin_id))?
+        {
+            // That event may have written the issue before a crash: read now, its write
+            // would pass for a local edit. It runs first.
+            return Err(SyncFailure::IssueBusy {
+                key: twin.local_key.clone(),
+                event: writing,
+            }
+            .into());
+        }
         let issue =
             self.tracker
                 .get(&twin.local_key)?
@@ -56,15 +69,20 @@ impl Node {
             merge_base: MergeBase::default(),
         };
         let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
+        self.crash_point(CrashPoint::AfterProcessor);
         let log = outcome.log;
-        let fail = |failure: SyncFailure| {
-            let input = ProcessorInput {
-                ctx: self.context(&connection, event, false),
-                replica: None,
-                previous: None,
-                issue: Cow::Borrowed(&issue),
-            };
-            Failed::after_run(failure, &log, &input)
+        let input = ProcessorInput {
+            ctx: self.context(&connection, event, false),
+            replica: None,
+            previous: None,
+            issue: Cow::Borrowed(&issue),
+            merge_base: None,
+        };
+        let input = serde_json::to_string(&input).map_err(anyhow::Error::from)?;
+        let fail = |failure: SyncFailure| Failed {
+            failure,
+            log: log.clone(),
+            input: Some(input.clone()),
         };
         let replica = outcome.result.map_err(|e| fail(e.into()))?;
         let local_only = |note: &str, log: String, issue, local_stamps| Prepared {
@@ -76,6 +94,7 @@ impl Node {
             },
             note: note.into(),
             log,
+            input: Some(input.clone()),
         };
         let Some(mut replica) = replica else {
             return Ok(local_only(
@@ -122,6 +141,7 @@ impl Node {
                 local_stamps: message.stamps,
             },
             log,
+            input: Some(input),
         })
     }
 
@@ -162,6 +182,7 @@ impl Node {
                 message: sends.then_some((message.id, body)),
             },
             log: String::new(),
+            input: None,
         })
     }
 }
@@ -171,6 +192,7 @@ fn nothing(note: &str, log: String) -> Prepared {
         effect: Effect::Nothing,
         note: note.into(),
         log,
+        input: None,
     }
 }
 
@@ -212,7 +234,7 @@ fn check_bounce(
 /// that only echoes what the other side sent (re-saved by automation here, say): sending it
 /// back would start a loop. A new write always goes out, even one that puts back a value
 /// the other side has: its stamp is news.
-fn nothing_new(twin: &Twin, replica: &Replica, stamps: &FieldStamps) -> bool {
+pub(super) fn nothing_new(twin: &Twin, replica: &Replica, stamps: &FieldStamps) -> bool {
     let (sent, received) = (twin.last_sent.as_ref(), twin.last_received.as_ref());
     if sent.is_none() && received.is_none() {
         return false;
