@@ -882,3 +882,35 @@ fn an_event_is_marked_done_only_after_its_read_back() {
     assert_eq!(stored.description.as_deref(), Some("written and checked"));
     assert_eq!(marker(), Some(json!(next)));
 }
+
+/// A write Redmine takes only in part (a field it ignores without an error) is a sync
+/// error, and so is every retry of it: the event is marked done only after the read-back
+/// check passed, so a retry never finds it done and reports success without the change.
+#[test]
+fn a_write_that_fails_its_read_back_is_never_marked_done() {
+    let redmine = redmine_or_skip!();
+    let tracker = redmine.tracker("internal");
+    let key = format!(
+        "#{}",
+        redmine.create_issue("internal", &unique("Partly taken"))
+    );
+    let event = unique("Partly").replace([' ', '[', ']'], "");
+    let mut issue = get(&*tracker, &key);
+    issue.summary.push_str(" (synced)");
+    issue.set_custom_field("not in any project", FieldValue::Text("ignored".into()));
+    for attempt in 1..=2 {
+        let outcome = tracker.update(&issue, Origin::Sync { event_id: &event });
+        assert!(
+            matches!(&outcome, Err(TrackerError::Rejected(m)) if m.contains("not in any project")),
+            "attempt {attempt}: {outcome:?}"
+        );
+    }
+    let field = redmine.id_of("custom_fields", "twinsync event");
+    let marker = redmine.issue(id(&key))["custom_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == field)
+        .map(|f| f["value"].clone());
+    assert_eq!(marker, Some(json!(format!("{event} (in progress)"))));
+}

@@ -268,10 +268,14 @@ pub fn open_for_twin(db: &Connection, twin_id: &str) -> Result<bool> {
 pub fn writing(db: &Connection, local_key: &str, twin_id: &str) -> Result<Option<String>> {
     Ok(db
         .prepare_cached(
-            "SELECT e.id FROM twins t JOIN events e ON e.twin_id = t.twin_id
-             WHERE t.local_key = ?1 AND t.twin_id != ?2 AND e.state = 'pending'
-               AND e.direction = 'incoming' AND e.input IS NOT NULL
-             ORDER BY e.seq LIMIT 1",
+            // The plan is forced (CROSS JOIN, `+` on the terms no index should serve): the
+            // issue's few twins, then their open events through `events_open_by_twin`, never
+            // every pending event of the node or every event the twin ever had.
+            "SELECT e.id FROM twins t CROSS JOIN events e ON e.twin_id = t.twin_id
+             WHERE t.local_key = ?1 AND t.twin_id != ?2
+               AND e.state IN ('pending', 'failed') AND +e.state = 'pending'
+               AND +e.direction = 'incoming' AND e.input IS NOT NULL
+             LIMIT 1",
         )?
         .query_row([local_key, twin_id], |r| r.get(0))
         .optional()?)
