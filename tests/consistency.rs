@@ -277,3 +277,87 @@ fn admin_patch_with_if_match_and_verify() {
     assert_eq!(report["checked"], json!(1), "{report}");
     assert_eq!(report["fixed"], json!(0), "{report}");
 }
+
+/// Each message says what its sender last applied of the other side's (number and digest):
+/// External's records were changed behind twinsync's back so that what it applied is not
+/// what Internal sent, consistently with its tracker (its own `verify` sees nothing). The
+/// next message External sends tells Internal, which sends its issue again as new writes,
+/// and the sides end equal.
+#[test]
+fn a_digest_mismatch_between_the_nodes_is_found_and_repaired() {
+    let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let (key, twin) = pair.create_and_exalate(issue("Report totals"));
+    pair.run();
+    let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
+    let dir = pair
+        .external
+        .node
+        .store()
+        .read(|db| Ok(db.path().unwrap().to_string()))
+        .unwrap();
+    let node_db = rusqlite::Connection::open(&dir).unwrap();
+    let tracker_db = rusqlite::Connection::open(dir.replace("twinsync.db", "tracker.db")).unwrap();
+    let corrupt = |text: String| text.replace("Report totals", "Report totals (corrupted)");
+    let body: String = tracker_db
+        .query_row(
+            "SELECT body FROM issues WHERE key = ?1",
+            [&external_key],
+            |r| r.get(0),
+        )
+        .unwrap();
+    tracker_db
+        .execute(
+            "UPDATE issues SET body = ?2 WHERE key = ?1",
+            [&external_key, &corrupt(body)],
+        )
+        .unwrap();
+    let (received, stamped): (String, String) = node_db
+        .query_row(
+            "SELECT t.last_received, s.stamped FROM twins t JOIN issue_stamps s ON s.local_key = t.local_key WHERE t.twin_id = ?1",
+            [&twin],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    node_db
+        .execute(
+            "UPDATE twins SET last_received = ?2 WHERE twin_id = ?1",
+            [&twin, &corrupt(received)],
+        )
+        .unwrap();
+    node_db
+        .execute(
+            "UPDATE issue_stamps SET stamped = ?2 WHERE local_key = ?1",
+            [&external_key, &corrupt(stamped)],
+        )
+        .unwrap();
+    assert_eq!(
+        pair.external.node.verify(None).unwrap().fixed,
+        0,
+        "not visible from one side"
+    );
+
+    edit(&pair.external, &external_key, |i| {
+        i.status = "In Progress".into()
+    });
+    pair.external.node.poll_changes().unwrap();
+    pair.run();
+    let internal = pair.internal_issue(&key);
+    let external = pair.external_issue(&twin).unwrap();
+    assert_eq!(internal.status, "In Progress");
+    assert_eq!(external.status, "In Progress");
+    assert_eq!(external.summary, "Report totals", "repaired from Internal");
+    assert_eq!(internal.summary, "Report totals");
+    let notes: Vec<String> = pair
+        .internal
+        .node
+        .store()
+        .read(twinsync::store::events::all)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("resync queued")),
+        "{notes:#?}"
+    );
+}

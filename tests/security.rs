@@ -57,6 +57,7 @@ fn message(id: &str, seq: i64) -> SyncMessage {
             ..Issue::default()
         }),
         stamps: Default::default(),
+        applied: None,
     }
 }
 

@@ -61,6 +61,14 @@ fn check(sim: &Sim, nodes: usize, policy: ConflictPolicy) -> Result<(), String> 
     if !errors.is_empty() {
         return Err(format!("sync errors: {errors:?}"));
     }
+    // Nothing corrupts the nodes' records here: the sides never disagree on what they
+    // exchanged.
+    let disagreements = sim.notes_containing("applied something else");
+    if !disagreements.is_empty() {
+        return Err(format!(
+            "the nodes disagree on what was exchanged: {disagreements:?}"
+        ));
+    }
     if sim.events > EVENTS_PER_EDIT * sim.edits.max(1) {
         return Err(format!(
             "a sync storm: {} events for {} edits",

@@ -533,6 +533,16 @@ impl Sim {
             .collect()
     }
 
+    /// Events, on any node, whose note contains `text`.
+    pub fn notes_containing(&self, text: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.node.store().read(events::all).unwrap())
+            .filter(|e| e.note.as_deref().is_some_and(|note| note.contains(text)))
+            .map(|e| format!("{}: {}", e.id, e.note.unwrap_or_default()))
+            .collect()
+    }
+
     /// Every node's events, for reading a failing seed (`TWINSYNC_SIM_TRACE=1`).
     pub fn trace(&self) -> String {
         let mut out = String::new();

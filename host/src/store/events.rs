@@ -232,6 +232,20 @@ pub fn last_message_seq(db: &Connection, twin_id: &str) -> Result<i64> {
         .query_row([twin_id], |r| r.get(0))?)
 }
 
+/// The last message of a twin received before event `before` (a sequence number), if it
+/// was applied: its number.
+pub fn last_applied_before(db: &Connection, twin_id: &str, before: i64) -> Result<Option<i64>> {
+    let last: Option<(i64, String)> = db
+        .prepare_cached(
+            "SELECT message_seq, state FROM events
+             WHERE twin_id = ?1 AND direction = 'incoming' AND seq < ?2
+             ORDER BY message_seq DESC LIMIT 1",
+        )?
+        .query_row(params![twin_id, before], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(last.and_then(|(message_seq, state)| (state == "done").then_some(message_seq)))
+}
+
 /// The event is processed.
 pub fn finish(db: &Connection, seq: i64, note: &str, log: &str, now_ms: i64) -> Result<()> {
     db.prepare_cached(

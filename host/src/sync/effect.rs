@@ -55,6 +55,8 @@ pub(super) enum Effect {
         conflicts: Vec<RecordedConflict>,
         /// Fields on which the two sides still differ: open conflicts on the others close.
         still_differ: Vec<String>,
+        /// Send the issue as it is (the sides disagree on what was exchanged).
+        resync: bool,
     },
     /// The other side stopped syncing the twin.
     Unexalated { twin_id: String },
@@ -96,6 +98,7 @@ impl Node {
                 links: new_links,
                 conflicts: recorded,
                 still_differ,
+                resync,
             } => {
                 twins::record_received(tx, twin, replica, local, now)?;
                 for (local_id, remote_id) in new_links {
@@ -122,6 +125,21 @@ impl Node {
                         &twin.twin_id,
                         SyncReason::SyncBack,
                         event.hop + 1,
+                        now,
+                    )?;
+                }
+                if *resync
+                    && self
+                        .connection(&twin.connection)
+                        .is_some_and(|c| c.can_send())
+                {
+                    self.queue(
+                        tx,
+                        Kind::Outgoing,
+                        &twin.connection,
+                        &twin.twin_id,
+                        SyncReason::Retry,
+                        0,
                         now,
                     )?;
                 }

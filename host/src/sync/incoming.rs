@@ -21,6 +21,7 @@ use super::effect::{Effect, Prepared};
 use super::failure::{BaseInput, Failed, ProcessorInput, SyncFailure};
 use super::message::{MessageKind, SyncMessage};
 use super::node::Node;
+use super::verify::digest;
 use crate::model::fields::{self, FieldStamps};
 use crate::model::{Issue, Replica};
 use crate::runtime::{Call, Plugin, ProcessorFailure, SyncBack};
@@ -44,6 +45,8 @@ struct Run<'a> {
     local: Issue,
     /// `local` is the issue an earlier run stored, not the tracker's now.
     repeat: bool,
+    /// The other side applied something else than this side sent last: resync.
+    disagrees: bool,
 }
 
 impl Node {
@@ -110,6 +113,21 @@ impl Node {
             }
             .into());
         }
+        // The other side says what it last applied of ours: if that is our last message, it
+        // must be what we sent. If not, the sides disagree on what was exchanged: resync.
+        let disagrees = match (&message.applied, &twin) {
+            (Some(applied), Some(twin)) if applied.seq == twin.sent_seq => {
+                twin.last_sent.as_ref().map(digest).as_deref() != Some(applied.digest.as_str())
+            }
+            _ => false,
+        };
+        if disagrees {
+            tracing::warn!(
+                twin = %message.twin,
+                "the other side applied something else than this side sent as message {}: resync queued",
+                message.applied.as_ref().map_or(0, |a| a.seq)
+            );
+        }
         // An earlier run may have written to the tracker and stopped before the node
         // committed. The issue it read is stored: starting from it, the processor decides
         // what it decided then, the tracker recognises the write (or makes it, if it did not
@@ -142,6 +160,7 @@ impl Node {
                 received: &received,
                 local,
                 repeat,
+                disagrees,
             };
             match self.apply_incoming(run) {
                 // Someone wrote the issue while the processor ran: decide again on it as it
@@ -169,6 +188,7 @@ impl Node {
             received,
             local,
             repeat,
+            disagrees,
         } = run;
         let first_sync = twin.is_none();
         // The processor sees comment ids in the local side's terms (see `comment_ids`).
@@ -282,6 +302,14 @@ impl Node {
                 received,
             );
         }
+        if disagrees {
+            // Which of the other side's values are wrong is not known, only that they are
+            // not what was sent: this side's issue goes out as new writes of every field, so
+            // the other side takes it (unless it has a later write of its own).
+            for field in fields::names(&stored).collect::<Vec<_>>() {
+                fields::stamp_write(&mut local_stamps, &field, now, &self.instance);
+            }
+        }
         let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
         // A sync back goes before an unexalate asked for in the same event.
         let follow_ups: Vec<Kind> = [
@@ -301,6 +329,9 @@ impl Node {
         }
         if outcome.unexalate {
             note.push_str("; unexalate queued");
+        }
+        if disagrees {
+            note.push_str("; the other side applied something else than was sent: resync queued");
         }
         if !outcome.conflicts.is_empty() {
             note.push_str(&format!(
@@ -325,6 +356,7 @@ impl Node {
                 local: stored,
                 follow_ups,
                 conflicts: outcome.conflicts,
+                resync: disagrees,
             },
             note,
             log,

@@ -8,8 +8,9 @@ use super::comment_ids;
 use super::crash::CrashPoint;
 use super::effect::{Effect, Outbound, Prepared};
 use super::failure::{Failed, MAX_SYNC_BACK_HOPS, ProcessorInput, SyncFailure};
-use super::message::{MESSAGE_VERSION, MessageKind, SyncMessage};
+use super::message::{Applied, MESSAGE_VERSION, MessageKind, SyncMessage};
 use super::node::Node;
+use super::verify::digest;
 use crate::model::fields::{self, FieldStamps};
 use crate::model::{Replica, SyncReason};
 use crate::runtime::{Call, MergeBase};
@@ -111,6 +112,17 @@ impl Node {
         }
 
         let seq = twin.sent_seq + 1;
+        // What this side last applied from the other, for the other side to check.
+        let applied = match &twin.last_received {
+            Some(received) => self
+                .store
+                .read(|db| events::last_applied_before(db, &twin.twin_id, event.seq))?
+                .map(|seq| Applied {
+                    seq,
+                    digest: digest(received),
+                }),
+            None => None,
+        };
         let mut message = SyncMessage {
             version: MESSAGE_VERSION,
             id: event.id.clone(),
@@ -123,6 +135,7 @@ impl Node {
             sender_key: twin.local_key.clone(),
             replica: Some(replica),
             stamps: local_stamps,
+            applied,
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         // Kept with the twin as what was sent last (the message was made with it).
@@ -169,6 +182,7 @@ impl Node {
             sender_key: twin.local_key.clone(),
             replica: None,
             stamps: Default::default(),
+            applied: None,
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         Ok(Prepared {
