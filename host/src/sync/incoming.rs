@@ -254,12 +254,17 @@ impl Node {
             event_id: &event.id,
         };
         let writes = first_sync || !result.same_content(&local);
-        if writes {
-            // Stored before the tracker write: if the node stops between that write and its
-            // commit, the repeat starts from this issue (see above).
+        // Stored before the tracker write: if the node stops between that write and its
+        // commit, the repeat starts from this issue (see above). On first sync there is no
+        // issue to start from (the tracker finds the one it created by the event's id): the
+        // input is stored at commit, as when nothing is written.
+        let saved_before = writes && !first_sync;
+        if saved_before {
             self.store
                 .write(|tx| events::save_input(tx, event.seq, &input))
                 .map_err(|e| fail(e.into()))?;
+        }
+        if writes {
             self.crash_point(CrashPoint::BeforeTrackerWrite);
         }
         let stored = if first_sync {
@@ -360,7 +365,7 @@ impl Node {
             },
             note,
             log,
-            input: (!writes).then_some(input),
+            input: (!saved_before).then_some(input),
         })
     }
 }
