@@ -276,6 +276,20 @@ fn admin_patch_with_if_match_and_verify() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["checked"], json!(1), "{report}");
     assert_eq!(report["fixed"], json!(0), "{report}");
+    // The same from the command line, while the node runs.
+    let output = std::process::Command::new(twinsync_binary!())
+        .args(["verify", "--connection", "internal-external", "--config"])
+        .arg(&external.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.starts_with("1 twins checked"), "{text}");
+    assert!(text.contains("0 fixed"), "{text}");
 }
 
 /// Each message says what its sender last applied of the other side's (number and digest):
