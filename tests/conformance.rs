@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use twinsync::model::{Comment, Issue};
 use twinsync::runtime::{
-    Call, Limits, NoTwins, Plugin, PoolConfig, ProcessorFailure, Runtime, RuntimeConfig,
+    Call, ConflictPolicy, Limits, NoTwins, Plugin, PoolConfig, ProcessorFailure, Runtime,
+    RuntimeConfig,
 };
 use twinsync::store::events;
 use twinsync::sync::{Connection, Flow};
@@ -101,11 +102,14 @@ fn seed_scenario(language: &Language) {
 }
 
 /// The seed page's conflict table (see `replay_conflict_table`) with this language's
-/// processors, and `internal_incoming` on Internal's incoming side.
+/// processors, and `internal_incoming` on Internal's incoming side, under `overwrite` (the
+/// policy the page's tools have; not the default, which settles the race by itself).
 fn conflict_table(language: &Language, internal_incoming: &str) -> (String, String) {
-    let internal =
-        Side::both(language.processor("mirror")).incoming(language.processor(internal_incoming));
-    replay_conflict_table(internal, Side::both(language.processor("remote-key")))
+    let internal = Side::both(language.processor("mirror"))
+        .incoming(language.processor(internal_incoming))
+        .policy(ConflictPolicy::Overwrite);
+    let external = Side::both(language.processor("remote-key")).policy(ConflictPolicy::Overwrite);
+    replay_conflict_table(internal, external)
 }
 
 fn conflict_table_diverges_with_mirror(language: &Language) {
