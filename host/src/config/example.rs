@@ -21,6 +21,10 @@ log-level = "info"
 # events are kept until they are dealt with. Default: 7.
 # keep-events-days = 7
 
+# Minutes between two reconciliations (`twinsync verify`: each twin compared with what was
+# last exchanged for it, a resync for each one that differs); 0: never. Default: 10.
+# verify-interval-minutes = 10
+
 # The node-to-node protocol listens here (needed when a connection receives).
 listen = "127.0.0.1:7401"
 

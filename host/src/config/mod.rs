@@ -320,6 +320,23 @@ mod tests {
     }
 
     #[test]
+    fn verification_runs_every_ten_minutes_unless_configured_and_conflicts_default_to_last_writer_wins()
+     {
+        let minimal = "instance = \"A\"\nlisten = \"127.0.0.1:1\"\n\n[[connection]]\nname = \"a-b\"\nremote-instance = \"B\"\nincoming = \"mirror\"\noutgoing = \"mirror\"\nremote-url = \"http://127.0.0.1:2\"\nsecret = \"s\"\n";
+        let config = parse(minimal).unwrap();
+        assert_eq!(
+            config.verify_interval(),
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            config.connections[0].conflicts.default,
+            crate::runtime::ConflictPolicy::LastWriterWins
+        );
+        let off = parse(&minimal.replace("listen", "verify-interval-minutes = 0\nlisten")).unwrap();
+        assert_eq!(off.verify_interval(), None);
+    }
+
+    #[test]
     fn errors_name_the_file_the_line_and_what_is_expected() {
         let error = parse("instance = \"A\"\nlisten = 12\n")
             .unwrap_err()
