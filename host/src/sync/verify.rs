@@ -93,10 +93,11 @@ impl Node {
             let (fields, reason) = found;
             let resync = conn.can_send();
             let now = self.now_ms();
-            self.store.write(|tx| {
-                // Checked again in the write: an event may have come meanwhile.
+            let queued = self.store.write(|tx| {
+                // Checked again in the write: an event may have come meanwhile, and then
+                // the twin is being synced, not broken.
                 if events::open_for_twin(tx, &twin.twin_id)? {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let id = self.next_event_id(tx)?;
                 events::insert(
@@ -131,8 +132,13 @@ impl Node {
                     );
                     events::fail(tx, seq, "verify-mismatch", &message, "", None, now)?;
                 }
-                Ok(())
+                Ok(true)
             })?;
+            if !queued {
+                report.checked -= 1;
+                report.busy += 1;
+                continue;
+            }
             if resync {
                 report.fixed += 1;
             } else {
