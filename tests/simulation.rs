@@ -11,7 +11,8 @@
 //! - the events processed stay within a fixed multiple of the edits (no sync storms).
 //!
 //! A failing seed is printed; `TWINSYNC_SIM_SEED=N cargo test -p twinsync --test simulation`
-//! plays that seed alone.
+//! plays that seed alone, and `TWINSYNC_SIM_SEEDS=N` plays N seeds per test instead of the
+//! default 500, 300 and 300.
 
 use std::collections::BTreeMap;
 
@@ -30,8 +31,15 @@ type Crashes = BTreeMap<&'static str, usize>;
 const EVENTS_PER_EDIT: usize = 12;
 
 fn seeds(range: std::ops::Range<u64>) -> Vec<u64> {
-    match std::env::var("TWINSYNC_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("TWINSYNC_SIM_SEED is a number")],
+    if let Ok(seed) = std::env::var("TWINSYNC_SIM_SEED") {
+        return vec![seed.parse().expect("TWINSYNC_SIM_SEED is a number")];
+    }
+    match std::env::var("TWINSYNC_SIM_SEEDS") {
+        // More seeds per test, for a longer run (from the same first seed).
+        Ok(n) => {
+            let n: u64 = n.parse().expect("TWINSYNC_SIM_SEEDS is a number");
+            (range.start..range.start + n).collect()
+        }
         Err(_) => range.collect(),
     }
 }
