@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use twinsync::model::{Comment, Issue};
 use twinsync::runtime::{
-    Call, Limits, NoTwins, Plugin, PoolConfig, ProcessorFailure, Runtime, RuntimeConfig,
+    Call, ConflictPolicy, Limits, NoTwins, Plugin, PoolConfig, ProcessorFailure, Runtime,
+    RuntimeConfig,
 };
 use twinsync::store::events;
 use twinsync::sync::{Connection, Flow};
@@ -101,11 +102,14 @@ fn seed_scenario(language: &Language) {
 }
 
 /// The seed page's conflict table (see `replay_conflict_table`) with this language's
-/// processors, and `internal_incoming` on Internal's incoming side.
+/// processors, and `internal_incoming` on Internal's incoming side, under `overwrite` (the
+/// policy the page's tools have; not the default, which settles the race by itself).
 fn conflict_table(language: &Language, internal_incoming: &str) -> (String, String) {
-    let internal =
-        Side::both(language.processor("mirror")).incoming(language.processor(internal_incoming));
-    replay_conflict_table(internal, Side::both(language.processor("remote-key")))
+    let internal = Side::both(language.processor("mirror"))
+        .incoming(language.processor(internal_incoming))
+        .policy(ConflictPolicy::Overwrite);
+    let external = Side::both(language.processor("remote-key")).policy(ConflictPolicy::Overwrite);
+    replay_conflict_table(internal, external)
 }
 
 fn conflict_table_diverges_with_mirror(language: &Language) {
@@ -130,16 +134,25 @@ fn one_way(language: &Language, external_incoming: &str) -> Pair {
 }
 
 fn sync_back_on_a_unidirectional_connection_is_a_processor_error(language: &Language) {
-    let pair = one_way(language, "remote-key");
-    let (_, twin) = pair.create_and_exalate(issue("One way only"));
+    let pair = one_way(language, "scripted");
+    let (_, twin) = pair.create_and_exalate(scripted_issue("One way only", "sync-back-always"));
     pair.run();
-    // remote-key turns the host's refusal into its own processor error.
+    // A processor that asks anyway turns the host's refusal into its own processor error.
     let errors = failed(&pair.external.node);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].error_kind.as_deref(), Some("processor-error"));
     let message = errors[0].error.as_deref().unwrap();
     assert!(message.contains("unidirectional"), "{message}");
     assert!(pair.external_issue(&twin).is_none(), "nothing applied");
+
+    // `remote-key` checks the direction first: on a one-way connection it does not ask,
+    // and the issue arrives with its remote key.
+    let pair = one_way(language, "remote-key");
+    let (key, twin) = pair.create_and_exalate(issue("One way only"));
+    pair.run();
+    assert!(failed(&pair.external.node).is_empty());
+    let arrived = pair.external_issue(&twin).expect("applied");
+    assert_eq!(arrived.custom_text("remote issue key"), Some(key.as_str()));
 }
 
 fn an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost(language: &Language) {

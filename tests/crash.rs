@@ -1,13 +1,16 @@
-//! Nothing lost, nothing applied twice: two `twinsync serve` processes under load, killed
-//! with SIGKILL at random moments and restarted, many times over.
+//! Nothing lost, nothing applied twice, nothing silently different: two `twinsync serve`
+//! processes under load, killed with SIGKILL at random moments and restarted, many times
+//! over; and killed on purpose between a tracker write and the node's commit.
 //!
-//! `cargo test` kills 6 times; `TWINSYNC_CRASH_KILLS=100 cargo test -p twinsync --test
-//! crash` kills more.
+//! `cargo test` kills 6 times at random and 20 times in the window;
+//! `TWINSYNC_CRASH_KILLS=100 cargo test -p twinsync --test crash` kills more at random,
+//! `TWINSYNC_WINDOW_KILLS=100` more in the window.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use twinsync_tests::process::{NodeProcess, eventually, pair};
+use twinsync::sync::{CRASH_AT_VAR, CRASH_SKIP_VAR};
+use twinsync_tests::process::{NodeProcess, eventually, pair, pair_with};
 
 const ISSUES: usize = 120;
 const CHANGES: usize = 1_500;
@@ -155,4 +158,145 @@ fn killed_nodes_lose_nothing_and_apply_nothing_twice() {
         .query_row("SELECT count(*) FROM issues", [], |r| r.get(0))
         .unwrap();
     assert_eq!(issues, ISSUES as i64, "no issue created twice");
+}
+
+/// The receiving node killed (SIGKILL, through the crash hook `TWINSYNC_CRASH_AT`) right
+/// after it wrote an incoming change to its tracker and before it committed, in the middle
+/// of a burst of summary changes under last-writer-wins, and started again after the burst:
+/// both sides end equal, with empty queues, no sync error and no conflict. Before the fix the
+/// repeated event took the tracker's value for a local edit stamped at the restart, which
+/// last-writer-wins then preferred over the rest of the burst.
+#[test]
+fn receiver_killed_between_tracker_write_and_commit_ends_equal() {
+    let kills: usize = std::env::var("TWINSYNC_WINDOW_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(20);
+    const ISSUES: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut internal, mut external) = pair_with(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        "mirror",
+        "[connection.conflicts]\ndefault = \"last-writer-wins\"\n",
+    );
+    let mut int_keys = Vec::new();
+    for n in 0..ISSUES {
+        let issue = patiently(
+            &mut internal,
+            "POST",
+            "/v1/issues",
+            json!({"summary": format!("issue {n}"), "status": "Open"}),
+        );
+        int_keys.push(issue["key"].as_str().unwrap().to_string());
+    }
+    patiently(
+        &mut internal,
+        "POST",
+        "/v1/exalate",
+        json!({"connection": "internal-external", "keys": int_keys}),
+    );
+    eventually(Duration::from_secs(30), "External has every twin", || {
+        external.get("/v1/twins").as_array().unwrap().len() == ISSUES
+    });
+    // The keys of each twin on External, in Internal's order.
+    let twins = external.get("/v1/twins");
+    let ext_keys: Vec<String> = int_keys
+        .iter()
+        .map(|int| {
+            let twin = twins
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["remote_key"] == json!(int))
+                .unwrap();
+            twin["local_key"].as_str().unwrap().to_string()
+        })
+        .collect();
+
+    let mut rng: u64 = 0x5eed_1234;
+    let mut killed = 0;
+    let mut rev = 0;
+    for round in 0..kills {
+        // The receiver alternates: Internal's edits kill External, and the other way round.
+        let (sender, receiver, keys) = if round % 2 == 0 {
+            (&mut internal, &mut external, &int_keys)
+        } else {
+            (&mut external, &mut internal, &ext_keys)
+        };
+        receiver.kill();
+        receiver.env = vec![
+            (CRASH_AT_VAR.into(), "after-tracker-write".into()),
+            (CRASH_SKIP_VAR.into(), (next(&mut rng) % 3).to_string()),
+        ];
+        receiver.restart();
+        // A burst of summary changes; the receiver dies in the middle of applying them.
+        let mut died = false;
+        for _ in 0..60 {
+            rev += 1;
+            let n = (next(&mut rng) % ISSUES as u64) as usize;
+            patiently(
+                sender,
+                "PATCH",
+                &format!("/v1/issues/{}", keys[n]),
+                json!({"summary": format!("issue {n} rev {rev}")}),
+            );
+            if receiver.wait_for_exit(Duration::from_millis(5)) {
+                died = true;
+                break;
+            }
+        }
+        if !died {
+            died = receiver.wait_for_exit(Duration::from_secs(20));
+        }
+        assert!(
+            died,
+            "round {round}: the receiver never reached the crash point"
+        );
+        killed += 1;
+        // The burst goes on while the receiver is down.
+        for _ in 0..5 {
+            rev += 1;
+            let n = (next(&mut rng) % ISSUES as u64) as usize;
+            patiently(
+                sender,
+                "PATCH",
+                &format!("/v1/issues/{}", keys[n]),
+                json!({"summary": format!("issue {n} rev {rev}")}),
+            );
+        }
+        receiver.env.clear();
+        receiver.restart();
+    }
+    assert_eq!(killed, kills);
+    for node in [&internal, &external] {
+        let log = node.log();
+        let window = log.matches("killed at after-tracker-write").count();
+        assert!(
+            window >= kills / 2,
+            "{}: {window} kills in the window",
+            node.spec.instance
+        );
+    }
+
+    eventually(Duration::from_secs(60), "both queues drain", || {
+        [&internal, &external].iter().all(|node| {
+            let queue = node.get("/v1/queue");
+            queue[0]["in_flight"] == 0 && queue[0]["pending"] == 0
+        })
+    });
+    for (int, ext) in int_keys.iter().zip(&ext_keys) {
+        let a = internal.issue(int).unwrap();
+        let b = external.issue(ext).unwrap();
+        assert_eq!(a["summary"], b["summary"], "{int} and {ext} differ");
+    }
+    for node in [&internal, &external] {
+        assert_eq!(node.get("/v1/errors"), json!([]), "{}", node.spec.instance);
+        assert_eq!(
+            node.get("/v1/conflicts"),
+            json!([]),
+            "{}",
+            node.spec.instance
+        );
+    }
 }

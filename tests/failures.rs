@@ -15,16 +15,35 @@ fn one_way(external_incoming: &'static str) -> Pair {
 
 #[test]
 fn sync_back_on_a_unidirectional_connection_is_an_error_the_processor_sees() {
-    let pair = one_way("remote-key");
-    let (_, twin) = pair.create_and_exalate(issue("One way only"));
+    let pair = one_way("scripted");
+    let (_, twin) = pair.create_and_exalate(scripted_issue("One way only", "sync-back-always"));
     pair.run();
-    // remote-key returns the error it got: a processor error with the host's explanation.
+    // scripted returns the error it got: a processor error with the host's explanation.
     let errors = failed(&pair.external.node);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].error_kind.as_deref(), Some("processor-error"));
     let message = errors[0].error.as_deref().unwrap();
     assert!(message.contains("unidirectional"), "{message}");
     assert!(pair.external_issue(&twin).is_none(), "nothing applied");
+}
+
+/// `remote-key` checks the direction before asking for a sync back: on a one-way
+/// connection every event is applied, none fails.
+#[test]
+fn remote_key_on_a_one_way_connection_does_not_ask_for_a_sync_back() {
+    let pair = one_way("remote-key");
+    let (key, twin) = pair.create_and_exalate(issue("One way only"));
+    pair.run();
+    edit(&pair.internal, &key, |i| {
+        i.summary = "One way, changed".into()
+    });
+    pair.internal.node.poll_changes().unwrap();
+    pair.run();
+    let errors = failed(&pair.external.node);
+    assert!(errors.is_empty(), "{errors:?}");
+    let arrived = pair.external_issue(&twin).expect("applied");
+    assert_eq!(arrived.summary, "One way, changed");
+    assert_eq!(arrived.custom_text("remote issue key"), Some(key.as_str()));
 }
 
 #[test]

@@ -99,6 +99,15 @@ impl Tracker for Flaky {
         self.check()?;
         self.inner.update(issue, origin)
     }
+    fn update_if(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+        seen: Option<&Issue>,
+    ) -> Result<Issue, TrackerError> {
+        self.check()?;
+        self.inner.update_if(issue, origin, seen)
+    }
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
         self.check()?;
         self.inner.changes(cursor, limit)

@@ -806,3 +806,111 @@ secret = "{SECRET}"
     assert_eq!(queue[0]["pending"], 0, "{queue}");
     assert_eq!(get(&*internal, &key).comments.len(), 1, "{}", serve_log());
 }
+
+/// A sync write onto the issue as read: if someone changed it since, nothing is written
+/// and the engine is told (`Changed`), so it decides again on the fresh issue.
+#[test]
+fn a_write_onto_an_issue_changed_since_it_was_read_is_refused() {
+    let redmine = redmine_or_skip!();
+    let tracker = redmine.tracker("internal");
+    let subject = unique("Changed under the processor");
+    let key = format!("#{}", redmine.create_issue("internal", &subject));
+    let seen = get(&*tracker, &key);
+    // A person edits the issue while the processor runs. (`updated_on` has one-second
+    // resolution: the comparison is on the content too.)
+    redmine.update_issue(id(&key), json!({"description": "typed by a person"}));
+    let mut decided = seen.clone();
+    decided.summary = format!("{subject} (synced)");
+    let event = unique("Changed").replace([' ', '[', ']'], "");
+    let refused = tracker.update_if(&decided, Origin::Sync { event_id: &event }, Some(&seen));
+    assert_eq!(refused, Err(TrackerError::Changed(key.clone())));
+    let now = get(&*tracker, &key);
+    assert_eq!(now.summary, subject, "nothing was written");
+    assert_eq!(now.description.as_deref(), Some("typed by a person"));
+    // Decided again on the fresh issue, the write goes through and keeps the edit.
+    let mut again = now.clone();
+    again.summary = format!("{subject} (synced)");
+    let stored = tracker
+        .update_if(&again, Origin::Sync { event_id: &event }, Some(&now))
+        .unwrap();
+    assert_eq!(stored.summary, format!("{subject} (synced)"));
+    assert_eq!(stored.description.as_deref(), Some("typed by a person"));
+}
+
+/// A sync write whose request reached Redmine but whose answer did not (a timeout): the
+/// change is there, the event is still marked in progress. The repeat reads back, checks,
+/// and only then marks the event done; a write is never marked done before its check.
+#[test]
+fn an_event_is_marked_done_only_after_its_read_back() {
+    let redmine = redmine_or_skip!();
+    let tracker = redmine.tracker("internal");
+    let subject = unique("Timed out but taken");
+    let key = format!("#{}", redmine.create_issue("internal", &subject));
+    let event = unique("Taken").replace([' ', '[', ']'], "");
+    let field = redmine.id_of("custom_fields", "twinsync event");
+    let marker = || {
+        redmine.issue(id(&key))["custom_fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == field)
+            .map(|f| f["value"].clone())
+    };
+    // What the first attempt's PUT did before its answer was lost.
+    redmine.update_issue(
+        id(&key),
+        json!({
+            "subject": format!("{subject} (synced)"),
+            "custom_fields": [{"id": field, "value": format!("{event} (in progress)")}],
+        }),
+    );
+    let mut issue = get(&*tracker, &key);
+    issue.summary = format!("{subject} (synced)");
+    let repeated = tracker
+        .update(&issue, Origin::Sync { event_id: &event })
+        .unwrap();
+    assert_eq!(repeated.summary, format!("{subject} (synced)"));
+    assert_eq!(marker(), Some(json!(event)), "checked, then marked done");
+
+    // A normal write: the event is marked done at the end, with the change in place.
+    let next = format!("{event}-next");
+    let mut changed = get(&*tracker, &key);
+    changed.description = Some("written and checked".into());
+    let stored = tracker
+        .update(&changed, Origin::Sync { event_id: &next })
+        .unwrap();
+    assert_eq!(stored.description.as_deref(), Some("written and checked"));
+    assert_eq!(marker(), Some(json!(next)));
+}
+
+/// A write Redmine takes only in part (a field it ignores without an error) is a sync
+/// error, and so is every retry of it: the event is marked done only after the read-back
+/// check passed, so a retry never finds it done and reports success without the change.
+#[test]
+fn a_write_that_fails_its_read_back_is_never_marked_done() {
+    let redmine = redmine_or_skip!();
+    let tracker = redmine.tracker("internal");
+    let key = format!(
+        "#{}",
+        redmine.create_issue("internal", &unique("Partly taken"))
+    );
+    let event = unique("Partly").replace([' ', '[', ']'], "");
+    let mut issue = get(&*tracker, &key);
+    issue.summary.push_str(" (synced)");
+    issue.set_custom_field("not in any project", FieldValue::Text("ignored".into()));
+    for attempt in 1..=2 {
+        let outcome = tracker.update(&issue, Origin::Sync { event_id: &event });
+        assert!(
+            matches!(&outcome, Err(TrackerError::Rejected(m)) if m.contains("not in any project")),
+            "attempt {attempt}: {outcome:?}"
+        );
+    }
+    let field = redmine.id_of("custom_fields", "twinsync event");
+    let marker = redmine.issue(id(&key))["custom_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == field)
+        .map(|f| f["value"].clone());
+    assert_eq!(marker, Some(json!(format!("{event} (in progress)"))));
+}

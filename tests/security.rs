@@ -59,6 +59,7 @@ fn message(id: &str, seq: i64) -> SyncMessage {
             ..Issue::default()
         }),
         stamps: Default::default(),
+        applied: None,
     }
 }
 

@@ -32,17 +32,23 @@ fn sync_back_stores_the_remote_key_on_the_source() {
     assert!(unfinished(&pair.external.node).is_empty());
 }
 
+/// With `overwrite` (no longer the default) and no guard, the page's divergence.
 #[test]
 fn conflict_table_diverges_with_mirror_as_the_page_shows() {
-    let (source, target) = replay_conflict_table(Side::both("mirror"), Side::both("remote-key"));
+    let (source, target) = replay_conflict_table(
+        Side::both("mirror").policy(ConflictPolicy::Overwrite),
+        Side::both("remote-key").policy(ConflictPolicy::Overwrite),
+    );
     assert_eq!((source.as_str(), target.as_str()), ("Open", "In Progress"));
 }
 
 #[test]
 fn conflict_table_converges_with_status_guard() {
     let (source, target) = replay_conflict_table(
-        Side::both("mirror").incoming("status-guard"),
-        Side::both("remote-key"),
+        Side::both("mirror")
+            .incoming("status-guard")
+            .policy(ConflictPolicy::Overwrite),
+        Side::both("remote-key").policy(ConflictPolicy::Overwrite),
     );
     assert_eq!(
         (source.as_str(), target.as_str()),
@@ -89,4 +95,73 @@ fn later_changes_keep_syncing_both_ways() {
     // Applying a change never echoes it back: both queues are empty.
     assert!(unfinished(&pair.internal.node).is_empty());
     assert!(unfinished(&pair.external.node).is_empty());
+}
+
+/// The seed page's race with no configuration at all: `remote-key` on both sides, no
+/// conflict policy set. The source changes the status right after exalating, at a moment
+/// that differs per round (before or after the target created the issue, before or after
+/// its sync back left, before or after it arrived). Every round ends with both sides on
+/// the status set last, and the remote key stored on both.
+#[test]
+fn the_seed_race_converges_with_no_configuration() {
+    let mut split = Vec::new();
+    for round in 0..20u64 {
+        let pair = Pair::new(Side::both("remote-key"), Side::both("remote-key"));
+        let (key, twin) = pair.create_and_exalate(issue(&format!("Race {round}")));
+        let (int, ext) = (&pair.internal.node, &pair.external.node);
+        // The steps of the first sync, in order; the status change goes in at `at`.
+        let at = round % 6;
+        let mut rng = round.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for step in 0..6 {
+            if step == at {
+                edit(&pair.internal, &key, |i| i.status = "In Progress".into());
+                int.poll_changes().unwrap();
+            }
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            match (step + rng % 2) % 3 {
+                0 => {
+                    int.process_ready(10).unwrap();
+                }
+                1 => {
+                    pair.network.deliver().unwrap();
+                }
+                _ => {
+                    ext.process_ready(10).unwrap();
+                }
+            }
+            pair.clock
+                .advance(std::time::Duration::from_millis(1 + rng % 500));
+        }
+        pair.run();
+        let source = pair.internal_issue(&key);
+        let target = pair
+            .external_issue(&twin)
+            .expect("the target has the issue");
+        let target_key = target.key.clone().unwrap();
+        if source.status != "In Progress"
+            || target.status != "In Progress"
+            || source.custom_text("remote issue key") != Some(target_key.as_str())
+            || target.custom_text("remote issue key") != Some(key.as_str())
+        {
+            split.push(format!(
+                "round {round}: source {} (remote key {:?}), target {} (remote key {:?})",
+                source.status,
+                source.custom_text("remote issue key"),
+                target.status,
+                target.custom_text("remote issue key")
+            ));
+        }
+        assert!(
+            failed(int).is_empty() && failed(ext).is_empty(),
+            "round {round}: sync errors"
+        );
+    }
+    assert!(
+        split.is_empty(),
+        "{} of 20 rounds split:\n{}",
+        split.len(),
+        split.join("\n")
+    );
 }

@@ -1,6 +1,9 @@
 //! Concurrent edits converge. A deterministic simulation drives two nodes (and a chain of
 //! three) from a seed: random edits on every side, messages delayed, reordered, duplicated
-//! and lost, links down, nodes restarting. After the network heals and the queues drain:
+//! and lost, links down, nodes restarting, and nodes crashing at every step of an event
+//! (after the processor, before and after the tracker write, before and after the commit),
+//! most often between the tracker write and the node's commit. After the network heals and
+//! the queues drain:
 //!
 //! - with last-writer-wins, every synced field is equal on every node, and every comment is
 //!   on every node exactly once;
@@ -8,35 +11,71 @@
 //! - the events processed stay within a fixed multiple of the edits (no sync storms).
 //!
 //! A failing seed is printed; `TWINSYNC_SIM_SEED=N cargo test -p twinsync --test simulation`
-//! plays that seed alone.
+//! plays that seed alone, and `TWINSYNC_SIM_SEEDS=N` plays N seeds per test instead of the
+//! default 500, 300 and 300.
 
 use std::collections::BTreeMap;
 
 use twinsync::runtime::ConflictPolicy;
+use twinsync::sync::CrashPoint;
 use twinsync_tests::sim::{FIELDS, Sim, field};
+
+/// Percent of the simulation's processing steps that crash the node at some point.
+const CRASH_PERCENT: u64 = 20;
+
+/// Crashes injected, per point.
+type Crashes = BTreeMap<&'static str, usize>;
 
 /// Events processed per edit, at most, after the set-up: each edit makes at most one event
 /// on its node and one on each node it travels to, plus retries after lost messages.
 const EVENTS_PER_EDIT: usize = 12;
 
 fn seeds(range: std::ops::Range<u64>) -> Vec<u64> {
-    match std::env::var("TWINSYNC_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("TWINSYNC_SIM_SEED is a number")],
+    if let Ok(seed) = std::env::var("TWINSYNC_SIM_SEED") {
+        return vec![seed.parse().expect("TWINSYNC_SIM_SEED is a number")];
+    }
+    match std::env::var("TWINSYNC_SIM_SEEDS") {
+        // More seeds per test, for a longer run (from the same first seed).
+        Ok(n) => {
+            let n: u64 = n.parse().expect("TWINSYNC_SIM_SEEDS is a number");
+            (range.start..range.start + n).collect()
+        }
         Err(_) => range.collect(),
     }
 }
 
 /// Play one seed; returns what is wrong, if anything.
-fn play(seed: u64, nodes: usize, policy: ConflictPolicy) -> Result<(), String> {
-    let mut sim = Sim::new(seed, nodes, 2, policy);
+fn play(
+    seed: u64,
+    nodes: usize,
+    policy: ConflictPolicy,
+    crashes: &mut Crashes,
+) -> Result<(), String> {
+    let mut sim = Sim::with_crashes(seed, nodes, 2, policy, CRASH_PERCENT);
     sim.play(60);
+    for (point, n) in &sim.crashes {
+        *crashes.entry(point).or_default() += n;
+    }
     sim.settle();
+    check(&sim, nodes, policy)
+}
+
+/// What is wrong once a simulation settled, if anything.
+fn check(sim: &Sim, nodes: usize, policy: ConflictPolicy) -> Result<(), String> {
     if std::env::var("TWINSYNC_SIM_TRACE").is_ok() {
         eprintln!("{}", sim.trace());
     }
     let errors = sim.sync_errors();
     if !errors.is_empty() {
         return Err(format!("sync errors: {errors:?}"));
+    }
+    // Nothing corrupts the nodes' records here: the sides never disagree on what they
+    // exchanged.
+    let disagreements = sim.notes_containing("applied something else");
+    if !disagreements.is_empty() {
+        return Err(format!(
+            "the nodes disagree on what was exchanged: {disagreements:?}"
+        ));
     }
     if sim.events > EVENTS_PER_EDIT * sim.edits.max(1) {
         return Err(format!(
@@ -96,9 +135,25 @@ fn play(seed: u64, nodes: usize, policy: ConflictPolicy) -> Result<(), String> {
 
 fn run(range: std::ops::Range<u64>, nodes: usize, policy: ConflictPolicy) {
     let mut failures = Vec::new();
-    for seed in seeds(range) {
-        if let Err(what) = play(seed, nodes, policy) {
+    let played = seeds(range);
+    let mut crashes = Crashes::new();
+    for &seed in &played {
+        if let Err(what) = play(seed, nodes, policy, &mut crashes) {
             failures.push(format!("seed {seed}: {what}"));
+        }
+    }
+    eprintln!(
+        "{} seeds ({nodes} nodes, {policy:?}); crashes injected, by point: {crashes:?}",
+        played.len()
+    );
+    if played.len() > 1 {
+        for point in CrashPoint::ALL {
+            assert!(
+                crashes.get(point.name()).copied().unwrap_or(0) > 0,
+                "no crash at {} in {} seeds",
+                point.name(),
+                played.len()
+            );
         }
     }
     assert!(

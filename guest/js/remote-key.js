@@ -1,6 +1,9 @@
 // `remote-key`: each side keeps the key of its twin in the custom field "remote issue key".
 // The side that creates the issue on first sync asks for a sync back, so that the source
-// learns the new key without waiting for the next change.
+// learns the new key without waiting for the next change; on a one-way connection nothing
+// can go back, so it does not ask. It also keeps the seed page's status guard (see
+// `status-guard`): these helpers merge by taking every remote change, so a stale status that
+// a sync back brings would otherwise undo a local change made right after exalating.
 
 import {
   SyncBackError,
@@ -18,7 +21,7 @@ const REMOTE_KEY_FIELD = 'remote issue key';
 
 export const { incoming, outgoing } = defineProcessor({
   incoming(ctx, replica, previous, issue) {
-    if (ctx.firstSync) {
+    if (ctx.firstSync && ctx.direction === 'bidirectional') {
       // The other side does not know our key yet: send it back once we exist.
       try {
         syncBackAfterProcessing();
@@ -27,7 +30,11 @@ export const { incoming, outgoing } = defineProcessor({
         throw error;
       }
     }
+    const statusUnchanged = previous !== undefined && previous.status === replica.status;
     const result = mirrorIncoming(ctx, replica, previous, issue);
+    if (!ctx.firstSync && statusUnchanged) {
+      result.status = issue.status;
+    }
     if (replica.key !== undefined && replica.key !== null) {
       setCustomField(result, REMOTE_KEY_FIELD, text(replica.key));
     }

@@ -116,6 +116,16 @@ impl Tracker for Timed {
         self.note(&stored);
         Ok(stored)
     }
+    fn update_if(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+        seen: Option<&Issue>,
+    ) -> Result<Issue, TrackerError> {
+        let stored = self.inner.update_if(issue, origin, seen)?;
+        self.note(&stored);
+        Ok(stored)
+    }
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
         self.inner.changes(cursor, limit)
     }

@@ -2,9 +2,9 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /v1/issues/{key}` | an issue of this node's tracker |
+//! | `GET /v1/issues/{key}` | an issue of this node's tracker, with its `ETag` |
 //! | `POST /v1/issues` | create an issue (body: issue JSON); `201` with the stored issue |
-//! | `PATCH /v1/issues/{key}` | change an issue (body: the fields to change, JSON merge patch) |
+//! | `PATCH /v1/issues/{key}` | change an issue (body: the fields to change, JSON merge patch); with `If-Match: ETAG`, only if it is still that version (else `412`) |
 //! | `POST /v1/exalate` | start syncing issues: `{"connection": "...", "keys": ["INT-1"]}` |
 //! | `POST /v1/unexalate` | stop syncing issues (same body); both sides keep the issue |
 //! | `GET /v1/twins` | the twins of this node |
@@ -18,9 +18,10 @@
 //! | `GET /v1/conflicts` | conflicts held for review |
 //! | `GET /v1/history?key=K` | a twin's history, newest first: `key` (twin id or an issue key on either side), `connection`, `since`, `until` (RFC 3339), `before` (an entry's `seq`, to page), `limit` |
 //! | `POST /v1/conflicts/{id}/resolve` | keep a side: `{"take": "local"}` or `{"take": "remote"}` |
+//! | `POST /v1/verify` | compare each twin with what was last exchanged and repair what differs: `{}` or `{"connection": "..."}`; answers how many were checked and fixed |
 //!
 //! Every request needs `Authorization: Bearer <token>`. Errors are `{"error": "..."}` with
-//! 400 (bad input), 401 (token), 404 (no such issue or event) or 500.
+//! 400 (bad input), 401 (token), 404 (no such issue or event), 412 (`If-Match` failed) or 500.
 
 mod input;
 
@@ -38,7 +39,7 @@ use serde_json::{Value, json};
 use crate::config::Secret;
 use crate::ops;
 use crate::sync::Node;
-use crate::tracker::Origin;
+use crate::tracker::{Origin, TrackerError};
 
 /// What the admin API needs.
 pub struct Admin {
@@ -65,6 +66,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/conflicts", get(conflicts))
         .route("/v1/history", get(history))
         .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))
+        .route("/v1/verify", post(verify))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
 }
@@ -128,8 +130,8 @@ fn not_found(what: String) -> Failure {
     Failure(StatusCode::NOT_FOUND, what)
 }
 
-async fn get_issue(State(admin): State<Arc<Admin>>, Path(key): Path<String>) -> Answer {
-    blocking(move || {
+async fn get_issue(State(admin): State<Arc<Admin>>, Path(key): Path<String>) -> Response {
+    let answer = blocking(move || {
         match admin
             .node
             .tracker()
@@ -140,7 +142,26 @@ async fn get_issue(State(admin): State<Arc<Admin>>, Path(key): Path<String>) -> 
             None => Err(not_found(format!("issue {key} does not exist"))),
         }
     })
-    .await
+    .await;
+    with_etag(answer)
+}
+
+/// An issue's version for `ETag` and `If-Match`: a digest of the issue as stored.
+fn etag(issue: &Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(issue.to_string().as_bytes());
+    format!("\"{}\"", crate::hex::encode(&digest[..12]))
+}
+
+/// An answer with the issue it carries, with its `ETag`.
+fn with_etag(answer: Answer) -> Response {
+    match answer {
+        Ok(Json(issue)) => {
+            let tag = etag(&issue);
+            ([(axum::http::header::ETAG, tag)], Json(issue)).into_response()
+        }
+        Err(failure) => failure.into_response(),
+    }
 }
 
 async fn create_issue(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Response {
@@ -164,24 +185,87 @@ async fn create_issue(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) 
 async fn patch_issue(
     State(admin): State<Arc<Admin>>,
     Path(key): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Answer {
-    blocking(move || {
+) -> Response {
+    let if_match = match headers
+        .get(axum::http::header::IF_MATCH)
+        .map(|v| v.to_str())
+    {
+        None => None,
+        Some(Ok(tag)) => Some(tag.trim().to_string()),
+        Some(Err(_)) => {
+            return Failure(StatusCode::BAD_REQUEST, "If-Match is not text".into()).into_response();
+        }
+    };
+    let answer = blocking(move || {
         let patch = input::patch(&body).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
         let tracker = admin.node.tracker();
-        let current = tracker
-            .get(&key)
-            .map_err(anyhow::Error::from)?
-            .ok_or_else(|| not_found(format!("issue {key} does not exist")))?;
-        let mut merged = to_json(current)?;
-        merge_patch(&mut merged, Value::Object(patch));
-        let mut issue = input::patched(merged).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
-        issue.key = Some(key);
-        let updated = tracker
-            .update(&issue, Origin::User)
-            .map_err(anyhow::Error::from)?;
+        // The patch applies to the issue as read; a write in between (twinsync applying a
+        // change from the other side, say) makes it read and apply again, never overwrite.
+        for _ in 0..5 {
+            let current = tracker
+                .get(&key)
+                .map_err(anyhow::Error::from)?
+                .ok_or_else(|| not_found(format!("issue {key} does not exist")))?;
+            let mut merged = to_json(&current)?;
+            if let Some(tag) = &if_match
+                && tag != "*"
+                && *tag != etag(&merged)
+            {
+                return Err(Failure(
+                    StatusCode::PRECONDITION_FAILED,
+                    format!("issue {key} changed since it was read (If-Match {tag} is not its ETag {}): read it again", etag(&merged)),
+                ));
+            }
+            merge_patch(&mut merged, Value::Object(patch.clone()));
+            let mut issue =
+                input::patched(merged).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+            issue.key = Some(key.clone());
+            match tracker.update_if(&issue, Origin::User, Some(&current)) {
+                Ok(updated) => {
+                    (admin.on_change)();
+                    return to_json(updated);
+                }
+                Err(TrackerError::Changed(_)) if if_match.is_none() => continue,
+                Err(TrackerError::Changed(_)) => {
+                    return Err(Failure(
+                        StatusCode::PRECONDITION_FAILED,
+                        format!("issue {key} changed since it was read: read it again"),
+                    ));
+                }
+                Err(e) => return Err(anyhow::Error::from(e).into()),
+            }
+        }
+        Err(Failure(
+            StatusCode::CONFLICT,
+            format!("issue {key} kept changing while the patch was applied: try again"),
+        ))
+    })
+    .await;
+    with_etag(answer)
+}
+
+async fn verify(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct VerifyRequest {
+        connection: Option<String>,
+    }
+    blocking(move || {
+        let request: VerifyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            VerifyRequest::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                Failure(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"connection\": \"...\"}} or nothing: {e}"),
+                )
+            })?
+        };
+        let report = admin.node.verify(request.connection.as_deref())?;
         (admin.on_change)();
-        to_json(updated)
+        to_json(report)
     })
     .await
 }

@@ -58,6 +58,8 @@ pub struct NodeProcess {
     pub dir: PathBuf,
     child: Option<Child>,
     agent: ureq::Agent,
+    /// Environment variables of the next start (a crash point to stop at, say).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeProcess {
@@ -115,6 +117,7 @@ secret = "{SECRET}"
             dir: node_dir,
             child: None,
             agent,
+            env: Vec::new(),
         };
         node.restart();
         node
@@ -130,6 +133,7 @@ secret = "{SECRET}"
         let child = Command::new(&self.binary)
             .args(["serve", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -159,6 +163,21 @@ secret = "{SECRET}"
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Wait up to `timeout` for the process to end by itself; whether it did.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = &mut self.child
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     pub fn log(&self) -> String {
@@ -195,6 +214,36 @@ secret = "{SECRET}"
         self.try_send(method, path, body).expect("admin request")
     }
 
+    /// The `ETag` of a GET on the admin API.
+    pub fn etag(&self, path: &str) -> Option<String> {
+        let response = self
+            .agent
+            .get(&self.url(path))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .ok()?;
+        let tag = response.headers().get("etag")?.to_str().ok()?;
+        Some(tag.to_string())
+    }
+
+    /// A request with `If-Match: tag`; returns status and body.
+    pub fn send_if_match(&self, method: &str, path: &str, tag: &str, body: Value) -> (u16, Value) {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .header("if-match", tag)
+            .body(body.to_string())
+            .unwrap();
+        let mut response = self.agent.run(request).expect("admin request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
     /// Like `send`, but `None` when the node cannot be reached.
     pub fn try_send(&self, method: &str, path: &str, body: Value) -> Option<(u16, Value)> {
         let request = ureq::http::Request::builder()
@@ -227,6 +276,17 @@ fn unsafe_kill(pid: u32, signal: &str) {
 
 /// Two nodes, Internal and External, connected both ways with the same processor.
 pub fn pair(binary: &Path, dir: &Path, processor: &'static str) -> (NodeProcess, NodeProcess) {
+    pair_with(binary, dir, processor, "")
+}
+
+/// Like `pair`, with `extra` TOML appended to both configurations (after the connection:
+/// `[connection.conflicts]`, say).
+pub fn pair_with(
+    binary: &Path,
+    dir: &Path,
+    processor: &'static str,
+    extra: &'static str,
+) -> (NodeProcess, NodeProcess) {
     let (int_port, ext_port) = (free_port(), free_port());
     let internal = NodeProcess::start(
         binary,
@@ -239,7 +299,7 @@ pub fn pair(binary: &Path, dir: &Path, processor: &'static str) -> (NodeProcess,
             admin_port: free_port(),
             remote_port: ext_port,
             processor,
-            extra: "",
+            extra,
         },
     );
     let external = NodeProcess::start(
@@ -253,7 +313,7 @@ pub fn pair(binary: &Path, dir: &Path, processor: &'static str) -> (NodeProcess,
             admin_port: free_port(),
             remote_port: int_port,
             processor,
-            extra: "",
+            extra,
         },
     );
     (internal, external)

@@ -1,10 +1,13 @@
 //! A deterministic simulation of nodes syncing over an unreliable network, driven by a seed:
 //! random edits on every side, messages delayed, reordered, duplicated and lost, links going
-//! down, nodes restarting. Everything runs in one thread on a manual clock, so a seed always
-//! plays out the same way.
+//! down, nodes restarting, and nodes crashing at every step of an event (the node's crash
+//! hook unwinds out of it at the chosen point, and the node is started again on its files).
+//! Everything runs in one thread on a manual clock, so a seed always plays out the same way.
 
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -13,7 +16,7 @@ use twinsync::model::{Comment, FieldValue, Issue};
 use twinsync::runtime::ConflictPolicy;
 use twinsync::setup::reference_node;
 use twinsync::store::{conflicts, events, twins};
-use twinsync::sync::{Connection, Flow, Node, Policies, SyncMessage};
+use twinsync::sync::{Connection, CrashPoint, Flow, Node, Policies, SyncMessage};
 use twinsync::tracker::{Origin, ReferenceTracker, Tracker};
 
 use crate::{processor, runtime};
@@ -90,7 +93,19 @@ pub struct Sim {
     /// Events the nodes processed after the set-up.
     pub events: usize,
     comments: usize,
+    /// Percent of processing steps armed with a crash.
+    crash_percent: u64,
+    /// The crash armed for the processing step under way: at the `n`th time the node
+    /// passes `point`. Shared with every node's crash hook.
+    armed: Arc<Mutex<Option<(CrashPoint, u32)>>>,
+    /// The point of the crash armed, until it fires.
+    armed_point: Option<CrashPoint>,
+    /// Crashes that happened, per point.
+    pub crashes: BTreeMap<&'static str, usize>,
 }
+
+/// What the crash hook unwinds with: a crash the simulation asked for.
+struct InjectedCrash;
 
 const NAMES: [(&str, &str); 3] = [("A", "AAA"), ("B", "BBB"), ("C", "CCC")];
 const LINKS: [&str; 2] = ["a-b", "b-c"];
@@ -98,6 +113,19 @@ const LINKS: [&str; 2] = ["a-b", "b-c"];
 impl Sim {
     /// `nodes` (2 or 3) in a line, `issues` issues created on A and synced along the line.
     pub fn new(seed: u64, nodes: usize, issues: usize, policy: ConflictPolicy) -> Sim {
+        Sim::with_crashes(seed, nodes, issues, policy, 0)
+    }
+
+    /// Like [`Sim::new`], with a crash armed in `crash_percent` of the processing steps:
+    /// at a random crash point (most often between a tracker write and the node's commit),
+    /// on whichever node processes.
+    pub fn with_crashes(
+        seed: u64,
+        nodes: usize,
+        issues: usize,
+        policy: ConflictPolicy,
+        crash_percent: u64,
+    ) -> Sim {
         let mut sim = Sim {
             seed,
             rng: Rng::new(seed),
@@ -110,6 +138,10 @@ impl Sim {
             edits: 0,
             events: 0,
             comments: 0,
+            crash_percent: 0,
+            armed: Arc::new(Mutex::new(None)),
+            armed_point: None,
+            crashes: BTreeMap::new(),
         };
         for i in 0..nodes {
             let mut connections = Vec::new();
@@ -165,6 +197,7 @@ impl Sim {
             sim.settle();
         }
         sim.events = 0;
+        sim.crash_percent = crash_percent;
         sim
     }
 
@@ -198,6 +231,22 @@ impl Sim {
             self.clock.clone(),
         )
         .unwrap();
+        let armed = self.armed.clone();
+        opened.node.set_crash_hook(Arc::new(move |point| {
+            let mut armed = armed.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((target, n)) = armed.as_mut()
+                && *target == point
+            {
+                if *n > 1 {
+                    *n -= 1;
+                } else {
+                    *armed = None;
+                    drop(armed);
+                    // Not `panic!`: no panic message for a crash asked for.
+                    std::panic::resume_unwind(Box::new(InjectedCrash));
+                }
+            }
+        }));
         (opened.node, opened.tracker)
     }
 
@@ -270,10 +319,51 @@ impl Sim {
     }
 
     fn process(&mut self, i: usize, limit: usize) {
-        let node = &self.nodes[i].node;
-        node.poll_changes().unwrap();
-        let progress = node.process_ready(limit).unwrap();
-        self.events += progress.total();
+        if self.armed_point.is_none()
+            && self.crash_percent > 0
+            && self.rng.chance(self.crash_percent)
+        {
+            // The window between the tracker write and the node's commit most often: it is
+            // the one a crash could turn into a silent difference. A crash stays armed until
+            // a node (whichever processes) reaches its point.
+            let point = match self.rng.below(8) {
+                0 => CrashPoint::AfterProcessor,
+                1 => CrashPoint::BeforeCommit,
+                2 => CrashPoint::AfterCommit,
+                3 | 4 => CrashPoint::BeforeTrackerWrite,
+                _ => CrashPoint::AfterTrackerWrite,
+            };
+            let nth = 1 + self.rng.below(3) as u32;
+            *self.armed.lock().unwrap() = Some((point, nth));
+            self.armed_point = Some(point);
+        }
+        let node = self.nodes[i].node.clone();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            node.poll_changes().unwrap();
+            node.process_ready(limit).unwrap()
+        }));
+        drop(node);
+        match outcome {
+            Ok(progress) => self.events += progress.total(),
+            Err(payload) if payload.is::<InjectedCrash>() => {
+                let point = self
+                    .armed_point
+                    .take()
+                    .expect("a crash fires only when armed");
+                *self.crashes.entry(point.name()).or_default() += 1;
+                if std::env::var("TWINSYNC_SIM_TRACE").is_ok() {
+                    eprintln!(
+                        "crash of {} at {} (clock {})",
+                        self.nodes[i].name,
+                        point.name(),
+                        twinsync::clock::millis(twinsync::clock::Clock::now(&*self.clock))
+                            % 100_000
+                    );
+                }
+                self.restart(i);
+            }
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
     }
 
     /// Copy some messages of a random link direction onto the wire. A message stays in its
@@ -331,6 +421,9 @@ impl Sim {
     /// Heal the network and let everything drain: links up, every message delivered in
     /// order and acknowledged, retry times passed, until nothing moves.
     pub fn settle(&mut self) {
+        // No crash while settling: what is checked after it is where a crash led.
+        *self.armed.lock().unwrap() = None;
+        self.armed_point = None;
         for link in &mut self.links {
             link.down = false;
         }
@@ -440,11 +533,41 @@ impl Sim {
             .collect()
     }
 
+    /// Events, on any node, whose note contains `text`.
+    pub fn notes_containing(&self, text: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.node.store().read(events::all).unwrap())
+            .filter(|e| e.note.as_deref().is_some_and(|note| note.contains(text)))
+            .map(|e| format!("{}: {}", e.id, e.note.unwrap_or_default()))
+            .collect()
+    }
+
     /// Every node's events, for reading a failing seed (`TWINSYNC_SIM_TRACE=1`).
     pub fn trace(&self) -> String {
         let mut out = String::new();
         for n in &self.nodes {
             out.push_str(&format!("== {}\n", n.name));
+            if let Ok(db) = rusqlite::Connection::open(self.dir(n.name).join("tracker.db")) {
+                let mut stmt = db
+                    .prepare(
+                        "SELECT seq, key, coalesce(sync_event, 'user') FROM changes ORDER BY seq",
+                    )
+                    .unwrap();
+                let rows: Vec<String> = stmt
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "{}:{}:{}",
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?
+                        ))
+                    })
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                out.push_str(&format!("tracker writes: {}\n", rows.join(" ")));
+            }
             for e in n.node.store().read(events::all).unwrap() {
                 let message = e
                     .message
@@ -457,6 +580,18 @@ impl Sim {
                         })
                     })
                     .unwrap_or_default();
+                if let Some(input) = e
+                    .input
+                    .as_deref()
+                    .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+                {
+                    out.push_str(&format!(
+                        "  input: issue status={} summary={} local status stamp={}\n",
+                        input["issue"]["status"],
+                        input["issue"]["summary"],
+                        input["merge_base"]["local_stamps"]["status"]
+                    ));
+                }
                 out.push_str(&format!(
                     "{} {:?} {:?} at {} {} -> {} {}\n{}",
                     e.id,

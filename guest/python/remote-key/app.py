@@ -1,7 +1,10 @@
 """`remote-key`: each side keeps the key of its twin in the custom field "remote issue key".
 
 The side that creates the issue on first sync asks for a sync back, so that the source
-learns the new key without waiting for the next change.
+learns the new key without waiting for the next change; on a one-way connection nothing
+can go back, so it does not ask. It also keeps the seed page's status guard (see
+`status-guard`): these helpers merge by taking every remote change, so a stale status that
+a sync back brings would otherwise undo a local change made right after exalating.
 """
 
 from typing import Optional
@@ -19,6 +22,7 @@ from twinsync_helpers import (
     text,
 )
 from wit_world import exports
+from wit_world.imports.types import Direction
 
 REMOTE_KEY_FIELD = "remote issue key"
 
@@ -27,13 +31,17 @@ class Incoming(exports.Incoming):
     def process(
         self, ctx: SyncContext, replica: Issue, previous: Optional[Issue], issue: Issue
     ) -> Issue:
-        if ctx.first_sync:
+        if ctx.first_sync and ctx.direction == Direction.BIDIRECTIONAL:
             # The other side does not know our key yet: send it back once we exist.
             try:
                 sync_back_after_processing()
             except SyncBackError as refused:
                 raise fail(str(refused)) from None
+        local_status = issue.status
+        status_unchanged = previous is not None and previous.status == replica.status
         issue = mirror_incoming(ctx, replica, previous, issue)
+        if not ctx.first_sync and status_unchanged:
+            issue.status = local_status
         if replica.key is not None:
             set_custom_field(issue, REMOTE_KEY_FIELD, text(replica.key))
         return issue

@@ -71,6 +71,9 @@ enum Command {
     Twins(operate::ListArgs),
     /// A twin's history: each event with what it changed (by twin id or either issue key).
     History(history::HistoryArgs),
+    /// Compare each twin with what was last exchanged for it; queue a resync (or record a
+    /// sync error) for each one that differs. Prints how many were checked and fixed.
+    Verify(operate::VerifyArgs),
     /// Look at processor components and try them before installing.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Events(command) => operate::events(command),
         Command::Twins(args) => operate::twins(&args),
         Command::History(args) => history::run(&args),
+        Command::Verify(args) => operate::verify(&args),
         Command::Conflicts(command) => operate::conflicts(command),
         Command::Plugin(command) => plugin::run(command),
     };

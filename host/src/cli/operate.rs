@@ -43,6 +43,18 @@ pub struct ExalateArgs {
 }
 
 #[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Only the twins of this connection.
+    #[arg(long)]
+    connection: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 pub struct UnexalateArgs {
     #[command(flatten)]
     node: NodeArgs,
@@ -233,6 +245,35 @@ pub fn unexalate(args: &UnexalateArgs) -> Result<()> {
     for key in &args.keys {
         opened.node.unexalate(&args.connection, key)?;
         outln!("{key}: unexalate queued behind its pending events")?;
+    }
+    Ok(())
+}
+
+/// Compare every settled twin with what was last exchanged, and repair what differs.
+pub fn verify(args: &VerifyArgs) -> Result<()> {
+    let opened = open_node(&config(&args.node)?)?;
+    let report = opened.node.verify(args.connection.as_deref())?;
+    if args.json {
+        return print_json(&report);
+    }
+    println!(
+        "{} twins checked ({} busy syncing, not checked): {} fixed (resync queued), {} sync errors",
+        report.checked, report.busy, report.fixed, report.errors
+    );
+    for m in &report.mismatches {
+        println!(
+            "  {} ({}, twin {}): {} -- {}: {}",
+            m.local_key,
+            m.connection,
+            m.twin,
+            if m.fields.is_empty() {
+                "comments or stamps".to_string()
+            } else {
+                m.fields.join(", ")
+            },
+            m.action,
+            m.reason
+        );
     }
     Ok(())
 }

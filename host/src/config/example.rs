@@ -21,6 +21,10 @@ log-level = "info"
 # events are kept until they are dealt with. Default: 7.
 # keep-events-days = 7
 
+# Minutes between two reconciliations (`twinsync verify`: each twin compared with what was
+# last exchanged for it, a resync for each one that differs); 0: never. Default: 10.
+# verify-interval-minutes = 10
+
 # The node-to-node protocol listens here (needed when a connection receives).
 listen = "127.0.0.1:7401"
 
@@ -76,11 +80,12 @@ outgoing = "remote-key"
 secret = "change-me-shared-secret"
 # secret-file = "internal-external.secret"
 
-# How a field changed on both sides since the last sync is settled. Policies: overwrite
-# (always take the remote value: the default, what most sync tools do), remote-wins,
-# local-wins, last-writer-wins (both sides pick the value changed last), hold-for-review
-# (keep the local value and record a conflict: `twinsync conflicts list`). With all but
-# overwrite, a change on one side only is never undone by a stale value from the other.
+# How a field changed on both sides since the last sync is settled. Policies:
+# last-writer-wins (both sides pick the value changed last: the default), overwrite
+# (always take the remote value, what most sync tools do), remote-wins, local-wins,
+# hold-for-review (keep the local value and record a conflict: `twinsync conflicts list`).
+# With all but overwrite, a change on one side only is never undone by a stale value from
+# the other.
 [connection.conflicts]
 default = "last-writer-wins"
 [connection.conflicts.fields]

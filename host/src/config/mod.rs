@@ -35,6 +35,9 @@ pub struct NodeConfig {
     pub workers: Option<usize>,
     /// Days finished events are kept (`twinsync events`, replays). Default: 7.
     pub keep_events_days: Option<u32>,
+    /// Minutes between two reconciliations (`twinsync verify`) in `serve`; 0: never.
+    /// Default: 10.
+    pub verify_interval_minutes: Option<u64>,
     /// Address for the node-to-node protocol. Needed if a connection receives.
     pub listen: Option<SocketAddr>,
     /// Serve the node-to-node protocol over TLS.
@@ -195,6 +198,14 @@ impl NodeConfig {
             .map_or(crate::sync::KEEP_EVENTS, |days| {
                 std::time::Duration::from_secs(u64::from(days) * 24 * 3600)
             })
+    }
+
+    /// How often `serve` verifies the twins (`None`: never).
+    pub fn verify_interval(&self) -> Option<std::time::Duration> {
+        match self.verify_interval_minutes.unwrap_or(10) {
+            0 => None,
+            minutes => Some(std::time::Duration::from_secs(minutes.saturating_mul(60))),
+        }
     }
 
     pub fn workers(&self) -> usize {
@@ -400,6 +411,23 @@ mod tests {
         let config = parse(EXAMPLE).unwrap();
         assert_eq!(config.instance.get_ref(), "Internal");
         assert_eq!(config.connections.len(), 1);
+    }
+
+    #[test]
+    fn verification_runs_every_ten_minutes_unless_configured_and_conflicts_default_to_last_writer_wins()
+     {
+        let minimal = "instance = \"A\"\nlisten = \"127.0.0.1:1\"\n\n[[connection]]\nname = \"a-b\"\nremote-instance = \"B\"\nincoming = \"mirror\"\noutgoing = \"mirror\"\nremote-url = \"http://127.0.0.1:2\"\nsecret = \"s\"\n";
+        let config = parse(minimal).unwrap();
+        assert_eq!(
+            config.verify_interval(),
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            config.connections[0].conflicts.default,
+            crate::runtime::ConflictPolicy::LastWriterWins
+        );
+        let off = parse(&minimal.replace("listen", "verify-interval-minutes = 0\nlisten")).unwrap();
+        assert_eq!(off.verify_interval(), None);
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
             })?,
         );
     }
+    if let Some(every) = config.verify_interval() {
+        let (node, wake, stop) = (node.clone(), wake.clone(), stop.clone());
+        threads.push(
+            supervisor.spawn("the verify loop".into(), stop.clone(), move || {
+                verify_loop(node, every, wake, stop)
+            })?,
+        );
+    }
     let mut secrets = HashMap::new();
     for connection in &config.connections {
         let name = connection.name.get_ref().clone();
@@ -175,6 +183,41 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     }
     tracing::info!("stopped");
     served
+}
+
+/// Reconciliation now and then (see `Node::verify`): a divergence the events missed is
+/// found and repaired, never left silent.
+fn verify_loop(
+    node: Arc<crate::sync::Node>,
+    every: std::time::Duration,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+) {
+    let step = std::time::Duration::from_millis(200);
+    let mut waited = std::time::Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(step);
+        waited += step;
+        if waited < every {
+            continue;
+        }
+        waited = std::time::Duration::ZERO;
+        match node.verify(None) {
+            Ok(report) => {
+                tracing::info!(
+                    checked = report.checked,
+                    busy = report.busy,
+                    fixed = report.fixed,
+                    errors = report.errors,
+                    "verified the twins"
+                );
+                if report.fixed > 0 {
+                    wake.ring();
+                }
+            }
+            Err(error) => tracing::warn!("verify failed: {error:#}"),
+        }
+    }
 }
 
 fn bind(address: SocketAddr, what: &str, tls: bool) -> Result<std::net::TcpListener> {

@@ -60,7 +60,7 @@ pub struct Event {
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub log: Option<String>,
-    /// The processor's input when it failed (JSON), for `events replay`.
+    /// What the processor was given (JSON), for `events replay`.
     pub input: Option<String>,
     pub note: Option<String>,
     pub created_at: i64,
@@ -309,6 +309,20 @@ pub fn last_message_seq(db: &Connection, connection: &str, twin_id: &str) -> Res
         .query_row([twin_id, connection], |r| r.get(0))?)
 }
 
+/// The last message of a twin received before event `before` (a sequence number), if it
+/// was applied: its number.
+pub fn last_applied_before(db: &Connection, twin_id: &str, before: i64) -> Result<Option<i64>> {
+    let last: Option<(i64, String)> = db
+        .prepare_cached(
+            "SELECT message_seq, state FROM events
+             WHERE twin_id = ?1 AND direction = 'incoming' AND seq < ?2
+             ORDER BY message_seq DESC LIMIT 1",
+        )?
+        .query_row(params![twin_id, before], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(last.and_then(|(message_seq, state)| (state == "done").then_some(message_seq)))
+}
+
 /// The event is processed.
 pub fn finish(db: &Connection, seq: i64, note: &str, log: &str, now_ms: i64) -> Result<()> {
     db.prepare_cached(
@@ -319,6 +333,43 @@ pub fn finish(db: &Connection, seq: i64, note: &str, log: &str, now_ms: i64) -> 
     )?
     .execute(params![seq, note, non_empty(log), now_ms])?;
     Ok(())
+}
+
+/// Keep what the event's processor was given (JSON), for replays and for a repeat of the
+/// event after a crash.
+pub fn save_input(db: &Connection, seq: i64, input: &str) -> Result<()> {
+    db.prepare_cached("UPDATE events SET input = ?2 WHERE seq = ?1")?
+        .execute(params![seq, input])?;
+    Ok(())
+}
+
+/// Whether a twin has an event not finished (pending, or a sync error).
+pub fn open_for_twin(db: &Connection, twin_id: &str) -> Result<bool> {
+    Ok(db
+        .prepare_cached(
+            "SELECT 1 FROM events WHERE twin_id = ?1 AND state IN ('pending', 'failed') LIMIT 1",
+        )?
+        .query_row([twin_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// An incoming event of another twin of local issue `local_key` that stored its input and
+/// has not finished: it may have written the issue without the node knowing yet.
+pub fn writing(db: &Connection, local_key: &str, twin_id: &str) -> Result<Option<String>> {
+    Ok(db
+        .prepare_cached(
+            // The plan is forced (CROSS JOIN, `+` on the terms no index should serve): the
+            // issue's few twins, then their open events through `events_open_by_twin`, never
+            // every pending event of the node or every event the twin ever had.
+            "SELECT e.id FROM twins t CROSS JOIN events e ON e.twin_id = t.twin_id
+             WHERE t.local_key = ?1 AND t.twin_id != ?2
+               AND e.state IN ('pending', 'failed') AND +e.state = 'pending'
+               AND +e.direction = 'incoming' AND e.input IS NOT NULL
+             LIMIT 1",
+        )?
+        .query_row([local_key, twin_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// The event failed: a sync error holding back its twin until an operator acts. `input`

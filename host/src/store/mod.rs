@@ -50,10 +50,13 @@ impl NodeStore {
         &self.id
     }
 
-    /// Run `f` in a transaction; commit if it returns `Ok`.
+    /// Run `f` in a transaction; commit if it returns `Ok`. IMMEDIATE: the write lock is
+    /// taken at the start, so two processes (`serve` and a CLI command) wait for each other
+    /// (up to the busy timeout) instead of one failing with `SQLITE_BUSY` when a read turns
+    /// into a write.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut db = self.lock();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
@@ -135,5 +138,50 @@ impl TwinDirectory for NodeStore {
     fn is_under_sync(&self, connection: &str, local_key: &str) -> bool {
         self.read(|db| Ok(twins::by_local_key(db, connection, local_key)?.is_some()))
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two processes on one node database (`serve` and a CLI command): a transaction that
+    /// reads and then writes while the other one commits waits for it, instead of failing
+    /// with `SQLITE_BUSY` (as a DEFERRED transaction does when its read turns into a write).
+    #[test]
+    fn two_writers_on_one_database_wait_for_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twinsync.db");
+        let (a, b) = (
+            NodeStore::open(&path).unwrap(),
+            NodeStore::open(&path).unwrap(),
+        );
+        let (read, wrote) = (
+            std::sync::Barrier::new(2),
+            std::sync::atomic::AtomicBool::new(false),
+        );
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| {
+                a.write(|tx| {
+                    let before = get_meta(tx, "x")?;
+                    read.wait();
+                    // The other writer tries now; it must not get in between.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    set_meta(tx, "x", &format!("{before:?}+a"))
+                })
+            });
+            read.wait();
+            let second = b.write(|tx| {
+                wrote.store(true, std::sync::atomic::Ordering::SeqCst);
+                let before = get_meta(tx, "x")?;
+                set_meta(tx, "x", &format!("{before:?}+b"))
+            });
+            first.join().unwrap().expect("the first writer commits");
+            second.expect("the second writer waits, then commits");
+        });
+        assert!(wrote.into_inner());
+        // The second saw the first's write: they ran one after the other.
+        let value = a.read(|db| get_meta(db, "x")).unwrap().unwrap();
+        assert_eq!(value, "Some(\"None+a\")+b");
     }
 }

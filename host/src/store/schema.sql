@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS events (
     error_kind TEXT,
     error TEXT,
     log TEXT,
-    input TEXT,                      -- what the processor was given, kept when it failed (JSON)
+    input TEXT,                      -- what the processor was given (JSON), stored before an
+                                     -- incoming event writes to the tracker
     note TEXT,                       -- what processing did, for people
     created_at INTEGER NOT NULL,
     first_attempt_at INTEGER,

@@ -217,6 +217,16 @@ pub fn record_local(
     Ok(())
 }
 
+/// Replace the stamps of local issue `local_key`, and the issue as they describe it.
+pub fn restamp(
+    db: &Connection,
+    local_key: &str,
+    stamps: &FieldStamps,
+    stamped: &Issue,
+) -> Result<()> {
+    record_stamps(db, local_key, stamps, stamped)
+}
+
 fn record_stamps(
     db: &Connection,
     local_key: &str,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::crash::CrashPoint;
 use super::effect::Prepared;
 use super::failure::Failed;
 use super::node::Node;
@@ -145,6 +146,7 @@ impl Node {
             return Ok(progress);
         }
         let now = self.now_ms();
+        self.crash_point(CrashPoint::BeforeCommit);
         self.store.write(|tx| {
             for (event, outcome) in finished {
                 match outcome {
@@ -164,6 +166,7 @@ impl Node {
             }
             Ok(())
         })?;
+        self.crash_point(CrashPoint::AfterCommit);
         for (event, outcome) in finished {
             log_outcome(event, outcome);
         }

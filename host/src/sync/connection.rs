@@ -12,13 +12,30 @@ use crate::runtime::{ConflictPolicy, FieldPolicy, Limits, Plugin};
 
 /// How conflicts are settled on a connection: a default and per-field exceptions (field
 /// names as in `model::fields`, `custom-field:NAME` for custom fields).
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+///
+/// Without configuration, `last-writer-wins`: both sides settle every conflict the same way,
+/// so they never stay different silently (`overwrite`, what most sync tools do, remains
+/// available, but two changes crossing each other leave each side with the other's value).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Policies {
-    #[serde(default)]
+    #[serde(default = "default_policy")]
     pub default: ConflictPolicy,
     #[serde(default)]
     pub fields: BTreeMap<String, ConflictPolicy>,
+}
+
+/// The policy of a field no configuration names.
+pub const DEFAULT_POLICY: ConflictPolicy = ConflictPolicy::LastWriterWins;
+
+fn default_policy() -> ConflictPolicy {
+    DEFAULT_POLICY
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies::all(DEFAULT_POLICY)
+    }
 }
 
 impl Policies {

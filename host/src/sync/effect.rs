@@ -19,6 +19,9 @@ pub(super) struct Prepared {
     pub effect: Effect,
     pub note: String,
     pub log: String,
+    /// What the processor was given (JSON), to store with the event if it was not stored
+    /// already.
+    pub input: Option<String>,
 }
 
 /// A message ready to queue for the other node.
@@ -55,6 +58,8 @@ pub(super) enum Effect {
         still_differ: Vec<String>,
         /// What changed in the local issue, for the twin's history.
         diff: Diff,
+        /// Send the issue as it is (the sides disagree on what was exchanged).
+        resync: bool,
     },
     /// The other side stopped syncing the twin.
     Unexalated { twin_id: String },
@@ -98,6 +103,7 @@ impl Node {
                 conflicts: recorded,
                 still_differ,
                 diff: _,
+                resync,
             } => {
                 twins::record_received(tx, twin, replica, local, now)?;
                 for (local_id, remote_id) in new_links {
@@ -127,6 +133,21 @@ impl Node {
                         now,
                     )?;
                 }
+                if *resync
+                    && self
+                        .connection(&twin.connection)
+                        .is_some_and(|c| c.can_send())
+                {
+                    self.queue(
+                        tx,
+                        Kind::Outgoing,
+                        &twin.connection,
+                        &twin.twin_id,
+                        SyncReason::Retry,
+                        0,
+                        now,
+                    )?;
+                }
                 // The issue changed: its twins on other connections pass the change on.
                 for (other, connection) in twins::of_issue(tx, &twin.local_key)? {
                     let sends = self.connection(&connection).is_some_and(|c| c.can_send());
@@ -152,6 +173,9 @@ impl Node {
                 }
                 twins::unexalate(tx, &event.connection, twin_id, now)?;
             }
+        }
+        if let Some(input) = &prepared.input {
+            events::save_input(tx, event.seq, input)?;
         }
         events::finish(tx, event.seq, &prepared.note, &prepared.log, now)
     }

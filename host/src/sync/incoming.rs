@@ -3,22 +3,51 @@
 //!
 //! The tracker write comes before the node's commit and is idempotent per event id
 //! (`Origin::Sync`): if the node stops in between, the event runs again and the tracker
-//! recognises the write it already has. Effects happen once.
+//! recognises the write it already has. Effects happen once. The processor's input is
+//! stored before the write, so the repeat starts from the issue the first run read: the
+//! tracker's copy, which holds the write already, would make it look like a local edit
+//! (stamped at the restart, it would win every last-writer-wins decision after it).
+//!
+//! The write is conditional on the issue being still the one the processor read: a
+//! person's edit made while the processor ran makes the event run again on the fresh issue
+//! instead of being overwritten.
 
 use std::borrow::Cow;
 
 use super::comment_ids;
+use super::connection::Connection;
+use super::crash::CrashPoint;
 use super::effect::{Effect, Prepared};
-use super::failure::{Failed, ProcessorInput, SyncFailure};
+use super::failure::{BaseInput, Failed, ProcessorInput, SyncFailure};
 use super::message::{MessageKind, SyncMessage};
 use super::node::Node;
-use crate::model::Issue;
+use super::verify::digest;
 use crate::model::fields::{self, FieldStamps};
-use crate::runtime::{Call, FieldStamp, MergeBase, SyncBack};
-use crate::store::events::{Event, Kind};
+use crate::model::{Issue, Replica};
+use crate::runtime::{Call, Plugin, SyncBack};
+use crate::store::events::{self, Event, Kind};
 use crate::store::links;
 use crate::store::twins::{self, Twin};
-use crate::tracker::Origin;
+use crate::tracker::{Origin, TrackerError};
+
+/// Runs of an event's processor, at most, when the issue keeps changing under it.
+const MAX_RUNS: u32 = 3;
+
+/// One run of an incoming event's processor on one reading of the local issue.
+struct Run<'a> {
+    event: &'a Event,
+    message: &'a SyncMessage,
+    twin: Option<&'a Twin>,
+    connection: &'a Connection,
+    plugin: &'a Plugin,
+    received: &'a Replica,
+    /// The local issue (empty on first sync).
+    local: Issue,
+    /// `local` is the issue an earlier run stored, not the tracker's now.
+    repeat: bool,
+    /// The other side applied something else than this side sent last: resync.
+    disagrees: bool,
+}
 
 impl Node {
     pub(super) fn prepare_incoming(&self, event: &Event) -> Result<Prepared, Failed> {
@@ -53,6 +82,7 @@ impl Node {
                 },
                 note: note.into(),
                 log: String::new(),
+                input: None,
             });
         }
         if twin.is_none()
@@ -66,6 +96,7 @@ impl Node {
                 effect: Effect::Nothing,
                 note: "the twin was unexalated: message ignored".into(),
                 log: String::new(),
+                input: None,
             });
         }
 
@@ -80,72 +111,152 @@ impl Node {
             .ok_or_else(|| SyncFailure::CorruptMessage {
                 reason: "update without replica".into(),
             })?;
-        let first_sync = twin.is_none();
-        let local = match &twin {
-            None => Issue::default(),
-            Some(twin) => self.tracker.get(&twin.local_key)?.ok_or_else(|| {
-                SyncFailure::LocalIssueMissing {
-                    key: twin.local_key.clone(),
-                }
-            })?,
+        if let Some(twin) = &twin
+            && let Some(writing) = self
+                .store
+                .read(|db| events::writing(db, &twin.local_key, &twin.twin_id))?
+        {
+            // Another connection's event may have written the issue before a crash: read
+            // now, its write would pass for a local edit. It runs first.
+            return Err(SyncFailure::IssueBusy {
+                key: twin.local_key.clone(),
+                event: writing,
+            }
+            .into());
+        }
+        // The other side says what it last applied of ours: if that is our last message, it
+        // must be what we sent. If not, the sides disagree on what was exchanged: resync.
+        let disagrees = match (&message.applied, &twin) {
+            (Some(applied), Some(twin)) if applied.seq == twin.sent_seq => {
+                twin.last_sent.as_ref().map(digest).as_deref() != Some(applied.digest.as_str())
+            }
+            _ => false,
         };
+        if disagrees {
+            tracing::warn!(
+                twin = %message.twin,
+                "the other side applied something else than this side sent as message {}: resync queued",
+                message.applied.as_ref().map_or(0, |a| a.seq)
+            );
+        }
+        // An earlier run may have written to the tracker and stopped before the node
+        // committed. The issue it read is stored: starting from it, the processor decides
+        // what it decided then, the tracker recognises the write (or makes it, if it did not
+        // happen), and the value written is never taken for a local edit made since.
+        let mut earlier = match (&twin, event.input.as_deref()) {
+            (Some(_), Some(json)) => serde_json::from_str::<ProcessorInput<'_>>(json)
+                .ok()
+                .map(|input| input.issue.into_owned()),
+            _ => None,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let repeat = earlier.is_some();
+            let local = match (earlier.take(), &twin) {
+                (Some(local), _) => local,
+                (None, None) => Issue::default(),
+                (None, Some(twin)) => self.tracker.get(&twin.local_key)?.ok_or_else(|| {
+                    SyncFailure::LocalIssueMissing {
+                        key: twin.local_key.clone(),
+                    }
+                })?,
+            };
+            let run = Run {
+                event,
+                message: &message,
+                twin: twin.as_ref(),
+                connection: &connection,
+                plugin,
+                received: &received,
+                local,
+                repeat,
+                disagrees,
+            };
+            match self.apply_incoming(run) {
+                // Someone wrote the issue while the processor ran: decide again on it as it
+                // is now. (Passing: after a few tries the event waits and retries.)
+                Err(failed)
+                    if matches!(
+                        failed.failure,
+                        SyncFailure::Tracker(TrackerError::Changed(_))
+                    ) && attempt < MAX_RUNS =>
+                {
+                    continue;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn apply_incoming(&self, run: Run<'_>) -> Result<Prepared, Failed> {
+        let Run {
+            event,
+            message,
+            twin,
+            connection,
+            plugin,
+            received,
+            local,
+            repeat,
+            disagrees,
+        } = run;
+        let first_sync = twin.is_none();
         // The processor sees comment ids in the local side's terms (see `comment_ids`).
-        let comment_links = match &twin {
+        let comment_links = match twin {
             Some(twin) => self.store.read(|db| links::all(db, &twin.twin_id))?,
             None => Vec::new(),
         };
         let mut replica = received.clone();
         comment_ids::for_processor(&mut replica, &comment_links);
-        let previous = twin.as_ref().and_then(Twin::previous).map(|previous| {
+        let previous = twin.and_then(Twin::previous).map(|previous| {
             let mut previous = previous.clone();
             comment_ids::for_processor(&mut previous, &comment_links);
             previous
         });
-        let mut local_stamps = twin
-            .as_ref()
-            .map(|t| t.local_stamps.clone())
-            .unwrap_or_default();
-        if let Some(twin) = &twin {
+        let mut local_stamps = twin.map(|t| t.local_stamps.clone()).unwrap_or_default();
+        let now = self.now_ms();
+        if let Some(twin) = twin {
             // Local writes not sent yet: stamped now (and kept), they go out with the stamp
             // this side's decision used, so both sides decide the same.
             fields::stamp_local_writes(
                 &mut local_stamps,
                 twin.stamped.as_ref(),
                 &local,
-                self.now_ms(),
+                now,
                 &self.instance,
             );
         }
-        let merge_base = MergeBase {
-            local: twin.as_ref().and_then(|t| t.local_base.clone()),
-            local_stamps: FieldStamp::list(&local_stamps),
-            remote_stamps: FieldStamp::list(&message.stamps),
-            previous_remote_stamps: twin
-                .as_ref()
-                .map(|t| FieldStamp::list(&t.remote_stamps))
-                .unwrap_or_default(),
-            default_policy: connection.policies.default,
-            policies: connection.policies.as_list(),
+        let base = BaseInput {
+            local: twin.and_then(|t| t.local_base.clone()),
+            local_stamps: local_stamps.clone(),
+            remote_stamps: message.stamps.clone(),
+            previous_remote_stamps: twin.map(|t| t.remote_stamps.clone()).unwrap_or_default(),
+            policies: connection.policies.clone(),
         };
 
         let call = Call {
-            ctx: self.context(&connection, event, first_sync),
+            ctx: self.context(connection, event, first_sync),
             limits: &connection.limits,
             can_send: connection.can_send(),
             directory: self.store.clone(),
-            merge_base,
+            merge_base: base.merge_base(),
         };
         let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous.as_ref(), &local);
+        self.crash_point(CrashPoint::AfterProcessor);
         let log = outcome.log;
-        // The input is serialised only when something failed.
-        let fail = |failure: SyncFailure| {
-            let input = ProcessorInput {
-                ctx: self.context(&connection, event, first_sync),
-                replica: Some(Cow::Borrowed(&replica)),
-                previous: previous.as_ref().map(Cow::Borrowed),
-                issue: Cow::Borrowed(&local),
-            };
-            Failed::after_run(failure, &log, &input)
+        let input = ProcessorInput {
+            ctx: self.context(connection, event, first_sync),
+            replica: Some(Cow::Borrowed(&replica)),
+            previous: previous.as_ref().map(Cow::Borrowed),
+            issue: Cow::Borrowed(&local),
+            merge_base: Some(Cow::Borrowed(&base)),
+        };
+        let input = serde_json::to_string(&input).map_err(anyhow::Error::from)?;
+        let fail = |failure: SyncFailure| Failed {
+            failure,
+            log: log.clone(),
+            input: Some(input.clone()),
         };
         // The runtime has checked the result (`check_incoming`), as for `plugin check`.
         let result = outcome.result.map_err(|e| fail(e.into()))?;
@@ -153,30 +264,68 @@ impl Node {
         let origin = Origin::Sync {
             event_id: &event.id,
         };
+        let writes = first_sync || !result.same_content(&local);
+        // Stored before the tracker write: if the node stops between that write and its
+        // commit, the repeat starts from this issue (see above). On first sync there is no
+        // issue to start from (the tracker finds the one it created by the event's id): the
+        // input is stored at commit, as when nothing is written.
+        let saved_before = writes && !first_sync;
+        if saved_before {
+            self.store
+                .write(|tx| events::save_input(tx, event.seq, &input))
+                .map_err(|e| fail(e.into()))?;
+        }
+        if writes {
+            self.crash_point(CrashPoint::BeforeTrackerWrite);
+        }
         let stored = if first_sync {
-            self.tracker
-                .create(&result, origin)
-                .map_err(|e| fail(e.into()))?
-        } else if result.same_content(&local) {
-            local.clone()
+            self.tracker.create(&result, origin)
+        } else if writes {
+            self.tracker.update_if(&result, origin, Some(&local))
         } else {
-            self.tracker
-                .update(&result, origin)
-                .map_err(|e| fail(e.into()))?
-        };
+            Ok(local.clone())
+        }
+        .map_err(|e| fail(e.into()))?;
+        if writes {
+            self.crash_point(CrashPoint::AfterTrackerWrite);
+        }
         let Some(local_key) = stored.key.clone() else {
             return Err(fail(SyncFailure::Storage(
                 "the tracker stored the issue without a key".into(),
             )));
         };
 
-        adopt_stamps(
-            &mut local_stamps,
-            &message.stamps,
-            &local,
-            &stored,
-            &received,
-        );
+        if repeat {
+            // The tracker returned the issue as it is now, which may hold writes made by
+            // someone else since this event's write (while the node was down): the stamps
+            // are those of what the event wrote, and each later write gets its own.
+            adopt_stamps(
+                &mut local_stamps,
+                &message.stamps,
+                &local,
+                &result,
+                received,
+            );
+            for field in fields::changed(&result, &stored) {
+                fields::stamp_write(&mut local_stamps, &field, now, &self.instance);
+            }
+        } else {
+            adopt_stamps(
+                &mut local_stamps,
+                &message.stamps,
+                &local,
+                &stored,
+                received,
+            );
+        }
+        if disagrees {
+            // Which of the other side's values are wrong is not known, only that they are
+            // not what was sent: this side's issue goes out as new writes of every field, so
+            // the other side takes it (unless it has a later write of its own).
+            for field in fields::names(&stored).collect::<Vec<_>>() {
+                fields::stamp_write(&mut local_stamps, &field, now, &self.instance);
+            }
+        }
         let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
         // A sync back goes before an unexalate asked for in the same event.
         let follow_ups: Vec<Kind> = [
@@ -197,6 +346,9 @@ impl Node {
         if outcome.unexalate {
             note.push_str("; unexalate queued");
         }
+        if disagrees {
+            note.push_str("; the other side applied something else than was sent: resync queued");
+        }
         if !outcome.conflicts.is_empty() {
             note.push_str(&format!(
                 "; {} conflict(s) held for review",
@@ -204,26 +356,28 @@ impl Node {
             ));
         }
         let mut record = Twin::received(
-            message.twin,
-            message.connection,
+            message.twin.clone(),
+            message.connection.clone(),
             local_key,
-            message.sender_key,
+            message.sender_key.clone(),
         );
         record.local_stamps = local_stamps;
-        record.remote_stamps = message.stamps;
+        record.remote_stamps = message.stamps.clone();
         Ok(Prepared {
             effect: Effect::Applied {
                 links: comment_ids::new_links(&local, &result, &stored),
                 diff: super::history::Diff::between(&local, &stored),
-                still_differ: fields::changed(&stored, &received),
+                still_differ: fields::changed(&stored, received),
                 twin: record,
-                replica: received,
+                replica: received.clone(),
                 local: stored,
                 follow_ups,
                 conflicts: outcome.conflicts,
+                resync: disagrees,
             },
             note,
             log,
+            input: (!saved_before).then_some(input),
         })
     }
 }

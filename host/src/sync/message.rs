@@ -45,6 +45,22 @@ pub struct SyncMessage {
     /// from a concurrent one.
     #[serde(default, skip_serializing_if = "FieldStamps::is_empty")]
     pub stamps: FieldStamps,
+    /// What the sender last applied of this twin's messages from the receiver: the
+    /// receiver compares it with what it last sent (see [`Applied`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Applied>,
+}
+
+/// The last message of the other side a node applied for a twin: its number, and a digest
+/// of its replica. The receiver of a message with this, if the last message it sent for the
+/// twin has that number, checks that the digest is that of the replica it sent: a
+/// difference means the two sides disagree on what was exchanged, and is repaired with a
+/// resync instead of staying silent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Applied {
+    pub seq: i64,
+    pub digest: String,
 }
 
 impl SyncMessage {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::batch::RetryPolicy;
 use super::connection::Connection;
+use super::crash::{self, CrashHook, CrashPoint};
 use super::message::{MessageKind, Receipt, SyncMessage};
 use crate::clock::{Clock, from_millis, millis, rfc3339};
 use crate::model::{SyncContext, SyncReason};
@@ -31,6 +32,8 @@ pub struct Node {
     pub(super) retry: RetryPolicy,
     /// How long finished events are kept (for `twinsync events`, replays and audits).
     keep_events: Duration,
+    /// Called at each crash point (tests only; see `crash`).
+    crash: std::sync::OnceLock<CrashHook>,
 }
 
 /// Finished events are kept this long unless configured otherwise.
@@ -69,7 +72,23 @@ impl Node {
             clock,
             retry: RetryPolicy::default(),
             keep_events: KEEP_EVENTS,
+            crash: crash::from_env()
+                .map(std::sync::OnceLock::from)
+                .unwrap_or_default(),
         })
+    }
+
+    /// Call `hook` at every crash point (see `crash`), for tests that stop a node at a
+    /// chosen moment. Returns false if the node has a hook already.
+    pub fn set_crash_hook(&self, hook: CrashHook) -> bool {
+        self.crash.set(hook).is_ok()
+    }
+
+    /// A moment at which a crash must leave nothing that later decisions misread.
+    pub(super) fn crash_point(&self, point: CrashPoint) {
+        if let Some(hook) = self.crash.get() {
+            hook(point);
+        }
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {

@@ -5,14 +5,16 @@
 use std::borrow::Cow;
 
 use super::comment_ids;
+use super::crash::CrashPoint;
 use super::effect::{Effect, Outbound, Prepared};
 use super::failure::{Failed, MAX_SYNC_BACK_HOPS, ProcessorInput, SyncFailure};
-use super::message::{MESSAGE_VERSION, MessageKind, SyncMessage};
+use super::message::{Applied, MESSAGE_VERSION, MessageKind, SyncMessage};
 use super::node::Node;
+use super::verify::digest;
 use crate::model::fields::{self, FieldStamps};
 use crate::model::{Replica, SyncReason};
 use crate::runtime::{Call, MergeBase};
-use crate::store::events::Event;
+use crate::store::events::{self, Event};
 use crate::store::links;
 use crate::store::twins::{self, Twin};
 
@@ -30,6 +32,18 @@ impl Node {
         };
         let connection = self.connection(&event.connection).ok_or_else(unknown)?;
         let plugin = connection.outgoing.as_ref().ok_or_else(unknown)?;
+        if let Some(writing) = self
+            .store
+            .read(|db| events::writing(db, &twin.local_key, &twin.twin_id))?
+        {
+            // That event may have written the issue before a crash: read now, its write
+            // would pass for a local edit. It runs first.
+            return Err(SyncFailure::IssueBusy {
+                key: twin.local_key.clone(),
+                event: writing,
+            }
+            .into());
+        }
         let issue =
             self.tracker
                 .get(&twin.local_key)?
@@ -56,15 +70,20 @@ impl Node {
             merge_base: MergeBase::default(),
         };
         let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
+        self.crash_point(CrashPoint::AfterProcessor);
         let log = outcome.log;
-        let fail = |failure: SyncFailure| {
-            let input = ProcessorInput {
-                ctx: self.context(&connection, event, false),
-                replica: None,
-                previous: None,
-                issue: Cow::Borrowed(&issue),
-            };
-            Failed::after_run(failure, &log, &input)
+        let input = ProcessorInput {
+            ctx: self.context(&connection, event, false),
+            replica: None,
+            previous: None,
+            issue: Cow::Borrowed(&issue),
+            merge_base: None,
+        };
+        let input = serde_json::to_string(&input).map_err(anyhow::Error::from)?;
+        let fail = |failure: SyncFailure| Failed {
+            failure,
+            log: log.clone(),
+            input: Some(input.clone()),
         };
         let replica = outcome.result.map_err(|e| fail(e.into()))?;
         let local_only = |note: &str, log: String, issue, local_stamps| Prepared {
@@ -76,6 +95,7 @@ impl Node {
             },
             note: note.into(),
             log,
+            input: Some(input.clone()),
         };
         let Some(mut replica) = replica else {
             return Ok(local_only(
@@ -92,6 +112,17 @@ impl Node {
         }
 
         let seq = twin.sent_seq + 1;
+        // What this side last applied from the other, for the other side to check.
+        let applied = match &twin.last_received {
+            Some(received) => self
+                .store
+                .read(|db| events::last_applied_before(db, &twin.twin_id, event.seq))?
+                .map(|seq| Applied {
+                    seq,
+                    digest: digest(received),
+                }),
+            None => None,
+        };
         let mut message = SyncMessage {
             version: MESSAGE_VERSION,
             id: event.id.clone(),
@@ -104,6 +135,7 @@ impl Node {
             sender_key: twin.local_key.clone(),
             replica: Some(replica),
             stamps: local_stamps,
+            applied,
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         // Kept with the twin as what was sent last (the message was made with it).
@@ -122,6 +154,7 @@ impl Node {
                 local_stamps: message.stamps,
             },
             log,
+            input: Some(input),
         })
     }
 
@@ -149,6 +182,7 @@ impl Node {
             sender_key: twin.local_key.clone(),
             replica: None,
             stamps: Default::default(),
+            applied: None,
         };
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         Ok(Prepared {
@@ -162,6 +196,7 @@ impl Node {
                 message: sends.then_some((message.id, body)),
             },
             log: String::new(),
+            input: None,
         })
     }
 }
@@ -171,6 +206,7 @@ fn nothing(note: &str, log: String) -> Prepared {
         effect: Effect::Nothing,
         note: note.into(),
         log,
+        input: None,
     }
 }
 
@@ -212,7 +248,7 @@ fn check_bounce(
 /// that only echoes what the other side sent (re-saved by automation here, say): sending it
 /// back would start a loop. A new write always goes out, even one that puts back a value
 /// the other side has: its stamp is news.
-fn nothing_new(twin: &Twin, replica: &Replica, stamps: &FieldStamps) -> bool {
+pub(super) fn nothing_new(twin: &Twin, replica: &Replica, stamps: &FieldStamps) -> bool {
     let (sent, received) = (twin.last_sent.as_ref(), twin.last_received.as_ref());
     if sent.is_none() && received.is_none() {
         return false;

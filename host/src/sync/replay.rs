@@ -20,8 +20,8 @@ use crate::store::twins::{self, Twin};
 pub struct Replay {
     pub event: String,
     pub direction: Kind,
-    /// `stored` (kept when the event failed) or `reconstructed` (from the message, the
-    /// twin and the tracker as they are now).
+    /// `stored` (the exact input, kept with the event) or `reconstructed` (from the
+    /// message, the twin and the tracker as they are now, for events stored without it).
     pub input_source: &'static str,
     /// The issue (incoming) or replica (outgoing; null: nothing to send) returned.
     pub result: Option<serde_json::Value>,
@@ -63,9 +63,14 @@ impl Node {
             limits: &connection.limits,
             can_send: connection.can_send(),
             directory: self.store.clone(),
-            // A replay runs without the merge base the event had: the result may differ
-            // where the processor merges three ways.
-            merge_base: Default::default(),
+            // The merge base the event had, when it was stored (every event since inputs
+            // are stored); a reconstructed input has none, and a three-way merge may then
+            // decide otherwise.
+            merge_base: input
+                .merge_base
+                .as_deref()
+                .map(|base| base.merge_base())
+                .unwrap_or_default(),
         };
         let outcome = match event.kind {
             Kind::Incoming => {
@@ -134,6 +139,7 @@ impl Node {
                     replica: None,
                     previous: None,
                     issue: Cow::Owned(local(twin)?),
+                    merge_base: None,
                 })
             }
             Kind::Incoming => {
@@ -149,6 +155,7 @@ impl Node {
                         Some(twin) => local(twin)?,
                         None => Issue::default(),
                     }),
+                    merge_base: None,
                 })
             }
             Kind::Unexalate => bail!(NO_PROCESSOR),

@@ -48,11 +48,18 @@ pub enum TrackerError {
     Rejected(String),
     #[error("issue {0} does not exist in the tracker")]
     NotFound(String),
+    /// The issue is not the one the writer read: someone wrote it in between. Read it
+    /// again and decide again.
+    #[error("issue {0} changed since it was read")]
+    Changed(String),
 }
 
 impl TrackerError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, TrackerError::Unavailable(_))
+        matches!(
+            self,
+            TrackerError::Unavailable(_) | TrackerError::Changed(_)
+        )
     }
 }
 
@@ -70,6 +77,29 @@ pub trait Tracker: Send + Sync {
     /// tracker does not know, are added. Returns the issue as stored. With `Origin::Sync`,
     /// a second call with the same event id changes nothing.
     fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError>;
+
+    /// [`Tracker::update`], only if the tracker's issue is still `seen` (the issue as the
+    /// writer read it before deciding what to write); otherwise `TrackerError::Changed` and
+    /// nothing is written, so that a person's edit made meanwhile is never overwritten by a
+    /// decision that did not see it. A repeated `Origin::Sync` write of an event already
+    /// applied returns the issue as `update` does, whatever `seen` says.
+    ///
+    /// The default reads the issue and compares before writing, which leaves a short
+    /// window; trackers that can compare and write atomically override it.
+    fn update_if(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+        seen: Option<&Issue>,
+    ) -> Result<Issue, TrackerError> {
+        if let Some(seen) = seen
+            && let Some(key) = &issue.key
+            && self.get(key)?.as_ref() != Some(seen)
+        {
+            return Err(TrackerError::Changed(key.clone()));
+        }
+        self.update(issue, origin)
+    }
 
     /// Changes after `cursor` (`None`: from the beginning), oldest first, at most `limit`.
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError>;

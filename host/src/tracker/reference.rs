@@ -82,7 +82,11 @@ impl ReferenceTracker {
         write: impl FnOnce(&Transaction<'_>, String) -> Result<Issue, TrackerError>,
     ) -> Result<Issue, TrackerError> {
         let mut db = self.lock();
-        let tx = db.transaction().map_err(unavailable)?;
+        // IMMEDIATE: another process writing the same file waits (busy timeout) rather
+        // than failing when this transaction's read turns into a write.
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
         if let Origin::Sync { event_id } = origin {
             let done: Option<String> = tx
                 .prepare_cached("SELECT key FROM sync_writes WHERE event_id = ?1")
@@ -155,6 +159,15 @@ impl Tracker for ReferenceTracker {
     }
 
     fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        self.update_if(issue, origin, None)
+    }
+
+    fn update_if(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+        seen: Option<&Issue>,
+    ) -> Result<Issue, TrackerError> {
         check(issue)?;
         let key = issue
             .key
@@ -162,6 +175,10 @@ impl Tracker for ReferenceTracker {
             .ok_or_else(|| TrackerError::Rejected("an issue to update needs a key".into()))?;
         self.write(origin, |tx, now| {
             let stored = load(tx, &key)?.ok_or_else(|| TrackerError::NotFound(key.clone()))?;
+            // Compared in the write's transaction: nobody can write in between.
+            if seen.is_some_and(|seen| *seen != stored) {
+                return Err(TrackerError::Changed(key.clone()));
+            }
             let mut issue = issue.clone();
             // What identifies the issue is the tracker's, not the writer's.
             issue.id = stored.id.clone();

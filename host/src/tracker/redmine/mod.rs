@@ -231,7 +231,16 @@ impl Tracker for RedmineTracker {
     }
 
     fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.update_issue(issue, origin)
+        self.update_issue(issue, origin, None)
+    }
+
+    fn update_if(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+        seen: Option<&Issue>,
+    ) -> Result<Issue, TrackerError> {
+        self.update_issue(issue, origin, seen)
     }
 
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {

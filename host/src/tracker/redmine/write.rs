@@ -7,8 +7,9 @@
 //! the id of the sync event that wrote the issue last.
 //!
 //! - An event is written as a few requests: the field changes with the first new comment,
-//!   then one request per further comment (Redmine makes one journal per comment). The last
-//!   request sets the event field to `EVENT`, the earlier ones to `EVENT (in progress)`.
+//!   then one request per further comment (Redmine makes one journal per comment), each
+//!   setting the event field to `EVENT (in progress)`. Then the issue is read back and
+//!   checked, and only then a last request sets the field to `EVENT`.
 //! - A repeated update finds `EVENT` and changes nothing, even if someone changed the issue
 //!   since. A repeated create finds its issue by the field (a filter; and the same subject,
 //!   by twinsync's user) instead of creating a second one.
@@ -98,11 +99,12 @@ impl RedmineTracker {
             && let Some(id) = self.find_created_by(event, &issue.summary)?
         {
             // A repeat: the first run created the issue. Finish it, never create another.
-            return self.update_issue(&with_key(issue, id), origin);
+            return self.update_issue(&with_key(issue, id), origin, None);
         }
         let plan = self.plan(issue, None)?;
         let more = !issue.comments.is_empty();
-        let marker = event.map(|e| if more { in_progress(e) } else { e.to_string() });
+        // Marked done only once everything is written and read back (see `update_issue`).
+        let marker = event.map(in_progress);
         let mut body = plan.body(self.event_field, marker.as_deref());
         body.insert("project_id".into(), json!(self.project.id));
         let answer = self
@@ -116,17 +118,21 @@ impl RedmineTracker {
                 TrackerError::Rejected(format!("Redmine's answer to a create is unreadable: {e}"))
             })?;
         self.check(&plan, &created)?;
-        if more {
-            // The comments become journals, one request each.
-            return self.update_issue(&with_key(issue, created.id), origin);
+        if more || event.is_some() {
+            // The comments become journals, one request each; then the event is marked done.
+            return self.update_issue(&with_key(issue, created.id), origin, None);
         }
         Ok(self.read(&created))
     }
 
+    /// Update `issue`; with `seen`, only if Redmine's issue is still the one read (same
+    /// `updated_on` and content), else `Changed`. Redmine has no conditional update: what
+    /// is written between this read and the PUT (well under a second) is not detected.
     pub(super) fn update_issue(
         &self,
         issue: &Issue,
         origin: Origin<'_>,
+        seen: Option<&Issue>,
     ) -> Result<Issue, TrackerError> {
         let key = issue
             .key
@@ -140,6 +146,17 @@ impl RedmineTracker {
         if event.is_some() && field_text(&current, self.event_field) == event {
             // Applied completely before: a repeat changes nothing.
             return Ok(self.read(&current));
+        }
+        // A run of this event stopped part-way: what is left may be only the final mark.
+        let unfinished = event.is_some_and(|e| {
+            field_text(&current, self.event_field) == Some(in_progress(e).as_str())
+        });
+        // (An unfinished run of this event changed the issue itself: not someone else.)
+        if let Some(seen) = seen
+            && !unfinished
+            && self.read(&current) != *seen
+        {
+            return Err(TrackerError::Changed(key.to_string()));
         }
         let plan = self.plan(issue, Some(&current))?;
         let stored = self.read(&current).comments;
@@ -155,10 +172,6 @@ impl RedmineTracker {
             .filter_map(|c| Some((c, stored.iter().find(|s| s.id == c.id)?)))
             .filter(|(c, s)| normalise(&c.body) != s.body)
             .collect();
-        // A run of this event stopped part-way: what is left may be only the final mark.
-        let unfinished = event.is_some_and(|e| {
-            field_text(&current, self.event_field) == Some(in_progress(e).as_str())
-        });
         if plan.is_empty() && new.is_empty() && edited.is_empty() && !unfinished {
             return Ok(self.read(&current));
         }
@@ -180,25 +193,28 @@ impl RedmineTracker {
         if requests.is_empty() {
             requests.push(Map::new());
         }
-        let last = requests.len() - 1;
+        let marker = event.map(in_progress);
         for (n, mut body) in requests.into_iter().enumerate() {
-            let marker = event.map(|e| {
-                if n == last {
-                    e.to_string()
-                } else {
-                    in_progress(e)
-                }
-            });
             let changes = if n == 0 { &plan } else { &Plan::default() };
             body.extend(changes.body(self.event_field, marker.as_deref()));
             if !body.is_empty() {
                 self.put_issue(id, &body)?;
             }
         }
-        let after = self
+        let mut after = self
             .fetch(id, "journals")?
             .ok_or_else(|| TrackerError::NotFound(key.to_string()))?;
         self.check(&plan, &after)?;
+        if let Some(event) = event {
+            // Done only now that Redmine is known to hold the change: a repeat after a
+            // rejected read-back, or after a PUT that timed out but took, finds the event
+            // unfinished and writes (and checks) what is missing instead of reporting done.
+            let done = Plan::default().body(self.event_field, Some(event));
+            self.put_issue(id, &done)?;
+            after = self
+                .fetch(id, "journals")?
+                .ok_or_else(|| TrackerError::NotFound(key.to_string()))?;
+        }
         Ok(self.read(&after))
     }
 
