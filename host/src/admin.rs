@@ -16,6 +16,7 @@
 //! | `POST /v1/errors/{id}/skip` | drop a sync error; its twin goes on |
 //! | `GET /v1/conflicts` | conflicts held for review |
 //! | `POST /v1/conflicts/{id}/resolve` | keep a side: `{"take": "local"}` or `{"take": "remote"}` |
+//! | `/v1/plugins...` | the plugin store: see `plugins::api` |
 //!
 //! Every request needs `Authorization: Bearer <token>`. Errors are `{"error": "..."}` with
 //! 400 (bad input), 401 (token), 404 (no such issue or event) or 500.
@@ -60,6 +61,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/events/{id}", get(event))
         .route("/v1/conflicts", get(conflicts))
         .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))
+        .merge(crate::plugins::api::routes())
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
 }
@@ -265,7 +267,16 @@ async fn errors(State(admin): State<Arc<Admin>>) -> Answer {
 
 async fn event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
     blocking(move || match ops::event(admin.node.store(), &id) {
-        Ok(event) => to_json(event),
+        Ok(event) => {
+            let mut value = to_json(event)?;
+            // Which plugin processed it (name, version, sha256), if a processor ran.
+            let plugin = admin
+                .node
+                .store()
+                .read(|db| crate::plugins::store::event_plugin(db, &id))?;
+            value["plugin"] = to_json(plugin)?;
+            Ok(value)
+        }
         Err(e) => Err(not_found(format!("{e:#}"))),
     })
     .await

@@ -9,6 +9,7 @@ pub mod config;
 pub mod hex;
 pub mod model;
 pub mod ops;
+pub mod plugins;
 pub mod runtime;
 pub mod service;
 pub mod setup;

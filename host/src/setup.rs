@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{NodeConfig, TrackerConfig};
+use crate::plugins::Library;
 use crate::runtime::{Plugin, PoolConfig, Runtime, RuntimeConfig};
 use crate::store::NodeStore;
 use crate::sync::{Connection, Node};
@@ -130,6 +131,10 @@ pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
         clock.clone(),
     )?
     .keeping_events_for(config.keep_events());
+    // The plugin store overrides the processors named above where it names a package.
+    node.attach_plugins(Arc::new(Library::new(dir.join("plugins"), runtime.clone())))?;
+    node.refresh_plugins()
+        .context("cannot use the plugin store's packages")?;
     Ok(ConfiguredNode {
         node: Arc::new(node),
         tracker,

@@ -153,7 +153,7 @@ pub fn conflicts(command: ConflictsCommand) -> Result<()> {
     }
 }
 
-fn config(node: &NodeArgs) -> Result<NodeConfig> {
+pub(super) fn config(node: &NodeArgs) -> Result<NodeConfig> {
     NodeConfig::load(&node.config)
 }
 
@@ -334,6 +334,15 @@ fn show(node: &NodeArgs, id: &str) -> Result<()> {
     }
     if let Some(note) = &event.note {
         println!("outcome: {note}");
+    }
+    let plugin = store(node)?.read(|db| twinsync::plugins::store::event_plugin(db, id))?;
+    if let Some(plugin) = plugin {
+        println!(
+            "processed by: {}{} (sha256 {})",
+            plugin.name,
+            plugin.version.map(|v| format!("@{v}")).unwrap_or_default(),
+            plugin.sha256
+        );
     }
     let pretty = |json: &str| {
         serde_json::from_str::<serde_json::Value>(json)

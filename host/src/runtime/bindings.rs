@@ -12,6 +12,8 @@ wasmtime::component::bindgen!({
 pub use self::exports::twinsync::processor::{incoming, outgoing};
 pub use self::twinsync::processor::sync_helper;
 
+/// The version of the contract this host implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The WIT package this host implements, as it appears in import and export names.
 pub const PACKAGE: &str = "twinsync:processor@0.1.0";
 /// Import name of the types interface.

@@ -11,6 +11,7 @@ use super::bindings::{INCOMING, OUTGOING, PACKAGE, incoming, outgoing};
 use super::cache::{self, Compiled, sha256_hex};
 use super::engine::Runtime;
 use super::state::State;
+use crate::plugins::manifest::{self, Manifest};
 
 /// Why a file cannot be installed as a processor.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -38,6 +39,10 @@ pub struct PluginInfo {
     pub worlds: Vec<&'static str>,
     pub exports: Vec<String>,
     pub imports: Vec<String>,
+    /// What the vendor says about it, from its `twinsync-manifest` section (see
+    /// `plugins::manifest`); none for a bare component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
 }
 
 impl fmt::Display for PluginInfo {
@@ -56,7 +61,13 @@ impl fmt::Display for PluginInfo {
         for name in &self.imports {
             writeln!(f, "  {name}")?;
         }
-        Ok(())
+        match &self.manifest {
+            Some(manifest) => write!(f, "{manifest}"),
+            None => writeln!(
+                f,
+                "package: none (a bare component; see `twinsync plugin pack`)"
+            ),
+        }
     }
 }
 
@@ -90,6 +101,27 @@ impl Plugin {
     pub fn has_outgoing(&self) -> bool {
         self.outgoing.is_some()
     }
+
+    /// Which plugin this is, as events record it: the package's name and version, or the
+    /// name it was loaded under; and the hash of its bytes.
+    pub fn identity(&self) -> PluginIdentity {
+        let manifest = self.info.manifest.as_ref();
+        PluginIdentity {
+            name: manifest.map_or_else(|| self.info.name.clone(), |m| m.name.clone()),
+            version: manifest.map(|m| m.version.clone()),
+            sha256: self.info.sha256.clone(),
+        }
+    }
+}
+
+/// The name, version and hash of a plugin, as recorded with each event it processed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PluginIdentity {
+    pub name: String,
+    /// None for a component without a manifest (a file or a built-in named in the
+    /// configuration).
+    pub version: Option<String>,
+    pub sha256: String,
 }
 
 impl Runtime {
@@ -155,6 +187,7 @@ impl Runtime {
         if outgoing.is_some() {
             worlds.push("outgoing-processor");
         }
+        let manifest = read_manifest(name, wasm, &worlds)?;
         let info = PluginInfo {
             name: name.into(),
             size: wasm.len(),
@@ -162,6 +195,7 @@ impl Runtime {
             worlds,
             exports,
             imports,
+            manifest,
         };
         Ok(Plugin {
             info,
@@ -172,6 +206,40 @@ impl Runtime {
             outgoing,
         })
     }
+}
+
+/// The package's manifest, checked against what the component is: the contract it was
+/// built for and the worlds it implements.
+fn read_manifest(
+    name: &str,
+    wasm: &[u8],
+    worlds: &[&str],
+) -> Result<Option<Manifest>, PluginError> {
+    let Some(manifest) = manifest::read(wasm).map_err(|reason| PluginError::Invalid {
+        name: name.into(),
+        reason,
+    })?
+    else {
+        return Ok(None);
+    };
+    let incompatible = |reason: String| PluginError::Incompatible {
+        name: name.into(),
+        reason,
+    };
+    if manifest.contract != super::bindings::CONTRACT_VERSION {
+        return Err(incompatible(format!(
+            "its manifest says it was built for contract {}, but it implements {PACKAGE}",
+            manifest.contract
+        )));
+    }
+    for world in &manifest.worlds {
+        if !worlds.contains(&world.as_str()) {
+            return Err(incompatible(format!(
+                "its manifest says it implements `{world}`, but it does not export it"
+            )));
+        }
+    }
+    Ok(Some(manifest))
 }
 
 fn check_header(name: &str, wasm: &[u8]) -> Result<(), PluginError> {

@@ -28,6 +28,7 @@ impl NodeStore {
     pub fn open(path: &Path) -> Result<Self> {
         let db = open_wal(path)?;
         db.execute_batch(SCHEMA)
+            .and_then(|()| db.execute_batch(crate::plugins::store::SCHEMA))
             .with_context(|| format!("cannot set up the database in {}", path.display()))?;
         // A random name for this database, part of every id it makes: a node whose database
         // was reset must not reuse ids that trackers and other nodes remember.

@@ -162,7 +162,9 @@ impl Node {
                     }
                 }
             }
-            Ok(())
+            // Which plugin each of them ran with, in the same transaction.
+            self.plugins
+                .record(tx, finished.iter().map(|(event, _)| event.id.as_str()))
         })?;
         for (event, outcome) in finished {
             log_outcome(event, outcome);

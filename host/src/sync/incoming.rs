@@ -124,6 +124,7 @@ impl Node {
             directory: self.store.clone(),
             merge_base,
         };
+        self.plugins.started(&event.id, plugin);
         let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous.as_ref(), &local);
         let log = outcome.log;
         // The input is serialised only when something failed.

@@ -21,4 +21,4 @@ pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
 pub use node::{KEEP_EVENTS, Node};
 pub use pipeline::Pipeline;
-pub use replay::Replay;
+pub use replay::{Replay, ReplayInput};

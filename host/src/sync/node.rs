@@ -31,6 +31,8 @@ pub struct Node {
     pub(super) retry: RetryPolicy,
     /// How long finished events are kept (for `twinsync events`, replays and audits).
     keep_events: Duration,
+    /// The plugin store, if the node has one, and which plugin each event runs with.
+    pub(crate) plugins: crate::plugins::NodePlugins,
 }
 
 /// Finished events are kept this long unless configured otherwise.
@@ -69,6 +71,7 @@ impl Node {
             clock,
             retry: RetryPolicy::default(),
             keep_events: KEEP_EVENTS,
+            plugins: Default::default(),
         })
     }
 
@@ -100,6 +103,14 @@ impl Node {
 
     pub fn store(&self) -> &Arc<NodeStore> {
         &self.store
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The configured connections, by name.

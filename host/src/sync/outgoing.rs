@@ -55,6 +55,7 @@ impl Node {
             directory: self.store.clone(),
             merge_base: MergeBase::default(),
         };
+        self.plugins.started(&event.id, plugin);
         let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
         let log = outcome.log;
         let fail = |failure: SyncFailure| {
