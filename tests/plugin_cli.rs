@@ -42,7 +42,7 @@ fn pack(dir: &Path, builtin: &str, version: &str) -> String {
         &manifest,
         format!(
             "name = \"acme-sync\"\nvendor = \"Acme\"\nversion = \"{version}\"\n\
-             description = \"test\"\ncontract = \"0.1.0\"\n\
+             description = \"test\"\ncontract = \"0.2.0\"\n\
              worlds = [\"incoming-processor\", \"outgoing-processor\"]\n\
              homepage = \"https://example.invalid/acme\"\n[limits]\nfuel = 50000000\n"
         ),

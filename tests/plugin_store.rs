@@ -20,10 +20,11 @@ fn package(builtin: &str, version: &str) -> Vec<u8> {
         vendor: "Acme".into(),
         version: version.into(),
         description: "test package".into(),
-        contract: "0.1.0".into(),
+        contract: "0.2.0".into(),
         worlds: vec!["incoming-processor".into(), "outgoing-processor".into()],
         limits: AskedLimits::default(),
         homepage: Some("https://example.invalid/acme".into()),
+        settings: Default::default(),
     };
     manifest::pack(twinsync::builtin::get(builtin).unwrap(), &manifest).unwrap()
 }
@@ -70,6 +71,7 @@ fn install_try_use_and_roll_back_with_the_version_recorded_on_every_event() {
         PluginSide::Incoming,
         "acme-sync",
         "1.0.0",
+        &Default::default(),
         "alice",
     )
     .unwrap();
@@ -132,6 +134,7 @@ fn install_try_use_and_roll_back_with_the_version_recorded_on_every_event() {
         PluginSide::Incoming,
         "acme-sync",
         "2.0.0",
+        &Default::default(),
         "carol",
     )
     .unwrap();
@@ -228,6 +231,7 @@ fn a_version_never_changes_and_a_bare_component_is_not_a_package() {
             PluginSide::Incoming,
             "acme-sync",
             "1.0.0",
+            &Default::default(),
             "a"
         )
         .is_err()
@@ -239,6 +243,7 @@ fn a_version_never_changes_and_a_bare_component_is_not_a_package() {
             PluginSide::Incoming,
             "acme-sync",
             "9.0.0",
+            &Default::default(),
             "a"
         )
         .is_err()
@@ -264,6 +269,7 @@ fn a_package_asking_for_more_than_the_connection_allows_is_not_used() {
         PluginSide::Incoming,
         "acme-sync",
         "1.0.0",
+        &Default::default(),
         "a",
     )
     .unwrap_err()

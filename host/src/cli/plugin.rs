@@ -90,6 +90,9 @@ pub enum PluginCommand {
         connection: String,
         #[arg(long, value_enum)]
         side: Side,
+        /// A setting of the plugin for this side, over its manifest's default (repeat).
+        #[arg(long, value_name = "NAME=VALUE")]
+        setting: Vec<String>,
         #[command(flatten)]
         who: Who,
     },
@@ -246,11 +249,21 @@ pub fn run(command: PluginCommand) -> Result<()> {
             plugin,
             connection,
             side,
+            setting,
             who,
         } => {
             let opened = open_node(&super::operate::config(&node)?)?;
             let (name, version) = manage::parse_id(&plugin)?;
-            manage::use_version(&opened.node, &connection, side, name, version, &who.name())?;
+            let settings = manage::parse_settings(&setting)?;
+            manage::use_version(
+                &opened.node,
+                &connection,
+                side,
+                name,
+                version,
+                &settings,
+                &who.name(),
+            )?;
             println!(
                 "connection `{connection}` runs {plugin} for {} events; a running node switches within a second",
                 side.as_str()

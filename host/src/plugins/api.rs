@@ -88,6 +88,8 @@ struct UseRequest {
     plugin: String,
     connection: String,
     side: Side,
+    #[serde(default)]
+    settings: std::collections::BTreeMap<String, String>,
 }
 
 async fn use_version(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
@@ -97,7 +99,15 @@ async fn use_version(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -
             r#"{"plugin": "NAME@VERSION", "connection": "...", "side": "incoming|outgoing"}"#,
         )?;
         let (name, version) = manage::parse_id(&r.plugin)?;
-        manage::use_version(&admin.node, &r.connection, r.side, name, version, BY)?;
+        manage::use_version(
+            &admin.node,
+            &r.connection,
+            r.side,
+            name,
+            version,
+            &r.settings,
+            BY,
+        )?;
         (admin.on_change)();
         Ok(json!({ "connection": r.connection, "side": r.side, "plugin": r.plugin }))
     })

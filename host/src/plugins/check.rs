@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::model::{Direction, Issue, SyncContext, SyncReason, sample_issue};
+use crate::model::{Direction, Issue, Origin, SyncContext, SyncReason, sample_issue};
 use crate::runtime::{Call, Limits, NoTwins, Outcome, Plugin, Runtime, SyncBack};
 
 /// One dry run.
@@ -62,6 +62,12 @@ fn call(limits: &Limits, first_sync: bool, reason: SyncReason) -> Call<'_> {
             reason,
             hop: 0,
             now: rfc3339(SystemClock.now()),
+            // The incoming dry run creates the issue: the twin comes from the other side.
+            origin: if first_sync {
+                Origin::Remote
+            } else {
+                Origin::Local
+            },
         },
         limits,
         can_send: true,

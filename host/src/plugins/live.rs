@@ -126,6 +126,11 @@ fn connection_with_uses(
     let mut limits = base.limits.clone();
     for u in uses.iter().filter(|u| u.connection == base.name) {
         let plugin = library.load(&u.sha256, &format!("{}@{}", u.name, u.version))?;
+        let plugin = if u.settings.is_empty() {
+            plugin
+        } else {
+            Arc::new(plugin.with_settings(&u.settings))
+        };
         if let Some(manifest) = &plugin.info.manifest {
             limits = manifest.limits.within(&limits);
         }
@@ -146,7 +151,10 @@ fn connection_with_uses(
 }
 
 fn same_plugins(a: &Connection, b: &Connection) -> bool {
-    let sha = |p: &Option<Arc<Plugin>>| p.as_ref().map(|p| p.info.sha256.clone());
+    let sha = |p: &Option<Arc<Plugin>>| {
+        p.as_ref()
+            .map(|p| (p.info.sha256.clone(), p.settings.clone()))
+    };
     sha(&a.incoming) == sha(&b.incoming)
         && sha(&a.outgoing) == sha(&b.outgoing)
         && a.limits == b.limits

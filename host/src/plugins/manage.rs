@@ -4,6 +4,7 @@
 //! transaction, recorded with who made it and when; a running node picks it up by itself
 //! (see `live`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -88,9 +89,31 @@ pub fn use_version(
     side: Side,
     name: &str,
     version: &str,
+    settings: &BTreeMap<String, String>,
     by: &str,
 ) -> Result<()> {
-    set(node, connection, side, Some((name, version)), "use", by)
+    set(
+        node,
+        connection,
+        side,
+        Some((name, version)),
+        settings,
+        "use",
+        by,
+    )
+}
+
+/// `NAME=VALUE` settings, as the CLI takes them.
+pub fn parse_settings(pairs: &[String]) -> Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(name, _)| !name.is_empty())
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("setting `{pair}`: give NAME=VALUE"))
+        })
+        .collect()
 }
 
 fn set(
@@ -98,6 +121,7 @@ fn set(
     connection: &str,
     side: Side,
     to: Option<(&str, &str)>,
+    settings: &BTreeMap<String, String>,
     action: &str,
     by: &str,
 ) -> Result<()> {
@@ -107,7 +131,7 @@ fn set(
         fits(&conn, side, &plugin)?;
     }
     node.store()
-        .write(|tx| store::set_use(tx, connection, side, to, action, by, now(node)))?;
+        .write(|tx| store::set_use(tx, connection, side, to, settings, action, by, now(node)))?;
     Ok(())
 }
 
@@ -136,6 +160,8 @@ pub fn upgrade(node: &Node, name: &str, version: Option<&str>, by: &str) -> Resu
             &u.connection,
             u.side,
             Some((name, &target)),
+            // An upgrade keeps the side's settings.
+            &u.settings,
             "upgrade",
             by,
         )?;
@@ -166,7 +192,14 @@ pub fn rollback(
             continue;
         };
         let to = previous.as_deref().map(parse_id).transpose()?;
-        set(node, connection, side, to, "rollback", by)?;
+        let settings = node
+            .store()
+            .read(store::uses)?
+            .into_iter()
+            .find(|u| u.connection == connection && u.side == side)
+            .map(|u| u.settings)
+            .unwrap_or_default();
+        set(node, connection, side, to, &settings, "rollback", by)?;
         done.push(format!(
             "{connection}/{}: {}",
             side.as_str(),

@@ -8,6 +8,7 @@
 //! Reading walks the top-level sections only, each bounded by the file's length.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,10 @@ pub struct Manifest {
     pub limits: AskedLimits,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
+    /// Defaults of the plugin's own settings (contract 0.2.0's `setting`); the node's
+    /// operator overrides them per connection side.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// The limits a plugin asks for; unset ones are the connection's.
@@ -158,6 +163,9 @@ impl fmt::Display for Manifest {
         }
         if let Some(homepage) = &self.homepage {
             writeln!(f, "  homepage: {homepage}")?;
+        }
+        for (name, value) in &self.settings {
+            writeln!(f, "  setting {name} = {value:?}")?;
         }
         Ok(())
     }
@@ -366,6 +374,7 @@ mod tests {
                 ..AskedLimits::default()
             },
             homepage: None,
+            settings: BTreeMap::new(),
         }
     }
 

@@ -39,6 +39,7 @@ pub fn write(dir: &Path, name: &str, lang: Lang) -> Result<PathBuf> {
         worlds: vec!["incoming-processor".into(), "outgoing-processor".into()],
         limits: Default::default(),
         homepage: None,
+        settings: Default::default(),
     };
     manifest
         .validate()

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS plugin_use (
     side TEXT NOT NULL CHECK (side IN ('incoming', 'outgoing')),
     name TEXT NOT NULL,
     version TEXT NOT NULL,
+    settings TEXT NOT NULL DEFAULT '{}',  -- JSON: the plugin's settings for this side
     PRIMARY KEY (connection, side)
 );
 

@@ -2,6 +2,8 @@
 //! side uses, the history of changes, and the plugin each event ran with. Every change
 //! bumps a counter (`plugins.generation` in `meta`) that a running node watches.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Result, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -68,6 +70,8 @@ pub struct Use {
     pub name: String,
     pub version: String,
     pub sha256: String,
+    /// The operator's values of the plugin's settings, over its manifest's defaults.
+    pub settings: BTreeMap<String, String>,
 }
 
 /// One change to the store.
@@ -204,7 +208,7 @@ pub fn all(db: &Connection) -> Result<Vec<Installed>> {
 /// What every connection side uses, by connection and side.
 pub fn uses(db: &Connection) -> Result<Vec<Use>> {
     let mut stmt = db.prepare_cached(
-        "SELECT u.connection, u.side, u.name, u.version, p.sha256 FROM plugin_use u
+        "SELECT u.connection, u.side, u.name, u.version, p.sha256, u.settings FROM plugin_use u
          JOIN plugins p ON p.name = u.name AND p.version = u.version
          ORDER BY u.connection, u.side",
     )?;
@@ -215,6 +219,7 @@ pub fn uses(db: &Connection) -> Result<Vec<Use>> {
             name: r.get(2)?,
             version: r.get(3)?,
             sha256: r.get(4)?,
+            settings: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -237,6 +242,7 @@ pub fn set_use(
     connection: &str,
     side: Side,
     to: Option<(&str, &str)>,
+    settings: &BTreeMap<String, String>,
     action: &str,
     by: &str,
     now: i64,
@@ -248,10 +254,18 @@ pub fn set_use(
                 bail!("{name}@{version} is not installed (see `twinsync plugin list`)");
             };
             db.prepare_cached(
-                "INSERT INTO plugin_use (connection, side, name, version) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (connection, side) DO UPDATE SET name = excluded.name, version = excluded.version",
+                "INSERT INTO plugin_use (connection, side, name, version, settings)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (connection, side) DO UPDATE SET name = excluded.name,
+                     version = excluded.version, settings = excluded.settings",
             )?
-            .execute(params![connection, side.as_str(), name, version])?;
+            .execute(params![
+                connection,
+                side.as_str(),
+                name,
+                version,
+                serde_json::to_string(settings)?
+            ])?;
             Some(installed.sha256)
         }
         None => {

@@ -13,7 +13,7 @@ use super::batch::RetryPolicy;
 use super::connection::Connection;
 use super::message::{Receipt, SyncMessage};
 use crate::clock::{Clock, from_millis, millis, rfc3339};
-use crate::model::{SyncContext, SyncReason};
+use crate::model::{Origin, SyncContext, SyncReason};
 use crate::runtime::Runtime;
 use crate::store::events::{self, Event, Kind, NewEvent};
 use crate::store::{NodeStore, get_meta, next_number, outbox, set_meta, twins};
@@ -378,6 +378,18 @@ impl Node {
             // The event's own time, not the processing time: running the event again gives
             // the processor the same input.
             now: rfc3339(from_millis(event.created_at)),
+            origin: self.origin_of(&event.twin_id),
+        }
+    }
+
+    /// Which side created a twin: the side that exalates names the twin after its own
+    /// instance and database (see `exalate`).
+    pub(super) fn origin_of(&self, twin_id: &str) -> Origin {
+        let own = format!("{}-{}-t", self.instance, self.store.id());
+        if twin_id.starts_with(&own) {
+            Origin::Local
+        } else {
+            Origin::Remote
         }
     }
 }
