@@ -12,7 +12,15 @@ use super::manifest::Manifest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
     Rust,
+    Python,
+    Js,
 }
+
+/// The contract and the helpers a Python or JavaScript project carries (a copy: the project
+/// builds on its own).
+const WIT: &str = include_str!("../../../wit/processor.wit");
+const PYTHON_HELPERS: &str = include_str!("../../../guest/python/twinsync_helpers.py");
+const JS_HELPERS: &str = include_str!("../../../guest/js/lib/twinsync-helpers.js");
 
 /// The SDK the Rust project depends on: this source tree's, unless `TWINSYNC_SDK` names
 /// another checkout's `guest/sdk`.
@@ -24,8 +32,16 @@ fn sdk_path() -> PathBuf {
 }
 
 /// The one command that builds a project.
-pub fn build_command(_lang: Lang) -> &'static str {
-    "./build.sh (set TWINSYNC=/path/to/twinsync if it is not on PATH)"
+pub fn build_command(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "./build.sh (set TWINSYNC=/path/to/twinsync if it is not on PATH)",
+        Lang::Python => {
+            "./build.sh (needs componentize-py: COMPONENTIZE_PY=/path/to/it, and TWINSYNC=/path/to/twinsync, if they are not on PATH)"
+        }
+        Lang::Js => {
+            "./build.sh (needs Node.js 20+ and componentize-js: COMPONENTIZE_JS=/path/to/its/src/cli.js, and TWINSYNC=/path/to/twinsync)"
+        }
+    }
 }
 
 /// Write project `name` into `dir/name`; refuses to overwrite anything.
@@ -50,6 +66,8 @@ pub fn write(dir: &Path, name: &str, lang: Lang) -> Result<PathBuf> {
     }
     let files = match lang {
         Lang::Rust => rust(name, &manifest)?,
+        Lang::Python => python(name, &manifest),
+        Lang::Js => js(name, &manifest),
     };
     for (path, content, executable) in files {
         let path = root.join(path);
@@ -180,4 +198,103 @@ echo "next: twinsync plugin check {name}.wasm && twinsync plugin install {name}.
         ("README.md", readme, false),
         (".gitignore", "/target\n/*.wasm\nCargo.lock\n".into(), false),
     ])
+}
+
+fn python(name: &str, manifest: &Manifest) -> Vec<File> {
+    let app = format!(
+        r#"""{name}: a twinsync processor. Each side starts as the helpers' default mirror; change
+what you need. A refusal: `raise fail("...")` (or return `Err(ProcessorError(...))`), the
+event becomes a sync error with your message. Any other exception is a crash: kind `panic`,
+the traceback in the event's log."""
+
+from typing import Optional
+
+from twinsync_helpers import Issue, SyncContext, fail, mirror_incoming, mirror_outgoing
+from wit_world import exports
+
+
+class Incoming(exports.Incoming):
+    def process(
+        self, ctx: SyncContext, replica: Issue, previous: Optional[Issue], issue: Issue
+    ) -> Issue:
+        if not replica.summary.strip():
+            raise fail("refusing an issue without a summary")
+        return mirror_incoming(ctx, replica, previous, issue)
+
+
+class Outgoing(exports.Outgoing):
+    def process(self, ctx: SyncContext, issue: Issue) -> Optional[Issue]:
+        return mirror_outgoing(ctx, issue)
+"#
+    );
+    let build = format!(
+        r#"#!/bin/sh
+# Build the package {name}.wasm: componentize-py makes the component (with CPython and the
+# standard library; the bindings, module `wit_world`, are generated as it builds), then
+# twinsync puts plugin.toml inside. VIRTUAL_ENV points at an empty site: componentize-py
+# would otherwise bundle every package of the active virtual environment.
+set -eu
+cd "$(dirname "$0")"
+mkdir -p .build/empty-site/lib/python3/site-packages
+env -u PYTHONPATH -u PYTHONHOME VIRTUAL_ENV="$PWD/.build/empty-site" \
+    "${{COMPONENTIZE_PY:-componentize-py}}" --quiet --wit-path wit --world processor \
+    componentize --python-path . --output .build/{name}.wasm app
+"${{TWINSYNC:-twinsync}}" plugin pack .build/{name}.wasm --manifest plugin.toml -o "{name}.wasm"
+echo "next: twinsync plugin check {name}.wasm && twinsync plugin install {name}.wasm"
+"#
+    );
+    vec![
+        ("app.py", app, false),
+        ("twinsync_helpers.py", PYTHON_HELPERS.to_string(), false),
+        ("wit/processor.wit", WIT.to_string(), false),
+        ("plugin.toml", plugin_toml(manifest), false),
+        ("build.sh", build, true),
+        (
+            ".gitignore",
+            "/.build\n/*.wasm\n__pycache__\n".into(),
+            false,
+        ),
+    ]
+}
+
+fn js(name: &str, manifest: &Manifest) -> Vec<File> {
+    let app = format!(
+        r#"// {name}: a twinsync processor. Each side starts as the helpers' default mirror;
+// change what you need. A refusal: `throw fail('...')`, the event becomes a sync error
+// with your message.
+
+import {{ defineProcessor, fail, mirrorIncoming, mirrorOutgoing }} from './lib/twinsync-helpers.js';
+
+export const {{ incoming, outgoing }} = defineProcessor({{
+  incoming(ctx, replica, previous, issue) {{
+    if (!replica.summary.trim()) throw fail('refusing an issue without a summary');
+    return mirrorIncoming(ctx, replica, previous, issue);
+  }},
+  outgoing: mirrorOutgoing,
+}});
+"#
+    );
+    let build = format!(
+        r#"#!/bin/sh
+# Build the package {name}.wasm: componentize-js makes the component (the StarlingMonkey
+# engine with app.js pre-initialised; `--disable http fetch-event` leaves out wasi:http,
+# which processors do not get), then twinsync puts plugin.toml inside.
+set -eu
+cd "$(dirname "$0")"
+mkdir -p .build
+node --check app.js
+"${{NODE:-node}}" "${{COMPONENTIZE_JS:?set COMPONENTIZE_JS to componentize-js/src/cli.js}}" \
+    app.js --wit wit --world-name processor --out .build/{name}.wasm --disable http fetch-event
+"${{TWINSYNC:-twinsync}}" plugin pack .build/{name}.wasm --manifest plugin.toml -o "{name}.wasm"
+echo "next: twinsync plugin check {name}.wasm && twinsync plugin install {name}.wasm"
+"#
+    );
+    vec![
+        ("app.js", app, false),
+        ("lib/twinsync-helpers.js", JS_HELPERS.to_string(), false),
+        ("wit/processor.wit", WIT.to_string(), false),
+        ("plugin.toml", plugin_toml(manifest), false),
+        ("build.sh", build, true),
+        (".gitignore", "/.build\n/*.wasm\n".into(), false),
+    ]
 }
