@@ -202,7 +202,7 @@ echo "next: twinsync plugin check {name}.wasm && twinsync plugin install {name}.
 
 fn python(name: &str, manifest: &Manifest) -> Vec<File> {
     let app = format!(
-        r#"""{name}: a twinsync processor. Each side starts as the helpers' default mirror; change
+        r#""""{name}: a twinsync processor. Each side starts as the helpers' default mirror; change
 what you need. A refusal: `raise fail("...")` (or return `Err(ProcessorError(...))`), the
 event becomes a sync error with your message. Any other exception is a crash: kind `panic`,
 the traceback in the event's log."""
