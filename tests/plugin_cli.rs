@@ -267,3 +267,22 @@ fn a_package_is_installed_used_and_tried_while_the_node_runs() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("in use"));
     drop(internal);
 }
+
+#[test]
+fn check_compiles_a_component_once_then_takes_it_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mirror.wasm");
+    std::fs::write(&file, twinsync::builtin::MIRROR).unwrap();
+    let check = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_twinsync"))
+            .args(["plugin", "check", file.to_str().unwrap(), "--json"])
+            .env("TWINSYNC_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_str(&ok(output)).unwrap();
+        report["compiled"].as_str().unwrap().to_string()
+    };
+    assert_eq!(check(), "cached", "compiled and written to the cache");
+    assert_eq!(check(), "from-cache");
+    assert!(dir.path().join("cache").read_dir().unwrap().count() > 0);
+}

@@ -366,6 +366,7 @@ pub fn events(command: EventsCommand) -> Result<()> {
         EventsCommand::Show { node, id } => show(&node, &id),
         EventsCommand::Replay { node, id, json } => {
             let opened = open_node(&config(&node)?)?;
+            twinsync::setup::use_plugin_store(&opened.node)?;
             let replay = opened.node.replay(&id)?;
             if json {
                 return print_json(&replay);

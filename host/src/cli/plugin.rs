@@ -339,6 +339,7 @@ pub fn run(command: PluginCommand) -> Result<()> {
             json,
         } => {
             let opened = open_node(&super::operate::config(&node)?)?;
+            twinsync::setup::use_plugin_store(&opened.node)?;
             let plugin = candidate_plugin(&opened.node, &candidate)?;
             let pick = if event.is_empty() {
                 Pick::Last(last)

@@ -27,6 +27,7 @@ use crate::transport::server::{self, Receiver};
 pub fn serve(config: &NodeConfig) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let opened = open_node(config)?;
+    crate::setup::use_plugin_store(&opened.node)?;
     let node = opened.node.clone();
     let wake = Arc::new(Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
