@@ -286,3 +286,28 @@ fn check_compiles_a_component_once_then_takes_it_from_the_cache() {
     assert_eq!(check(), "from-cache");
     assert!(dir.path().join("cache").read_dir().unwrap().count() > 0);
 }
+
+#[test]
+fn inspect_lists_what_a_refused_component_imports_and_which_flag_removes_wasi_http() {
+    let output = Command::new(env!("CARGO_BIN_EXE_twinsync"))
+        .args(["plugin", "inspect", twinsync_tests::HTTP_IMPORTER])
+        .env(
+            "TWINSYNC_CACHE_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-compile-cache"),
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("imports:"), "{stdout}");
+    assert!(stdout.contains("  wasi:http/"), "{stdout}");
+    assert!(
+        stdout.contains("  twinsync:processor/incoming@0.2.0"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("this host will not run it"), "{stderr}");
+    assert!(stderr.contains("--disable http fetch-event"), "{stderr}");
+}

@@ -176,7 +176,10 @@ pub fn run(command: PluginCommand) -> Result<()> {
     match command {
         PluginCommand::Inspect { file, json } => {
             let runtime = cached_runtime()?;
-            let plugin = load(&runtime, &file)?;
+            let plugin = match load(&runtime, &file) {
+                Ok(plugin) => plugin,
+                Err(error) => return inspect_refused(&runtime, &file, error, json),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&plugin.info)?);
             } else {
@@ -354,6 +357,41 @@ pub fn run(command: PluginCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A component this host will not run: still show what it exports and imports, then why.
+fn inspect_refused(runtime: &Runtime, file: &Path, error: anyhow::Error, json: bool) -> Result<()> {
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let incompatible = matches!(
+        error.downcast_ref::<twinsync::runtime::PluginError>(),
+        Some(twinsync::runtime::PluginError::Incompatible { .. })
+    );
+    if !incompatible {
+        return Err(error);
+    }
+    let Ok((exports, imports)) = runtime.interfaces(&file.display().to_string(), &wasm) else {
+        return Err(error);
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "name": file.display().to_string(),
+                "size": wasm.len(),
+                "sha256": twinsync::runtime::sha256_hex(&wasm),
+                "exports": exports,
+                "imports": imports,
+                "refused": format!("{error:#}"),
+            }))?
+        );
+    } else {
+        println!("{} ({} bytes)", file.display(), wasm.len());
+        println!("exports:");
+        exports.iter().for_each(|name| println!("  {name}"));
+        println!("imports:");
+        imports.iter().for_each(|name| println!("  {name}"));
+    }
+    Err(error.context("this host will not run it"))
 }
 
 /// A candidate given as a file, or as NAME@VERSION of an installed package.

@@ -217,15 +217,7 @@ impl Runtime {
                 },
             )?;
         let compile_time = started.elapsed();
-        let ty = component.component_type();
-        let exports: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
-        let imports: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
+        let (exports, imports) = self.interfaces_of(&component);
         let incompatible = |reason: String| PluginError::Incompatible {
             name: name.into(),
             reason,
@@ -308,6 +300,41 @@ impl Runtime {
             outgoing,
             settings: Arc::new(settings),
         })
+    }
+}
+
+impl Runtime {
+    /// What a component exports and imports, whether or not it is a processor this host
+    /// can run: for `plugin inspect` to show a component it refuses.
+    pub fn interfaces(
+        &self,
+        name: &str,
+        wasm: &[u8],
+    ) -> Result<(Vec<String>, Vec<String>), PluginError> {
+        check_header(name, wasm)?;
+        let (component, _) = cache::compile(
+            &self.engine,
+            self.cache_dir.as_deref(),
+            wasm,
+            &sha256_hex(wasm),
+        )
+        .map_err(|e| PluginError::Invalid {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        })?;
+        Ok(self.interfaces_of(&component))
+    }
+
+    fn interfaces_of(
+        &self,
+        component: &wasmtime::component::Component,
+    ) -> (Vec<String>, Vec<String>) {
+        let ty = component.component_type();
+        let names = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>();
+        (
+            names(&mut ty.exports(&self.engine).map(|(n, _)| n.to_string())),
+            names(&mut ty.imports(&self.engine).map(|(n, _)| n.to_string())),
+        )
     }
 }
 
