@@ -18,6 +18,10 @@ fn main() {
                 package: "http-importer",
                 binary: false,
             },
+            Guest {
+                package: "contract-probe",
+                binary: false,
+            },
         ],
     );
 }

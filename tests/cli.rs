@@ -77,7 +77,7 @@ fn inspect_shows_worlds_and_imports() {
         "{text}"
     );
     assert!(
-        text.contains("twinsync:processor/sync-helper@0.1.0"),
+        text.contains("twinsync:processor/sync-helper@0.2.0"),
         "{text}"
     );
 }

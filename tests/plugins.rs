@@ -65,7 +65,7 @@ fn the_examples_implement_both_worlds() {
         for import in &processor(name).info.imports {
             let known = import.starts_with("twinsync:processor/") || import.starts_with("wasi:");
             assert!(
-                known && (import.ends_with("@0.1.0") || import.contains("@0.2.")),
+                known && (import.ends_with("@0.2.0") || import.contains("@0.2.")),
                 "{name} imports {import}"
             );
         }
@@ -74,7 +74,7 @@ fn the_examples_implement_both_worlds() {
         processor("remote-key")
             .info
             .imports
-            .contains(&"twinsync:processor/sync-helper@0.1.0".to_string())
+            .contains(&"twinsync:processor/sync-helper@0.2.0".to_string())
     );
 }
 

@@ -21,6 +21,7 @@ fn context() -> SyncContext {
         reason: SyncReason::LocalChange,
         hop: 0,
         now: "2026-11-27T20:00:00Z".into(),
+        origin: twinsync::model::Origin::Remote,
     }
 }
 

@@ -184,6 +184,7 @@ fn invoke(runtime: &Runtime, plugin: &Plugin, limits: &Limits, inputs: &Inputs) 
             reason: SyncReason::LocalChange,
             hop: 0,
             now: "2026-11-27T20:00:00Z".into(),
+            origin: twinsync::model::Origin::Remote,
         },
         limits,
         can_send: true,

@@ -19,6 +19,7 @@
 //! | `GET /v1/history?key=K` | a twin's history, newest first: `key` (twin id or an issue key on either side), `connection`, `since`, `until` (RFC 3339), `before` (an entry's `seq`, to page), `limit` |
 //! | `POST /v1/conflicts/{id}/resolve` | keep a side: `{"take": "local"}` or `{"take": "remote"}` |
 //! | `POST /v1/verify` | compare each twin with what was last exchanged and repair what differs: `{}` or `{"connection": "..."}`; answers how many were checked and fixed |
+//! | `/v1/plugins...` | the plugin store: see `plugins::api` |
 //!
 //! Every request needs `Authorization: Bearer <token>`. Errors are `{"error": "..."}` with
 //! 400 (bad input), 401 (token), 404 (no such issue or event), 412 (`If-Match` failed) or 500.
@@ -67,6 +68,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/history", get(history))
         .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))
         .route("/v1/verify", post(verify))
+        .merge(crate::plugins::api::routes())
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
 }
@@ -384,7 +386,16 @@ async fn list_events(
 
 async fn event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
     blocking(move || match ops::event(admin.node.store(), &id) {
-        Ok(event) => to_json(event),
+        Ok(event) => {
+            let mut value = to_json(event)?;
+            // Which plugin processed it (name, version, sha256), if a processor ran.
+            let plugin = admin
+                .node
+                .store()
+                .read(|db| crate::plugins::store::event_plugin(db, &id))?;
+            value["plugin"] = to_json(plugin)?;
+            Ok(value)
+        }
         Err(e) => Err(not_found(format!("{e:#}"))),
     })
     .await

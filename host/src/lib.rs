@@ -10,6 +10,7 @@ pub mod console;
 pub mod hex;
 pub mod model;
 pub mod ops;
+pub mod plugins;
 pub mod runtime;
 pub mod service;
 pub mod setup;

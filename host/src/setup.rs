@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{NodeConfig, TrackerConfig};
+use crate::plugins::Library;
 use crate::runtime::{Plugin, PoolConfig, Runtime, RuntimeConfig};
 use crate::store::NodeStore;
 use crate::sync::{Connection, Node};
@@ -130,12 +131,24 @@ pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
         clock.clone(),
     )?
     .keeping_events_for(config.keep_events());
+    // The plugin store overrides the processors named above where it names a package.
+    // Not applied yet (see `use_plugin_store`): commands that manage the store must work
+    // even when a package in it cannot be loaded.
+    node.attach_plugins(Arc::new(Library::new(dir.join("plugins"), runtime.clone())))?;
     Ok(ConfiguredNode {
         node: Arc::new(node),
         tracker,
         runtime,
         clock,
     })
+}
+
+/// Switch the node's connections to the packages its plugin store names: before running
+/// processors (serving, replaying, trying). A package that cannot be loaded stops it.
+pub fn use_plugin_store(node: &Node) -> Result<()> {
+    node.refresh_plugins().map(|_| ()).context(
+        "cannot use the plugin store's packages (see `twinsync plugin list` and `plugin history`)",
+    )
 }
 
 /// A processor given as the name of a built-in one (`mirror`, `remote-key`,

@@ -28,6 +28,11 @@ use twinsync::transport::local::{LocalNetwork, RunStats};
 pub const SCRIPTED: &str = env!("TWINSYNC_TEST_SCRIPTED");
 /// A valid component that is not a processor.
 pub const WRONG_WORLD: &str = env!("TWINSYNC_TEST_WRONG_WORLD");
+/// A processor of contract 0.2.0 that labels what it sees (origin, its `greeting` setting).
+pub const CONTRACT_PROBE: &str = env!("TWINSYNC_TEST_CONTRACT_PROBE");
+/// `mirror` as built from the frozen contract 0.1.0, kept as a binary (built once, never
+/// rebuilt): a plugin shipped for 0.1.0 must keep running.
+pub const MIRROR_V0_1_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/mirror-v0.1.0.wasm");
 /// A processor that imports `wasi:http`, which the host does not provide.
 pub const HTTP_IMPORTER: &str = env!("TWINSYNC_TEST_HTTP_IMPORTER");
 /// The custom field that tells `scripted` what to do.
@@ -344,6 +349,7 @@ pub fn first_sync_context() -> SyncContext {
         reason: SyncReason::ManualExalate,
         hop: 0,
         now: "2026-01-01T00:00:00Z".into(),
+        origin: twinsync::model::Origin::Remote,
     }
 }
 

@@ -13,7 +13,7 @@
 import {
   syncBackAfterProcessing as hostSyncBack,
   log as hostLog,
-} from 'twinsync:processor/sync-helper@0.1.0';
+} from 'twinsync:processor/sync-helper@0.2.0';
 
 // --- Custom fields by name -----------------------------------------------------------
 

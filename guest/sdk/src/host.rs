@@ -41,6 +41,13 @@ pub fn record_conflict(field: &str, local_value: &str, remote_value: &str) {
     sync_helper::record_conflict(field, local_value, remote_value)
 }
 
+/// The plugin's own setting `name`: what the node's operator set for this connection side
+/// (`twinsync plugin use ... --setting NAME=VALUE`), else the default in the plugin's
+/// manifest (`[settings]`), else none. One plugin serves many tenants this way.
+pub fn setting(name: &str) -> Option<String> {
+    sync_helper::setting(name)
+}
+
 /// Write a line to the event's log, which operators see with the event.
 pub fn log(level: LogLevel, message: &str) {
     sync_helper::log(level, message)

@@ -55,7 +55,7 @@ pub mod bindings {
 pub use attachments::merge_attachments;
 pub use bindings::twinsync::processor::types::{
     Attachment, Comment, ConflictPolicy, CustomField, Direction, FieldValue, Issue, LogLevel,
-    MergeBase, ProcessorError, SyncContext, SyncReason, User,
+    MergeBase, Origin, ProcessorError, SyncContext, SyncReason, User,
 };
 pub use comments::merge_comments;
 pub use fields::IssueFields;
@@ -68,13 +68,13 @@ pub type Replica = Issue;
 /// Everything a processor usually needs, in one `use`.
 pub mod prelude {
     pub use crate::host::{
-        is_under_sync, local_key_for_remote, log, sync_back_after_processing,
+        is_under_sync, local_key_for_remote, log, setting, sync_back_after_processing,
         unexalate_after_processing,
     };
     pub use crate::{
-        Comment, CustomField, Direction, FieldValue, Issue, IssueFields, LogLevel, Processor,
-        ProcessorError, Replica, SyncContext, SyncReason, User, merge_comments, mirror_incoming,
-        mirror_outgoing,
+        Comment, CustomField, Direction, FieldValue, Issue, IssueFields, LogLevel, Origin,
+        Processor, ProcessorError, Replica, SyncContext, SyncReason, User, merge_comments,
+        mirror_incoming, mirror_outgoing,
     };
 }
 

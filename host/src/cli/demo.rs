@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use twinsync::clock::SystemClock;
 use twinsync::model::{Comment, Issue};
-use twinsync::runtime::{Limits, Runtime, RuntimeConfig};
+use twinsync::runtime::Limits;
 use twinsync::setup::reference_node;
 use twinsync::store::{events, twins};
 use twinsync::sync::{Connection, Flow, Node};
@@ -46,7 +46,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         ),
     }
 
-    let runtime = Arc::new(Runtime::new(&RuntimeConfig::default())?);
+    // The compile cache, as for `plugin check`: a Python or JavaScript processor compiles once.
+    let runtime = super::plugin::cached_runtime()?;
     let processor =
         twinsync::setup::load_processor(&runtime, &args.processor, std::path::Path::new("."))?;
     println!("processor on both sides: {}\n", processor.name());

@@ -185,7 +185,7 @@ pub fn conflicts(command: ConflictsCommand) -> Result<()> {
     }
 }
 
-fn config(node: &NodeArgs) -> Result<NodeConfig> {
+pub(super) fn config(node: &NodeArgs) -> Result<NodeConfig> {
     NodeConfig::load(&node.config)
 }
 
@@ -432,6 +432,15 @@ fn show(node: &NodeArgs, id: &str, full: bool) -> Result<()> {
     if let Some(note) = &event.note {
         outln!("outcome: {note}")?;
     }
+    let plugin = store(node)?.read(|db| twinsync::plugins::store::event_plugin(db, id))?;
+    if let Some(plugin) = plugin {
+        println!(
+            "processed by: {}{} (sha256 {})",
+            plugin.name,
+            plugin.version.map(|v| format!("@{v}")).unwrap_or_default(),
+            plugin.sha256
+        );
+    }
     let pretty = |json: &str| {
         serde_json::from_str::<serde_json::Value>(json)
             .and_then(|v| serde_json::to_string_pretty(&v))
@@ -481,6 +490,7 @@ pub fn events(command: EventsCommand) -> Result<()> {
         EventsCommand::Show { node, id, full } => show(&node, &id, full),
         EventsCommand::Replay { node, id, json } => {
             let opened = open_node(&config(&node)?)?;
+            twinsync::setup::use_plugin_store(&opened.node)?;
             let replay = opened.node.replay(&id)?;
             if json {
                 return print_json(&replay);

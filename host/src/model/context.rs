@@ -52,6 +52,23 @@ impl SyncReason {
     }
 }
 
+/// Which side created a twin (`types.origin`, new in contract 0.2.0).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ComponentType, Lift, Lower,
+)]
+#[serde(rename_all = "kebab-case")]
+#[component(enum)]
+#[repr(u8)]
+pub enum Origin {
+    /// This side exalated the issue: it is the twin's source.
+    #[component(name = "local")]
+    Local,
+    /// The other side did (inputs stored before 0.2.0 read as this).
+    #[default]
+    #[component(name = "remote")]
+    Remote,
+}
+
 /// Everything a processor knows about the event it processes (`types.sync-context`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ComponentType, Lift, Lower)]
 #[component(record)]
@@ -70,4 +87,7 @@ pub struct SyncContext {
     pub hop: u32,
     /// RFC 3339, UTC: the event's time, fixed for the event.
     pub now: String,
+    /// Which side created the twin. Not in contract 0.1.0's context.
+    #[serde(default)]
+    pub origin: Origin,
 }

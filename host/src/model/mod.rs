@@ -6,7 +6,7 @@ mod issue;
 mod sample;
 mod validate;
 
-pub use context::{Direction, SyncContext, SyncReason};
+pub use context::{Direction, Origin, SyncContext, SyncReason};
 pub use issue::{Attachment, Comment, CustomField, FieldValue, Issue, Replica, User};
 pub use sample::sample_issue;
 pub use validate::validate;

@@ -1,22 +1,51 @@
-//! Host bindings generated from `wit/processor.wit`.
+//! Host bindings generated from the contract, one module per version the host runs side
+//! by side: `v0_2_0` from `wit/processor.wit` (current) and `v0_1_0` from the frozen copy
+//! in `wit/since_v0_1_0/`, which never changes.
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "processor",
-    // Host functions may trap: that is how the host-call limit stops a guest.
-    imports: { default: trappable },
-    // The WIT's types are the host's model types (see `wit_types`).
-    with: { "twinsync:processor/types": super::wit_types },
-});
+/// The contract as it is now.
+pub mod v0_2_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "processor",
+        // Host functions may trap: that is how the host-call limit stops a guest.
+        imports: { default: trappable },
+        // The WIT's types are the host's model types (see `wit_types`).
+        with: { "twinsync:processor/types": crate::runtime::wit_types },
+    });
 
-pub use self::exports::twinsync::processor::{incoming, outgoing};
-pub use self::twinsync::processor::sync_helper;
+    pub use self::exports::twinsync::processor::{incoming, outgoing};
+    pub use self::twinsync::processor::sync_helper;
 
-/// The WIT package this host implements, as it appears in import and export names.
-pub const PACKAGE: &str = "twinsync:processor@0.1.0";
-/// Import name of the types interface.
-pub const TYPES: &str = "twinsync:processor/types@0.1.0";
-/// Export name of the incoming interface.
-pub const INCOMING: &str = "twinsync:processor/incoming@0.1.0";
-/// Export name of the outgoing interface.
-pub const OUTGOING: &str = "twinsync:processor/outgoing@0.1.0";
+    pub const VERSION: &str = "0.2.0";
+    /// Import name of the types interface.
+    pub const TYPES: &str = "twinsync:processor/types@0.2.0";
+    /// Export name of the incoming interface.
+    pub const INCOMING: &str = "twinsync:processor/incoming@0.2.0";
+    /// Export name of the outgoing interface.
+    pub const OUTGOING: &str = "twinsync:processor/outgoing@0.2.0";
+}
+
+/// The frozen 0.1.0 contract: components built for it keep running unchanged.
+pub mod v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit/since_v0_1_0",
+        world: "processor",
+        imports: { default: trappable },
+        with: { "twinsync:processor/types": crate::runtime::wit_types_v1 },
+    });
+
+    pub use self::exports::twinsync::processor::{incoming, outgoing};
+    pub use self::twinsync::processor::sync_helper;
+
+    pub const VERSION: &str = "0.1.0";
+    pub const TYPES: &str = "twinsync:processor/types@0.1.0";
+    pub const INCOMING: &str = "twinsync:processor/incoming@0.1.0";
+    pub const OUTGOING: &str = "twinsync:processor/outgoing@0.1.0";
+}
+
+pub use v0_2_0::{TYPES, sync_helper};
+
+/// The version of the contract this host implements best: what new plugins build against.
+pub const CONTRACT_VERSION: &str = v0_2_0::VERSION;
+/// Every contract version this host runs, oldest first.
+pub const SUPPORTED_VERSIONS: [&str; 2] = [v0_1_0::VERSION, v0_2_0::VERSION];

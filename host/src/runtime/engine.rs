@@ -11,10 +11,10 @@ use anyhow::{Context, Result};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::sync_helper;
+use super::bindings::{sync_helper, v0_1_0};
 use super::sandbox;
 use super::state::State;
-use super::wit_types;
+use super::{wit_types, wit_types_v1};
 
 /// How often the epoch advances: the granularity of the wall-clock limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -115,8 +115,11 @@ impl Runtime {
         // network or real clocks (see `invoke`). std needs these imports to link.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         sandbox::add_virtual_sleep(&mut linker)?;
+        // Both contract versions side by side: a component links against its own.
         sync_helper::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         wit_types::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        v0_1_0::sync_helper::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        wit_types_v1::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
 
         start_epoch_ticker(&engine);
         Ok(Runtime {

@@ -14,7 +14,7 @@ use super::crash::panic_message;
 use super::engine::Runtime;
 use super::failure::ProcessorFailure;
 use super::log::EventLog;
-use super::plugin::Plugin;
+use super::plugin::{IncomingIndices, OutgoingIndices, Plugin};
 use super::sandbox::{self, SleptPastDeadline, VirtualTime};
 use super::state::{
     HelperSetup, HostCallLimitExceeded, HostDataLimitExceeded, RecordedConflict, Side, State,
@@ -22,6 +22,7 @@ use super::state::{
 };
 use super::wit_types as wit;
 use super::wit_types::MergeBase;
+use super::wit_types_v1;
 use crate::model::{Issue, Replica, SyncContext};
 
 /// Everything an invocation needs besides the processor's own arguments.
@@ -100,9 +101,16 @@ impl Plugin {
             call,
             Side::Incoming,
             input,
-            |store, instance, ctx| {
-                let guest = indices.load(&mut *store, instance)?;
-                guest.call_process(&mut *store, &ctx, replica, previous, issue)
+            |store, instance, ctx| match indices {
+                IncomingIndices::V0_1_0(indices) => {
+                    let guest = indices.load(&mut *store, instance)?;
+                    let ctx = wit_types_v1::SyncContext::from(&ctx);
+                    guest.call_process(&mut *store, &ctx, replica, previous, issue)
+                }
+                IncomingIndices::V0_2_0(indices) => {
+                    let guest = indices.load(&mut *store, instance)?;
+                    guest.call_process(&mut *store, &ctx, replica, previous, issue)
+                }
             },
             |result| {
                 check_output(result, limits)?;
@@ -129,9 +137,16 @@ impl Plugin {
             call,
             Side::Outgoing,
             input,
-            |store, instance, ctx| {
-                let guest = indices.load(&mut *store, instance)?;
-                guest.call_process(&mut *store, &ctx, issue)
+            |store, instance, ctx| match indices {
+                OutgoingIndices::V0_1_0(indices) => {
+                    let guest = indices.load(&mut *store, instance)?;
+                    let ctx = wit_types_v1::SyncContext::from(&ctx);
+                    guest.call_process(&mut *store, &ctx, issue)
+                }
+                OutgoingIndices::V0_2_0(indices) => {
+                    let guest = indices.load(&mut *store, instance)?;
+                    guest.call_process(&mut *store, &ctx, issue)
+                }
             },
             |replica| match replica {
                 Some(replica) => {
@@ -240,6 +255,7 @@ fn invoke<R>(
         directory: call.directory,
         log: log.clone(),
         merge_base: call.merge_base,
+        settings: plugin.settings.clone(),
     };
     let ctx = call.ctx;
     let mut store = Store::new(&runtime.engine, State::new(wasi, time, limits, helper));

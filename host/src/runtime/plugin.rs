@@ -7,10 +7,14 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::InstancePre;
 
-use super::bindings::{INCOMING, OUTGOING, PACKAGE, incoming, outgoing};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::bindings::{SUPPORTED_VERSIONS, v0_1_0, v0_2_0};
 use super::cache::{self, Compiled, sha256_hex};
 use super::engine::Runtime;
 use super::state::State;
+use crate::plugins::manifest::{self, Manifest};
 
 /// Why a file cannot be installed as a processor.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -38,6 +42,12 @@ pub struct PluginInfo {
     pub worlds: Vec<&'static str>,
     pub exports: Vec<String>,
     pub imports: Vec<String>,
+    /// The version of `twinsync:processor` it was built for (what it exports).
+    pub contract: &'static str,
+    /// What the vendor says about it, from its `twinsync-manifest` section (see
+    /// `plugins::manifest`); none for a bare component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
 }
 
 impl fmt::Display for PluginInfo {
@@ -47,7 +57,12 @@ impl fmt::Display for PluginInfo {
             "{} ({} bytes, sha256 {})",
             self.name, self.size, self.sha256
         )?;
-        writeln!(f, "implements: {}", self.worlds.join(", "))?;
+        writeln!(
+            f,
+            "implements: {} (contract twinsync:processor@{})",
+            self.worlds.join(", "),
+            self.contract
+        )?;
         writeln!(f, "exports:")?;
         for name in &self.exports {
             writeln!(f, "  {name}")?;
@@ -56,11 +71,72 @@ impl fmt::Display for PluginInfo {
         for name in &self.imports {
             writeln!(f, "  {name}")?;
         }
-        Ok(())
+        match &self.manifest {
+            Some(manifest) => write!(f, "{manifest}"),
+            None => writeln!(
+                f,
+                "package: none (a bare component; see `twinsync plugin pack`)"
+            ),
+        }
     }
 }
 
+/// The versions of the contract a component can be built for; the host runs each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `twinsync:processor@0.1.0`, frozen in `wit/since_v0_1_0/`.
+    V0_1_0,
+    /// `twinsync:processor@0.2.0`: the context's `origin`, the `setting` host call.
+    V0_2_0,
+}
+
+impl Contract {
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1_0 => v0_1_0::VERSION,
+            Contract::V0_2_0 => v0_2_0::VERSION,
+        }
+    }
+
+    fn parse(version: &str) -> Option<Contract> {
+        match version {
+            v0_1_0::VERSION => Some(Contract::V0_1_0),
+            v0_2_0::VERSION => Some(Contract::V0_2_0),
+            _ => None,
+        }
+    }
+
+    fn incoming(self) -> &'static str {
+        match self {
+            Contract::V0_1_0 => v0_1_0::INCOMING,
+            Contract::V0_2_0 => v0_2_0::INCOMING,
+        }
+    }
+
+    fn outgoing(self) -> &'static str {
+        match self {
+            Contract::V0_1_0 => v0_1_0::OUTGOING,
+            Contract::V0_2_0 => v0_2_0::OUTGOING,
+        }
+    }
+}
+
+/// How to find a component's incoming export, per contract version.
+#[derive(Clone)]
+pub(super) enum IncomingIndices {
+    V0_1_0(v0_1_0::incoming::GuestIndices),
+    V0_2_0(v0_2_0::incoming::GuestIndices),
+}
+
+/// How to find a component's outgoing export, per contract version.
+#[derive(Clone)]
+pub(super) enum OutgoingIndices {
+    V0_1_0(v0_1_0::outgoing::GuestIndices),
+    V0_2_0(v0_2_0::outgoing::GuestIndices),
+}
+
 /// A compiled processor, ready to instantiate once per event.
+#[derive(Clone)]
 pub struct Plugin {
     pub info: PluginInfo,
     /// Whether the compile cache served it.
@@ -68,8 +144,11 @@ pub struct Plugin {
     /// Time spent compiling or loading it.
     pub compile_time: Duration,
     pub(super) pre: InstancePre<State>,
-    pub(super) incoming: Option<incoming::GuestIndices>,
-    pub(super) outgoing: Option<outgoing::GuestIndices>,
+    pub(super) incoming: Option<IncomingIndices>,
+    pub(super) outgoing: Option<OutgoingIndices>,
+    /// What the `setting` host call answers: the manifest's defaults, overridden by the
+    /// node's operator per connection side (see [`Plugin::with_settings`]).
+    pub settings: Arc<BTreeMap<String, String>>,
 }
 
 impl fmt::Debug for Plugin {
@@ -90,6 +169,37 @@ impl Plugin {
     pub fn has_outgoing(&self) -> bool {
         self.outgoing.is_some()
     }
+
+    /// The same plugin with these settings over the manifest's defaults.
+    pub fn with_settings(&self, overrides: &BTreeMap<String, String>) -> Plugin {
+        let mut settings = (*self.settings).clone();
+        settings.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Plugin {
+            settings: Arc::new(settings),
+            ..self.clone()
+        }
+    }
+
+    /// Which plugin this is, as events record it: the package's name and version, or the
+    /// name it was loaded under; and the hash of its bytes.
+    pub fn identity(&self) -> PluginIdentity {
+        let manifest = self.info.manifest.as_ref();
+        PluginIdentity {
+            name: manifest.map_or_else(|| self.info.name.clone(), |m| m.name.clone()),
+            version: manifest.map(|m| m.version.clone()),
+            sha256: self.info.sha256.clone(),
+        }
+    }
+}
+
+/// The name, version and hash of a plugin, as recorded with each event it processed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PluginIdentity {
+    pub name: String,
+    /// None for a component without a manifest (a file or a built-in named in the
+    /// configuration).
+    pub version: Option<String>,
+    pub sha256: String,
 }
 
 impl Runtime {
@@ -107,25 +217,18 @@ impl Runtime {
                 },
             )?;
         let compile_time = started.elapsed();
-        let ty = component.component_type();
-        let exports: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
-        let imports: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
+        let (exports, imports) = self.interfaces_of(&component);
         let incompatible = |reason: String| PluginError::Incompatible {
             name: name.into(),
             reason,
         };
 
         let has = |wanted: &str| exports.iter().any(|e| e == wanted);
-        if !has(INCOMING) && !has(OUTGOING) {
-            return Err(incompatible(missing_world_reason(&exports)));
-        }
-        let unknown: Vec<&String> = imports.iter().filter(|i| !is_provided(i)).collect();
+        let contract = contract_of(&exports).map_err(incompatible)?;
+        let unknown: Vec<&String> = imports
+            .iter()
+            .filter(|i| !is_provided(i, contract))
+            .collect();
         if !unknown.is_empty() {
             return Err(incompatible(unprovided_reason(&unknown)));
         }
@@ -135,18 +238,36 @@ impl Runtime {
             .map_err(|e| incompatible(format!("its imports cannot be satisfied: {e:#}")))?;
         let typed = |what: &str, e: wasmtime::Error| {
             incompatible(format!(
-                "its `{what}` export does not match the contract {PACKAGE}: {e:#}"
+                "its `{what}` export does not match the contract twinsync:processor@{}: {e:#}",
+                contract.version()
             ))
         };
-        let incoming = if has(INCOMING) {
-            Some(incoming::GuestIndices::new(&pre).map_err(|e| typed(INCOMING, e))?)
-        } else {
+        let (incoming_name, outgoing_name) = (contract.incoming(), contract.outgoing());
+        let incoming = if !has(incoming_name) {
             None
+        } else {
+            let typed = |e| typed(incoming_name, e);
+            Some(match contract {
+                Contract::V0_1_0 => IncomingIndices::V0_1_0(
+                    v0_1_0::incoming::GuestIndices::new(&pre).map_err(typed)?,
+                ),
+                Contract::V0_2_0 => IncomingIndices::V0_2_0(
+                    v0_2_0::incoming::GuestIndices::new(&pre).map_err(typed)?,
+                ),
+            })
         };
-        let outgoing = if has(OUTGOING) {
-            Some(outgoing::GuestIndices::new(&pre).map_err(|e| typed(OUTGOING, e))?)
-        } else {
+        let outgoing = if !has(outgoing_name) {
             None
+        } else {
+            let typed = |e| typed(outgoing_name, e);
+            Some(match contract {
+                Contract::V0_1_0 => OutgoingIndices::V0_1_0(
+                    v0_1_0::outgoing::GuestIndices::new(&pre).map_err(typed)?,
+                ),
+                Contract::V0_2_0 => OutgoingIndices::V0_2_0(
+                    v0_2_0::outgoing::GuestIndices::new(&pre).map_err(typed)?,
+                ),
+            })
         };
         let mut worlds = Vec::new();
         if incoming.is_some() {
@@ -155,6 +276,11 @@ impl Runtime {
         if outgoing.is_some() {
             worlds.push("outgoing-processor");
         }
+        let manifest = read_manifest(name, wasm, &worlds, contract)?;
+        let settings = manifest
+            .as_ref()
+            .map(|m| m.settings.clone())
+            .unwrap_or_default();
         let info = PluginInfo {
             name: name.into(),
             size: wasm.len(),
@@ -162,6 +288,8 @@ impl Runtime {
             worlds,
             exports,
             imports,
+            contract: contract.version(),
+            manifest,
         };
         Ok(Plugin {
             info,
@@ -170,8 +298,109 @@ impl Runtime {
             pre,
             incoming,
             outgoing,
+            settings: Arc::new(settings),
         })
     }
+}
+
+impl Runtime {
+    /// What a component exports and imports, whether or not it is a processor this host
+    /// can run: for `plugin inspect` to show a component it refuses.
+    pub fn interfaces(
+        &self,
+        name: &str,
+        wasm: &[u8],
+    ) -> Result<(Vec<String>, Vec<String>), PluginError> {
+        check_header(name, wasm)?;
+        let (component, _) = cache::compile(
+            &self.engine,
+            self.cache_dir.as_deref(),
+            wasm,
+            &sha256_hex(wasm),
+        )
+        .map_err(|e| PluginError::Invalid {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        })?;
+        Ok(self.interfaces_of(&component))
+    }
+
+    fn interfaces_of(
+        &self,
+        component: &wasmtime::component::Component,
+    ) -> (Vec<String>, Vec<String>) {
+        let ty = component.component_type();
+        let names = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>();
+        (
+            names(&mut ty.exports(&self.engine).map(|(n, _)| n.to_string())),
+            names(&mut ty.imports(&self.engine).map(|(n, _)| n.to_string())),
+        )
+    }
+}
+
+/// The contract version a component was built for, from the names of its processor
+/// exports; a version this host does not run is refused with the list of those it does.
+fn contract_of(exports: &[String]) -> Result<Contract, String> {
+    let mut versions: Vec<&str> = exports
+        .iter()
+        .filter_map(|e| {
+            e.strip_prefix("twinsync:processor/incoming@")
+                .or_else(|| e.strip_prefix("twinsync:processor/outgoing@"))
+        })
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    match versions.as_slice() {
+        [] => Err(missing_world_reason(exports)),
+        [version] => Contract::parse(version).ok_or_else(|| {
+            format!(
+                "it was built for contract twinsync:processor@{version}, which this host does \
+                 not run; it runs versions {}",
+                SUPPORTED_VERSIONS.join(", ")
+            )
+        }),
+        several => Err(format!(
+            "it exports processors of several contract versions ({}); build it for one",
+            several.join(", ")
+        )),
+    }
+}
+
+/// The package's manifest, checked against what the component is: the contract it was
+/// built for and the worlds it implements.
+fn read_manifest(
+    name: &str,
+    wasm: &[u8],
+    worlds: &[&str],
+    contract: Contract,
+) -> Result<Option<Manifest>, PluginError> {
+    let Some(manifest) = manifest::read(wasm).map_err(|reason| PluginError::Invalid {
+        name: name.into(),
+        reason,
+    })?
+    else {
+        return Ok(None);
+    };
+    let incompatible = |reason: String| PluginError::Incompatible {
+        name: name.into(),
+        reason,
+    };
+    if manifest.contract != contract.version() {
+        return Err(incompatible(format!(
+            "its manifest says it was built for contract {}, but it implements \
+             twinsync:processor@{}",
+            manifest.contract,
+            contract.version()
+        )));
+    }
+    for world in &manifest.worlds {
+        if !worlds.contains(&world.as_str()) {
+            return Err(incompatible(format!(
+                "its manifest says it implements `{world}`, but it does not export it"
+            )));
+        }
+    }
+    Ok(Some(manifest))
 }
 
 fn check_header(name: &str, wasm: &[u8]) -> Result<(), PluginError> {
@@ -185,19 +414,8 @@ fn check_header(name: &str, wasm: &[u8]) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// Explain which world is missing, and spot a processor built for another contract version.
+/// Explain which world is missing.
 fn missing_world_reason(exports: &[String]) -> String {
-    let other_version: Vec<&String> = exports
-        .iter()
-        .filter(|e| e.starts_with("twinsync:processor/"))
-        .collect();
-    if !other_version.is_empty() {
-        return format!(
-            "it was built for another version of the contract (it exports {}); this host \
-             implements {PACKAGE}",
-            join(&other_version)
-        );
-    }
     let found = if exports.is_empty() {
         "nothing".to_string()
     } else {
@@ -205,7 +423,11 @@ fn missing_world_reason(exports: &[String]) -> String {
     };
     format!(
         "it implements neither world `incoming-processor` nor `outgoing-processor`: it exports \
-         {found}, and a processor must export `{INCOMING}` or `{OUTGOING}`"
+         {found}, and a processor must export `{}` or `{}` (or those of another contract \
+         version this host runs: {})",
+        v0_2_0::INCOMING,
+        v0_2_0::OUTGOING,
+        SUPPORTED_VERSIONS.join(", ")
     )
 }
 
@@ -213,10 +435,11 @@ fn missing_world_reason(exports: &[String]) -> String {
 /// processors have no network.
 const WASI_PACKAGES: [&str; 6] = ["cli", "clocks", "filesystem", "io", "random", "sockets"];
 
-/// Imports this host links: our own package and the WASI 0.2 packages above.
-fn is_provided(import: &str) -> bool {
-    if import.starts_with("twinsync:processor/") {
-        return import.ends_with("@0.1.0");
+/// Imports this host links: our own package, of the version the component exports, and
+/// the WASI 0.2 packages above.
+fn is_provided(import: &str, contract: Contract) -> bool {
+    if let Some(rest) = import.strip_prefix("twinsync:processor/") {
+        return rest.rsplit('@').next() == Some(contract.version());
     }
     let Some(rest) = import.strip_prefix("wasi:") else {
         return false;
@@ -228,8 +451,9 @@ fn is_provided(import: &str) -> bool {
 /// Which imports are missing, what the host has, and how to build without them.
 fn unprovided_reason(unknown: &[&String]) -> String {
     let mut reason = format!(
-        "it imports what this host does not provide: {} (this host provides {PACKAGE} \
-         sync-helper and WASI 0.2 {} with no capabilities)",
+        "it imports what this host does not provide: {} (this host provides \
+         twinsync:processor sync-helper of the version the processor exports, and WASI 0.2 \
+         {} with no capabilities)",
         join(unknown),
         WASI_PACKAGES.map(|p| format!("wasi:{p}")).join(", ")
     );

@@ -1,6 +1,7 @@
 //! What a store holds during one invocation: WASI with no capabilities, the resource limiter,
 //! and the `sync-helper` functions a processor may call.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Limits;
-use super::bindings::sync_helper;
+use super::bindings::{sync_helper, v0_1_0};
 use super::log::EventLog;
 use super::sandbox::VirtualTime;
 use super::wit_types::{self as types, MergeBase};
@@ -116,6 +117,8 @@ pub struct Helper {
     pub unexalate: bool,
     /// What `read-merge-base` answers.
     merge_base: MergeBase,
+    /// What `setting` answers.
+    settings: Arc<BTreeMap<String, String>>,
     /// Conflicts the processor recorded for review.
     pub conflicts: Vec<RecordedConflict>,
     calls: u64,
@@ -245,6 +248,7 @@ impl State {
                 sync_back: SyncBack::NotRequested,
                 unexalate: false,
                 merge_base: helper.merge_base,
+                settings: helper.settings,
                 conflicts: Vec::new(),
                 calls: 0,
                 max_calls: limits.host_calls,
@@ -257,6 +261,8 @@ impl State {
 
 /// What the caller decides about the helper functions of one invocation.
 pub struct HelperSetup {
+    /// What `setting` answers (contract 0.2.0).
+    pub settings: Arc<BTreeMap<String, String>>,
     pub side: Side,
     pub connection: String,
     pub can_send: bool,
@@ -284,8 +290,9 @@ impl WasiView for State {
 
 impl types::Host for State {}
 
-impl sync_helper::Host for State {
-    fn sync_back_after_processing(&mut self) -> wasmtime::Result<Result<(), String>> {
+/// The `sync-helper` functions every contract version has.
+impl State {
+    fn sync_back(&mut self) -> wasmtime::Result<Result<(), String>> {
         let helper = &mut self.helper;
         helper.count_call(&[])?;
         if helper.side == Side::Outgoing {
@@ -307,7 +314,7 @@ impl sync_helper::Host for State {
         Ok(Ok(()))
     }
 
-    fn unexalate_after_processing(&mut self) -> wasmtime::Result<Result<(), String>> {
+    fn unexalate(&mut self) -> wasmtime::Result<Result<(), String>> {
         let helper = &mut self.helper;
         helper.count_call(&[])?;
         if helper.side == Side::Outgoing {
@@ -319,7 +326,7 @@ impl sync_helper::Host for State {
         Ok(Ok(()))
     }
 
-    fn local_key_for_remote(&mut self, remote_key: String) -> wasmtime::Result<Option<String>> {
+    fn local_key(&mut self, remote_key: String) -> wasmtime::Result<Option<String>> {
         self.helper.count_call(&[&remote_key])?;
         let helper = &self.helper;
         Ok(helper
@@ -327,7 +334,7 @@ impl sync_helper::Host for State {
             .local_key_for_remote(&helper.connection, &remote_key))
     }
 
-    fn is_under_sync(&mut self, local_key: String) -> wasmtime::Result<bool> {
+    fn under_sync(&mut self, local_key: String) -> wasmtime::Result<bool> {
         self.helper.count_call(&[&local_key])?;
         let helper = &self.helper;
         Ok(helper
@@ -335,12 +342,12 @@ impl sync_helper::Host for State {
             .is_under_sync(&helper.connection, &local_key))
     }
 
-    fn read_merge_base(&mut self) -> wasmtime::Result<MergeBase> {
+    fn merge_base(&mut self) -> wasmtime::Result<MergeBase> {
         self.helper.count_call(&[])?;
         Ok(self.helper.merge_base.clone())
     }
 
-    fn record_conflict(
+    fn conflict(
         &mut self,
         field: String,
         local_value: String,
@@ -361,7 +368,7 @@ impl sync_helper::Host for State {
         Ok(())
     }
 
-    fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
+    fn log_line(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
         self.helper.count_call(&[&message])?;
         let level = match level {
             types::LogLevel::Debug => "debug",
@@ -372,4 +379,56 @@ impl sync_helper::Host for State {
         self.helper.log.line(level, &message);
         Ok(())
     }
+}
+
+/// The `sync-helper` functions of both contract versions, on the shared implementations.
+macro_rules! shared_helpers {
+    () => {
+        fn sync_back_after_processing(&mut self) -> wasmtime::Result<Result<(), String>> {
+            self.sync_back()
+        }
+
+        fn unexalate_after_processing(&mut self) -> wasmtime::Result<Result<(), String>> {
+            self.unexalate()
+        }
+
+        fn local_key_for_remote(&mut self, remote_key: String) -> wasmtime::Result<Option<String>> {
+            self.local_key(remote_key)
+        }
+
+        fn is_under_sync(&mut self, local_key: String) -> wasmtime::Result<bool> {
+            self.under_sync(local_key)
+        }
+
+        fn read_merge_base(&mut self) -> wasmtime::Result<MergeBase> {
+            self.merge_base()
+        }
+
+        fn record_conflict(
+            &mut self,
+            field: String,
+            local_value: String,
+            remote_value: String,
+        ) -> wasmtime::Result<()> {
+            self.conflict(field, local_value, remote_value)
+        }
+
+        fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
+            self.log_line(level, message)
+        }
+    };
+}
+
+impl sync_helper::Host for State {
+    shared_helpers!();
+
+    fn setting(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        self.helper.count_call(&[&name])?;
+        Ok(self.helper.settings.get(&name).cloned())
+    }
+}
+
+/// Contract 0.1.0's `sync-helper`: the same functions, without `setting`.
+impl v0_1_0::sync_helper::Host for State {
+    shared_helpers!();
 }

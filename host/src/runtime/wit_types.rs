@@ -3,7 +3,7 @@
 //! processor without a conversion step.
 
 pub use crate::model::{
-    Attachment, Comment, CustomField, Direction, FieldValue, Issue, Replica, SyncContext,
+    Attachment, Comment, CustomField, Direction, FieldValue, Issue, Origin, Replica, SyncContext,
     SyncReason, User,
 };
 use wasmtime::component::{ComponentType, Lift, Lower};

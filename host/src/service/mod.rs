@@ -33,6 +33,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     // the same queue twice.
     let _lock = lock::DataDirLock::take(&config.data_dir())?;
     let opened = open_node(config)?;
+    crate::setup::use_plugin_store(&opened.node)?;
     let node = opened.node.clone();
     let wake = Arc::new(Wake::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -19,6 +19,20 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 const FORGET_EVERY: Duration = Duration::from_secs(3600);
 const FORGET_BATCH: usize = 2_000;
 
+/// How often the loop looks for a change in the plugin store (a cheap read of a counter).
+const PLUGIN_POLL: Duration = Duration::from_millis(250);
+
+/// Switch connections to the plugin versions the store names now, if it changed.
+fn refresh_plugins(node: &Node) {
+    match node.refresh_plugins() {
+        Ok(true) => {
+            tracing::info!("plugin store changed: connections now run the versions it names")
+        }
+        Ok(false) => {}
+        Err(error) => tracing::warn!("plugin store: {error:#}"),
+    }
+}
+
 /// Poll the tracker and process events until `stop` is set. `workers` threads run the
 /// processors; this loop hands them events and commits what they finish.
 pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
@@ -31,6 +45,7 @@ pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<At
     };
     let mut tracker_backoff = Backoff::default();
     let mut forget_at = Instant::now();
+    let mut plugins_at = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let seen = wake.rings();
         let mut work = 0;
@@ -38,6 +53,10 @@ pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<At
         #[cfg(debug_assertions)]
         if std::env::var_os("TWINSYNC_TEST_PANIC_EVENT_LOOP").is_some() {
             panic!("injected by TWINSYNC_TEST_PANIC_EVENT_LOOP");
+        }
+        if Instant::now() >= plugins_at {
+            refresh_plugins(&node);
+            plugins_at = Instant::now() + PLUGIN_POLL;
         }
         if Instant::now() >= forget_at {
             match node.forget_old_events(FORGET_BATCH) {

@@ -467,3 +467,15 @@ pub fn counts(db: &Connection) -> Result<Vec<(String, String, i64)>> {
 fn non_empty(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)
 }
+
+/// The last `limit` incoming and outgoing events of a connection (those a processor ran
+/// for, or will), newest first: what `plugin try` replays.
+pub fn recent_of_connection(db: &Connection, connection: &str, limit: usize) -> Result<Vec<Event>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE connection = ?1 AND direction IN ('incoming', 'outgoing')
+         ORDER BY seq DESC LIMIT ?2"
+    );
+    let mut stmt = db.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![connection, limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

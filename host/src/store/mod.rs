@@ -29,6 +29,7 @@ impl NodeStore {
     pub fn open(path: &Path) -> Result<Self> {
         let db = open_wal(path)?;
         db.execute_batch(SCHEMA)
+            .and_then(|()| db.execute_batch(crate::plugins::store::SCHEMA))
             .with_context(|| format!("cannot set up the database in {}", path.display()))?;
         db.execute_batch(history::SCHEMA)
             .with_context(|| format!("cannot set up the history in {}", path.display()))?;

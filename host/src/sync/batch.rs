@@ -164,7 +164,9 @@ impl Node {
                     }
                 }
             }
-            Ok(())
+            // Which plugin each of them ran with, in the same transaction.
+            self.plugins
+                .record(tx, finished.iter().map(|(event, _)| event.id.as_str()))
         })?;
         self.crash_point(CrashPoint::AfterCommit);
         for (event, outcome) in finished {

@@ -242,6 +242,7 @@ impl Node {
             directory: self.store.clone(),
             merge_base: base.merge_base(),
         };
+        self.plugins.started(&event.id, plugin);
         let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous.as_ref(), &local);
         self.crash_point(CrashPoint::AfterProcessor);
         let log = outcome.log;

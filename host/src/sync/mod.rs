@@ -27,5 +27,5 @@ pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{Applied, MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
 pub use node::{KEEP_EVENTS, Node};
 pub use pipeline::Pipeline;
-pub use replay::Replay;
+pub use replay::{Replay, ReplayInput};
 pub use verify::{Mismatch, Verification, digest};

@@ -14,7 +14,7 @@ use super::connection::Connection;
 use super::crash::{self, CrashHook, CrashPoint};
 use super::message::{MessageKind, Receipt, SyncMessage};
 use crate::clock::{Clock, from_millis, millis, rfc3339};
-use crate::model::{SyncContext, SyncReason};
+use crate::model::{Origin, SyncContext, SyncReason};
 use crate::runtime::Runtime;
 use crate::store::events::{self, Event, Kind, NewEvent};
 use crate::store::{NodeStore, get_meta, next_number, outbox, set_meta, twins};
@@ -34,6 +34,8 @@ pub struct Node {
     keep_events: Duration,
     /// Called at each crash point (tests only; see `crash`).
     crash: std::sync::OnceLock<CrashHook>,
+    /// The plugin store, if the node has one, and which plugin each event runs with.
+    pub(crate) plugins: crate::plugins::NodePlugins,
 }
 
 /// Finished events are kept this long unless configured otherwise.
@@ -75,6 +77,7 @@ impl Node {
             crash: crash::from_env()
                 .map(std::sync::OnceLock::from)
                 .unwrap_or_default(),
+            plugins: Default::default(),
         })
     }
 
@@ -122,6 +125,14 @@ impl Node {
 
     pub fn store(&self) -> &Arc<NodeStore> {
         &self.store
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The configured connections, by name.
@@ -393,6 +404,18 @@ impl Node {
             // The event's own time, not the processing time: running the event again gives
             // the processor the same input.
             now: rfc3339(from_millis(event.created_at)),
+            origin: self.origin_of(&event.twin_id),
+        }
+    }
+
+    /// Which side created a twin: the side that exalates names the twin after its own
+    /// instance and database (see `exalate`).
+    pub(super) fn origin_of(&self, twin_id: &str) -> Origin {
+        let own = format!("{}-{}-t", self.instance, self.store.id());
+        if twin_id.starts_with(&own) {
+            Origin::Local
+        } else {
+            Origin::Remote
         }
     }
 }

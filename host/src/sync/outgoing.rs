@@ -69,6 +69,7 @@ impl Node {
             directory: self.store.clone(),
             merge_base: MergeBase::default(),
         };
+        self.plugins.started(&event.id, plugin);
         let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
         self.crash_point(CrashPoint::AfterProcessor);
         let log = outcome.log;

@@ -7,11 +7,14 @@ use std::borrow::Cow;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use super::connection::Connection;
 use super::failure::ProcessorInput;
 use super::message::SyncMessage;
 use super::node::Node;
 use crate::model::{Issue, Replica};
-use crate::runtime::{Call, ProcessorFailure, SyncBack};
+use crate::runtime::{Call, Outcome, Plugin, ProcessorFailure, SyncBack};
 use crate::store::events::{self, Kind};
 use crate::store::twins::{self, Twin};
 
@@ -33,6 +36,18 @@ pub struct Replay {
     pub log: String,
 }
 
+/// An event's processor input, ready to run again: what `events replay` and `plugin try`
+/// run. The one place that decides which input an event is replayed with (see
+/// [`Node::replay_input`]).
+pub struct ReplayInput {
+    pub event: events::Event,
+    pub connection: Arc<Connection>,
+    /// `stored` (kept with the event) or `reconstructed` (from the message, the twin and
+    /// the tracker as they are now).
+    pub source: &'static str,
+    input: ProcessorInput<'static>,
+}
+
 impl Node {
     /// Run the processor of event `id` again, as the connection is configured now.
     pub fn replay(&self, id: &str) -> Result<Replay> {
@@ -40,6 +55,29 @@ impl Node {
             .store
             .read(|db| events::get(db, id))?
             .ok_or_else(|| anyhow!("there is no event `{id}` on this node"))?;
+        let input = self.replay_input(event)?;
+        let plugin = input.live_plugin()?;
+        let outcome = self.run_again(&plugin, &input)?;
+        Ok(Replay {
+            event: input.event.id,
+            direction: input.event.kind,
+            input_source: input.source,
+            error_kind: outcome.result.as_ref().err().map(|e| e.kind()),
+            error: outcome.result.as_ref().err().map(ToString::to_string),
+            result: outcome.result.ok(),
+            sync_back_requested: outcome.sync_back == SyncBack::Requested,
+            fuel_used: outcome.fuel_used,
+            peak_memory_bytes: outcome.peak_memory,
+            log: outcome.log,
+        })
+    }
+
+    /// The input `event`'s processor is run on again: the one stored with the event, or
+    /// rebuilt from what the node has now.
+    pub fn replay_input(&self, event: events::Event) -> Result<ReplayInput> {
+        if event.kind == Kind::Unexalate {
+            bail!(NO_PROCESSOR);
+        }
         let connection = self.connection(&event.connection).ok_or_else(|| {
             anyhow!(
                 "connection `{}` is not configured on this node",
@@ -49,7 +87,7 @@ impl Node {
         let twin = self.store.read(|db| twins::get(db, &event.twin_id))?;
         let (input, source) = match &event.input {
             Some(json) => (
-                serde_json::from_str::<ProcessorInput<'_>>(json)
+                serde_json::from_str::<ProcessorInput<'static>>(json)
                     .context("the stored input is unreadable")?,
                 "stored",
             ),
@@ -58,10 +96,30 @@ impl Node {
                 "reconstructed",
             ),
         };
+        Ok(ReplayInput {
+            event,
+            connection,
+            source,
+            input,
+        })
+    }
+
+    /// Run `plugin` (the live one or a candidate) on a replay input, under the
+    /// connection's limits (lowered to what the plugin asks for). Changes nothing.
+    pub fn run_again(
+        &self,
+        plugin: &Plugin,
+        run: &ReplayInput,
+    ) -> Result<Outcome<serde_json::Value>> {
+        let input = &run.input;
+        let limits = match &plugin.info.manifest {
+            Some(manifest) => manifest.limits.within(&run.connection.limits),
+            None => run.connection.limits.clone(),
+        };
         let call = Call {
             ctx: input.ctx.clone(),
-            limits: &connection.limits,
-            can_send: connection.can_send(),
+            limits: &limits,
+            can_send: run.connection.can_send(),
             directory: self.store.clone(),
             // The merge base the event had, when it was stored (every event since inputs
             // are stored); a reconstructed input has none, and a three-way merge may then
@@ -72,12 +130,8 @@ impl Node {
                 .map(|base| base.merge_base())
                 .unwrap_or_default(),
         };
-        let outcome = match event.kind {
+        Ok(match run.event.kind {
             Kind::Incoming => {
-                let plugin = connection
-                    .incoming
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("no incoming processor"))?;
                 let replica = input
                     .replica
                     .as_deref()
@@ -92,28 +146,10 @@ impl Node {
                     )
                     .and_then(json)
             }
-            Kind::Outgoing => {
-                let plugin = connection
-                    .outgoing
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("no outgoing processor"))?;
-                plugin
-                    .run_outgoing(&self.runtime, call, &input.issue)
-                    .and_then(json)
-            }
+            Kind::Outgoing => plugin
+                .run_outgoing(&self.runtime, call, &input.issue)
+                .and_then(json),
             Kind::Unexalate => bail!(NO_PROCESSOR),
-        };
-        Ok(Replay {
-            event: event.id,
-            direction: event.kind,
-            input_source: source,
-            error_kind: outcome.result.as_ref().err().map(|e| e.kind()),
-            error: outcome.result.as_ref().err().map(ToString::to_string),
-            result: outcome.result.ok(),
-            sync_back_requested: outcome.sync_back == SyncBack::Requested,
-            fuel_used: outcome.fuel_used,
-            peak_memory_bytes: outcome.peak_memory,
-            log: outcome.log,
         })
     }
 
@@ -122,7 +158,7 @@ impl Node {
         &self,
         event: &events::Event,
         twin: Option<&Twin>,
-        connection: &super::Connection,
+        connection: &Connection,
     ) -> Result<ProcessorInput<'static>> {
         let local = |twin: &Twin| -> Result<Issue> {
             self.tracker
@@ -168,4 +204,20 @@ const NO_PROCESSOR: &str = "an unexalate event runs no processor: there is nothi
 /// A processor's result as JSON, whichever side ran.
 fn json(value: impl Serialize) -> Result<serde_json::Value, ProcessorFailure> {
     Ok(serde_json::to_value(value).unwrap_or_default())
+}
+
+impl ReplayInput {
+    /// The processor the connection runs now for this event's side.
+    pub fn live_plugin(&self) -> Result<Arc<Plugin>> {
+        let (plugin, side) = match self.event.kind {
+            Kind::Incoming => (&self.connection.incoming, "incoming"),
+            _ => (&self.connection.outgoing, "outgoing"),
+        };
+        plugin.clone().ok_or_else(|| {
+            anyhow!(
+                "connection `{}` has no {side} processor",
+                self.connection.name
+            )
+        })
+    }
 }

@@ -201,6 +201,7 @@ impl Node {
             reason: SyncReason::Retry,
             hop: 0,
             now: rfc3339(crate::clock::from_millis(now)),
+            origin: self.origin_of(&twin.twin_id),
         };
         let call = Call {
             ctx,
