@@ -1,4 +1,6 @@
-//! The processors of each connection, with their hashes.
+//! The packages installed in the node's plugin store and where each is used, then the
+//! processors each connection runs now, with their hashes (a connection may name a file or
+//! a built-in instead of a stored package).
 
 use std::sync::Arc;
 
@@ -33,7 +35,46 @@ pub async fn page(
                 ]));
             }
         }
-        let body = html::table(
+        let now = crate::clock::millis(std::time::SystemTime::now());
+        let installed = console
+            .node
+            .store()
+            .read(crate::plugins::store::all)
+            .map_err(Problem::from)?;
+        let packages: Vec<String> = installed
+            .iter()
+            .map(|p| {
+                html::row(&[
+                    esc(&p.name),
+                    esc(&p.version),
+                    esc(&p.manifest.vendor),
+                    format!("<code>{}</code>", esc(&p.sha256)),
+                    format!(
+                        "{} by {}",
+                        html::time(p.installed_at, now),
+                        esc(&p.installed_by)
+                    ),
+                    if p.used_by.is_empty() {
+                        "not in use".into()
+                    } else {
+                        esc(&p.used_by.join(", "))
+                    },
+                ])
+            })
+            .collect();
+        let mut body = html::table(
+            "Installed plugins",
+            &[
+                "Plugin",
+                "Version",
+                "Vendor",
+                "SHA-256",
+                "Installed",
+                "Used by",
+            ],
+            &packages,
+        );
+        body.push_str(&html::table(
             "Processors per connection",
             &[
                 "Connection",
@@ -44,7 +85,7 @@ pub async fn page(
                 "Implements",
             ],
             &rows,
-        );
+        ));
         Ok::<_, Problem>(html::page(
             "Plugins",
             "/console/plugins",
