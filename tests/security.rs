@@ -445,9 +445,19 @@ fn an_id_and_a_number_that_disagree_are_refused_never_dropped() {
         "was received before with other content",
     );
 
-    // The real message 2 is taken, and message 1 delivered again is a duplicate.
+    // The real message 2 is taken, and message 1 delivered again is a duplicate. Its summary
+    // is a write made after everything External has (last-writer-wins decides by stamps).
     let mut second = message("Internal-abc123-2", 2);
     second.replica.as_mut().unwrap().summary = "Second".into();
+    second.stamps.insert(
+        "summary".into(),
+        twinsync::model::fields::Stamp {
+            at: (now() + 60) * 1000,
+            by: "Internal".into(),
+            replaced_at: 0,
+            replaced_by: String::new(),
+        },
+    );
     let (status, body) = Request::signed(&second).send(&node);
     assert_eq!((status, body), (200, json!({"status": "accepted"})));
     let (status, body) = Request::signed(&message("Internal-abc123-1", 1)).send(&node);
