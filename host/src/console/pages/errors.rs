@@ -180,17 +180,24 @@ pub async fn confirm(
 ) -> Response {
     render(console, move |_| {
         let (what, label) = match query.action.as_str() {
-            "retry" => ("put this event back in the queue (fix the processor or the tracker first)", "Retry"),
-            "skip" => ("drop this event: its twin goes on with the next one, this change is never applied", "Skip"),
+            "retry" => (
+                "put this event back in the queue (fix the processor or the tracker first)",
+                "Retry",
+            ),
+            "skip" => (
+                "drop this event: its twin goes on with the next one, this change is never applied",
+                "Skip",
+            ),
             _ => return Err(Problem::not_found("no such action")),
         };
-        let body = format!(
-            "<p>{label} event <strong>{}</strong>: {what}?</p>{} <a href=\"/console/errors/{}\">Cancel</a>",
-            esc(&id),
-            html::post_form(&format!("/console/errors/{}/{}", url(&id), query.action), &session.csrf, label, &[], "block"),
-            url(&id),
-        );
-        Ok(html::page(&format!("{label} {id}?"), "/console/errors", &session.csrf, &body))
+        Ok(super::confirmation(
+            "errors",
+            "event",
+            &id,
+            &query.action,
+            (what, label),
+            &session.csrf,
+        ))
     })
     .await
 }

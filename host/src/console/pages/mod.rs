@@ -83,3 +83,34 @@ pub fn twin_link(twin: &str, label: &str) -> String {
         esc(label)
     )
 }
+
+/// The page that asks before an action on one object (an event, a twin): what it does,
+/// a form that posts it to `/console/{section}/{id}/{action}`, and a way back. Works
+/// without JavaScript.
+pub fn confirmation(
+    section: &str,
+    object: &str,
+    id: &str,
+    action: &str,
+    (what, label): (&str, &str),
+    csrf: &str,
+) -> axum::response::Html<String> {
+    let body = format!(
+        "<p>{label} {object} <strong>{}</strong>: {what}?</p>{} <a href=\"/console/{section}/{}\">Cancel</a>",
+        esc(id),
+        html::post_form(
+            &format!("/console/{section}/{}/{action}", html::url(id)),
+            csrf,
+            label,
+            &[],
+            "block"
+        ),
+        html::url(id),
+    );
+    html::page(
+        &format!("{label} {id}?"),
+        &format!("/console/{section}"),
+        csrf,
+        &body,
+    )
+}

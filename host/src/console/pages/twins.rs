@@ -229,16 +229,20 @@ pub async fn confirm(
     render(console, move |_| {
         let (what, label) = match query.action.as_str() {
             "resync" => ("send the local issue to the other side again", "Resync"),
-            "unexalate" => ("stop syncing: both sides keep their issue and forget the link", "Unexalate"),
+            "unexalate" => (
+                "stop syncing: both sides keep their issue and forget the link",
+                "Unexalate",
+            ),
             _ => return Err(Problem::not_found("no such action")),
         };
-        let body = format!(
-            "<p>{label} twin <strong>{}</strong>: {what}?</p>{} <a href=\"/console/twins/{}\">Cancel</a>",
-            esc(&id),
-            html::post_form(&format!("/console/twins/{}/{}", url(&id), query.action), &session.csrf, label, &[], "block"),
-            url(&id),
-        );
-        Ok(html::page(&format!("{label}?"), "/console/twins", &session.csrf, &body))
+        Ok(super::confirmation(
+            "twins",
+            "twin",
+            &id,
+            &query.action,
+            (what, label),
+            &session.csrf,
+        ))
     })
     .await
 }
