@@ -4,16 +4,21 @@
 //! fixed rate; a change counts as synced when External's tracker stores it.
 //!
 //! ```text
-//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC]
+//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC] [--realistic]
 //! cargo bench -p twinsync --bench throughput -- --backlog 1000000 [--twins N]
 //! ```
+//!
+//! `--realistic` gives every issue the content of `sample_issue(10, 20)` (10 custom fields,
+//! 20 comments) instead of a summary, a status, a description and a label. Changes are
+//! made as a busy tracker's users make them: the changes due in each millisecond are
+//! written in one tracker transaction, so that making 20,000 a second costs the harness
+//! less than syncing them costs the nodes.
 //!
 //! Prints: bulk exalate rate, sustained changes per second, latency p50/p90/p99/max, peak
 //! resident memory; with `--backlog`, resident memory sampled while the backlog drains.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,79 +32,35 @@ use twinsync::sync::{Connection, Flow, Node};
 use twinsync::tracker::{ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError};
 use twinsync::transport::local::{LocalNetwork, deliver_loop};
 
+mod support;
+
+use support::{Arrivals, arg, flag, resident_kib};
+
 struct Options {
     twins: usize,
     changes: usize,
     rate: usize,
     backlog: Option<usize>,
     workers: usize,
+    realistic: bool,
 }
 
 fn options() -> Options {
-    let mut options = Options {
-        twins: 10_000,
-        changes: 100_000,
-        rate: 5_000,
-        backlog: None,
-        workers: 1,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse::<usize>()
-                    .unwrap_or_else(|_| panic!("{name} takes a number"))
-            })
-    };
-    options.twins = value("--twins").unwrap_or(options.twins);
-    options.changes = value("--changes").unwrap_or(options.changes);
-    options.rate = value("--rate").unwrap_or(options.rate);
-    options.backlog = value("--backlog");
-    options.workers = value("--workers").unwrap_or(options.workers);
-    options
+    Options {
+        twins: arg("--twins").unwrap_or(10_000),
+        changes: arg("--changes").unwrap_or(100_000),
+        rate: arg("--rate").unwrap_or(5_000),
+        backlog: arg("--backlog"),
+        workers: arg("--workers").unwrap_or(1),
+        realistic: flag("--realistic"),
+    }
 }
 
 /// External's tracker, remembering when each revision of each issue arrived: summaries look
 /// like `issue 7 rev 3`.
 struct Timed {
     inner: ReferenceTracker,
-    arrived: Mutex<HashMap<usize, Vec<(usize, Instant)>>>,
-}
-
-impl Timed {
-    fn note(&self, issue: &Issue) {
-        let (n, rev) = parse(&issue.summary);
-        self.arrived
-            .lock()
-            .unwrap()
-            .entry(n)
-            .or_default()
-            .push((rev, Instant::now()));
-    }
-
-    /// When revision `rev` of issue `n`, or a later one, arrived. A change made while an
-    /// earlier one of the same issue waited is sent together with it: the processor reads
-    /// the issue as it is when the event runs.
-    fn arrival(&self, n: usize, rev: usize) -> Option<Instant> {
-        let arrived = self.arrived.lock().unwrap();
-        arrived
-            .get(&n)?
-            .iter()
-            .find(|(r, _)| *r >= rev)
-            .map(|(_, at)| *at)
-    }
-}
-
-fn parse(summary: &str) -> (usize, usize) {
-    let mut words = summary.split(' ');
-    let n = words
-        .nth(1)
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(usize::MAX);
-    let rev = words.nth(1).and_then(|w| w.parse().ok()).unwrap_or(0);
-    (n, rev)
+    arrived: Arrivals,
 }
 
 impl Tracker for Timed {
@@ -108,12 +69,12 @@ impl Tracker for Timed {
     }
     fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
         let stored = self.inner.create(issue, origin)?;
-        self.note(&stored);
+        self.arrived.note(&stored);
         Ok(stored)
     }
     fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
         let stored = self.inner.update(issue, origin)?;
-        self.note(&stored);
+        self.arrived.note(&stored);
         Ok(stored)
     }
     fn update_if(
@@ -123,7 +84,7 @@ impl Tracker for Timed {
         seen: Option<&Issue>,
     ) -> Result<Issue, TrackerError> {
         let stored = self.inner.update_if(issue, origin, seen)?;
-        self.note(&stored);
+        self.arrived.note(&stored);
         Ok(stored)
     }
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
@@ -132,16 +93,6 @@ impl Tracker for Timed {
     fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
         self.inner.search(query)
     }
-}
-
-fn resident_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn main() {
@@ -183,7 +134,7 @@ fn main() {
             clock.clone(),
         )
         .unwrap(),
-        arrived: Mutex::new(HashMap::new()),
+        arrived: Arrivals::default(),
     });
     let internal = Arc::new(
         Node::new(
@@ -208,31 +159,20 @@ fn main() {
         .unwrap(),
     );
     println!(
-        "twinsync throughput: {} twins, mirror both ways, {} allocator, {} worker(s) per node, {} cores",
+        "twinsync throughput: {} twins ({} issues), mirror both ways, {} allocator, {} worker(s) per node, {} cores",
         options.twins,
+        if options.realistic {
+            "realistic: 10 custom fields, 20 comments"
+        } else {
+            "minimal"
+        },
         runtime.allocator(),
         options.workers,
         twinsync::runtime::available_cores()
     );
 
     // Issues exist on Internal before the run; exalating them is the first measured phase.
-    let mut keys = Vec::with_capacity(options.twins);
-    for n in 0..options.twins {
-        let issue = Issue {
-            summary: format!("issue {n} rev 0"),
-            status: "Open".into(),
-            description: Some("A realistic description of a problem someone has.".into()),
-            labels: vec!["bench".into()],
-            ..Issue::default()
-        };
-        keys.push(
-            internal_tracker
-                .create(&issue, Origin::User)
-                .unwrap()
-                .key
-                .unwrap(),
-        );
-    }
+    let keys = support::create_issues(&internal_tracker, options.twins, options.realistic);
     internal.poll_changes().unwrap();
     while internal.poll_changes().unwrap() > 0 {}
 
@@ -251,18 +191,9 @@ fn main() {
         threads
     };
 
-    let arrived = |n: usize, rev: usize| external_tracker.arrival(n, rev);
+    let arrived = |n: usize, rev: usize| external_tracker.arrived.arrival(n, rev);
     let wait_for = |changes: &[(usize, usize)], timeout: Duration| {
-        let deadline = Instant::now() + timeout;
-        for &(n, rev) in changes {
-            while arrived(n, rev).is_none() {
-                assert!(
-                    Instant::now() < deadline,
-                    "timed out waiting for issue {n} rev {rev}"
-                );
-                thread::sleep(Duration::from_millis(2));
-            }
-        }
+        external_tracker.arrived.wait_for(changes, timeout)
     };
 
     if let Some(backlog) = options.backlog {
@@ -296,23 +227,15 @@ fn main() {
 
     // Sustained changes at a fixed rate, round-robin over the twins.
     let done_before = processed([&internal, &external]);
-    let mut made: Vec<(usize, usize, Instant)> = Vec::with_capacity(options.changes);
-    let interval = Duration::from_secs_f64(1.0 / options.rate as f64);
     let started = Instant::now();
-    for i in 0..options.changes {
-        let due = started + interval * i as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        let n = i % options.twins;
-        let rev = i / options.twins + 1;
-        let mut issue = internal_tracker.get(&keys[n]).unwrap().unwrap();
-        issue.summary = format!("issue {n} rev {rev}");
-        internal_tracker.update(&issue, Origin::User).unwrap();
-        made.push((n, rev, Instant::now()));
-        // As a tracker's webhook would: the node learns of each change at once.
-        wake.ring();
-    }
+    let made = support::make_changes(
+        &internal_tracker,
+        &keys,
+        options.changes,
+        options.rate,
+        // As a tracker's webhook would: the node learns of the changes at once.
+        || wake.ring(),
+    );
     let producing = started.elapsed();
     wake.ring();
     let all: Vec<(usize, usize)> = made.iter().map(|&(n, rev, _)| (n, rev)).collect();
@@ -328,12 +251,6 @@ fn main() {
         thread.join().unwrap();
     }
 
-    let mut latencies: Vec<Duration> = made
-        .iter()
-        .map(|&(n, rev, at)| arrived(n, rev).unwrap().saturating_duration_since(at))
-        .collect();
-    latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     println!(
         "sustained: {} changes offered at {}/s over {:.1} s; all synced after {:.1} s = {:.0} changes/s end to end",
         options.changes,
@@ -349,13 +266,7 @@ fn main() {
         events,
         events as f64 / 2.0 / idle.as_secs_f64()
     );
-    println!(
-        "latency (change on Internal -> stored on External): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(0.50).as_secs_f64() * 1e3,
-        percentile(0.90).as_secs_f64() * 1e3,
-        percentile(0.99).as_secs_f64() * 1e3,
-        latencies.last().unwrap().as_secs_f64() * 1e3
-    );
+    external_tracker.arrived.print_latencies(&made);
     println!(
         "peak resident memory: {} MiB",
         resident_kib("VmHWM:") / 1024

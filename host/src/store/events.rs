@@ -164,34 +164,58 @@ pub fn insert(db: &Connection, event: &NewEvent<'_>, now_ms: i64) -> Result<()> 
     Ok(())
 }
 
+/// The first unfinished event of a twin, as the ready query finds it: enough to decide
+/// whether to hand it out, without reading the message and the input it carries.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub seq: i64,
+    pub twin_id: String,
+    /// The twin's local issue, if the twin exists here.
+    pub local_key: Option<String>,
+}
+
 /// Events that can run now: pending, not waiting for a retry time, and first in their twin's
-/// queue (no earlier event of the twin is pending or failed). At most one per twin. Each comes
-/// with the local issue of its twin, if the twin exists here.
-pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, Option<String>)>> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let columns: Vec<String> = COLUMNS
-            .split(',')
-            .map(|c| format!("e.{}", c.trim()))
-            .collect();
-        let columns = columns.join(", ");
-        format!(
-            "SELECT {columns}, t.local_key FROM events e
+/// queue (no earlier event of the twin is pending or failed). At most one per twin.
+pub fn ready_heads(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Head>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT e.seq, e.twin_id, t.local_key FROM events e
          LEFT JOIN twins t ON t.twin_id = e.twin_id AND t.connection = e.connection
          WHERE e.state = 'pending'
            AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= ?1)
            AND NOT EXISTS (
                SELECT 1 FROM events p
                WHERE p.twin_id = e.twin_id AND p.seq < e.seq AND p.state IN ('pending', 'failed'))
-         ORDER BY e.seq LIMIT ?2"
-        )
-    });
-    let mut stmt = db.prepare_cached(&SQL)?;
-    // `t.local_key` comes right after the event's columns.
-    let local_key = COLUMNS.split(',').count();
+         ORDER BY e.seq LIMIT ?2",
+    )?;
     let rows = stmt.query_map(params![now_ms, limit as i64], |row| {
-        Ok((from_row(row)?, row.get(local_key)?))
+        Ok(Head {
+            seq: row.get(0)?,
+            twin_id: row.get(1)?,
+            local_key: row.get(2)?,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// [`ready_heads`], each read whole, with the local issue of its twin.
+pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, Option<String>)>> {
+    let mut ready = Vec::new();
+    for head in ready_heads(db, now_ms, limit)? {
+        if let Some(event) = by_seq(db, head.seq)? {
+            ready.push((event, head.local_key));
+        }
+    }
+    Ok(ready)
+}
+
+/// The event numbered `seq`.
+pub fn by_seq(db: &Connection, seq: i64) -> Result<Option<Event>> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM events WHERE seq = ?1"));
+    Ok(db
+        .prepare_cached(&SQL)?
+        .query_row([seq], from_row)
+        .optional()?)
 }
 
 pub fn get(db: &Connection, id: &str) -> Result<Option<Event>> {

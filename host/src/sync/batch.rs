@@ -77,10 +77,11 @@ fn one_per_issue(ready: Vec<(Event, Option<String>)>) -> Vec<Event> {
 /// What two events must not work on at once: the local issue, or for a twin not created
 /// here yet (first sync), the twin.
 pub(super) fn issue_of(event: &Event, local_key: Option<&str>) -> String {
-    local_key.map_or_else(
-        || format!("twin:{}", event.twin_id),
-        |key| format!("issue:{key}"),
-    )
+    issue_of_twin(&event.twin_id, local_key)
+}
+
+pub(super) fn issue_of_twin(twin_id: &str, local_key: Option<&str>) -> String {
+    local_key.map_or_else(|| format!("twin:{twin_id}"), |key| format!("issue:{key}"))
 }
 
 /// How long a batch keeps taking new events to prepare before it commits.

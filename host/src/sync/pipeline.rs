@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::batch::{Progress, issue_of};
+use super::batch::{Progress, issue_of_twin};
 use super::effect::Prepared;
 use super::failure::{Failed, SyncFailure};
 use super::node::Node;
@@ -206,6 +206,9 @@ impl Pipeline {
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the workers have stopped"),
             }
         }
+        // In queue order, whatever order the workers finished in: messages of one round
+        // go to the outbox (and out) in the order their events were queued.
+        finished.sort_by_key(|(event, _, _)| event.seq);
         let mut issues = Vec::with_capacity(finished.len());
         let outcomes: Vec<(Event, Result<Prepared, Failed>)> = finished
             .into_iter()
@@ -225,19 +228,50 @@ impl Pipeline {
 
     fn hand_out(&mut self) -> Result<()> {
         let room = self.capacity.saturating_sub(self.busy.len());
-        if room == 0 {
+        // With work in flight, wait until a quarter of the room is free: the query costs the
+        // same for one free place as for many, and the workers are busy meanwhile.
+        if room == 0 || (!self.busy.is_empty() && room < self.capacity / 4) {
             return Ok(());
         }
         let now = self.node.now_ms();
-        // Events in flight are still pending: ask for enough to find `room` others.
+        // Events in flight are still pending: ask for enough to find `room` others. Only
+        // the heads are read here; the chosen events are read whole below.
         let limit = room + self.busy.len();
-        let ready = self.node.store.read(|db| events::ready(db, now, limit))?;
-        for (event, local_key) in ready {
-            let issue = issue_of(&event, local_key.as_deref());
+        let heads = self
+            .node
+            .store
+            .read(|db| events::ready_heads(db, now, limit))?;
+        let mut chosen = Vec::with_capacity(room);
+        for head in heads {
+            let issue = issue_of_twin(&head.twin_id, head.local_key.as_deref());
             if self.busy.len() >= self.capacity || !self.busy.insert(issue.clone()) {
                 continue;
             }
-            self.scheduler.queue(Job { event, issue });
+            chosen.push((head.seq, issue));
+        }
+        let read = self.node.store.read(|db| {
+            chosen
+                .iter()
+                .map(|(seq, _)| events::by_seq(db, *seq))
+                .collect::<Result<Vec<_>>>()
+        });
+        let events = match read {
+            Ok(events) => events,
+            Err(error) => {
+                for (_, issue) in &chosen {
+                    self.busy.remove(issue);
+                }
+                return Err(error);
+            }
+        };
+        for ((_, issue), event) in chosen.into_iter().zip(events) {
+            match event {
+                Some(event) => self.scheduler.queue(Job { event, issue }),
+                // Gone since the query (an operator skipped it): nothing to do.
+                None => {
+                    self.busy.remove(&issue);
+                }
+            }
         }
         Ok(())
     }
