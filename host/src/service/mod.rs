@@ -4,7 +4,7 @@
 
 mod lock;
 mod peers;
-mod supervise;
+pub(crate) mod supervise;
 mod wake;
 pub mod workers;
 

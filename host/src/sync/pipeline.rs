@@ -296,11 +296,7 @@ fn work(node: &Node, scheduler: &Scheduler, done: &Sender<Finished>) {
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.prepare(&event)))
                 .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                    let what = crate::service::supervise::panic_message(&*panic);
                     Err(Failed::from(SyncFailure::Storage(format!(
                         "preparing the event panicked (a bug in twinsync): {what}"
                     ))))
