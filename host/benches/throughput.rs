@@ -227,6 +227,7 @@ fn main() {
 
     // Sustained changes at a fixed rate, round-robin over the twins.
     let done_before = processed([&internal, &external]);
+    let usage_before = support::Usage::now();
     let started = Instant::now();
     let made = support::make_changes(
         &internal_tracker,
@@ -260,6 +261,8 @@ fn main() {
         options.changes as f64 / total.as_secs_f64()
     );
     let events = processed([&internal, &external]) - done_before;
+    // The harness's own work (making the changes, noting arrivals) is in these figures too.
+    support::Usage::now().print_per_event(usage_before, events, "cost, harness included");
     println!(
         "queues empty after {:.1} s: {} events processed on the two nodes = {:.0} events/s per node",
         idle.as_secs_f64(),

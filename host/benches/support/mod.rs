@@ -180,3 +180,47 @@ pub fn arg(name: &str) -> Option<usize> {
 pub fn flag(name: &str) -> bool {
     std::env::args().any(|a| a == name)
 }
+
+/// What this process has used so far: CPU time (user and system, all threads) and bytes
+/// handed to `write`-like system calls (SQLite's log and database writes). Read before and
+/// after a phase, these give its CPU time and bytes written per event: figures that the
+/// other load of a shared machine moves far less than it moves wall-clock throughput.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub written: u64,
+}
+
+impl Usage {
+    pub fn now() -> Usage {
+        // Fields 14 and 15 of /proc/self/stat (after the command name, which may hold spaces):
+        // user and system time in clock ticks.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: Vec<u64> = after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        // The kernel reports in USER_HZ, 100 on Linux.
+        let cpu = Duration::from_millis(ticks.iter().sum::<u64>() * 10);
+        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+        let written = io
+            .lines()
+            .find_map(|l| l.strip_prefix("wchar:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Usage { cpu, written }
+    }
+
+    /// CPU time and bytes written since `earlier`, per event, printed.
+    pub fn print_per_event(&self, earlier: Usage, events: i64, what: &str) {
+        let events = events.max(1) as f64;
+        println!(
+            "{what}: CPU {:.0} µs per event (all threads of this process), {:.1} KiB written per event",
+            (self.cpu - earlier.cpu).as_secs_f64() * 1e6 / events,
+            (self.written - earlier.written) as f64 / 1024.0 / events
+        );
+    }
+}
