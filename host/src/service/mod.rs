@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use axum::Router;
 
+pub(crate) use lock::DataDirLock;
 pub use peers::{Link, Peers};
 pub use wake::Wake;
 
@@ -188,7 +189,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
 
 /// Reconciliation now and then (see `Node::verify`): a divergence the events missed is
 /// found and repaired, never left silent.
-fn verify_loop(
+pub(crate) fn verify_loop(
     node: Arc<crate::sync::Node>,
     every: std::time::Duration,
     wake: Arc<Wake>,
