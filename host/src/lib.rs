@@ -125,3 +125,5 @@ pub mod store;
 pub mod sync;
 #[doc(hidden)]
 pub mod transport;
+#[doc(hidden)]
+pub mod webhooks;
