@@ -56,8 +56,34 @@ impl HostConfig {
     }
 }
 
-/// Runs tenants: see the [crate documentation](crate) for an example. Dropping it stops
-/// every tenant (running processors are interrupted; their events stay queued).
+/// Runs tenants: see the [crate documentation](crate) for syncing between two. Tenants
+/// come and go while the host runs. Dropping it stops every tenant (running processors are
+/// interrupted; their events stay queued).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use twinsync::tracker::ReferenceTracker;
+/// use twinsync::{Host, HostConfig, TenantConfig};
+///
+/// # fn main() -> anyhow::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// let host = Host::start(HostConfig::new(dir.path()))?;
+/// let issues = Arc::new(ReferenceTracker::new(&dir.path().join("acme.db"), "ACME")?);
+/// host.add_tenant(TenantConfig::new("acme", "Acme", issues.clone()))?;
+/// assert_eq!(host.tenants(), ["acme"]);
+///
+/// // A name or an instance taken already is refused.
+/// let taken = host.add_tenant(TenantConfig::new("acme-2", "Acme", issues.clone()));
+/// assert!(taken.is_err());
+///
+/// // Its database stays: added again, it resumes where it stopped.
+/// host.remove_tenant("acme")?;
+/// assert!(host.tenant("acme").is_none());
+/// host.add_tenant(TenantConfig::new("acme", "Acme", issues))?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Host {
     shared: Arc<Shared>,
     delivery: Option<JoinHandle<()>>,
@@ -122,23 +148,7 @@ impl Host {
         if config.instance.trim().is_empty() {
             bail!("tenant `{}`: the instance name is empty", config.name);
         }
-        // One writer of the tenant map at a time: two tenants added at once are checked
-        // against each other.
-        let mut tenants = shared.tenants.write().unwrap_or_else(|e| e.into_inner());
-        if tenants.contains_key(&config.name) {
-            bail!("tenant `{}` is already in the host", config.name);
-        }
-        if let Some(other) = tenants
-            .values()
-            .find(|t| t.node.instance() == config.instance)
-        {
-            bail!(
-                "tenant `{}`: instance `{}` is tenant `{}`'s already (tenants reach each other by instance)",
-                config.name,
-                config.instance,
-                other.name
-            );
-        }
+        shared.check_free(&config)?;
         let dir = config
             .data_dir
             .clone()
@@ -179,8 +189,17 @@ impl Host {
             threads: Mutex::default(),
             _lock: lock,
         });
-        let threads = shared.start(&running, &config)?;
-        *running.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
+        // Compiling took the time: the map is locked for the last checks and the insert
+        // only, so that the other tenants' messages keep moving meanwhile.
+        let mut tenants = shared.tenants.write().unwrap_or_else(|e| e.into_inner());
+        check_free(&tenants, &config)?;
+        match shared.start(&running, &config) {
+            Ok(threads) => *running.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads,
+            Err(error) => {
+                stop(&running);
+                return Err(error);
+            }
+        }
         tenants.insert(config.name.clone(), running.clone());
         drop(tenants);
         // Messages for it may be waiting in other tenants' outboxes.
@@ -265,6 +284,26 @@ fn stop(running: &Running) {
     }
 }
 
+/// Whether `config` can join `tenants`: a name and an instance of its own (tenants reach
+/// each other by instance).
+fn check_free(tenants: &BTreeMap<String, Arc<Running>>, config: &TenantConfig) -> Result<()> {
+    if tenants.contains_key(&config.name) {
+        bail!("tenant `{}` is already in the host", config.name);
+    }
+    if let Some(other) = tenants
+        .values()
+        .find(|t| t.node.instance() == config.instance)
+    {
+        bail!(
+            "tenant `{}`: instance `{}` is tenant `{}`'s already (tenants reach each other by instance)",
+            config.name,
+            config.instance,
+            other.name
+        );
+    }
+    Ok(())
+}
+
 /// A tenant's name names its directory: nothing that could climb out of it.
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -279,6 +318,13 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl Shared {
+    fn check_free(&self, config: &TenantConfig) -> Result<()> {
+        check_free(
+            &self.tenants.read().unwrap_or_else(|e| e.into_inner()),
+            config,
+        )
+    }
+
     /// A connection with its processors, each component compiled once for the whole host.
     fn connection(&self, config: &ConnectionConfig) -> Result<Connection> {
         let load = |processor: &Option<Processor>| -> Result<Option<Arc<Plugin>>> {

@@ -256,6 +256,24 @@ impl Tenant {
     /// Tell the tenant that these issues changed (made by a person or an integration, not
     /// by twinsync's own writes): each is sent on every connection it syncs on. At most
     /// 1,000 keys per call. Instead of, or besides, the tracker's change feed.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use twinsync::model::Issue;
+    /// # use twinsync::tracker::{Origin, ReferenceTracker, Tracker};
+    /// # use twinsync::{Host, HostConfig, Pushed, TenantConfig};
+    /// # fn main() -> anyhow::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let host = Host::start(HostConfig::new(dir.path()))?;
+    /// let issues = Arc::new(ReferenceTracker::new(&dir.path().join("acme.db"), "ACME")?);
+    /// let acme = host.add_tenant(TenantConfig::new("acme", "Acme", issues.clone()).push_changes())?;
+    /// let issue = Issue { summary: "Not synced yet".into(), ..Issue::default() };
+    /// let key = issues.create(&issue, Origin::User)?.key.unwrap();
+    /// // Nothing to send: the issue was never exalated.
+    /// assert_eq!(acme.issues_changed(&[key.as_str()])?, [Pushed::NotSynced]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn issues_changed(&self, keys: &[&str]) -> Result<Vec<Pushed>> {
         if keys.len() > MAX_PUSHED_KEYS {
             anyhow::bail!("{} keys in one call: at most {MAX_PUSHED_KEYS}", keys.len());
