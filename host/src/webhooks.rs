@@ -273,3 +273,52 @@ impl Webhooks {
         (StatusCode::OK, json!({ "issues": answers }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_ids_are_bounded_and_expire_with_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let webhooks = Webhooks {
+            node: Arc::new(test_node(dir.path())),
+            secret: Secret::new("s"),
+            clock: Arc::new(crate::clock::SystemClock),
+            on_change: Box::new(|| {}),
+            seen: Mutex::default(),
+        };
+        for i in 0..MAX_REMEMBERED {
+            assert!(webhooks.remember(&format!("old-{i}"), 1_000, 1_000).is_ok());
+        }
+        // Full of fresh ids: refused, for the sender to try again later.
+        let refused = webhooks.remember("one-more", 1_000, 1_000).unwrap_err();
+        assert_eq!(refused.0, StatusCode::SERVICE_UNAVAILABLE);
+        // Once they are older than the window, they make room.
+        let later = 1_000 + MAX_CLOCK_SKEW_SECS + 1;
+        assert!(webhooks.remember("one-more", later, later).is_ok());
+        assert_eq!(webhooks.seen().len(), 1);
+    }
+
+    fn test_node(dir: &std::path::Path) -> Node {
+        let tracker =
+            Arc::new(crate::tracker::ReferenceTracker::new(&dir.join("tracker.db"), "T").unwrap());
+        let store = Arc::new(crate::store::NodeStore::open(&dir.join("twinsync.db")).unwrap());
+        let runtime = Arc::new(
+            crate::runtime::Runtime::new(&crate::runtime::RuntimeConfig {
+                pool: None,
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        Node::new(
+            "T",
+            tracker,
+            store,
+            runtime,
+            Vec::new(),
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap()
+    }
+}

@@ -488,6 +488,43 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_need_a_secret_and_the_listen_address_and_stop_the_polling() {
+        let node = "instance = \"A\"\n";
+        let listening = "instance = \"A\"\nlisten = \"127.0.0.1:1\"\n";
+        assert!(parse(node).unwrap().poll_tracker());
+        let config = parse(&format!("{listening}[webhooks]\nsecret = \"w\"\n")).unwrap();
+        assert!(!config.poll_tracker());
+        assert_eq!(
+            config
+                .webhook_secret()
+                .unwrap()
+                .map(|s| s.expose().to_string()),
+            Some("w".into())
+        );
+        let both = parse(&format!(
+            "{listening}[webhooks]\nsecret = \"w\"\npoll-tracker = true\n"
+        ))
+        .unwrap();
+        assert!(both.poll_tracker());
+        for (text, expected) in [
+            (
+                format!("{listening}[webhooks]\n"),
+                "node.toml: [webhooks] needs exactly one of `secret` and `secret-file`",
+            ),
+            (
+                format!("{listening}[webhooks]\nsecret = \" \"\n"),
+                "node.toml: [webhooks] `secret` is empty: anyone could sign notifications",
+            ),
+            (
+                format!("{node}[webhooks]\nsecret = \"w\"\n"),
+                "node.toml: [webhooks] are served on the node-to-node address: the node needs `listen = \"ADDRESS:PORT\"` at the top of the file",
+            ),
+        ] {
+            assert_eq!(parse(&text).unwrap_err().to_string(), expected, "{text}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_file_the_line_and_what_is_expected() {
         let error = parse("instance = \"A\"\nlisten = 12\n")
             .unwrap_err()
