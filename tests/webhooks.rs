@@ -166,7 +166,9 @@ fn bad_notifications_are_refused_and_queue_nothing() {
     let body = json!({ "issues": [key] }).to_string();
     let body = body.as_bytes();
 
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16, &str)> = vec![
+    // What is wrong, the headers, the body, the status and what the error must say.
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "another secret",
             signed("not-the-secret", "b-1", now(), body),

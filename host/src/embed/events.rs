@@ -120,3 +120,33 @@ impl Subscribers {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(n: usize) -> HostEvent {
+        HostEvent::TenantStopped {
+            tenant: format!("t{n}"),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_slow_subscriber_misses_what_does_not_fit_and_a_gone_one_is_forgotten() {
+        let subscribers = Subscribers::default();
+        let slow = subscribers.subscribe();
+        let gone = subscribers.subscribe();
+        drop(gone);
+        for n in 0..SUBSCRIBER_BACKLOG + 10 {
+            subscribers.send(&stopped(n));
+        }
+        assert_eq!(subscribers.0.lock().unwrap().len(), 1);
+        let got: Vec<HostEvent> = slow.try_iter().collect();
+        assert_eq!(got.len(), SUBSCRIBER_BACKLOG);
+        assert_eq!(got[0], stopped(0));
+        // Read: it gets the next ones again.
+        subscribers.send(&stopped(1));
+        assert_eq!(slow.try_recv().ok(), Some(stopped(1)));
+    }
+}
