@@ -109,6 +109,18 @@ fn tenants_share_compiled_processors_and_cannot_collide() {
         "{unknown}"
     );
     assert_eq!(host.tenants(), ["a", "b"]);
+
+    // Another host on the same directory cannot run a tenant that runs here.
+    let other = Host::start(HostConfig::new(dir.path())).unwrap();
+    let taken = other
+        .add_tenant(TenantConfig::new("a", "A", tracker.clone()))
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(
+        taken.contains("tenant `a`") && taken.contains("is running on the data directory"),
+        "{taken}"
+    );
 }
 
 #[test]
@@ -116,7 +128,7 @@ fn a_pushed_change_syncs_and_a_removed_tenant_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(HostConfig::new(dir.path())).unwrap();
     let events = host.subscribe();
-    let [(a, a_issues), (_, b_issues)] = pair(&host, dir.path(), Processor::builtin("mirror"));
+    let [(a, a_issues), (b, b_issues)] = pair(&host, dir.path(), Processor::builtin("mirror"));
     let key = a_issues
         .create(
             &Issue {
@@ -180,6 +192,8 @@ fn a_pushed_change_syncs_and_a_removed_tenant_resumes_where_it_stopped() {
     // B goes; A's change waits in A's outbox, and B takes it once it is back.
     host.remove_tenant("b").unwrap();
     assert!(host.tenant("b").is_none());
+    let gone = b.twins().unwrap_err().to_string();
+    assert!(gone.contains("tenant `b` was removed"), "{gone}");
     edit("rev 2");
     a.issues_changed(&[key.as_str()]).unwrap();
     std::thread::sleep(Duration::from_millis(500));

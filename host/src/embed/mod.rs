@@ -153,7 +153,7 @@ impl Host {
             .data_dir
             .clone()
             .unwrap_or_else(|| shared.data_dir.join("tenants").join(&config.name));
-        let lock = DataDirLock::take(&dir)?;
+        let lock = DataDirLock::take(&dir).with_context(|| format!("tenant `{}`", config.name))?;
         let connections = config
             .connections
             .iter()
@@ -187,7 +187,7 @@ impl Host {
             wake: Arc::default(),
             stop: Arc::default(),
             threads: Mutex::default(),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         // Compiling took the time: the map is locked for the last checks and the insert
         // only, so that the other tenants' messages keep moving meanwhile.
@@ -282,6 +282,12 @@ fn stop(running: &Running) {
     for thread in threads {
         let _ = thread.join();
     }
+    // Nothing of it runs any more: another host may take its database.
+    running
+        .lock
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
 }
 
 /// Whether `config` can join `tenants`: a name and an instance of its own (tenants reach

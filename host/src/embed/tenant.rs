@@ -210,8 +210,9 @@ pub(super) struct Running {
     pub(super) wake: Arc<Wake>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Held while the tenant runs: one process per tenant database.
-    pub(super) _lock: crate::service::DataDirLock,
+    /// Held while the tenant runs (one host or `serve` per tenant database), and let go
+    /// when it stops, even if the embedder still holds a handle.
+    pub(super) lock: Mutex<Option<crate::service::DataDirLock>>,
 }
 
 /// A handle on a running tenant, from [`Host::add_tenant`](super::Host::add_tenant) or
