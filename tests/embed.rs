@@ -252,3 +252,55 @@ fn a_sync_error_is_reported_to_the_embedder_and_kept() {
     b.skip(&event).unwrap();
     assert!(b.sync_errors().unwrap().is_empty());
 }
+
+#[test]
+fn reconciliation_finds_a_change_nobody_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig::new(dir.path())).unwrap();
+    // A tracker without a change feed: only the comparison can find the change.
+    let trackers = [
+        Arc::new(example::MemoryTracker::new("AA")),
+        Arc::new(example::MemoryTracker::new("BB")),
+    ];
+    let mut tenants = Vec::new();
+    for ((name, instance, other), tracker) in [("a", "A", "B"), ("b", "B", "A")]
+        .into_iter()
+        .zip(&trackers)
+    {
+        tenants.push(
+            host.add_tenant(
+                TenantConfig::new(name, instance, tracker.clone())
+                    .connection(ConnectionConfig::new("a-b", other))
+                    .push_changes()
+                    .verify_every(Some(Duration::from_millis(400))),
+            )
+            .unwrap(),
+        );
+    }
+    let issue = Issue {
+        summary: "rev 0".into(),
+        status: "Open".into(),
+        ..Issue::default()
+    };
+    let key = trackers[0]
+        .create(&issue, Origin::User)
+        .unwrap()
+        .key
+        .unwrap();
+    tenants[0].exalate("a-b", &key).unwrap();
+    let b_key = || {
+        tenants[1]
+            .twins()
+            .ok()
+            .and_then(|t| t.first().map(|t| t.local_key.clone()))
+    };
+    eventually("B creates its issue", || b_key().is_some());
+    let b_key = b_key().unwrap();
+
+    let mut changed = trackers[0].get(&key).unwrap().unwrap();
+    changed.summary = "changed, never pushed".into();
+    trackers[0].update(&changed, Origin::User).unwrap();
+    eventually("reconciliation sends the change", || {
+        trackers[1].get(&b_key).unwrap().unwrap().summary == "changed, never pushed"
+    });
+}

@@ -21,7 +21,7 @@ use twinsync::tracker::{Change, ChangeBatch, Origin, Query, Tracker, TrackerErro
 use twinsync::{ConnectionConfig, Host, HostConfig, HostEvent, Processor, TenantConfig};
 
 /// The embedding tracker's issue store: everything in memory.
-struct MemoryTracker {
+pub struct MemoryTracker {
     project: String,
     state: Mutex<State>,
 }
@@ -36,7 +36,7 @@ struct State {
 }
 
 impl MemoryTracker {
-    fn new(project: &str) -> Self {
+    pub fn new(project: &str) -> Self {
         MemoryTracker {
             project: project.to_string(),
             state: Mutex::default(),

@@ -152,7 +152,8 @@ impl TenantConfig {
 
     /// The embedder tells the tenant which issues changed ([`Tenant::issues_changed`]): the
     /// tracker's change feed ([`Tracker::changes`]) is not polled. Reconciliation (see
-    /// [`TenantConfig::verify_every`]) still finds a change nobody pushed.
+    /// [`TenantConfig::verify_every`]) still finds a change nobody pushed: it reads the
+    /// feed, if the tracker has one, and compares every twin with what was last exchanged.
     pub fn push_changes(mut self) -> Self {
         self.poll_tracker = false;
         self
