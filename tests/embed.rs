@@ -193,7 +193,7 @@ fn a_pushed_change_syncs_and_a_removed_tenant_resumes_where_it_stopped() {
     host.remove_tenant("b").unwrap();
     assert!(host.tenant("b").is_none());
     let gone = b.twins().unwrap_err().to_string();
-    assert!(gone.contains("tenant `b` was removed"), "{gone}");
+    assert!(gone.contains("tenant `b` is not running"), "{gone}");
     edit("rev 2");
     a.issues_changed(&[key.as_str()]).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -303,4 +303,95 @@ fn reconciliation_finds_a_change_nobody_pushed() {
     eventually("reconciliation sends the change", || {
         trackers[1].get(&b_key).unwrap().unwrap().summary == "changed, never pushed"
     });
+}
+
+/// A tracker whose change feed panics (a bug in the embedder's code).
+struct PanickingFeed(ReferenceTracker);
+
+impl Tracker for PanickingFeed {
+    fn get(&self, key: &str) -> Result<Option<Issue>, twinsync::tracker::TrackerError> {
+        self.0.get(key)
+    }
+    fn create(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+    ) -> Result<Issue, twinsync::tracker::TrackerError> {
+        self.0.create(issue, origin)
+    }
+    fn update(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+    ) -> Result<Issue, twinsync::tracker::TrackerError> {
+        self.0.update(issue, origin)
+    }
+    fn changes(
+        &self,
+        _cursor: Option<&str>,
+        _limit: usize,
+    ) -> Result<twinsync::tracker::ChangeBatch, twinsync::tracker::TrackerError> {
+        panic!("the change feed is broken");
+    }
+    fn search(
+        &self,
+        query: &twinsync::tracker::Query,
+    ) -> Result<Vec<String>, twinsync::tracker::TrackerError> {
+        self.0.search(query)
+    }
+}
+
+#[test]
+fn a_tenant_whose_loop_fails_is_reported_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig::new(dir.path())).unwrap();
+    let events = host.subscribe();
+    let broken = ReferenceTracker::new(&dir.path().join("broken.db"), "X").unwrap();
+    host.add_tenant(TenantConfig::new(
+        "broken",
+        "X",
+        Arc::new(PanickingFeed(broken)),
+    ))
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reason = loop {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(HostEvent::TenantStopped { tenant, reason }) => {
+                assert_eq!(tenant, "broken");
+                break reason;
+            }
+            Ok(_) => {}
+            Err(_) => panic!("no TenantStopped within a minute"),
+        }
+    };
+    assert!(reason.contains("the change feed is broken"), "{reason}");
+    // The host and its other tenants are unaffected.
+    let [(a, a_issues), _] = pair(&host, dir.path(), Processor::builtin("mirror"));
+    let key = a_issues
+        .create(
+            &Issue {
+                summary: "still syncing".into(),
+                status: "Open".into(),
+                ..Issue::default()
+            },
+            Origin::User,
+        )
+        .unwrap()
+        .key
+        .unwrap();
+    a.exalate("a-b", &key).unwrap();
+    eventually("B creates its issue", || {
+        host.tenant("b")
+            .unwrap()
+            .twins()
+            .is_ok_and(|t| t.len() == 1)
+    });
+    let stopped = host
+        .tenant("broken")
+        .unwrap()
+        .twins()
+        .unwrap_err()
+        .to_string();
+    assert!(stopped.contains("is not running"), "{stopped}");
+    host.remove_tenant("broken").unwrap();
 }

@@ -394,42 +394,55 @@ impl Shared {
             running.stop.clone(),
         );
         let (workers, poll) = (self.workers, config.poll_tracker);
-        let weak = Arc::downgrade(self);
-        let name = running.name.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("twinsync-tenant-{name}"))
-                .spawn(move || {
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        crate::service::workers::event_loop_with(node, workers, wake, stop, poll)
-                    }));
-                    if let (Err(panic), Some(shared)) = (outcome, weak.upgrade()) {
-                        let reason = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "a panic without a message".into());
-                        tracing::error!(tenant = name, "the event loop panicked: {reason}");
-                        shared.subscribers.send(&HostEvent::TenantStopped {
-                            tenant: name,
-                            reason: format!("the event loop panicked: {reason}"),
-                        });
-                    }
-                })?,
-        );
+        threads.push(self.spawn(running, "event loop", move || {
+            crate::service::workers::event_loop_with(node, workers, wake, stop, poll)
+        })?);
         if let Some(every) = config.verify_every {
             let (node, wake, stop) = (
                 running.node.clone(),
                 running.wake.clone(),
                 running.stop.clone(),
             );
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("twinsync-verify-{}", running.name))
-                    .spawn(move || crate::service::verify_loop(node, every, wake, stop))?,
-            );
+            threads.push(self.spawn(running, "verify loop", move || {
+                crate::service::verify_loop(node, every, wake, stop)
+            })?);
         }
         Ok(threads)
+    }
+
+    /// Run one of a tenant's loops on a thread of its own. A panic (a bug, in twinsync or
+    /// in the embedder's tracker) stops that tenant only, and the embedder is told.
+    fn spawn(
+        self: &Arc<Self>,
+        running: &Running,
+        what: &'static str,
+        work: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let weak = Arc::downgrade(self);
+        let name = running.name.clone();
+        let stop = running.stop.clone();
+        std::thread::Builder::new()
+            .name(format!("twinsync-{name}-{}", what.replace(' ', "-")))
+            .spawn(move || {
+                let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                else {
+                    return;
+                };
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                tracing::error!(tenant = name, "the {what} panicked: {reason}");
+                // Its other loop stops too: a tenant half running would look alive.
+                stop.store(true, Ordering::Relaxed);
+                if let Some(shared) = weak.upgrade() {
+                    shared.subscribers.send(&HostEvent::TenantStopped {
+                        tenant: name,
+                        reason: format!("the {what} panicked: {reason}"),
+                    });
+                }
+            })
     }
 
     /// Move messages between the tenants' outboxes until the host stops.

@@ -218,7 +218,7 @@ pub(super) struct Running {
 
 /// A handle on a running tenant, from [`Host::add_tenant`](super::Host::add_tenant) or
 /// [`Host::tenant`](super::Host::tenant). Cheap to clone. Its calls read and write the
-/// tenant's database; they fail once the tenant is removed.
+/// tenant's database; they fail once the tenant is removed or stopped.
 #[derive(Clone)]
 pub struct Tenant {
     pub(super) running: Arc<Running>,
@@ -236,7 +236,10 @@ impl Tenant {
 
     fn live(&self) -> Result<&Node> {
         if self.running.stop.load(std::sync::atomic::Ordering::Relaxed) {
-            anyhow::bail!("tenant `{}` was removed from the host", self.running.name);
+            anyhow::bail!(
+                "tenant `{}` is not running (removed from the host, or stopped by a failure)",
+                self.running.name
+            );
         }
         Ok(&self.running.node)
     }
