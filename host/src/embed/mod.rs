@@ -42,7 +42,9 @@ pub struct HostConfig {
     pub data_dir: PathBuf,
     /// Worker threads per tenant (events of different twins processed in parallel).
     pub workers_per_tenant: usize,
-    /// Processor calls that can run at once in the whole host (instances reserved up front).
+    /// Processor calls that can run at once in the whole host: instances are reserved up
+    /// front for this many. Each tenant may run `workers_per_tenant` calls, plus one for
+    /// reconciliation; a tenant that would take the host past this is refused.
     pub max_parallel_calls: usize,
 }
 
@@ -51,7 +53,7 @@ impl HostConfig {
         HostConfig {
             data_dir: data_dir.into(),
             workers_per_tenant: 1,
-            max_parallel_calls: 32,
+            max_parallel_calls: 64,
         }
     }
 }
@@ -93,6 +95,8 @@ pub struct Host {
 struct Shared {
     data_dir: PathBuf,
     workers: usize,
+    /// Processor calls the instance pool has room for at once (`None`: no pool, no bound).
+    max_calls: Option<usize>,
     runtime: Arc<Runtime>,
     /// Each distinct component compiled once, by SHA-256.
     plugins: Mutex<HashMap<String, Arc<Plugin>>>,
@@ -117,6 +121,8 @@ impl Host {
         let shared = Arc::new(Shared {
             data_dir: dir.clone(),
             workers: config.workers_per_tenant.max(1),
+            max_calls: (runtime.allocator() == "pooling")
+                .then_some(config.max_parallel_calls.max(1)),
             runtime,
             plugins: Mutex::default(),
             tenants: RwLock::default(),
@@ -188,11 +194,12 @@ impl Host {
             stop: Arc::default(),
             threads: Mutex::default(),
             lock: Mutex::new(Some(lock)),
+            calls: shared.calls_of(&config),
         });
         // Compiling took the time: the map is locked for the last checks and the insert
         // only, so that the other tenants' messages keep moving meanwhile.
         let mut tenants = shared.tenants.write().unwrap_or_else(|e| e.into_inner());
-        check_free(&tenants, &config)?;
+        check_free(&tenants, &config, running.calls, shared.max_calls)?;
         match shared.start(&running, &config) {
             Ok(threads) => *running.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads,
             Err(error) => {
@@ -292,7 +299,23 @@ fn stop(running: &Running) {
 
 /// Whether `config` can join `tenants`: a name and an instance of its own (tenants reach
 /// each other by instance).
-fn check_free(tenants: &BTreeMap<String, Arc<Running>>, config: &TenantConfig) -> Result<()> {
+fn check_free(
+    tenants: &BTreeMap<String, Arc<Running>>,
+    config: &TenantConfig,
+    calls: usize,
+    max_calls: Option<usize>,
+) -> Result<()> {
+    let used: usize = tenants.values().map(|t| t.calls).sum();
+    if let Some(max) = max_calls
+        && used + calls > max
+    {
+        // Past the pool, an invocation would fail for want of an instance: a sync error
+        // that has nothing to do with the event.
+        bail!(
+            "tenant `{}`: the host runs {used} of its {max} parallel processor calls, and this tenant needs {calls} more (raise HostConfig::max_parallel_calls)",
+            config.name
+        );
+    }
     if tenants.contains_key(&config.name) {
         bail!("tenant `{}` is already in the host", config.name);
     }
@@ -328,7 +351,14 @@ impl Shared {
         check_free(
             &self.tenants.read().unwrap_or_else(|e| e.into_inner()),
             config,
+            self.calls_of(config),
+            self.max_calls,
         )
+    }
+
+    /// Processor calls a tenant may run at once: its workers, and its reconciliation.
+    fn calls_of(&self, config: &TenantConfig) -> usize {
+        self.workers + usize::from(config.verify_every.is_some())
     }
 
     /// A connection with its processors, each component compiled once for the whole host.

@@ -214,6 +214,8 @@ pub(super) struct Running {
     /// Held while the tenant runs (one host or `serve` per tenant database), and let go
     /// when it stops, even if the embedder still holds a handle.
     pub(super) lock: Mutex<Option<crate::service::DataDirLock>>,
+    /// Processor calls it may run at once (see `HostConfig::max_parallel_calls`).
+    pub(super) calls: usize,
 }
 
 /// A handle on a running tenant, from [`Host::add_tenant`](super::Host::add_tenant) or
