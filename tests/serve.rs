@@ -218,7 +218,7 @@ fn a_second_node_on_the_same_data_directory_does_not_start() {
     std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut log).unwrap();
     assert!(
         log.contains(&format!(
-            "another `twinsync serve` is running on the data directory {}",
+            "another twinsync (`twinsync serve` or an embedding host) is running on the data directory {}",
             data.display()
         )),
         "{log}"

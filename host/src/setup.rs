@@ -176,7 +176,7 @@ pub fn load_processor(runtime: &Runtime, spec: &str, base: &Path) -> Result<Arc<
 /// The node's key for the random bytes processors get (see `RuntimeConfig::random_key`):
 /// made once, kept in the data directory (readable by the owner only), so that a replay
 /// after a restart gets the same bytes.
-fn random_key(path: &Path) -> Result<[u8; 32]> {
+pub(crate) fn random_key(path: &Path) -> Result<[u8; 32]> {
     if let Ok(bytes) = std::fs::read(path) {
         return bytes.try_into().map_err(|bytes: Vec<u8>| {
             anyhow::anyhow!(

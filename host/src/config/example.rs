@@ -64,6 +64,13 @@ project = "INT"
 # # How often Redmine is asked for changes.
 # poll-interval-ms = 2000
 
+# The tracker tells the node which issues changed, instead of being polled: signed
+# `POST /v1/changes` on the `listen` address (see the README, "Embedding twinsync").
+# Reconciliation (verify-interval-minutes) finds what a lost notification would miss.
+# [webhooks]
+# secret-file = "webhook.secret"    # or secret = "..."
+# poll-tracker = false              # true: read the change feed as well
+
 # One block per connection to another node.
 [[connection]]
 # The same name on both nodes.

@@ -48,6 +48,8 @@ pub struct NodeConfig {
     pub console: Option<ConsoleConfig>,
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// Signed change notifications from the tracker (`POST /v1/changes` on `listen`).
+    pub webhooks: Option<WebhooksConfig>,
     #[serde(default, rename = "connection")]
     pub connections: Vec<ConnectionConfig>,
 
@@ -90,6 +92,19 @@ pub struct ConsoleConfig {
     /// console is for the machine itself, or a proxy on it.
     #[serde(default)]
     pub allow_remote: bool,
+}
+
+/// The tracker tells the node which issues changed (`POST /v1/changes`, signed with this
+/// secret), instead of being polled.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebhooksConfig {
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    /// Read the tracker's change feed as well. Default: false (reconciliation, every
+    /// `verify-interval-minutes`, finds what a lost notification would miss).
+    #[serde(default)]
+    pub poll_tracker: bool,
 }
 
 /// Which tracker the node syncs.
@@ -274,6 +289,30 @@ impl NodeConfig {
                 ));
             }
         }
+        if let Some(webhooks) = &self.webhooks {
+            if webhooks.secret.is_none() == webhooks.secret_file.is_none() {
+                return Err(anyhow!(
+                    "{}: [webhooks] needs exactly one of `secret` and `secret-file`",
+                    self.path.display()
+                ));
+            }
+            if webhooks
+                .secret
+                .as_ref()
+                .is_some_and(|s| s.expose().trim().is_empty())
+            {
+                return Err(anyhow!(
+                    "{}: [webhooks] `secret` is empty: anyone could sign notifications",
+                    self.path.display()
+                ));
+            }
+            if self.listen.is_none() {
+                return Err(anyhow!(
+                    "{}: [webhooks] are served on the node-to-node address: the node needs `listen = \"ADDRESS:PORT\"` at the top of the file",
+                    self.path.display()
+                ));
+            }
+        }
         let mut seen = Vec::new();
         for connection in &self.connections {
             let name = connection.name.get_ref();
@@ -363,6 +402,24 @@ impl NodeConfig {
         }
     }
 
+    /// The secret that signs the tracker's change notifications, if it sends them.
+    pub fn webhook_secret(&self) -> Result<Option<Secret>> {
+        let Some(webhooks) = &self.webhooks else {
+            return Ok(None);
+        };
+        match (&webhooks.secret, &webhooks.secret_file) {
+            (Some(secret), _) => Ok(Some(secret.clone())),
+            (None, Some(file)) => Secret::from_file(&self.resolve(file)).map(Some),
+            (None, None) => unreachable!("checked when loading"),
+        }
+    }
+
+    /// Whether `serve` reads the tracker's change feed: unless the tracker sends webhooks
+    /// (and the configuration does not ask for both).
+    pub fn poll_tracker(&self) -> bool {
+        self.webhooks.as_ref().is_none_or(|w| w.poll_tracker)
+    }
+
     /// The admin token, from the file or the token file.
     pub fn admin_token(&self) -> Result<Option<Secret>> {
         let Some(admin) = &self.admin else {
@@ -428,6 +485,43 @@ mod tests {
         );
         let off = parse(&minimal.replace("listen", "verify-interval-minutes = 0\nlisten")).unwrap();
         assert_eq!(off.verify_interval(), None);
+    }
+
+    #[test]
+    fn webhooks_need_a_secret_and_the_listen_address_and_stop_the_polling() {
+        let node = "instance = \"A\"\n";
+        let listening = "instance = \"A\"\nlisten = \"127.0.0.1:1\"\n";
+        assert!(parse(node).unwrap().poll_tracker());
+        let config = parse(&format!("{listening}[webhooks]\nsecret = \"w\"\n")).unwrap();
+        assert!(!config.poll_tracker());
+        assert_eq!(
+            config
+                .webhook_secret()
+                .unwrap()
+                .map(|s| s.expose().to_string()),
+            Some("w".into())
+        );
+        let both = parse(&format!(
+            "{listening}[webhooks]\nsecret = \"w\"\npoll-tracker = true\n"
+        ))
+        .unwrap();
+        assert!(both.poll_tracker());
+        for (text, expected) in [
+            (
+                format!("{listening}[webhooks]\n"),
+                "node.toml: [webhooks] needs exactly one of `secret` and `secret-file`",
+            ),
+            (
+                format!("{listening}[webhooks]\nsecret = \" \"\n"),
+                "node.toml: [webhooks] `secret` is empty: anyone could sign notifications",
+            ),
+            (
+                format!("{node}[webhooks]\nsecret = \"w\"\n"),
+                "node.toml: [webhooks] are served on the node-to-node address: the node needs `listen = \"ADDRESS:PORT\"` at the top of the file",
+            ),
+        ] {
+            assert_eq!(parse(&text).unwrap_err().to_string(), expected, "{text}");
+        }
     }
 
     #[test]

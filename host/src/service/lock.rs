@@ -1,6 +1,7 @@
-//! One `twinsync serve` per data directory: the process holds an exclusive lock on
-//! `DATA_DIR/serve.lock` while it runs (the operating system lets go of it when the process
-//! ends, however it ends). Operator commands do not take it: they work beside a running node.
+//! One `twinsync serve` (or embedding host) per data directory: the process holds an
+//! exclusive lock on `DATA_DIR/serve.lock` while it runs (the operating system lets go of it
+//! when the process ends, however it ends). Operator commands do not take it: they work
+//! beside a running node.
 
 use std::fs::{File, TryLockError};
 use std::path::Path;
@@ -26,7 +27,7 @@ impl DataDirLock {
         match file.try_lock() {
             Ok(()) => Ok(DataDirLock { _file: file }),
             Err(TryLockError::WouldBlock) => bail!(
-                "another `twinsync serve` is running on the data directory {} (it holds {}): \
+                "another twinsync (`twinsync serve` or an embedding host) is running on the data directory {} (it holds {}): \
                  stop it first, or give this node a data directory of its own",
                 data_dir.display(),
                 path.display()
@@ -48,7 +49,7 @@ mod tests {
         let first = DataDirLock::take(dir.path()).unwrap();
         let error = DataDirLock::take(dir.path()).err().unwrap().to_string();
         assert!(
-            error.contains("another `twinsync serve` is running"),
+            error.contains("another twinsync (`twinsync serve` or an embedding host) is running"),
             "{error}"
         );
         drop(first);

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use axum::Router;
 
+pub(crate) use lock::DataDirLock;
 pub use peers::{Link, Peers};
 pub use wake::Wake;
 
@@ -54,9 +55,10 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     {
         let (node, wake, stop) = (node.clone(), wake.clone(), stop.clone());
         let workers = config.workers();
+        let poll = config.poll_tracker();
         threads.push(
             supervisor.spawn("the event loop".into(), stop.clone(), move || {
-                workers::event_loop(node, workers, wake, stop)
+                workers::event_loop_with(node, workers, wake, stop, poll)
             })?,
         );
     }
@@ -132,7 +134,21 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                 clock: opened.clock.clone(),
                 on_accept: Box::new(move || ring.ring()),
             });
-            let app = server::router(receiver);
+            let mut app = server::router(receiver);
+            if let Some(secret) = config.webhook_secret()? {
+                let ring = wake.clone();
+                app = app.merge(crate::webhooks::router(Arc::new(crate::webhooks::Webhooks::new(
+                    node.clone(),
+                    secret,
+                    opened.clock.clone(),
+                    Box::new(move || ring.ring()),
+                ))));
+                tracing::info!(
+                    poll_tracker = config.poll_tracker(),
+                    "taking change notifications on {}",
+                    crate::webhooks::CHANGES_PATH
+                );
+            }
             let listener = bind(listen, "node-to-node protocol", tls.is_some())?;
             servers.spawn(serve_on(listener, app, tls.clone(), handle.clone()));
         }
@@ -188,7 +204,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
 
 /// Reconciliation now and then (see `Node::verify`): a divergence the events missed is
 /// found and repaired, never left silent.
-fn verify_loop(
+pub(crate) fn verify_loop(
     node: Arc<crate::sync::Node>,
     every: std::time::Duration,
     wake: Arc<Wake>,

@@ -36,6 +36,19 @@ fn refresh_plugins(node: &Node) {
 /// Poll the tracker and process events until `stop` is set. `workers` threads run the
 /// processors; this loop hands them events and commits what they finish.
 pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
+    event_loop_with(node, workers, wake, stop, true)
+}
+
+/// [`event_loop`], reading the tracker's change feed only if `poll_tracker`: a tracker that
+/// pushes its changes (webhooks, an embedder) is not polled, and reconciliation (`verify`)
+/// catches what a lost notification would miss.
+pub fn event_loop_with(
+    node: Arc<Node>,
+    workers: usize,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+    poll_tracker: bool,
+) {
     let mut pipeline = match Pipeline::start(node.clone(), workers) {
         Ok(pipeline) => pipeline,
         Err(error) => {
@@ -69,7 +82,7 @@ pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<At
                 }
             }
         }
-        if tracker_backoff.ready() {
+        if poll_tracker && tracker_backoff.ready() {
             match node.poll_changes() {
                 Ok(changes) => {
                     tracker_backoff.reset();

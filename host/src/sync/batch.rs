@@ -172,6 +172,13 @@ impl Node {
         self.crash_point(CrashPoint::AfterCommit);
         for (event, outcome) in finished {
             log_outcome(event, outcome);
+            self.observed(
+                event,
+                outcome
+                    .as_ref()
+                    .map(|p| p.note.as_str())
+                    .map_err(|f| &f.failure),
+            );
         }
         Ok(progress)
     }

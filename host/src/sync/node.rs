@@ -36,7 +36,13 @@ pub struct Node {
     crash: std::sync::OnceLock<CrashHook>,
     /// The plugin store, if the node has one, and which plugin each event runs with.
     pub(crate) plugins: crate::plugins::NodePlugins,
+    /// Told about each event once its outcome is committed (see [`Node::observe`]).
+    observer: std::sync::OnceLock<Observer>,
 }
+
+/// What [`Node::observe`] calls for each event whose outcome was committed: the event, and
+/// the note of what it did or the failure (transient ones will be retried).
+pub type Observer = Box<dyn Fn(&Event, Result<&str, &super::SyncFailure>) + Send + Sync>;
 
 /// Finished events are kept this long unless configured otherwise.
 pub const KEEP_EVENTS: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -78,7 +84,21 @@ impl Node {
                 .map(std::sync::OnceLock::from)
                 .unwrap_or_default(),
             plugins: Default::default(),
+            observer: Default::default(),
         })
+    }
+
+    /// Call `observer` for each event after its outcome is committed (the embedding API's
+    /// events). Returns false if the node has an observer already.
+    pub fn observe(&self, observer: Observer) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    /// Tell the observer, if any, what became of an event.
+    pub(super) fn observed(&self, event: &Event, outcome: Result<&str, &super::SyncFailure>) {
+        if let Some(observer) = self.observer.get() {
+            observer(event, outcome);
+        }
     }
 
     /// Call `hook` at every crash point (see `crash`), for tests that stop a node at a
@@ -262,23 +282,7 @@ impl Node {
         let now = self.now_ms();
         self.store.write(|tx| {
             for key in changed {
-                for (twin_id, connection) in twins::of_issue(tx, key)? {
-                    // A change made while an event of the twin waits to send one is sent by
-                    // that event: under load, a busy issue costs one event, not one per edit.
-                    if self.connection(&connection).is_some_and(|c| c.can_send())
-                        && !events::local_change_waiting(tx, &twin_id)?
-                    {
-                        self.queue(
-                            tx,
-                            Kind::Outgoing,
-                            &connection,
-                            &twin_id,
-                            SyncReason::LocalChange,
-                            0,
-                            now,
-                        )?;
-                    }
-                }
+                self.queue_local_change(tx, key, now)?;
             }
             if let Some(cursor) = &batch.cursor {
                 set_meta(tx, CURSOR, cursor)?;
@@ -286,6 +290,50 @@ impl Node {
             Ok(())
         })?;
         Ok(batch.changes.len())
+    }
+
+    /// Issues the tracker says were changed by someone other than twinsync (a webhook, an
+    /// embedder's push), instead of or besides its change feed: an outgoing event for every
+    /// twin of each, as `poll_changes` queues. For each key: how many twins the issue has
+    /// (0: not under sync) and how many events were queued.
+    pub fn local_changes(&self, keys: &[&str]) -> Result<Vec<(usize, usize)>> {
+        let now = self.now_ms();
+        self.store.write(|tx| {
+            keys.iter()
+                .map(|key| self.queue_local_change(tx, key, now))
+                .collect()
+        })
+    }
+
+    /// Queue an outgoing event for each twin of local issue `key` that sends; how many twins
+    /// it has and how many events were queued.
+    fn queue_local_change(
+        &self,
+        tx: &rusqlite::Connection,
+        key: &str,
+        now: i64,
+    ) -> Result<(usize, usize)> {
+        let twins = twins::of_issue(tx, key)?;
+        let mut queued = 0;
+        for (twin_id, connection) in &twins {
+            // A change made while an event of the twin waits to send one is sent by that
+            // event: under load, a busy issue costs one event, not one per edit.
+            if self.connection(connection).is_some_and(|c| c.can_send())
+                && !events::local_change_waiting(tx, twin_id)?
+            {
+                self.queue(
+                    tx,
+                    Kind::Outgoing,
+                    connection,
+                    twin_id,
+                    SyncReason::LocalChange,
+                    0,
+                    now,
+                )?;
+                queued += 1;
+            }
+        }
+        Ok((twins.len(), queued))
     }
 
     /// Take a message from the other node. Stored durably before this returns `Accepted`.

@@ -47,6 +47,12 @@ pub struct ReferenceTracker {
 impl ReferenceTracker {
     /// Open (or create) the tracker in `path`. Issues created without a project go to
     /// `default_project`, whose keys look like `INT-1`.
+    /// Open (or create) the tracker in the SQLite file `path`, on the system clock; new
+    /// issues get keys `PROJECT-n`.
+    pub fn new(path: &Path, project: &str) -> anyhow::Result<Self> {
+        Self::open(path, project, Arc::new(crate::clock::SystemClock))
+    }
+
     pub fn open(path: &Path, default_project: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let db = crate::store::open_wal(path)?;
         db.execute_batch(SCHEMA)?;
