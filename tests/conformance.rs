@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use twinsync::model::{Comment, Issue};
+use twinsync::ops;
 use twinsync::runtime::{
     Call, ConflictPolicy, Limits, NoTwins, Plugin, PoolConfig, ProcessorFailure, Runtime,
     RuntimeConfig,
@@ -39,6 +40,16 @@ macro_rules! conformance {
             #[test]
             fn conflict_table_converges_with_status_guard() {
                 super::conflict_table_converges_with_status_guard(&LANGUAGE);
+            }
+
+            #[test]
+            fn conflict_table_converges_with_the_default_policy() {
+                super::conflict_table_converges_with_the_default_policy(&LANGUAGE);
+            }
+
+            #[test]
+            fn concurrent_edits_follow_each_conflict_policy() {
+                super::concurrent_edits_follow_each_conflict_policy(&LANGUAGE);
             }
 
             #[test]
@@ -125,6 +136,94 @@ fn conflict_table_converges_with_status_guard(language: &Language) {
     );
 }
 
+/// The same table with no guard in any processor and the default policy (last-writer-wins):
+/// the helpers' three-way merge recognises the sync back's stale status as older than the
+/// local change, and both sides end with the status set last. A mirror that takes every
+/// remote value (`overwrite`) ends apart, as in `conflict_table_diverges_with_mirror`.
+fn conflict_table_converges_with_the_default_policy(language: &Language) {
+    let (source, target) = replay_conflict_table(
+        Side::both(language.processor("mirror")),
+        Side::both(language.processor("remote-key")),
+    );
+    assert_eq!(
+        (source.as_str(), target.as_str()),
+        ("In Progress", "In Progress")
+    );
+}
+
+/// Both sides change the status of a twin before hearing from the other (Internal to
+/// "In Progress", External to "Waiting"), with `language`'s `mirror` on both sides and
+/// every field under `policy`. Returns the statuses and the conflicts held on each side.
+fn concurrent_status_edits(
+    language: &Language,
+    policy: ConflictPolicy,
+) -> (String, String, Vec<ops::ConflictRow>, Vec<ops::ConflictRow>) {
+    let side = || Side::both(language.processor("mirror")).policy(policy);
+    let pair = Pair::new(side(), side());
+    let (key, twin) = pair.create_and_exalate(issue("Concurrent"));
+    pair.run();
+    let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
+    edit(&pair.internal, &key, |i| i.status = "In Progress".into());
+    edit(&pair.external, &external_key, |i| {
+        i.status = "Waiting".into()
+    });
+    pair.internal.node.poll_changes().unwrap();
+    pair.external.node.poll_changes().unwrap();
+    pair.run();
+    assert!(failed(&pair.internal.node).is_empty(), "{policy:?}");
+    assert!(failed(&pair.external.node).is_empty(), "{policy:?}");
+    (
+        pair.internal_issue(&key).status,
+        pair.external_issue(&twin).unwrap().status,
+        ops::conflicts(pair.internal.node.store()).unwrap(),
+        ops::conflicts(pair.external.node.store()).unwrap(),
+    )
+}
+
+/// The helpers of every language settle a conflict as the connection's policy says, as the
+/// Rust SDK does: each side takes the other's value (`overwrite`, `remote-wins`), keeps its
+/// own (`local-wins`), both pick the value written last (`last-writer-wins`), or each keeps
+/// its own and holds the conflict for an operator (`hold-for-review`).
+fn concurrent_edits_follow_each_conflict_policy(language: &Language) {
+    let swapped = ("Waiting", "In Progress");
+    let kept = ("In Progress", "Waiting");
+    for (policy, expected) in [
+        (ConflictPolicy::Overwrite, Some(swapped)),
+        (ConflictPolicy::RemoteWins, Some(swapped)),
+        (ConflictPolicy::LocalWins, Some(kept)),
+        (ConflictPolicy::LastWriterWins, None),
+        (ConflictPolicy::HoldForReview, Some(kept)),
+    ] {
+        let (internal, external, held_internal, held_external) =
+            concurrent_status_edits(language, policy);
+        match expected {
+            Some(expected) => assert_eq!(
+                (internal.as_str(), external.as_str()),
+                expected,
+                "{policy:?}"
+            ),
+            // Which write is the last depends on the clock; that both sides agree does not.
+            None => {
+                assert_eq!(internal, external, "{policy:?}");
+                assert!(["In Progress", "Waiting"].contains(&internal.as_str()));
+            }
+        }
+        let held = policy == ConflictPolicy::HoldForReview;
+        for (side, conflicts, theirs) in [
+            ("Internal", &held_internal, "Waiting"),
+            ("External", &held_external, "In Progress"),
+        ] {
+            if held {
+                assert_eq!(conflicts.len(), 1, "{side}: {conflicts:?}");
+                assert_eq!(conflicts[0].field, "status");
+                assert!(conflicts[0].remote_value.contains(theirs), "{conflicts:?}");
+            } else {
+                assert!(conflicts.is_empty(), "{policy:?} on {side}: {conflicts:?}");
+            }
+        }
+    }
+}
+
 /// Internal sends only, External receives only with `incoming` in `language`.
 fn one_way(language: &Language, external_incoming: &str) -> Pair {
     Pair::new(
@@ -200,9 +299,24 @@ fn an_ignored_sync_back_error_is_a_sync_error_and_nothing_is_lost(language: &Lan
 /// JavaScript error) is a `panic` whose message is the guest's, with the guest's report
 /// (backtrace, traceback, stack) in the event's log. Other twins keep syncing.
 fn processor_errors_and_crashes_are_sync_errors_of_their_twin_only(language: &Language) {
+    errors_and_crashes(language, "scripted");
+}
+
+/// JavaScript written without the helpers (`guest/js/bare.js`): a thrown `Error` is still a
+/// crash with its stack in the log, and `throw { payload: { message } }` a refusal, because
+/// the build wraps every processor (`guardExports`). componentize-js alone would make the
+/// `Error` a `processor-error` with its message and no stack.
+#[test]
+fn javascript_without_the_helpers_tells_refusals_from_crashes() {
+    errors_and_crashes(&JAVASCRIPT, "bare");
+}
+
+/// `processor_errors_and_crashes_are_sync_errors_of_their_twin_only` with External's
+/// `incoming` (a processor that reads "test behaviour" as `scripted` does).
+fn errors_and_crashes(language: &Language, incoming: &str) {
     let pair = Pair::new(
         Side::both(language.processor("mirror")),
-        Side::both(language.processor("scripted")),
+        Side::both(language.processor("mirror")).incoming(language.processor(incoming)),
     );
     let (_, refused) = pair.create_and_exalate(scripted_issue("Refused", "error"));
     let (_, crashes) = pair.create_and_exalate(scripted_issue("Explodes", "panic"));
@@ -225,11 +339,20 @@ fn processor_errors_and_crashes_are_sync_errors_of_their_twin_only(language: &La
     let crashed = by_twin(&crashes);
     assert_eq!(crashed.error_kind.as_deref(), Some("panic"), "{crashed:?}");
     let message = crashed.error.as_deref().unwrap();
-    assert!(message.starts_with("processor panicked: "), "{message}");
-    assert!(message.contains("scripted panic for"), "{message}");
-    assert!(message.contains("INT-2"), "{message}");
+    // The exception line as each language reports it (the README shows the Python one).
+    let reported = match (language.name, incoming) {
+        ("Python", _) => "app.ScriptedPanic: scripted panic for 'INT-2'",
+        ("JavaScript", "bare") => "Error: scripted panic for \"INT-2\"",
+        ("JavaScript", _) => "ScriptedPanic: scripted panic for \"INT-2\"",
+        _ => "scripted panic for Some(\"INT-2\")",
+    };
+    assert_eq!(message, format!("processor panicked: {reported}"));
     let log = crashed.log.as_deref().unwrap_or_default();
     assert!(log.contains("scripted panic for"), "{log}");
+    if language.name == JAVASCRIPT.name {
+        // The stack, down to the line of the processor that threw.
+        assert!(log.contains(&format!("{incoming}.js:")), "{log}");
+    }
 
     assert_eq!(pair.external_issue(&fine).unwrap().summary, "Fine");
 }

@@ -273,18 +273,64 @@ fn check_compiles_a_component_once_then_takes_it_from_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mirror.wasm");
     std::fs::write(&file, twinsync::builtin::MIRROR).unwrap();
-    let check = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_twinsync"))
-            .args(["plugin", "check", file.to_str().unwrap(), "--json"])
-            .env("TWINSYNC_CACHE_DIR", dir.path().join("cache"))
-            .output()
-            .unwrap();
-        let report: Value = serde_json::from_str(&ok(output)).unwrap();
-        report["compiled"].as_str().unwrap().to_string()
-    };
+    let check = || check_compiled(&file, &dir.path().join("cache"));
     assert_eq!(check(), "cached", "compiled and written to the cache");
     assert_eq!(check(), "from-cache");
     assert!(dir.path().join("cache").read_dir().unwrap().count() > 0);
+}
+
+/// `plugin check FILE --json`'s `compiled`: `cached` (compiled now, and written to the
+/// cache) or `from-cache`.
+fn check_compiled(file: &std::path::Path, cache: &std::path::Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_twinsync"))
+        .args(["plugin", "check", file.to_str().unwrap(), "--json"])
+        .env("TWINSYNC_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(&ok(output)).unwrap();
+    report["compiled"].as_str().unwrap().to_string()
+}
+
+/// `plugin inspect` and `demo` compile through the same cache as `plugin check`: after
+/// either ran once on a fresh cache, `check` finds the component compiled (a Python or
+/// JavaScript component is not compiled again, 25-45 s, per command).
+#[test]
+fn inspect_and_demo_compile_through_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("remote-key.wasm");
+    std::fs::write(&file, twinsync::builtin::REMOTE_KEY).unwrap();
+    let command = |args: &[&str], cache: &str| {
+        ok(Command::new(env!("CARGO_BIN_EXE_twinsync"))
+            .args(args)
+            .env("TWINSYNC_CACHE_DIR", dir.path().join(cache))
+            .output()
+            .unwrap())
+    };
+    command(
+        &["plugin", "inspect", file.to_str().unwrap()],
+        "after-inspect",
+    );
+    assert_eq!(
+        check_compiled(&file, &dir.path().join("after-inspect")),
+        "from-cache"
+    );
+    let data = dir.path().join("demo");
+    command(
+        &[
+            "demo",
+            "--processor",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "after-demo",
+    );
+    assert_eq!(
+        check_compiled(&file, &dir.path().join("after-demo")),
+        "from-cache"
+    );
+    // And a cache nothing wrote to has nothing: the two above are not a given.
+    assert_eq!(check_compiled(&file, &dir.path().join("fresh")), "cached");
 }
 
 #[test]

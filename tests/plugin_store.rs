@@ -3,6 +3,7 @@
 //! written), switch to it, roll back; each event names the version that processed it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use twinsync::plugins::manifest::{self, AskedLimits, Manifest};
 use twinsync::plugins::store::{self, Side as PluginSide};
@@ -15,6 +16,11 @@ use twinsync_tests::*;
 
 /// `acme-sync` at `version`: the bytes of a built-in processor with a manifest inside.
 fn package(builtin: &str, version: &str) -> Vec<u8> {
+    package_of(twinsync::builtin::get(builtin).unwrap(), version)
+}
+
+/// `acme-sync` at `version`: `wasm` with a manifest inside.
+fn package_of(wasm: &[u8], version: &str) -> Vec<u8> {
     let manifest = Manifest {
         name: "acme-sync".into(),
         vendor: "Acme".into(),
@@ -26,7 +32,7 @@ fn package(builtin: &str, version: &str) -> Vec<u8> {
         homepage: Some("https://example.invalid/acme".into()),
         settings: Default::default(),
     };
-    manifest::pack(twinsync::builtin::get(builtin).unwrap(), &manifest).unwrap()
+    manifest::pack(wasm, &manifest).unwrap()
 }
 
 /// The plugin that processed the last incoming event on External.
@@ -200,6 +206,92 @@ fn install_try_use_and_roll_back_with_the_version_recorded_on_every_event() {
             .exists()
     );
     assert!(manage::load(node, "acme-sync", "2.0.0").is_err());
+}
+
+/// An event whose processor is already running when `plugin use` switches the version
+/// finishes with the version it started with, and records that one (name, version, hash);
+/// the next event gets the new version.
+#[test]
+fn an_event_in_flight_finishes_with_the_version_it_started_with() {
+    let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let node = &pair.external.node;
+    let dir = tempfile::tempdir().unwrap();
+    node.attach_plugins(Arc::new(Library::new(
+        dir.path().join("plugins"),
+        runtime(),
+    )))
+    .unwrap();
+    // v1 is `scripted` (a mirror that sleeps half a second when the issue asks it to), v2
+    // stores the remote key.
+    let scripted = processor_wasm("scripted").unwrap();
+    let v1 = manage::install(node, "acme-1.wasm", &package_of(&scripted, "1.0.0"), "a").unwrap();
+    let v2 = manage::install(node, "acme-2.wasm", &package("remote-key", "2.0.0"), "b").unwrap();
+    let use_version = |version: &str| {
+        manage::use_version(
+            node,
+            CONNECTION,
+            PluginSide::Incoming,
+            "acme-sync",
+            version,
+            &Default::default(),
+            "carol",
+        )
+        .unwrap()
+    };
+    use_version("1.0.0");
+    assert!(node.refresh_plugins().unwrap());
+
+    let (key, twin) = pair.create_and_exalate(scripted_issue("Slow", "sleep-briefly"));
+    assert_eq!(pair.internal.node.process_ready(10).unwrap().done, 1);
+    pair.network.deliver().unwrap();
+    let (event, in_flight_after_switch) = std::thread::scope(|scope| {
+        let processing = scope.spawn(|| node.process_ready(10).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (event, running) = loop {
+            if let Some(found) = node.running_plugins().into_iter().next() {
+                break found;
+            }
+            assert!(Instant::now() < deadline, "the event never started");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert_eq!(running.version.as_deref(), Some("1.0.0"));
+        // Switch to v2 while v1 sleeps inside the event.
+        use_version("2.0.0");
+        assert!(node.refresh_plugins().unwrap());
+        let in_flight = node.running_plugins().iter().any(|(id, _)| *id == event);
+        assert_eq!(processing.join().unwrap().done, 1);
+        (event, in_flight)
+    });
+    assert!(
+        in_flight_after_switch,
+        "the switch was over before the event finished"
+    );
+    let recorded = node
+        .store()
+        .read(|db| store::event_plugin(db, &event))
+        .unwrap()
+        .expect("the event records its plugin");
+    assert_eq!(
+        (recorded.name.as_str(), recorded.version.as_deref()),
+        ("acme-sync", Some("1.0.0"))
+    );
+    assert_eq!(recorded.sha256, v1.sha256);
+    let external = pair.external_issue(&twin).unwrap();
+    let description = external.description.clone().unwrap_or_default();
+    assert!(
+        description.starts_with("slept "),
+        "v1's result: {description}"
+    );
+    assert_eq!(external.custom_text("remote issue key"), None);
+
+    // The next event runs with v2.
+    pair.run();
+    change_summary(&pair, &key, "Still slow");
+    let by_v2 = last_incoming_plugin(&pair);
+    assert_eq!(by_v2.version.as_deref(), Some("2.0.0"));
+    assert_eq!(by_v2.sha256, v2.sha256);
+    let external = pair.external_issue(&twin).unwrap();
+    assert_eq!(external.custom_text("remote issue key"), Some(key.as_str()));
 }
 
 #[test]

@@ -2,10 +2,14 @@
 // The side that creates the issue on first sync asks for a sync back, so that the source
 // learns the new key without waiting for the next change; on a one-way connection nothing
 // can go back, so it does not ask. It also keeps the seed page's status guard (see
-// `status-guard`): these helpers merge by taking every remote change, so a stale status that
-// a sync back brings would otherwise undo a local change made right after exalating.
+// `status-guard`) where the connection's status policy is `overwrite`: outside first sync, a
+// replica whose status is the one received last time carries no status change, so a local
+// status change made meanwhile survives the stale status a sync back brings. With the other
+// policies the three-way merge already tells a stale status from a change, and
+// second-guessing it could leave the sides apart.
 
 import {
+  Merger,
   SyncBackError,
   defineProcessor,
   fail,
@@ -32,7 +36,7 @@ export const { incoming, outgoing } = defineProcessor({
     }
     const statusUnchanged = previous !== undefined && previous.status === replica.status;
     const result = mirrorIncoming(ctx, replica, previous, issue);
-    if (!ctx.firstSync && statusUnchanged) {
+    if (!ctx.firstSync && statusUnchanged && new Merger(ctx).policy('status') === 'overwrite') {
       result.status = issue.status;
     }
     if (replica.key !== undefined && replica.key !== null) {

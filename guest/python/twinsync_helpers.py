@@ -1,7 +1,8 @@
 """Shared helpers for twinsync processors written in Python.
 
 The Python counterpart of the Rust SDK (`guest/sdk`): custom fields by name, comment
-merging without duplicates, and the default `mirror` mapping in both directions. The
+merging without duplicates, the three-way merge with the connection's conflict policies,
+and the default `mirror` mapping in both directions. The
 types come from the bindings that componentize-py generates at build time for the world
 `processor` of `wit/processor.wit` (module `wit_world`); nothing generated is committed.
 """
@@ -13,12 +14,15 @@ from componentize_py_types import Err
 from wit_world.imports import sync_helper
 from wit_world.imports.types import (
     Comment,
+    ConflictPolicy,
     CustomField,
     FieldValue,
     FieldValue_Option,
     FieldValue_Text,
+    FieldStamp,
     Issue,
     LogLevel,
+    MergeBase,
     ProcessorError,
     SyncContext,
 )
@@ -27,6 +31,7 @@ __all__ = [
     "Err",
     "Issue",
     "LogLevel",
+    "Merger",
     "ProcessorError",
     "SyncBackError",
     "SyncContext",
@@ -132,36 +137,148 @@ def merge_comments(
 ) -> List[Comment]:
     """Merge the comments of a received replica into the local issue's comments.
 
-    - A remote comment that is new since `previous` is added, unless the local issue
-      already holds the same comment (same creation time and text).
-    - A remote comment edited since `previous` updates the local copy it was made from.
-    - Nothing is ever removed.
+    The host names comments for the processor (see `merge-base` in the WIT): a remote
+    comment with id `local:ID` is the local comment `ID` (ours, or our copy of theirs); any
+    other is only on the other side so far.
 
-    New comments get an empty id: the tracker assigns one when it stores the issue.
+    - A comment only on the other side is added, with the id `remote:ID` so that the host
+      links the copy to it; unless the local issue already has the same comment (same
+      creation time and text), or it was seen before (it was deleted here on purpose).
+    - A comment edited on the other side since `previous` updates the local one.
+    - Nothing is ever removed.
     """
     previous = previous or []
     merged = list(local)
     for comment in remote:
         before = next((old for old in previous if old.id == comment.id), None)
-        # Locate our copy by what the comment looked like when we last saw it.
-        known = before if before is not None else comment
-        index = next((i for i, mine in enumerate(merged) if _same_comment(mine, known)), None)
-        if index is not None:
-            if before is not None and before.body != comment.body:
+        if comment.id.startswith("local:"):
+            own = comment.id[len("local:") :]
+            edited = before is not None and before.body != comment.body
+            index = next((i for i, mine in enumerate(merged) if mine.id == own), None)
+            if index is not None and edited:
                 merged[index] = replace(merged[index], body=comment.body, updated=comment.updated)
-        elif before is None:
-            merged.append(
-                Comment(
-                    id="",
-                    author=comment.author,
-                    body=comment.body,
-                    created=comment.created,
-                    updated=comment.updated,
-                    internal=False,
-                )
+            continue
+        copy_id = "remote:" + comment.id
+        have = any(mine.id == copy_id or _same_comment(mine, comment) for mine in merged)
+        if have or before is not None:
+            continue
+        merged.append(
+            Comment(
+                id=copy_id,
+                author=comment.author,
+                body=comment.body,
+                created=comment.created,
+                updated=comment.updated,
+                internal=False,
             )
-        # Seen before but gone locally: someone deleted our copy on purpose; keep it gone.
+        )
     return merged
+
+
+# --- Three-way merge with the connection's conflict policies -----------------------------
+
+# The core fields an incoming merge settles: (name in the merge base, attribute).
+CORE_FIELDS = [
+    ("summary", "summary"),
+    ("description", "description"),
+    ("status", "status"),
+    ("priority", "priority"),
+    ("resolution", "resolution"),
+    ("issue-type", "issue_type"),
+    ("labels", "labels"),
+    ("components", "components"),
+    ("due-date", "due_date"),
+]
+
+
+def _stamp(stamps: List[FieldStamp], field: str) -> Optional[FieldStamp]:
+    return next((stamp for stamp in stamps if stamp.field == field), None)
+
+
+def _same_stamp(a: FieldStamp, b: FieldStamp) -> bool:
+    return a.at == b.at and a.by == b.by
+
+
+class Merger:
+    """Merges one replica into one local issue, field by field, as the Rust SDK's `Merger`.
+
+    A change on the remote side only is taken, a change on the local side only is kept, and
+    a change on both sides (a conflict) is settled by the field's policy. Which is which
+    comes from the stamps the host keeps per field (`field-stamp` in the WIT).
+    """
+
+    def __init__(self, ctx: SyncContext) -> None:
+        self.ctx = ctx
+        self.base: MergeBase = sync_helper.read_merge_base()
+
+    def policy(self, field: str) -> ConflictPolicy:
+        """The policy of `field` on this connection."""
+        for entry in self.base.policies:
+            if entry.field == field:
+                return entry.policy
+        return self.base.default_policy
+
+    def take_remote(self, field: str, mine: object, theirs: object) -> bool:
+        """Whether the local value `mine` of `field` should become the remote `theirs`
+        (None for a value that is absent). Logs the decision; records a held conflict."""
+        if mine == theirs:
+            return False
+        take, why = self._decide(field, mine, theirs)
+        kept, dropped = (theirs, mine) if take else (mine, theirs)
+        side = "remote" if take else "local"
+        log(
+            LogLevel.DEBUG,
+            f"{field}: kept the {side} value {kept!r} over {dropped!r} ({why})",
+        )
+        return take
+
+    def _decide(self, field: str, mine: object, theirs: object) -> "tuple[bool, str]":
+        policy = self.policy(field)
+        if policy == ConflictPolicy.OVERWRITE:
+            return True, "policy overwrite"
+        remote = _stamp(self.base.remote_stamps, field)
+        if remote is None:
+            return False, "the other side sent no stamp for it"
+        local = _stamp(self.base.local_stamps, field)
+        # A write this side has seen already: its own, or the one the other side sent before.
+        previous = _stamp(self.base.previous_remote_stamps, field)
+        seen = (
+            (local is not None and _same_stamp(local, remote))
+            or remote.by == self.ctx.local_instance
+            or (previous is not None and _same_stamp(previous, remote))
+        )
+        if seen:
+            return False, "not changed on the other side since"
+        if local is None:
+            return True, "never written here"
+        if remote.replaced_at == local.at and remote.replaced_by == local.by:
+            return True, "changed on the other side after this side's value"
+        if policy == ConflictPolicy.REMOTE_WINS:
+            return True, "conflict, remote wins"
+        if policy == ConflictPolicy.LOCAL_WINS:
+            return False, "conflict, local wins"
+        if policy == ConflictPolicy.LAST_WRITER_WINS:
+            # Strings compare by code point in Python and by bytes of UTF-8 in Rust: the
+            # same order, so both sides of a connection pick the same value.
+            if (remote.at, remote.by) > (local.at, local.by):
+                return True, "conflict, the remote write is the last"
+            return False, "conflict, the local write is the last"
+        # HOLD_FOR_REVIEW
+        sync_helper.record_conflict(field, repr(mine), repr(theirs))
+        return False, "conflict, held for review"
+
+
+def _merge_fields(merger: Merger, replica: Replica, issue: Issue) -> None:
+    for name, attribute in CORE_FIELDS:
+        theirs = getattr(replica, attribute)
+        if merger.take_remote(name, getattr(issue, attribute), theirs):
+            setattr(issue, attribute, theirs)
+    # Custom fields the remote issue has, one by one (`custom-field:NAME`). A field the
+    # local issue lacks is added when the remote side set it since the last sync.
+    for field in replica.custom_fields:
+        key = "custom-field:" + field.name
+        if merger.take_remote(key, custom_field(issue, field.name), field.value):
+            set_custom_field(issue, field.name, field.value)
 
 
 # --- The default mapping ---------------------------------------------------------------
@@ -176,26 +293,20 @@ def mirror_outgoing(ctx: SyncContext, issue: Issue) -> Replica:
 def mirror_incoming(
     ctx: SyncContext, replica: Replica, previous: Optional[Replica], issue: Issue
 ) -> Issue:
-    """Take the remote issue's core fields, merge its comments, copy its custom fields
-    (all on first sync, afterwards only those the local issue has too).
+    """The incoming default, as the Rust SDK's: the remote issue's core fields (summary,
+    description, status, priority, resolution, type, labels, components, due date) and
+    custom fields merged three ways with the connection's policies (see `Merger`), and its
+    comments merged in. On first sync, everything is taken.
 
     Keys, ids, project, assignee, reporter and attachments stay local.
     """
     if ctx.first_sync:
         issue.custom_fields = list(replica.custom_fields)
+        for _, attribute in CORE_FIELDS:
+            value = getattr(replica, attribute)
+            setattr(issue, attribute, list(value) if isinstance(value, list) else value)
     else:
-        for field in replica.custom_fields:
-            if custom_field(issue, field.name) is not None:
-                set_custom_field(issue, field.name, field.value)
-    issue.issue_type = replica.issue_type
-    issue.summary = replica.summary
-    issue.description = replica.description
-    issue.status = replica.status
-    issue.priority = replica.priority
-    issue.resolution = replica.resolution
-    issue.labels = list(replica.labels)
-    issue.components = list(replica.components)
-    issue.due_date = replica.due_date
+        _merge_fields(Merger(ctx), replica, issue)
     previous_comments = previous.comments if previous is not None else None
     issue.comments = merge_comments(issue.comments, replica.comments, previous_comments)
     return issue

@@ -1,7 +1,8 @@
 //! The languages processors are written in, and where the tests find each one's processors.
 //!
 //! Every language has the same four: `mirror`, `remote-key`, `status-guard` and the test
-//! processor `scripted`. Rust's are built by cargo (the build scripts); the others by
+//! processor `scripted` (JavaScript also `bare`, a test processor written without the
+//! helpers). Rust's are built by cargo (the build scripts); the others by
 //! `scripts/build-polyglot` into `target/guests/polyglot/DIR/NAME.wasm`, which
 //! `./scripts/test` runs before `cargo test`. To add a language: teach build-polyglot to
 //! build its processors into a new DIR, add a line to the conformance suite

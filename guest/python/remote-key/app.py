@@ -3,14 +3,18 @@
 The side that creates the issue on first sync asks for a sync back, so that the source
 learns the new key without waiting for the next change; on a one-way connection nothing
 can go back, so it does not ask. It also keeps the seed page's status guard (see
-`status-guard`): these helpers merge by taking every remote change, so a stale status that
-a sync back brings would otherwise undo a local change made right after exalating.
+`status-guard`) where the connection's status policy is `overwrite`: outside first sync, a
+replica whose status is the one received last time carries no status change, so a local
+status change made meanwhile survives the stale status a sync back brings. With the other
+policies the three-way merge already tells a stale status from a change, and second-guessing
+it could leave the sides apart.
 """
 
 from typing import Optional
 
 from twinsync_helpers import (
     Issue,
+    Merger,
     SyncBackError,
     SyncContext,
     fail,
@@ -22,7 +26,7 @@ from twinsync_helpers import (
     text,
 )
 from wit_world import exports
-from wit_world.imports.types import Direction
+from wit_world.imports.types import ConflictPolicy, Direction
 
 REMOTE_KEY_FIELD = "remote issue key"
 
@@ -40,7 +44,11 @@ class Incoming(exports.Incoming):
         local_status = issue.status
         status_unchanged = previous is not None and previous.status == replica.status
         issue = mirror_incoming(ctx, replica, previous, issue)
-        if not ctx.first_sync and status_unchanged:
+        if (
+            not ctx.first_sync
+            and status_unchanged
+            and Merger(ctx).policy("status") == ConflictPolicy.OVERWRITE
+        ):
             issue.status = local_status
         if replica.key is not None:
             set_custom_field(issue, REMOTE_KEY_FIELD, text(replica.key))

@@ -78,6 +78,20 @@ impl Node {
         Ok(())
     }
 
+    /// The events whose processor is running or has run but not committed yet, with the
+    /// plugin each runs with: what an operator (or a test) sees of events in flight.
+    pub fn running_plugins(&self) -> Vec<(String, PluginIdentity)> {
+        let running = self
+            .plugins
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        running
+            .iter()
+            .map(|(id, plugin)| (id.clone(), plugin.clone()))
+            .collect()
+    }
+
     /// Bring the connections up to date with the plugin store, if it changed since the last
     /// call. Returns whether a connection changed. A package that cannot be loaded leaves
     /// its connection as it was (and says why).

@@ -21,6 +21,31 @@ pub enum Lang {
 const WIT: &str = include_str!("../../../wit/processor.wit");
 const PYTHON_HELPERS: &str = include_str!("../../../guest/python/twinsync_helpers.py");
 const JS_HELPERS: &str = include_str!("../../../guest/js/lib/twinsync-helpers.js");
+const JS_HELPER_TYPES: &str = include_str!("../../../guest/js/lib/twinsync-helpers.d.ts");
+/// The contract's TypeScript declarations (`scripts/build-polyglot --types`), as
+/// `types/...` in a JavaScript project.
+const JS_CONTRACT_TYPES: [(&str, &str); 5] = [
+    (
+        "types/processor.d.ts",
+        include_str!("../../../guest/js/types/processor.d.ts"),
+    ),
+    (
+        "types/interfaces/twinsync-processor-incoming.d.ts",
+        include_str!("../../../guest/js/types/interfaces/twinsync-processor-incoming.d.ts"),
+    ),
+    (
+        "types/interfaces/twinsync-processor-outgoing.d.ts",
+        include_str!("../../../guest/js/types/interfaces/twinsync-processor-outgoing.d.ts"),
+    ),
+    (
+        "types/interfaces/twinsync-processor-sync-helper.d.ts",
+        include_str!("../../../guest/js/types/interfaces/twinsync-processor-sync-helper.d.ts"),
+    ),
+    (
+        "types/interfaces/twinsync-processor-types.d.ts",
+        include_str!("../../../guest/js/types/interfaces/twinsync-processor-types.d.ts"),
+    ),
+];
 
 /// The SDK the Rust project depends on: this source tree's, unless `TWINSYNC_SDK` names
 /// another checkout's `guest/sdk`.
@@ -203,7 +228,7 @@ echo "next: twinsync plugin check {name}.wasm && twinsync plugin install {name}.
 fn python(name: &str, manifest: &Manifest) -> Vec<File> {
     let app = format!(
         r#""""{name}: a twinsync processor. Each side starts as the helpers' default mirror; change
-what you need. A refusal: `raise fail("...")` (or return `Err(ProcessorError(...))`), the
+what you need. A refusal: `raise fail("...")` (or `raise Err(ProcessorError(...))`), the
 event becomes a sync error with your message. Any other exception is a crash: kind `panic`,
 the traceback in the event's log."""
 
@@ -259,9 +284,12 @@ echo "next: twinsync plugin check {name}.wasm && twinsync plugin install {name}.
 
 fn js(name: &str, manifest: &Manifest) -> Vec<File> {
     let app = format!(
-        r#"// {name}: a twinsync processor. Each side starts as the helpers' default mirror;
-// change what you need. A refusal: `throw fail('...')`, the event becomes a sync error
-// with your message.
+        r#"// @ts-check
+// {name}: a twinsync processor. Each side starts as the helpers' default mirror;
+// change what you need. A refusal: `throw fail('...')` (a `ProcessorError`), the event
+// becomes a sync error with your message. Any other throw is a crash: kind `panic`, the
+// stack in the event's log. Types: `tsc -p .` checks this file against types/ (the
+// contract) and lib/twinsync-helpers.d.ts.
 
 import {{ defineProcessor, fail, mirrorIncoming, mirrorOutgoing }} from './lib/twinsync-helpers.js';
 
@@ -283,18 +311,52 @@ set -eu
 cd "$(dirname "$0")"
 mkdir -p .build
 node --check app.js
+# The component's entry: app.js's exports with a refusal (a thrown value with an own
+# `payload`, as `fail` makes) told apart from a crash (any other throw). componentize-js
+# alone would report a thrown Error as a refusal and lose its stack.
+cat >.build/entry.js <<'EOF'
+import * as processor from '../app.js';
+import {{ guardExports }} from '../lib/twinsync-helpers.js';
+export const {{ incoming, outgoing }} = guardExports(processor);
+EOF
 "${{NODE:-node}}" "${{COMPONENTIZE_JS:?set COMPONENTIZE_JS to componentize-js/src/cli.js}}" \
-    app.js --wit wit --world-name processor --out .build/{name}.wasm --disable http fetch-event
+    .build/entry.js --wit wit --world-name processor --out .build/{name}.wasm --disable http fetch-event
 "${{TWINSYNC:-twinsync}}" plugin pack .build/{name}.wasm --manifest plugin.toml -o "{name}.wasm"
 echo "next: twinsync plugin check {name}.wasm && twinsync plugin install {name}.wasm"
 "#
     );
-    vec![
+    let tsconfig = r#"{
+  "compilerOptions": {
+    "allowJs": true,
+    "checkJs": true,
+    "noEmit": true,
+    "strict": true,
+    "target": "es2022",
+    "module": "esnext",
+    "moduleResolution": "bundler",
+    "types": []
+  },
+  "include": ["app.js", "types/**/*.d.ts"]
+}
+"#;
+    let mut files = vec![
         ("app.js", app, false),
         ("lib/twinsync-helpers.js", JS_HELPERS.to_string(), false),
+        (
+            "lib/twinsync-helpers.d.ts",
+            JS_HELPER_TYPES.to_string(),
+            false,
+        ),
+        ("tsconfig.json", tsconfig.to_string(), false),
         ("wit/processor.wit", WIT.to_string(), false),
         ("plugin.toml", plugin_toml(manifest), false),
         ("build.sh", build, true),
         (".gitignore", "/.build\n/*.wasm\n".into(), false),
-    ]
+    ];
+    files.extend(
+        JS_CONTRACT_TYPES
+            .iter()
+            .map(|(path, text)| (*path, text.to_string(), false)),
+    );
+    files
 }
