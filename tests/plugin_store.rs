@@ -2,16 +2,17 @@
 //! v2, try it on the recorded events (the difference shows what v2 changes, and nothing is
 //! written), switch to it, roll back; each event names the version that processed it.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
+use twinsync::model::Issue;
 use twinsync::plugins::manifest::{self, AskedLimits, Manifest};
 use twinsync::plugins::store::{self, Side as PluginSide};
 use twinsync::plugins::trial::Pick;
 use twinsync::plugins::{Library, manage};
 use twinsync::runtime::PluginIdentity;
 use twinsync::store::events::{self, Kind};
-use twinsync::tracker::Tracker;
+use twinsync::tracker::{ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError};
 use twinsync_tests::*;
 
 /// `acme-sync` at `version`: the bytes of a built-in processor with a manifest inside.
@@ -213,7 +214,16 @@ fn install_try_use_and_roll_back_with_the_version_recorded_on_every_event() {
 /// the next event gets the new version.
 #[test]
 fn an_event_in_flight_finishes_with_the_version_it_started_with() {
-    let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let mut pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    // External's tracker holds the first sync write until the test lets it go: the event
+    // has run its processor then, and has not finished.
+    let (entered, wait_entered) = mpsc::channel();
+    let (let_go, gate) = mpsc::channel();
+    pair.replace_external_tracker(Arc::new(Gated {
+        inner: pair.external.tracker.clone(),
+        entered: Mutex::new(Some(entered)),
+        gate: Mutex::new(gate),
+    }));
     let node = &pair.external.node;
     let dir = tempfile::tempdir().unwrap();
     node.attach_plugins(Arc::new(Library::new(
@@ -221,8 +231,8 @@ fn an_event_in_flight_finishes_with_the_version_it_started_with() {
         runtime(),
     )))
     .unwrap();
-    // v1 is `scripted` (a mirror that sleeps half a second when the issue asks it to), v2
-    // stores the remote key.
+    // v1 is `scripted` (a mirror that tells it slept when the issue asks it to), v2 stores
+    // the remote key.
     let scripted = processor_wasm("scripted").unwrap();
     let v1 = manage::install(node, "acme-1.wasm", &package_of(&scripted, "1.0.0"), "a").unwrap();
     let v2 = manage::install(node, "acme-2.wasm", &package("remote-key", "2.0.0"), "b").unwrap();
@@ -246,19 +256,20 @@ fn an_event_in_flight_finishes_with_the_version_it_started_with() {
     pair.network.deliver().unwrap();
     let (event, in_flight_after_switch) = std::thread::scope(|scope| {
         let processing = scope.spawn(|| node.process_ready(10).unwrap());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (event, running) = loop {
-            if let Some(found) = node.running_plugins().into_iter().next() {
-                break found;
-            }
-            assert!(Instant::now() < deadline, "the event never started");
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        wait_entered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the event reaches the tracker");
+        let (event, running) = node
+            .running_plugins()
+            .into_iter()
+            .next()
+            .expect("the event is running");
         assert_eq!(running.version.as_deref(), Some("1.0.0"));
-        // Switch to v2 while v1 sleeps inside the event.
+        // Switch to v2 while the event is between its processor and its commit.
         use_version("2.0.0");
         assert!(node.refresh_plugins().unwrap());
         let in_flight = node.running_plugins().iter().any(|(id, _)| *id == event);
+        let_go.send(()).unwrap();
         assert_eq!(processing.join().unwrap().done, 1);
         (event, in_flight)
     });
@@ -414,4 +425,54 @@ fn snapshot(pair: &Pair) -> String {
         out.push_str(&format!("{}\n", changes.changes.len()));
     }
     out
+}
+
+/// A tracker whose first sync write waits at a gate: it says it arrived, then waits until
+/// the test lets it go.
+struct Gated {
+    inner: Arc<ReferenceTracker>,
+    entered: Mutex<Option<mpsc::Sender<()>>>,
+    gate: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Gated {
+    fn wait_at_gate(&self) {
+        if let Some(entered) = self.entered.lock().unwrap().take() {
+            entered.send(()).unwrap();
+            self.gate
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the test lets the write go");
+        }
+    }
+}
+
+impl Tracker for Gated {
+    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
+        self.inner.get(key)
+    }
+    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        self.wait_at_gate();
+        self.inner.create(issue, origin)
+    }
+    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        self.wait_at_gate();
+        self.inner.update(issue, origin)
+    }
+    fn update_if(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+        seen: Option<&Issue>,
+    ) -> Result<Issue, TrackerError> {
+        self.wait_at_gate();
+        self.inner.update_if(issue, origin, seen)
+    }
+    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
+        self.inner.changes(cursor, limit)
+    }
+    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
+        self.inner.search(query)
+    }
 }
