@@ -81,6 +81,9 @@ pub struct NewEvent<'a> {
     pub message: Option<&'a str>,
 }
 
+/// Events with what they carry (see `event_bodies` in the schema).
+const FROM_EVENTS: &str = "events LEFT JOIN event_bodies USING (seq)";
+
 const COLUMNS: &str =
     "seq, id, direction, connection, twin_id, reason, hop, message, state, attempts,
     error_kind, error, log, note, created_at, first_attempt_at, last_attempt_at, next_attempt_at, input";
@@ -146,21 +149,28 @@ pub fn local_change_waiting(db: &Connection, twin_id: &str) -> Result<bool> {
 }
 
 pub fn insert(db: &Connection, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
-    db.prepare_cached(
-        "INSERT INTO events (id, direction, connection, twin_id, reason, hop, message_seq, message, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        event.id,
-        event.kind.as_str(),
-        event.connection,
-        event.twin_id,
-        event.reason.as_str(),
-        event.hop,
-        event.message_seq,
-        event.message,
-        now_ms
-    ])?;
+    let seq: i64 = db
+        .prepare_cached(
+            "INSERT INTO events (id, direction, connection, twin_id, reason, hop, message_seq, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+        )?
+        .query_row(
+            params![
+                event.id,
+                event.kind.as_str(),
+                event.connection,
+                event.twin_id,
+                event.reason.as_str(),
+                event.hop,
+                event.message_seq,
+                now_ms
+            ],
+            |r| r.get(0),
+        )?;
+    if let Some(message) = event.message {
+        db.prepare_cached("INSERT INTO event_bodies (seq, message) VALUES (?1, ?2)")?
+            .execute(params![seq, message])?;
+    }
     Ok(())
 }
 
@@ -211,7 +221,7 @@ pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, O
 /// The event numbered `seq`.
 pub fn by_seq(db: &Connection, seq: i64) -> Result<Option<Event>> {
     static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM events WHERE seq = ?1"));
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE seq = ?1"));
     Ok(db
         .prepare_cached(&SQL)?
         .query_row([seq], from_row)
@@ -219,7 +229,7 @@ pub fn by_seq(db: &Connection, seq: i64) -> Result<Option<Event>> {
 }
 
 pub fn get(db: &Connection, id: &str) -> Result<Option<Event>> {
-    let sql = format!("SELECT {COLUMNS} FROM events WHERE id = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE id = ?1");
     Ok(db
         .prepare_cached(&sql)?
         .query_row([id], from_row)
@@ -228,7 +238,7 @@ pub fn get(db: &Connection, id: &str) -> Result<Option<Event>> {
 
 /// Events in a state, oldest first.
 pub fn in_state(db: &Connection, state: &str) -> Result<Vec<Event>> {
-    let sql = format!("SELECT {COLUMNS} FROM events WHERE state = ?1 ORDER BY seq");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE state = ?1 ORDER BY seq");
     let mut stmt = db.prepare_cached(&sql)?;
     let rows = stmt.query_map([state], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -237,7 +247,7 @@ pub fn in_state(db: &Connection, state: &str) -> Result<Vec<Event>> {
 /// Events of a twin, in a state, or both (`None`: any), oldest first.
 pub fn list(db: &Connection, twin: Option<&str>, state: Option<&str>) -> Result<Vec<Event>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM events
+        "SELECT {COLUMNS} FROM {FROM_EVENTS}
          WHERE (?1 IS NULL OR twin_id = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY seq"
     );
     let mut stmt = db.prepare(&sql)?;
@@ -247,7 +257,7 @@ pub fn list(db: &Connection, twin: Option<&str>, state: Option<&str>) -> Result<
 
 /// Every event, oldest first.
 pub fn all(db: &Connection) -> Result<Vec<Event>> {
-    let sql = format!("SELECT {COLUMNS} FROM events ORDER BY seq");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM_EVENTS} ORDER BY seq");
     let mut stmt = db.prepare(&sql)?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -288,7 +298,8 @@ pub struct Stored {
 pub fn stored(db: &Connection, id: &str) -> Result<Option<Stored>> {
     Ok(db
         .prepare_cached(
-            "SELECT connection, direction, twin_id, message_seq, message FROM events WHERE id = ?1",
+            "SELECT connection, direction, twin_id, message_seq, message
+             FROM events LEFT JOIN event_bodies USING (seq) WHERE id = ?1",
         )?
         .query_row([id], |r| {
             Ok(Stored {
@@ -362,8 +373,15 @@ pub fn finish(db: &Connection, seq: i64, note: &str, log: &str, now_ms: i64) -> 
 /// Keep what the event's processor was given (JSON), for replays and for a repeat of the
 /// event after a crash.
 pub fn save_input(db: &Connection, seq: i64, input: &str) -> Result<()> {
-    db.prepare_cached("UPDATE events SET input = ?2 WHERE seq = ?1")?
-        .execute(params![seq, input])?;
+    set_input(db, seq, Some(input))
+}
+
+fn set_input(db: &Connection, seq: i64, input: Option<&str>) -> Result<()> {
+    db.prepare_cached(
+        "INSERT INTO event_bodies (seq, input) VALUES (?1, ?2)
+         ON CONFLICT (seq) DO UPDATE SET input = excluded.input",
+    )?
+    .execute(params![seq, input])?;
     Ok(())
 }
 
@@ -389,7 +407,8 @@ pub fn writing(db: &Connection, local_key: &str, twin_id: &str) -> Result<Option
             "SELECT e.id FROM twins t CROSS JOIN events e ON e.twin_id = t.twin_id
              WHERE t.local_key = ?1 AND t.twin_id != ?2
                AND e.state IN ('pending', 'failed') AND +e.state = 'pending'
-               AND +e.direction = 'incoming' AND e.input IS NOT NULL
+               AND +e.direction = 'incoming'
+               AND (SELECT b.input FROM event_bodies b WHERE b.seq = e.seq) IS NOT NULL
              LIMIT 1",
         )?
         .query_row([local_key, twin_id], |r| r.get(0))
@@ -407,8 +426,7 @@ pub fn fail(
     input: Option<&str>,
     now_ms: i64,
 ) -> Result<()> {
-    db.prepare_cached("UPDATE events SET input = ?2 WHERE seq = ?1")?
-        .execute(params![seq, input])?;
+    set_input(db, seq, input)?;
     record_attempt(db, seq, "failed", kind, error, log, now_ms, None)
 }
 
@@ -496,7 +514,7 @@ fn non_empty(text: &str) -> Option<&str> {
 /// for, or will), newest first: what `plugin try` replays.
 pub fn recent_of_connection(db: &Connection, connection: &str, limit: usize) -> Result<Vec<Event>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE connection = ?1 AND direction IN ('incoming', 'outgoing')
+        "SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE connection = ?1 AND direction IN ('incoming', 'outgoing')
          ORDER BY seq DESC LIMIT ?2"
     );
     let mut stmt = db.prepare_cached(&sql)?;

@@ -33,6 +33,8 @@ impl NodeStore {
             .with_context(|| format!("cannot set up the database in {}", path.display()))?;
         db.execute_batch(history::SCHEMA)
             .with_context(|| format!("cannot set up the history in {}", path.display()))?;
+        move_event_bodies(&db)
+            .with_context(|| format!("cannot move events' messages in {}", path.display()))?;
         // A random name for this database, part of every id it makes: a node whose database
         // was reset must not reuse ids that trackers and other nodes remember.
         db.execute(
@@ -71,6 +73,28 @@ impl NodeStore {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Databases made before `event_bodies` existed kept each event's message and input in the
+/// event's row: move them there, once.
+fn move_event_bodies(db: &Connection) -> Result<()> {
+    let old: i64 = db.query_row(
+        "SELECT count(*) FROM pragma_table_info('events') WHERE name IN ('message', 'input')",
+        [],
+        |r| r.get(0),
+    )?;
+    if old == 0 {
+        return Ok(());
+    }
+    db.execute_batch(
+        "BEGIN IMMEDIATE;
+         INSERT OR IGNORE INTO event_bodies (seq, message, input)
+             SELECT seq, message, input FROM events WHERE message IS NOT NULL OR input IS NOT NULL;
+         ALTER TABLE events DROP COLUMN message;
+         ALTER TABLE events DROP COLUMN input;
+         COMMIT;",
+    )?;
+    Ok(())
 }
 
 /// A connection to a database in WAL mode, set up as every twinsync database is.
@@ -184,5 +208,86 @@ mod tests {
         // The second saw the first's write: they ran one after the other.
         let value = a.read(|db| get_meta(db, "x")).unwrap().unwrap();
         assert_eq!(value, "Some(\"None+a\")+b");
+    }
+
+    /// A database made before events' messages and inputs moved to `event_bodies` opens
+    /// with them where the code now looks, and nothing else of the event lost.
+    #[test]
+    fn an_older_database_keeps_its_events_messages_and_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twinsync.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                direction TEXT NOT NULL, connection TEXT NOT NULL, twin_id TEXT NOT NULL,
+                reason TEXT NOT NULL, hop INTEGER NOT NULL DEFAULT 0, message_seq INTEGER,
+                message TEXT, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at INTEGER, error_kind TEXT, error TEXT, log TEXT, input TEXT,
+                note TEXT, created_at INTEGER NOT NULL, first_attempt_at INTEGER, last_attempt_at INTEGER);
+             INSERT INTO events (id, direction, connection, twin_id, reason, message_seq, message, input, created_at)
+                 VALUES ('m1', 'incoming', 'c', 't1', 'local-change', 1, '{\"m\":1}', '{\"i\":1}', 5),
+                        ('e2', 'outgoing', 'c', 't2', 'local-change', NULL, NULL, NULL, 6);",
+        )
+        .unwrap();
+        drop(old);
+
+        let store = NodeStore::open(&path).unwrap();
+        let first = store.read(|db| events::get(db, "m1")).unwrap().unwrap();
+        assert_eq!(first.message.as_deref(), Some("{\"m\":1}"));
+        assert_eq!(first.input.as_deref(), Some("{\"i\":1}"));
+        assert_eq!((first.twin_id.as_str(), first.created_at), ("t1", 5));
+        let second = store.read(|db| events::get(db, "e2")).unwrap().unwrap();
+        assert_eq!((second.message, second.input), (None, None));
+        // Opened again: nothing to move, nothing moved twice.
+        drop(store);
+        let store = NodeStore::open(&path).unwrap();
+        let first = store.read(|db| events::get(db, "m1")).unwrap().unwrap();
+        assert_eq!(first.message.as_deref(), Some("{\"m\":1}"));
+    }
+
+    /// An event's body goes with it when finished events are forgotten.
+    #[test]
+    fn a_forgotten_event_takes_its_body_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(&dir.path().join("twinsync.db")).unwrap();
+        let bodies = |store: &NodeStore| {
+            store
+                .read(|db| {
+                    Ok(db.query_row("SELECT count(*) FROM event_bodies", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?)
+                })
+                .unwrap()
+        };
+        store
+            .write(|tx| {
+                for (id, seq) in [("m1", 1), ("m2", 2)] {
+                    events::insert(
+                        tx,
+                        &events::NewEvent {
+                            id,
+                            kind: events::Kind::Incoming,
+                            connection: "c",
+                            twin_id: "t",
+                            reason: crate::model::SyncReason::LocalChange,
+                            hop: 0,
+                            message_seq: Some(seq),
+                            message: Some("{}"),
+                        },
+                        0,
+                    )?;
+                }
+                tx.execute("UPDATE events SET state = 'done'", [])?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(bodies(&store), 2);
+        // The last message of the twin stays (see `forget_finished`); the other goes.
+        let forgotten = store
+            .write(|tx| events::forget_finished(tx, 1, 10))
+            .unwrap();
+        assert_eq!(forgotten, 1);
+        assert_eq!(bodies(&store), 1);
     }
 }

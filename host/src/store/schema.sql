@@ -74,15 +74,12 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT NOT NULL,
     hop INTEGER NOT NULL DEFAULT 0,
     message_seq INTEGER,             -- incoming: the sender's number for this twin
-    message TEXT,                    -- incoming: the message as received (JSON)
     state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed', 'done', 'skipped')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,         -- ms since epoch; a transient failure waits until then
     error_kind TEXT,
     error TEXT,
     log TEXT,
-    input TEXT,                      -- what the processor was given (JSON), stored before an
-                                     -- incoming event writes to the tracker
     note TEXT,                       -- what processing did, for people
     created_at INTEGER NOT NULL,
     first_attempt_at INTEGER,
@@ -94,6 +91,20 @@ CREATE INDEX IF NOT EXISTS events_by_state ON events (state, seq);
 CREATE INDEX IF NOT EXISTS events_open_by_twin ON events (twin_id, seq) WHERE state IN ('pending', 'failed');
 -- The last message received per twin, for ordering and duplicates.
 CREATE INDEX IF NOT EXISTS events_received_by_twin ON events (twin_id, message_seq) WHERE direction = 'incoming';
+
+-- What an event carries that is written once: the message received, and what its processor
+-- was given. Kept apart from the event's row, so that the event's changes of state rewrite a
+-- row of a hundred bytes rather than these kilobytes (and the pages they overflow into).
+CREATE TABLE IF NOT EXISTS event_bodies (
+    seq INTEGER PRIMARY KEY,         -- the event's
+    message TEXT,                    -- incoming: the message as received (JSON)
+    input TEXT                       -- what the processor was given (JSON), stored before an
+                                     -- incoming event writes to the tracker
+);
+CREATE TRIGGER IF NOT EXISTS event_bodies_go_with_their_event AFTER DELETE ON events
+BEGIN
+    DELETE FROM event_bodies WHERE seq = old.seq;
+END;
 
 -- Messages waiting for the other node's acknowledgement, in the order they were made.
 CREATE TABLE IF NOT EXISTS outbox (
