@@ -150,13 +150,19 @@ pub fn sender_loop(
         // (they would arrive out of order), the other twins' go on.
         let mut stopped = std::collections::HashSet::new();
         let mut retry_later = false;
+        // In batches, one request each; to an older node, one message per request.
+        let mut batched = sender
+            .send_batches(&batch, millis(clock.now()) / 1000)
+            .map(Vec::into_iter);
         for message in batch {
+            let sent = batched.as_mut().and_then(Iterator::next);
             if stopped.contains(&message.twin) {
                 continue;
             }
             let span = tracing::info_span!("send", event = %message.id, twin = %message.twin, connection = %connection);
             let _entered = span.enter();
-            match sender.send(&message, millis(clock.now()) / 1000) {
+            let sent = sent.unwrap_or_else(|| sender.send(&message, millis(clock.now()) / 1000));
+            match sent {
                 Ok(receipt @ (Receipt::Accepted | Receipt::Duplicate)) => {
                     tracing::debug!(?receipt, "acknowledged");
                     acknowledged.push(message.id);

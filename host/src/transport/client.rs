@@ -1,11 +1,14 @@
-//! The sending end of the node-to-node protocol: signs and posts one message at a time.
+//! The sending end of the node-to-node protocol: signs and posts messages, a batch per
+//! request, or one per request to a node that does not take batches.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use super::protocol::{
-    CONNECTION_HEADER, MESSAGE_ID_HEADER, MESSAGES_PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign,
+    BATCH_PATH, CONNECTION_HEADER, MAX_BATCH, MAX_BODY_BYTES, MESSAGE_ID_HEADER, MESSAGES_PATH,
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, sign,
 };
 use crate::config::Secret;
 use crate::sync::{Receipt, SyncMessage};
@@ -67,9 +70,12 @@ impl SendError {
 /// Posts messages of one connection to the other node.
 pub struct Sender {
     agent: ureq::Agent,
+    base_url: String,
     url: String,
     connection: String,
     secret: Secret,
+    /// Whether the other node takes batches (until it answers that it does not).
+    batches: AtomicBool,
 }
 
 impl Sender {
@@ -94,42 +100,140 @@ impl Sender {
                     .build(),
             );
         }
+        let base_url = remote_url.trim_end_matches('/').to_string();
         Ok(Sender {
             agent: config.build().into(),
-            url: format!("{}{MESSAGES_PATH}", remote_url.trim_end_matches('/')),
+            url: format!("{base_url}{MESSAGES_PATH}"),
+            base_url,
             connection: connection.to_string(),
             secret,
+            batches: AtomicBool::new(true),
         })
     }
 
-    /// Post one message; `now` is the Unix time in seconds for the timestamp.
-    pub fn send(&self, message: &SyncMessage, now: i64) -> Result<Receipt, SendError> {
-        let body = serde_json::to_vec(message).expect("messages always encode");
+    /// Post `messages` (oldest first) in batches: one receipt, or the reason none came, per
+    /// message, in order. `None` if the other node does not take batches (an older node):
+    /// then each message is posted with [`Sender::send`].
+    pub fn send_batches(
+        &self,
+        messages: &[SyncMessage],
+        now: i64,
+    ) -> Option<Vec<Result<Receipt, SendError>>> {
+        if !self.batches.load(Ordering::Relaxed) {
+            return None;
+        }
+        let url = self.batch_url();
+        let mut results = Vec::with_capacity(messages.len());
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let count = batch_len(rest);
+            let (chunk, later) = rest.split_at(count);
+            rest = later;
+            let error = match self.send_batch(chunk, now) {
+                Ok(Some(receipts)) => {
+                    results.extend(receipts.into_iter().map(|r| receipt_result(r, &url)));
+                    continue;
+                }
+                Ok(None) if results.is_empty() => {
+                    self.batches.store(false, Ordering::Relaxed);
+                    return None;
+                }
+                Ok(None) => SendError::Rejected {
+                    url: url.clone(),
+                    status: 404,
+                    reason: "the other node stopped taking batches".into(),
+                },
+                Err(error) => error,
+            };
+            // The request as a whole failed: the same for its messages and the later ones,
+            // and for none of them for good (a refusal of the whole batch is about the
+            // batch, not about its first message): they stay queued and go again later.
+            let reason = match error {
+                SendError::Unreachable { reason, .. } => reason,
+                rejected => rejected.to_string(),
+            };
+            let failed = chunk.len() + rest.len();
+            results.extend((0..failed).map(|_| {
+                Err(SendError::Unreachable {
+                    url: url.clone(),
+                    reason: reason.clone(),
+                })
+            }));
+            break;
+        }
+        Some(results)
+    }
+
+    fn batch_url(&self) -> String {
+        format!("{}{BATCH_PATH}", self.base_url)
+    }
+
+    /// Post a batch: its receipts, or `None` if the other node has no batch route.
+    fn send_batch(
+        &self,
+        messages: &[SyncMessage],
+        now: i64,
+    ) -> Result<Option<Vec<Receipt>>, SendError> {
+        let body = serde_json::to_vec(messages).expect("messages always encode");
+        let url = self.batch_url();
+        let (status, text) = self.post(&url, BATCH_PATH, &messages[0].id, &body, now)?;
+        match status {
+            200 => match serde_json::from_str::<Vec<Receipt>>(&text) {
+                Ok(receipts) if receipts.len() == messages.len() => Ok(Some(receipts)),
+                Ok(receipts) => Err(SendError::Rejected {
+                    url,
+                    status,
+                    reason: format!(
+                        "{} receipts for {} messages",
+                        receipts.len(),
+                        messages.len()
+                    ),
+                }),
+                Err(e) => Err(SendError::Rejected {
+                    url,
+                    status,
+                    reason: format!("unreadable answer ({e}): {text}"),
+                }),
+            },
+            // No such route (an older node): axum's empty 404 or 405, not our JSON refusal
+            // of an unknown connection.
+            404 | 405 if error_reason(&text).is_none() => Ok(None),
+            503 => Err(SendError::Unreachable { url, reason: text }),
+            _ => Err(SendError::Rejected {
+                url,
+                status,
+                reason: error_reason(&text).unwrap_or(text),
+            }),
+        }
+    }
+
+    /// Sign and post `body` to `url` (whose path is `path`); the status and the answer.
+    fn post(
+        &self,
+        url: &str,
+        path: &str,
+        id: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(u16, String), SendError> {
         let timestamp = now.to_string();
-        let signature = sign(
-            &self.secret,
-            "POST",
-            MESSAGES_PATH,
-            &timestamp,
-            &message.id,
-            &body,
-        );
+        let signature = sign(&self.secret, "POST", path, &timestamp, id, body);
         let unreachable = |reason: String| SendError::Unreachable {
-            url: self.url.clone(),
+            url: url.to_string(),
             reason,
         };
         let mut response = self
             .agent
-            .post(&self.url)
+            .post(url)
             .header("content-type", "application/json")
             .header(CONNECTION_HEADER, &self.connection)
-            .header(MESSAGE_ID_HEADER, &message.id)
+            .header(MESSAGE_ID_HEADER, id)
             .header(TIMESTAMP_HEADER, &timestamp)
             .header(SIGNATURE_HEADER, &signature)
-            .send(&body[..])
+            .send(body)
             .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status().as_u16();
-        // An answer is a receipt or a reason: a few hundred bytes. More is not read.
+        // An answer is receipts or a reason: a few kilobytes at most. More is not read.
         let text = response
             .body_mut()
             .with_config()
@@ -137,23 +241,74 @@ impl Sender {
             .lossy_utf8(true)
             .read_to_string()
             .map_err(|e| unreachable(format!("reading the answer: {e}")))?;
+        Ok((status, text))
+    }
+
+    /// Post one message; `now` is the Unix time in seconds for the timestamp.
+    pub fn send(&self, message: &SyncMessage, now: i64) -> Result<Receipt, SendError> {
+        let body = serde_json::to_vec(message).expect("messages always encode");
+        let (status, text) = self.post(&self.url, MESSAGES_PATH, &message.id, &body, now)?;
         match status {
             200 | 409 => serde_json::from_str(&text).map_err(|e| SendError::Rejected {
                 url: self.url.clone(),
                 status,
                 reason: format!("unreadable answer ({e}): {text}"),
             }),
-            503 => Err(unreachable(text)),
+            503 => Err(SendError::Unreachable {
+                url: self.url.clone(),
+                reason: text,
+            }),
             _ => Err(SendError::Rejected {
                 url: self.url.clone(),
                 status,
-                reason: serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                    .unwrap_or(text),
+                reason: error_reason(&text).unwrap_or(text),
             }),
         }
     }
+}
+
+/// How many of `messages` go in the next batch: at most [`MAX_BATCH`], and few enough that
+/// the request stays under the other node's body limit (at least one: a single message is
+/// always within it).
+fn batch_len(messages: &[SyncMessage]) -> usize {
+    let mut bytes = 2;
+    let mut count = 0;
+    for message in messages.iter().take(MAX_BATCH) {
+        let size = serde_json::to_vec(message).map_or(0, |b| b.len()) + 1;
+        if count > 0 && bytes + size > MAX_BODY_BYTES {
+            break;
+        }
+        bytes += size;
+        count += 1;
+    }
+    count.max(1)
+}
+
+/// A receipt of a batch, as the single-message route would have answered it: a refusal
+/// for good is an error with the reason, as a 422 or a 403 is there.
+fn receipt_result(receipt: Receipt, url: &str) -> Result<Receipt, SendError> {
+    match receipt {
+        Receipt::Refused { reason } => Err(SendError::Rejected {
+            url: url.to_string(),
+            status: 422,
+            reason,
+        }),
+        Receipt::Forbidden { reason } => Err(SendError::Rejected {
+            url: url.to_string(),
+            status: 403,
+            reason,
+        }),
+        other => Ok(other),
+    }
+}
+
+/// The reason in one of our JSON refusals (`{"error": ...}`).
+fn error_reason(text: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()?
+        .get("error")?
+        .as_str()
+        .map(str::to_string)
 }
 
 #[cfg(test)]

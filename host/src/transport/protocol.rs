@@ -16,6 +16,23 @@
 //! unless every check passes: size (413), connection (404), timestamp within the skew
 //! window (401), signature (401), JSON and message (400), then hands the message to the
 //! node: accepted or duplicate (200), out of order (409), refused (422).
+//!
+//! Several messages of a connection, in one request (what a sender with a queue does; an
+//! older node without this route answers 404 and gets one message per request):
+//!
+//! ```text
+//! POST /v1/messages/batch
+//! X-Twinsync-Message-Id: <the first message's id>
+//! (the other headers as above; the signature covers this path)
+//!
+//! [<SyncMessage>, ...]                         (1 to 64 messages, in the order they were made)
+//! ```
+//!
+//! The same checks, for the request and then for every message (each of the connection in
+//! the header, the first with the id in the header); a failed check refuses the whole batch
+//! and stores nothing. Then the messages are handed to the node in one transaction, in
+//! order, and the answer (200) is one receipt per message, in order: accepted, duplicate,
+//! out-of-order, refused or forbidden, as the statuses above.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -23,6 +40,9 @@ use sha2::Sha256;
 use crate::config::Secret;
 
 pub const MESSAGES_PATH: &str = "/v1/messages";
+pub const BATCH_PATH: &str = "/v1/messages/batch";
+/// The most messages in one batch.
+pub const MAX_BATCH: usize = 64;
 pub const CONNECTION_HEADER: &str = "x-twinsync-connection";
 pub const MESSAGE_ID_HEADER: &str = "x-twinsync-message-id";
 pub const TIMESTAMP_HEADER: &str = "x-twinsync-timestamp";

@@ -12,8 +12,8 @@ use axum::routing::post;
 use serde_json::json;
 
 use super::protocol::{
-    CONNECTION_HEADER, MAX_BODY_BYTES, MAX_CLOCK_SKEW_SECS, MESSAGE_ID_HEADER, MESSAGES_PATH,
-    SIGNATURE_HEADER, TIMESTAMP_HEADER, fresh, verify,
+    BATCH_PATH, CONNECTION_HEADER, MAX_BATCH, MAX_BODY_BYTES, MAX_CLOCK_SKEW_SECS,
+    MESSAGE_ID_HEADER, MESSAGES_PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER, fresh, verify,
 };
 use crate::clock::Clock;
 use crate::config::Secret;
@@ -33,6 +33,7 @@ pub struct Receiver {
 pub fn router(receiver: Arc<Receiver>) -> Router {
     Router::new()
         .route(MESSAGES_PATH, post(receive))
+        .route(BATCH_PATH, post(receive_batch))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(receiver)
 }
@@ -52,6 +53,20 @@ async fn receive(
     }
 }
 
+async fn receive_batch(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match tokio::task::spawn_blocking(move || receiver.handle_batch(&headers, &body)).await {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(_) => {
+            let (status, body) = refuse(StatusCode::INTERNAL_SERVER_ERROR, "the receiver failed");
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
 type Answer = (StatusCode, serde_json::Value);
 
 fn refuse(status: StatusCode, reason: impl Into<String>) -> Answer {
@@ -59,60 +74,67 @@ fn refuse(status: StatusCode, reason: impl Into<String>) -> Answer {
 }
 
 impl Receiver {
-    /// Check a request and hand its message to the node. Nothing is stored unless every
-    /// check passes.
-    pub fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Answer {
+    /// The request's connection and message id, if its headers and signature (over
+    /// `path` and `body`) pass the checks; the refusal otherwise.
+    fn authenticate<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(&'h str, &'h str), Answer> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let Some(connection) = header(CONNECTION_HEADER) else {
-            return refuse(
+            return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 format!("missing header {CONNECTION_HEADER}"),
-            );
+            ));
         };
         let Some(secret) = self.secrets.get(connection) else {
-            return refuse(
+            return Err(refuse(
                 StatusCode::NOT_FOUND,
                 format!("unknown connection `{connection}`"),
-            );
+            ));
         };
         let Some(message_id) = header(MESSAGE_ID_HEADER) else {
-            return refuse(
+            return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 format!("missing header {MESSAGE_ID_HEADER}"),
-            );
+            ));
         };
         let Some(timestamp) = header(TIMESTAMP_HEADER) else {
-            return refuse(
+            return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 format!("missing header {TIMESTAMP_HEADER}"),
-            );
+            ));
         };
         let now = crate::clock::millis(self.clock.now()) / 1000;
         if !fresh(timestamp, now) {
-            return refuse(
+            return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 format!(
                     "stale or invalid timestamp: more than {MAX_CLOCK_SKEW_SECS} s from this node's clock"
                 ),
-            );
+            ));
         }
         let Some(signature) = header(SIGNATURE_HEADER) else {
-            return refuse(
+            return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 format!("missing header {SIGNATURE_HEADER}"),
-            );
+            ));
         };
-        if !verify(
-            secret,
-            "POST",
-            MESSAGES_PATH,
-            timestamp,
-            message_id,
-            body,
-            signature,
-        ) {
-            return refuse(StatusCode::UNAUTHORIZED, "bad signature");
+        if !verify(secret, "POST", path, timestamp, message_id, body, signature) {
+            return Err(refuse(StatusCode::UNAUTHORIZED, "bad signature"));
         }
+        Ok((connection, message_id))
+    }
+
+    /// Check a request and hand its message to the node. Nothing is stored unless every
+    /// check passes.
+    pub fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Answer {
+        let (connection, message_id) = match self.authenticate(headers, MESSAGES_PATH, body) {
+            Ok(checked) => checked,
+            Err(refusal) => return refusal,
+        };
         let message: SyncMessage = match serde_json::from_slice(body) {
             Ok(message) => message,
             Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed message: {e}")),
@@ -151,6 +173,68 @@ impl Receiver {
                 refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the node cannot store the message now; send it again later",
+                )
+            }
+        }
+    }
+
+    /// Check a batch request and every message in it, then hand the messages to the node
+    /// in one transaction. Nothing is stored unless every check passes; then the answer is
+    /// one receipt per message, in order.
+    pub fn handle_batch(&self, headers: &HeaderMap, body: &[u8]) -> Answer {
+        let (connection, batch_id) = match self.authenticate(headers, BATCH_PATH, body) {
+            Ok(checked) => checked,
+            Err(refusal) => return refusal,
+        };
+        let messages: Vec<SyncMessage> = match serde_json::from_slice(body) {
+            Ok(messages) => messages,
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed batch: {e}")),
+        };
+        if messages.is_empty() || messages.len() > MAX_BATCH {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "a batch holds 1 to {MAX_BATCH} messages, not {}",
+                    messages.len()
+                ),
+            );
+        }
+        if messages[0].id != batch_id {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the batch's id must be its first message's",
+            );
+        }
+        if messages.iter().any(|m| m.connection != connection) {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "every message of a batch must be of the connection in the header",
+            );
+        }
+        match self.node.receive_all(&messages) {
+            Ok(receipts) => {
+                if receipts.contains(&Receipt::Accepted) {
+                    (self.on_accept)();
+                }
+                for (message, receipt) in messages.iter().zip(&receipts) {
+                    if let Receipt::Forbidden { reason } = receipt {
+                        tracing::warn!(connection, message = %message.id, "refused: {reason}");
+                    }
+                }
+                (
+                    StatusCode::OK,
+                    serde_json::to_value(&receipts).unwrap_or_default(),
+                )
+            }
+            Err(e) => {
+                tracing::error!(
+                    connection,
+                    batch = batch_id,
+                    "cannot store received messages: {e:#}"
+                );
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the node cannot store the messages now; send them again later",
                 )
             }
         }
