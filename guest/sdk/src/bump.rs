@@ -5,7 +5,8 @@
 //! That is most of what crossing the contract costs inside the guest: the host hands an
 //! issue over as a few hundred strings, each one a call of `cabi_realloc` (an allocation
 //! here), and every one of them is freed again when the processor drops its inputs and after
-//! the result has been copied out (`post-return`). With Rust's default allocator (dlmalloc)
+//! the result has been copied out (`post-return`). With the default allocator (wasi-libc.s
+//! dlmalloc)
 //! each of those is a search of its free lists; here it is a few instructions.
 //!
 //! The last allocation is grown and freed in place, so a `Vec` or `String` that grows
@@ -35,6 +36,19 @@ pub struct BumpAllocator(UnsafeCell<Bump>);
 // never accessed concurrently.
 unsafe impl Sync for BumpAllocator {}
 
+/// Where allocation starts: static memory, so part of what the instance is created with
+/// (zero-filled, not stored in the component). Enough for the allocations of an event on an
+/// issue with dozens of comments; beyond it, memory grows.
+const ARENA_BYTES: usize = 256 << 10;
+
+#[repr(C, align(16))]
+struct Arena(UnsafeCell<[u8; ARENA_BYTES]>);
+
+// SAFETY: as for `BumpAllocator`; the arena is only reached through the allocator.
+unsafe impl Sync for Arena {}
+
+static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_BYTES]));
+
 #[global_allocator]
 static ALLOCATOR: BumpAllocator = BumpAllocator(UnsafeCell::new(Bump { next: 0, end: 0 }));
 
@@ -42,9 +56,12 @@ impl Bump {
     /// Hand out `size` bytes aligned to `align`, growing linear memory when needed; `None`
     /// when the memory cannot grow (the host's memory limit).
     fn take(&mut self, size: usize, align: usize) -> Option<usize> {
+        if self.end == 0 {
+            self.start();
+        }
         let start = self.next.checked_add(align - 1)? & !(align - 1);
         let new_next = start.checked_add(size)?;
-        if new_next <= self.end && self.end != 0 {
+        if new_next <= self.end {
             self.next = new_next;
             return Some(start);
         }
@@ -52,6 +69,14 @@ impl Bump {
         let start = self.next.checked_add(align - 1)? & !(align - 1);
         self.next = start + size;
         Some(start)
+    }
+
+    /// Start in the arena: an event whose allocations fit there never grows memory, and
+    /// growing is a system call in the host (the new pages are made accessible, and made
+    /// inaccessible again when the instance is dropped).
+    fn start(&mut self) {
+        self.next = ARENA.0.get() as usize;
+        self.end = self.next + ARENA_BYTES;
     }
 
     /// Make room for at least `bytes` more after `next`.
@@ -64,13 +89,11 @@ impl Bump {
         }
         let old_end = previous * PAGE;
         if old_end != self.end {
-            // Memory grown by someone else (or the first call): start over in the new pages.
+            // Memory grown by someone else: start over in the new pages.
             self.next = old_end;
         }
         self.end = old_end + pages * PAGE;
-        // What is left after `next` may still be too small if `next` was mid-way through the
-        // old pages and the new ones are not contiguous; the loop in `take` is not needed
-        // because a fresh region starts at its first byte.
+        // Starting over in pages that are not contiguous with ours leaves less than asked.
         if self.end - self.next < bytes {
             return self.grow(bytes);
         }
