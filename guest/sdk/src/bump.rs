@@ -2,12 +2,11 @@
 //!
 //! twinsync runs every event in a fresh instance and throws it away afterwards, so memory
 //! never needs to be given back: an allocation is a pointer increment, and freeing is free.
-//! That is most of what crossing the contract costs inside the guest: the host hands an
+//! Much of what crossing the contract costs inside the guest is allocation: the host hands an
 //! issue over as a few hundred strings, each one a call of `cabi_realloc` (an allocation
 //! here), and every one of them is freed again when the processor drops its inputs and after
-//! the result has been copied out (`post-return`). With the default allocator (wasi-libc.s
-//! dlmalloc)
-//! each of those is a search of its free lists; here it is a few instructions.
+//! the result has been copied out (`post-return`). With the default allocator (wasi-libc's
+//! dlmalloc) each of those is a search of its free lists; here it is a few instructions.
 //!
 //! The last allocation is grown and freed in place, so a `Vec` or `String` that grows
 //! while nothing else is allocated (the common case: building one value) reuses its memory
@@ -15,7 +14,7 @@
 //! instance is dropped: a processor that allocates and frees in a long loop uses more
 //! memory than with dlmalloc, up to its memory limit (a `memory-limit` failure, as with any
 //! allocator). Such a processor can turn the SDK's default feature `bump-allocator` off to
-//! get Rust's default allocator back.
+//! get the default allocator back.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::arch::wasm32;
