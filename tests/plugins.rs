@@ -1,6 +1,10 @@
-//! Installing processors: what is not a processor is refused with a message saying why.
+//! Installing processors: what is not a processor is refused with a message saying why;
+//! what is one runs on inputs of any size.
 
-use twinsync::runtime::PluginError;
+use std::sync::Arc;
+
+use twinsync::model::{Issue, sample_issue};
+use twinsync::runtime::{Call, Limits, NoTwins, PluginError};
 use twinsync::sync::{Connection, Flow};
 use twinsync_tests::*;
 
@@ -140,4 +144,45 @@ fn the_compile_cache_survives_restarts_and_rebuilds_bad_entries() {
         Compiled::Cached,
         "a truncated entry is compiled again"
     );
+}
+
+/// The SDK's allocator hands out memory from a 256 KiB arena first and grows linear memory
+/// beyond it (`guest/sdk/src/bump.rs`): an issue whose copies do not fit in the arena comes
+/// out whole, every comment in order.
+#[test]
+fn a_processor_handles_an_issue_larger_than_its_allocation_arena() {
+    let run = |replica: &Issue| {
+        let call = Call {
+            ctx: first_sync_context(),
+            limits: &Limits::default(),
+            can_send: true,
+            directory: Arc::new(NoTwins),
+            merge_base: Default::default(),
+        };
+        processor("mirror").run_incoming(&runtime(), call, replica, None, &Issue::default())
+    };
+    let small = run(&sample_issue(1, 1));
+    assert!(small.result.is_ok(), "{:?}", small.result);
+    // 200 comments of 2 KB: 400 KB of text, copied in and out (more comments would spend
+    // the instruction limit on the comment merge, which compares every pair).
+    let mut replica = sample_issue(50, 200);
+    for comment in &mut replica.comments {
+        comment.body = comment.body.repeat(2_048 / comment.body.len() + 1);
+    }
+    let outcome = run(&replica);
+    let issue = outcome.result.expect("mirror succeeds");
+    assert!(
+        outcome.peak_memory > small.peak_memory,
+        "the copies should need more than the arena: peak {} bytes, {} for a small issue",
+        outcome.peak_memory,
+        small.peak_memory
+    );
+    assert_eq!(issue.summary, replica.summary);
+    assert_eq!(issue.custom_fields, replica.custom_fields);
+    assert_eq!(issue.comments.len(), replica.comments.len());
+    for (copy, original) in issue.comments.iter().zip(&replica.comments) {
+        assert_eq!(copy.id, format!("remote:{}", original.id));
+        assert_eq!(copy.body, original.body);
+        assert_eq!(copy.author, original.author);
+    }
 }

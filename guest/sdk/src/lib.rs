@@ -30,6 +30,8 @@
 extern crate self as twinsync_sdk;
 
 mod attachments;
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+mod bump;
 mod comments;
 mod fields;
 pub mod host;

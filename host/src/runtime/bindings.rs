@@ -13,7 +13,6 @@ pub mod v0_2_0 {
         with: { "twinsync:processor/types": crate::runtime::wit_types },
     });
 
-    pub use self::exports::twinsync::processor::{incoming, outgoing};
     pub use self::twinsync::processor::sync_helper;
 
     pub const VERSION: &str = "0.2.0";
@@ -34,7 +33,6 @@ pub mod v0_1_0 {
         with: { "twinsync:processor/types": crate::runtime::wit_types_v1 },
     });
 
-    pub use self::exports::twinsync::processor::{incoming, outgoing};
     pub use self::twinsync::processor::sync_helper;
 
     pub const VERSION: &str = "0.1.0";

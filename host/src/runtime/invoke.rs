@@ -102,14 +102,17 @@ impl Plugin {
             Side::Incoming,
             input,
             |store, instance, ctx| match indices {
-                IncomingIndices::V0_1_0(indices) => {
-                    let guest = indices.load(&mut *store, instance)?;
+                IncomingIndices::V0_1_0(export) => {
+                    let process = export.func(&mut *store, instance)?;
                     let ctx = wit_types_v1::SyncContext::from(&ctx);
-                    guest.call_process(&mut *store, &ctx, replica, previous, issue)
+                    let params = (&ctx, replica, previous, issue);
+                    Ok(process.call(&mut *store, params)?.0)
                 }
-                IncomingIndices::V0_2_0(indices) => {
-                    let guest = indices.load(&mut *store, instance)?;
-                    guest.call_process(&mut *store, &ctx, replica, previous, issue)
+                IncomingIndices::V0_2_0(export) => {
+                    let process = export.func(&mut *store, instance)?;
+                    Ok(process
+                        .call(&mut *store, (&ctx, replica, previous, issue))?
+                        .0)
                 }
             },
             |result| {
@@ -138,14 +141,14 @@ impl Plugin {
             Side::Outgoing,
             input,
             |store, instance, ctx| match indices {
-                OutgoingIndices::V0_1_0(indices) => {
-                    let guest = indices.load(&mut *store, instance)?;
+                OutgoingIndices::V0_1_0(export) => {
+                    let process = export.func(&mut *store, instance)?;
                     let ctx = wit_types_v1::SyncContext::from(&ctx);
-                    guest.call_process(&mut *store, &ctx, issue)
+                    Ok(process.call(&mut *store, (&ctx, issue))?.0)
                 }
-                OutgoingIndices::V0_2_0(indices) => {
-                    let guest = indices.load(&mut *store, instance)?;
-                    guest.call_process(&mut *store, &ctx, issue)
+                OutgoingIndices::V0_2_0(export) => {
+                    let process = export.func(&mut *store, instance)?;
+                    Ok(process.call(&mut *store, (&ctx, issue))?.0)
                 }
             },
             |replica| match replica {

@@ -5,6 +5,7 @@ mod bindings;
 mod cache;
 mod crash;
 mod engine;
+mod exports;
 mod failure;
 mod invoke;
 mod limits;

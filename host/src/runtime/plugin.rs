@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::bindings::{SUPPORTED_VERSIONS, v0_1_0, v0_2_0};
 use super::cache::{self, Compiled, sha256_hex};
 use super::engine::Runtime;
+use super::exports::{Export, IncomingV1, IncomingV2, OutgoingV1, OutgoingV2};
 use super::state::State;
 use crate::plugins::manifest::{self, Manifest};
 
@@ -121,18 +122,18 @@ impl Contract {
     }
 }
 
-/// How to find a component's incoming export, per contract version.
+/// A component's incoming export, per contract version.
 #[derive(Clone)]
 pub(super) enum IncomingIndices {
-    V0_1_0(v0_1_0::incoming::GuestIndices),
-    V0_2_0(v0_2_0::incoming::GuestIndices),
+    V0_1_0(Export<IncomingV1>),
+    V0_2_0(Export<IncomingV2>),
 }
 
-/// How to find a component's outgoing export, per contract version.
+/// A component's outgoing export, per contract version.
 #[derive(Clone)]
 pub(super) enum OutgoingIndices {
-    V0_1_0(v0_1_0::outgoing::GuestIndices),
-    V0_2_0(v0_2_0::outgoing::GuestIndices),
+    V0_1_0(Export<OutgoingV1>),
+    V0_2_0(Export<OutgoingV2>),
 }
 
 /// A compiled processor, ready to instantiate once per event.
@@ -248,12 +249,12 @@ impl Runtime {
         } else {
             let typed = |e| typed(incoming_name, e);
             Some(match contract {
-                Contract::V0_1_0 => IncomingIndices::V0_1_0(
-                    v0_1_0::incoming::GuestIndices::new(&pre).map_err(typed)?,
-                ),
-                Contract::V0_2_0 => IncomingIndices::V0_2_0(
-                    v0_2_0::incoming::GuestIndices::new(&pre).map_err(typed)?,
-                ),
+                Contract::V0_1_0 => {
+                    IncomingIndices::V0_1_0(Export::find(&pre, v0_1_0::INCOMING).map_err(typed)?)
+                }
+                Contract::V0_2_0 => {
+                    IncomingIndices::V0_2_0(Export::find(&pre, v0_2_0::INCOMING).map_err(typed)?)
+                }
             })
         };
         let outgoing = if !has(outgoing_name) {
@@ -261,12 +262,12 @@ impl Runtime {
         } else {
             let typed = |e| typed(outgoing_name, e);
             Some(match contract {
-                Contract::V0_1_0 => OutgoingIndices::V0_1_0(
-                    v0_1_0::outgoing::GuestIndices::new(&pre).map_err(typed)?,
-                ),
-                Contract::V0_2_0 => OutgoingIndices::V0_2_0(
-                    v0_2_0::outgoing::GuestIndices::new(&pre).map_err(typed)?,
-                ),
+                Contract::V0_1_0 => {
+                    OutgoingIndices::V0_1_0(Export::find(&pre, v0_1_0::OUTGOING).map_err(typed)?)
+                }
+                Contract::V0_2_0 => {
+                    OutgoingIndices::V0_2_0(Export::find(&pre, v0_2_0::OUTGOING).map_err(typed)?)
+                }
             })
         };
         let mut worlds = Vec::new();
