@@ -43,14 +43,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // SQLite and the signature check are blocking work: keep them off the async threads.
-    match tokio::task::spawn_blocking(move || receiver.handle(&headers, &body)).await {
-        Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(_) => {
-            let (status, body) = refuse(StatusCode::INTERNAL_SERVER_ERROR, "the receiver failed");
-            (status, Json(body)).into_response()
-        }
-    }
+    respond(move || receiver.handle(&headers, &body)).await
 }
 
 async fn receive_batch(
@@ -58,7 +51,13 @@ async fn receive_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match tokio::task::spawn_blocking(move || receiver.handle_batch(&headers, &body)).await {
+    respond(move || receiver.handle_batch(&headers, &body)).await
+}
+
+/// Run a receiver's check and store on a blocking thread (SQLite and the signature check are
+/// blocking work: they stay off the async threads) and answer with its result.
+async fn respond(work: impl FnOnce() -> Answer + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(work).await {
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err(_) => {
             let (status, body) = refuse(StatusCode::INTERNAL_SERVER_ERROR, "the receiver failed");
