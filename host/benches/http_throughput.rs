@@ -120,6 +120,25 @@ fn main() {
         events as f64 / 2.0 / idle_after.as_secs_f64()
     );
     arrivals.print_latencies(&made);
+    for (name, node) in [("Internal", &internal), ("External", &external)] {
+        let status = node
+            .pid()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .unwrap_or_default();
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("?")
+                .to_string()
+        };
+        println!(
+            "{name}'s serve process: resident {} KiB now, {} KiB at its peak",
+            kib("VmRSS:"),
+            kib("VmHWM:")
+        );
+    }
 }
 
 /// Nothing pending or in flight on the node.
