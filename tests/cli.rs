@@ -163,7 +163,13 @@ fn errors_show_cuts_a_huge_input_unless_full() {
     let db = rusqlite::Connection::open(dir.path().join("internal/twinsync.db")).unwrap();
     let input = serde_json::json!({ "summary": "x".repeat(1 << 20) }).to_string();
     db.execute(
-        "UPDATE events SET state = 'failed', error_kind = 'trap', error = 'boom', input = ?2 WHERE id = ?1",
+        "UPDATE events SET state = 'failed', error_kind = 'trap', error = 'boom' WHERE id = ?1",
+        [&id],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO event_bodies (seq, input) SELECT seq, ?2 FROM events WHERE id = ?1
+         ON CONFLICT (seq) DO UPDATE SET input = excluded.input",
         [&id, &input],
     )
     .unwrap();
