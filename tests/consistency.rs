@@ -188,6 +188,9 @@ fn verify_finds_and_repairs_a_tracker_changed_behind_its_back() {
             (2, 0, 0),
             "{clean:?}"
         );
+        // A page of one twin at a time: every twin is still checked, once.
+        let paged = node.verify_in_pages(None, 1).unwrap();
+        assert_eq!((paged.checked, paged.busy), (2, 0), "{paged:?}");
     }
 
     let external_key = pair.external_issue(&twin).unwrap().key.unwrap();

@@ -168,6 +168,20 @@ pub fn list(db: &Connection) -> Result<Vec<Twin>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Up to `limit` twins after `after` (a twin id) in id order: the next page of a walk over
+/// every twin that holds one page in memory at a time, however many twins there are.
+pub fn page(db: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<Twin>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {COLUMNS} FROM {FROM}
+             WHERE ?1 IS NULL OR twins.twin_id > ?1 ORDER BY twins.twin_id LIMIT ?2"
+        )
+    });
+    let mut stmt = db.prepare_cached(&SQL)?;
+    let rows = stmt.query_map(params![after, limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Start a twin on the exalating side: nothing sent or received yet.
 pub fn insert(
     db: &Connection,

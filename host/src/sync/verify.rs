@@ -58,112 +58,137 @@ pub struct Mismatch {
     pub applied_digest: Option<String>,
 }
 
+/// How many twins `verify` reads at a time.
+const VERIFY_PAGE: usize = 500;
+
 impl Node {
     /// Compare every settled twin (of `connection`, or of every connection) with what was
     /// last exchanged for it, and repair what differs (see the module's description).
     pub fn verify(&self, connection: Option<&str>) -> Result<Verification> {
+        self.verify_in_pages(connection, VERIFY_PAGE)
+    }
+
+    /// [`Node::verify`], reading `page` twins at a time.
+    pub fn verify_in_pages(&self, connection: Option<&str>, page: usize) -> Result<Verification> {
         // Changes the feed has not reported yet become events first: those twins are busy,
         // not broken.
         self.poll_changes()?;
         let mut report = Verification::default();
-        let all = self.store.read(twins::list)?;
-        for twin in all
-            .iter()
-            .filter(|t| connection.is_none_or(|c| t.connection == c))
-        {
-            if self
+        // A page of twins at a time: a node with a million twins must not hold them all,
+        // with their replicas, in memory (it took 8 GB).
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
                 .store
-                .read(|db| events::open_for_twin(db, &twin.twin_id))?
+                .read(|db| twins::page(db, after.as_deref(), page.max(1)))?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.twin_id.clone());
+            for twin in page
+                .iter()
+                .filter(|t| connection.is_none_or(|c| t.connection == c))
             {
-                report.busy += 1;
-                continue;
+                self.verify_twin(twin, &mut report)?;
             }
-            report.checked += 1;
-            let Some(conn) = self.connection(&twin.connection) else {
-                continue;
-            };
-            let found = match self.compare(twin, &conn) {
-                Ok(None) => continue,
-                Ok(Some(fields)) => (
-                    fields,
-                    "the tracker's issue differs from what was last exchanged".to_string(),
-                ),
-                Err(reason) => (Vec::new(), reason),
-            };
-            let (fields, reason) = found;
-            let resync = conn.can_send();
-            let now = self.now_ms();
-            let queued = self.store.write(|tx| {
-                // Checked again in the write: an event may have come meanwhile, and then
-                // the twin is being synced, not broken.
-                if events::open_for_twin(tx, &twin.twin_id)? {
-                    return Ok(false);
-                }
-                let id = self.next_event_id(tx)?;
-                events::insert(
-                    tx,
-                    &NewEvent {
-                        id: &id,
-                        kind: Kind::Outgoing,
-                        connection: &twin.connection,
-                        twin_id: &twin.twin_id,
-                        reason: SyncReason::Retry,
-                        hop: 0,
-                        message_seq: None,
-                        message: None,
-                    },
-                    now,
-                )?;
-                if !resync {
-                    let seq: i64 =
-                        tx.query_row("SELECT seq FROM events WHERE id = ?1", [&id], |r| {
-                            r.get(0)
-                        })?;
-                    let message = format!(
-                        "verify: twin {} ({}) differs from what was last exchanged ({}), and this side cannot send on connection `{}`: {reason}",
-                        twin.twin_id,
-                        twin.local_key,
-                        if fields.is_empty() {
-                            "comments or stamps".to_string()
-                        } else {
-                            fields.join(", ")
-                        },
-                        twin.connection
-                    );
-                    events::fail(tx, seq, "verify-mismatch", &message, "", None, now)?;
-                }
-                Ok(true)
-            })?;
-            if !queued {
-                report.checked -= 1;
-                report.busy += 1;
-                continue;
-            }
-            if resync {
-                report.fixed += 1;
-            } else {
-                report.errors += 1;
-            }
-            tracing::warn!(
-                twin = %twin.twin_id,
-                connection = %twin.connection,
-                "verify: {} differs from what was last exchanged ({}): {}",
-                twin.local_key,
-                fields.join(", "),
-                if resync { "resync queued" } else { "sync error recorded" }
-            );
-            report.mismatches.push(Mismatch {
-                twin: twin.twin_id.clone(),
-                connection: twin.connection.clone(),
-                local_key: twin.local_key.clone(),
-                fields,
-                action: if resync { "resync" } else { "sync-error" },
-                reason,
-                sent_digest: twin.last_sent.as_ref().map(digest),
-                applied_digest: twin.last_received.as_ref().map(digest),
-            });
         }
         Ok(report)
+    }
+
+    /// Compare one settled twin and repair it if it differs (see [`Node::verify`]).
+    fn verify_twin(&self, twin: &Twin, report: &mut Verification) -> Result<()> {
+        if self
+            .store
+            .read(|db| events::open_for_twin(db, &twin.twin_id))?
+        {
+            report.busy += 1;
+            return Ok(());
+        }
+        report.checked += 1;
+        let Some(conn) = self.connection(&twin.connection) else {
+            return Ok(());
+        };
+        let found = match self.compare(twin, &conn) {
+            Ok(None) => return Ok(()),
+            Ok(Some(fields)) => (
+                fields,
+                "the tracker's issue differs from what was last exchanged".to_string(),
+            ),
+            Err(reason) => (Vec::new(), reason),
+        };
+        let (fields, reason) = found;
+        let resync = conn.can_send();
+        let now = self.now_ms();
+        let queued = self.store.write(|tx| {
+            // Checked again in the write: an event may have come meanwhile, and then
+            // the twin is being synced, not broken.
+            if events::open_for_twin(tx, &twin.twin_id)? {
+                return Ok(false);
+            }
+            let id = self.next_event_id(tx)?;
+            events::insert(
+                tx,
+                &NewEvent {
+                    id: &id,
+                    kind: Kind::Outgoing,
+                    connection: &twin.connection,
+                    twin_id: &twin.twin_id,
+                    reason: SyncReason::Retry,
+                    hop: 0,
+                    message_seq: None,
+                    message: None,
+                },
+                now,
+            )?;
+            if !resync {
+                let seq: i64 =
+                    tx.query_row("SELECT seq FROM events WHERE id = ?1", [&id], |r| {
+                        r.get(0)
+                    })?;
+                let message = format!(
+                    "verify: twin {} ({}) differs from what was last exchanged ({}), and this side cannot send on connection `{}`: {reason}",
+                    twin.twin_id,
+                    twin.local_key,
+                    if fields.is_empty() {
+                        "comments or stamps".to_string()
+                    } else {
+                        fields.join(", ")
+                    },
+                    twin.connection
+                );
+                events::fail(tx, seq, "verify-mismatch", &message, "", None, now)?;
+            }
+            Ok(true)
+        })?;
+        if !queued {
+            report.checked -= 1;
+            report.busy += 1;
+            return Ok(());
+        }
+        if resync {
+            report.fixed += 1;
+        } else {
+            report.errors += 1;
+        }
+        tracing::warn!(
+            twin = %twin.twin_id,
+            connection = %twin.connection,
+            "verify: {} differs from what was last exchanged ({}): {}",
+            twin.local_key,
+            fields.join(", "),
+            if resync { "resync queued" } else { "sync error recorded" }
+        );
+        report.mismatches.push(Mismatch {
+            twin: twin.twin_id.clone(),
+            connection: twin.connection.clone(),
+            local_key: twin.local_key.clone(),
+            fields,
+            action: if resync { "resync" } else { "sync-error" },
+            reason,
+            sent_digest: twin.last_sent.as_ref().map(digest),
+            applied_digest: twin.last_received.as_ref().map(digest),
+        });
+        Ok(())
     }
 
     /// `None` when the other side has everything the twin's issue says; else the fields
