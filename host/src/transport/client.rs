@@ -126,10 +126,10 @@ impl Sender {
         let mut results = Vec::with_capacity(messages.len());
         let mut rest = messages;
         while !rest.is_empty() {
-            let count = batch_len(rest);
+            let (count, body) = next_batch(rest);
             let (chunk, later) = rest.split_at(count);
             rest = later;
-            let error = match self.send_batch(chunk, now) {
+            let error = match self.send_batch(chunk, &body, now) {
                 Ok(Some(receipts)) => {
                     results.extend(receipts.into_iter().map(|r| receipt_result(r, &url)));
                     continue;
@@ -168,15 +168,16 @@ impl Sender {
         format!("{}{BATCH_PATH}", self.base_url)
     }
 
-    /// Post a batch: its receipts, or `None` if the other node has no batch route.
+    /// Post a batch (`body` encodes `messages`): its receipts, or `None` if the other node
+    /// has no batch route.
     fn send_batch(
         &self,
         messages: &[SyncMessage],
+        body: &[u8],
         now: i64,
     ) -> Result<Option<Vec<Receipt>>, SendError> {
-        let body = serde_json::to_vec(messages).expect("messages always encode");
         let url = self.batch_url();
-        let (status, text) = self.post(&url, BATCH_PATH, &messages[0].id, &body, now)?;
+        let (status, text) = self.post(&url, BATCH_PATH, &messages[0].id, body, now)?;
         match status {
             200 => match serde_json::from_str::<Vec<Receipt>>(&text) {
                 Ok(receipts) if receipts.len() == messages.len() => Ok(Some(receipts)),
@@ -267,21 +268,25 @@ impl Sender {
     }
 }
 
-/// How many of `messages` go in the next batch: at most [`MAX_BATCH`], and few enough that
-/// the request stays under the other node's body limit (at least one: a single message is
-/// always within it).
-fn batch_len(messages: &[SyncMessage]) -> usize {
-    let mut bytes = 2;
+/// The next batch of `messages`: how many, and the request body. At most [`MAX_BATCH`], and
+/// few enough that the body stays under the other node's limit (at least one: a single
+/// message is always within it). Each message is encoded once.
+fn next_batch(messages: &[SyncMessage]) -> (usize, Vec<u8>) {
+    let mut body = b"[".to_vec();
     let mut count = 0;
     for message in messages.iter().take(MAX_BATCH) {
-        let size = serde_json::to_vec(message).map_or(0, |b| b.len()) + 1;
-        if count > 0 && bytes + size > MAX_BODY_BYTES {
+        let encoded = serde_json::to_vec(message).expect("messages always encode");
+        if count > 0 && body.len() + encoded.len() + 2 > MAX_BODY_BYTES {
             break;
         }
-        bytes += size;
+        if count > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&encoded);
         count += 1;
     }
-    count.max(1)
+    body.push(b']');
+    (count, body)
 }
 
 /// A receipt of a batch, as the single-message route would have answered it: a refusal
