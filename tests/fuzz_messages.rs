@@ -1,6 +1,7 @@
 //! Message decoding never panics: thousands of random and mutated requests, correctly signed
 //! so that they reach the decoder, against a node's receiver; mutated headers; and messages
-//! that are valid JSON with hostile values, accepted and then processed by the node.
+//! that are valid JSON with hostile values, accepted and then processed by the node; and
+//! batches of such messages, whose receipts must be those the messages get one at a time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,8 +10,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use twinsync::clock::ManualClock;
 use twinsync::config::Secret;
+use twinsync::sync::SyncMessage;
 use twinsync::transport::protocol::{
-    CONNECTION_HEADER, MESSAGE_ID_HEADER, MESSAGES_PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign,
+    BATCH_PATH, CONNECTION_HEADER, MAX_BATCH, MESSAGE_ID_HEADER, MESSAGES_PATH, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER, sign,
 };
 use twinsync::transport::server::Receiver;
 use twinsync_tests::{Pair, Side};
@@ -478,4 +481,195 @@ fn hostile_values_accepted_and_then_processed_never_panic() {
         .read(|db| twinsync::store::twins::get(db, "Internal-abc123-t5000"))
         .unwrap();
     assert!(twin.is_some(), "the last message was applied");
+}
+
+/// Signed headers for a request to `path` on the fuzz connection.
+fn signed_headers(secret: &Secret, path: &str, id: &str, body: &[u8]) -> HeaderMap {
+    let timestamp = "1767225600";
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONNECTION_HEADER,
+        HeaderValue::from_static("internal-external"),
+    );
+    headers.insert(TIMESTAMP_HEADER, HeaderValue::from_static(timestamp));
+    if let Ok(value) = HeaderValue::from_str(id) {
+        headers.insert(MESSAGE_ID_HEADER, value);
+    }
+    let signature = sign(secret, "POST", path, timestamp, id, body);
+    headers.insert(SIGNATURE_HEADER, HeaderValue::from_str(&signature).unwrap());
+    headers
+}
+
+/// Every event a node holds, as `(id, twin, message seq, state)`: what receiving stored.
+fn stored_events(node: &twinsync::sync::Node) -> Vec<(String, String, Option<i64>, String)> {
+    node.store()
+        .read(|db| {
+            let mut query =
+                db.prepare("SELECT id, twin_id, message_seq, state FROM events ORDER BY seq")?;
+            let rows = query.query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap()
+}
+
+/// A message of one of a few twins, with a number near the twin's next one and an id that
+/// is sometimes reused, so that batches hold duplicates, gaps, conflicts between id and
+/// number, and now and then a hostile value that still decodes.
+fn batch_message(rng: &mut Rng, next_seq: &mut [i64; 4]) -> Value {
+    let twin = rng.below(next_seq.len());
+    let seq = match rng.below(6) {
+        0 => (next_seq[twin] - 1).max(1),
+        1 => next_seq[twin] + 1,
+        _ => next_seq[twin],
+    };
+    if seq == next_seq[twin] {
+        next_seq[twin] += 1;
+    }
+    let mut message: Value = serde_json::from_str(VALID).unwrap();
+    let id = if rng.below(8) == 0 {
+        format!("Internal-abc123-{}", 1000 + rng.below(4))
+    } else {
+        format!("Internal-abc123-{}", 100 * (twin + 1) + seq as usize)
+    };
+    message["id"] = json!(id);
+    message["twin"] = json!(format!("Internal-abc123-t{}", twin + 1));
+    message["sender_key"] = json!(format!("INT-{}", twin + 1));
+    message["seq"] = json!(seq);
+    match rng.below(10) {
+        // A twin of another instance: not Internal's to name.
+        0 => message["twin"] = json!("External-abc123-t1"),
+        1 => message["kind"] = json!("unexalate"),
+        2 | 3 => {
+            let (path, values) = field(rng);
+            set(&mut message, path, values[rng.below(values.len())].clone());
+        }
+        _ => {}
+    }
+    message
+}
+
+#[test]
+fn batches_answer_as_their_messages_one_at_a_time_would() {
+    // Two identical nodes: one takes each batch on the batch route, the other takes the
+    // same messages one request at a time. Their receipts and what they store must agree;
+    // a batch refused whole must store nothing.
+    let batched = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let single = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let secret = Secret::new("fuzz-secret");
+    let (batch_receiver, single_receiver) =
+        (receiver(&batched, &secret), receiver(&single, &secret));
+    let mut rng = Rng(0xba7c_4e5);
+    let mut next_seq = [1_i64; 4];
+    let (mut kinds, mut refused_whole) = (HashMap::<String, usize>::new(), 0);
+    for round in 0..400 {
+        // Numbers follow on from what the node took, within the batch too.
+        let mut planned = next_seq;
+        let mut messages: Vec<Value> = (0..=rng.below(12))
+            .map(|_| batch_message(&mut rng, &mut planned))
+            .collect();
+        // Now and then the batch itself is wrong: each of these is refused whole.
+        let whole_refusal = match rng.below(12) {
+            0 => {
+                messages[0]["connection"] = json!("other-connection");
+                true
+            }
+            1 => {
+                messages.clear();
+                true
+            }
+            2 => {
+                let first = messages[0].clone();
+                messages.resize(MAX_BATCH + 1, first);
+                true
+            }
+            3 => {
+                messages.push(json!({"version": 1, "id": "Internal-abc123-7"}));
+                true
+            }
+            _ => false,
+        };
+        // A hostile value the decoder refuses makes the whole batch malformed too.
+        let whole_refusal = whole_refusal
+            || messages
+                .iter()
+                .any(|m| serde_json::from_value::<SyncMessage>(m.clone()).is_err());
+        let body = serde_json::to_vec(&messages).unwrap();
+        let first_id = messages
+            .first()
+            .and_then(|m| m["id"].as_str())
+            .unwrap_or("Internal-abc123-1")
+            .to_string();
+        let before = stored_events(&batched.external.node);
+        let headers = signed_headers(&secret, BATCH_PATH, &first_id, &body);
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            batch_receiver.handle_batch(&headers, &body)
+        }));
+        let Ok((status, answer)) = answered else {
+            panic!("round {round}: the batch route panicked on {messages:?}");
+        };
+        if status.as_u16() != 200 {
+            assert!(
+                whole_refusal,
+                "round {round}: {status} {answer} for a batch that should be taken"
+            );
+            assert_eq!(status.as_u16(), 400, "round {round}: {answer}");
+            assert_eq!(
+                stored_events(&batched.external.node),
+                before,
+                "round {round}: a refused batch stored something"
+            );
+            refused_whole += 1;
+            continue;
+        }
+        assert!(
+            !whole_refusal,
+            "round {round}: a wrong batch was taken: {answer}"
+        );
+        let receipts = answer.as_array().expect("a receipt per message").clone();
+        assert_eq!(receipts.len(), messages.len(), "round {round}");
+        for (message, receipt) in messages.iter().zip(&receipts) {
+            let body = serde_json::to_vec(message).unwrap();
+            let id = message["id"].as_str().unwrap();
+            let headers = signed_headers(&secret, MESSAGES_PATH, id, &body);
+            let (status, answer) = single_receiver.handle(&headers, &body);
+            // The single route answers a refusal with a status and `{"error": reason}`;
+            // the batch route with the receipt itself.
+            let one_at_a_time = match status.as_u16() {
+                200 | 409 => answer.clone(),
+                422 => json!({"status": "refused", "reason": answer["error"]}),
+                403 => json!({"status": "forbidden", "reason": answer["error"]}),
+                other => panic!("round {round}: single route answered {other} {answer}"),
+            };
+            assert_eq!(receipt, &one_at_a_time, "round {round}: message {message}");
+            let kind = receipt["status"].as_str().unwrap_or("?");
+            if kind == "accepted"
+                && let Some(twin) = message["twin"]
+                    .as_str()
+                    .and_then(|t| t.strip_prefix("Internal-abc123-t"))
+                    .and_then(|n| n.parse::<usize>().ok())
+            {
+                next_seq[twin - 1] = message["seq"].as_i64().unwrap() + 1;
+            }
+            *kinds.entry(kind.to_string()).or_default() += 1;
+        }
+        assert_eq!(
+            stored_events(&batched.external.node),
+            stored_events(&single.external.node),
+            "round {round}: the two nodes stored different events"
+        );
+    }
+    eprintln!("receipts compared: {kinds:?}; batches refused whole: {refused_whole}");
+    // Every kind of receipt was compared, not only the easy ones.
+    for kind in [
+        "accepted",
+        "duplicate",
+        "out-of-order",
+        "refused",
+        "forbidden",
+    ] {
+        assert!(kinds.get(kind).copied().unwrap_or(0) > 20, "{kinds:?}");
+    }
+    assert!(refused_whole > 50);
 }
