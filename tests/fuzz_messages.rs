@@ -560,7 +560,7 @@ fn batches_answer_as_their_messages_one_at_a_time_would() {
     let secret = Secret::new("fuzz-secret");
     let (batch_receiver, single_receiver) =
         (receiver(&batched, &secret), receiver(&single, &secret));
-    let mut rng = Rng(0xba7c_4e5);
+    let mut rng = Rng(0x0ba7_c4e5);
     let mut next_seq = [1_i64; 4];
     let (mut kinds, mut refused_whole) = (HashMap::<String, usize>::new(), 0);
     for round in 0..400 {

@@ -4,6 +4,7 @@
 pub mod console;
 pub mod languages;
 pub mod neighbours;
+pub mod postgres;
 pub mod process;
 pub mod redmine;
 pub mod sim;

@@ -335,3 +335,24 @@ pub fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Run `program ARGS...` when this test binary exits, however it exits (a server it started
+/// must not outlive it): a watcher process waits for it to end. The watcher runs in the
+/// background of a shell that exits at once, so nothing waits for it.
+pub fn when_this_process_ends(program: &std::path::Path, args: &[&std::ffi::OsStr]) {
+    let watcher = format!(
+        "(while kill -0 {pid} 2>/dev/null; do sleep 1; done; exec \"$0\" \"$@\") &",
+        pid = std::process::id()
+    );
+    let started = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(watcher)
+        .arg(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("start the watcher");
+    assert!(started.success(), "the watcher did not start: {started}");
+}

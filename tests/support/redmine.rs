@@ -81,7 +81,14 @@ impl Redmine {
             "scripts/redmine start {port} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        stop_when_this_process_ends(port, &state);
+        crate::process::when_this_process_ends(
+            &script(),
+            &[
+                "stop".as_ref(),
+                port.to_string().as_ref(),
+                state.as_os_str(),
+            ],
+        );
         let read = |name: &str| {
             std::fs::read_to_string(state.join(name))
                 .unwrap_or_else(|e| panic!("{}/{name}: {e}", state.display()))
@@ -229,25 +236,4 @@ pub fn unique(subject: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// Stop the server when this test binary exits, however it exits: a watcher process waits
-/// for it to end. Without it, every test run would leave a Redmine behind. The watcher runs
-/// in the background of a shell that exits at once, so nothing waits for it.
-fn stop_when_this_process_ends(port: u16, state: &std::path::Path) {
-    let watcher = format!(
-        "(while kill -0 {pid} 2>/dev/null; do sleep 1; done; exec \"$0\" stop {port} \"$1\") &",
-        pid = std::process::id()
-    );
-    let started = Command::new("sh")
-        .arg("-c")
-        .arg(watcher)
-        .arg(script())
-        .arg(state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("start the watcher that stops Redmine");
-    assert!(started.success(), "the watcher did not start: {started}");
 }

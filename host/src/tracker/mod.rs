@@ -7,7 +7,7 @@ mod reference;
 
 pub use query::Query;
 pub use redmine::{DEFAULT_EVENT_FIELD, RedmineSettings, RedmineTracker};
-pub use reference::ReferenceTracker;
+pub use reference::{PostgresTracker, ReferenceTracker};
 
 use crate::model::Issue;
 

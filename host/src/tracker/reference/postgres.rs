@@ -1,0 +1,357 @@
+//! The reference tracker on PostgreSQL: one tracker shared by several processes, on one
+//! machine or many (what a node whose workers run in several processes needs). It behaves
+//! as the SQLite one does ([`super::rows`]); only the storage differs.
+//!
+//! Writers take turns on one transaction-level advisory lock ([`WRITE_LOCK`]). That keeps
+//! two promises a sequence alone would break under concurrent writers:
+//! - the change feed's numbers are in commit order, so a reader that has read change `n`
+//!   never misses a change numbered below `n` that commits later;
+//! - a conditional update compares and writes with nobody writing in between.
+//!
+//! Reads do not take the lock. A reference tracker needs correctness more than write
+//! concurrency; a real tracker's own storage decides this for itself.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::{Context, anyhow};
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Transaction};
+
+use super::rows::{self, Rows, decode, encode};
+use super::sqlite::parse_cursor;
+use crate::clock::{Clock, rfc3339};
+use crate::model::Issue;
+use crate::tracker::{Change, ChangeBatch, Origin, Query, Tracker, TrackerError};
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS issues (
+        key TEXT PRIMARY KEY,
+        n BIGSERIAL NOT NULL,          -- creation order, for listing
+        body TEXT NOT NULL             -- the issue as JSON
+    );
+    CREATE TABLE IF NOT EXISTS projects (
+        project TEXT PRIMARY KEY,
+        last_number BIGINT NOT NULL    -- keys are PROJECT-n
+    );
+    CREATE TABLE IF NOT EXISTS counters (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    );
+    -- The change feed: one row per write, with the sync event that made it, if any.
+    CREATE TABLE IF NOT EXISTS changes (
+        seq BIGSERIAL PRIMARY KEY,
+        key TEXT NOT NULL,
+        sync_event TEXT
+    );
+    -- Writes made for sync events, so that a repeated event changes nothing.
+    CREATE TABLE IF NOT EXISTS sync_writes (
+        event_id TEXT PRIMARY KEY,
+        key TEXT NOT NULL
+    );
+";
+
+/// The advisory lock every write (and the schema's creation) holds until it commits.
+pub const WRITE_LOCK: i64 = 0x7477_696e_7379_6e63; // "twinsync"
+
+/// An issue tracker in a PostgreSQL database, shared by every process that opens it.
+pub struct PostgresTracker {
+    url: String,
+    client: Mutex<Client>,
+    default_project: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl PostgresTracker {
+    /// Open the tracker in the database of `url` (`postgres://user:password@host:port/db`),
+    /// creating its tables if they are missing, on the system clock; new issues without a
+    /// project go to `project`, with keys `PROJECT-n`.
+    pub fn connect(url: &str, project: &str) -> anyhow::Result<Self> {
+        Self::open(url, project, Arc::new(crate::clock::SystemClock))
+    }
+
+    pub fn open(url: &str, default_project: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let mut client = connect(url)?;
+        // Processes starting at once would race to create the tables: they take turns.
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        tx.batch_execute(SCHEMA)
+            .context("cannot create the reference tracker's tables")?;
+        tx.commit()?;
+        Ok(PostgresTracker {
+            url: url.to_string(),
+            client: Mutex::new(client),
+            default_project: default_project.to_string(),
+            clock,
+        })
+    }
+
+    /// Every issue, oldest first.
+    pub fn list(&self) -> Result<Vec<Issue>, TrackerError> {
+        let rows = self
+            .client()?
+            .query("SELECT body FROM issues ORDER BY n", &[])
+            .map_err(unavailable)?;
+        rows.iter().map(|row| decode(row.get(0))).collect()
+    }
+
+    /// Users' edits of many issues in one transaction: all are written or none.
+    pub fn update_many(&self, issues: &[Issue]) -> Result<Vec<Issue>, TrackerError> {
+        self.transaction(|tx, now| {
+            issues
+                .iter()
+                .map(|issue| {
+                    rows::check(issue)?;
+                    rows::update(tx, issue, Origin::User, None, now)
+                })
+                .collect()
+        })
+    }
+
+    /// The connection, opened again if the server closed it (a restart): the call that
+    /// found it closed failed as `Unavailable`, and the next one goes on.
+    fn client(&self) -> Result<MutexGuard<'_, Client>, TrackerError> {
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if client.is_closed() {
+            *client =
+                connect(&self.url).map_err(|e| TrackerError::Unavailable(format!("{e:#}")))?;
+        }
+        Ok(client)
+    }
+
+    /// Run `work` in a write transaction holding [`WRITE_LOCK`], committed if it succeeds.
+    fn transaction<T>(
+        &self,
+        work: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, TrackerError>,
+    ) -> Result<T, TrackerError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(unavailable)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+            .map_err(unavailable)?;
+        let now = rfc3339(self.clock.now());
+        let done = work(&mut tx, &now)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(done)
+    }
+}
+
+impl Tracker for PostgresTracker {
+    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
+        let row = self
+            .client()?
+            .query_opt("SELECT body FROM issues WHERE key = $1", &[&key])
+            .map_err(unavailable)?;
+        row.map(|row| decode(row.get(0))).transpose()
+    }
+
+    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        rows::check(issue)?;
+        self.transaction(|tx, now| {
+            rows::write(tx, origin, |tx| {
+                rows::create(tx, issue, &self.default_project, origin, now)
+            })
+        })
+    }
+
+    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        self.update_if(issue, origin, None)
+    }
+
+    fn update_if(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+        seen: Option<&Issue>,
+    ) -> Result<Issue, TrackerError> {
+        rows::check(issue)?;
+        rows::key_of(issue)?;
+        self.transaction(|tx, now| {
+            rows::write(tx, origin, |tx| rows::update(tx, issue, origin, seen, now))
+        })
+    }
+
+    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|issue| query.matches(issue))
+            .filter_map(|issue| issue.key)
+            .collect())
+    }
+
+    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
+        let after = parse_cursor(cursor)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()?
+            .query(
+                "SELECT seq, key, sync_event IS NOT NULL FROM changes
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &limit],
+            )
+            .map_err(unavailable)?;
+        let mut batch = ChangeBatch {
+            changes: Vec::with_capacity(rows.len()),
+            cursor: cursor.map(str::to_string),
+        };
+        for row in rows {
+            batch.changes.push(Change {
+                key: row.get(1),
+                by_sync: row.get(2),
+            });
+            batch.cursor = Some(row.get::<_, i64>(0).to_string());
+        }
+        Ok(batch)
+    }
+}
+
+impl Rows for Transaction<'_> {
+    fn load(&mut self, key: &str) -> Result<Option<Issue>, TrackerError> {
+        let row = self
+            .query_opt("SELECT body FROM issues WHERE key = $1", &[&key])
+            .map_err(unavailable)?;
+        row.map(|row| decode(row.get(0))).transpose()
+    }
+
+    fn insert(&mut self, key: &str, issue: &Issue) -> Result<(), TrackerError> {
+        self.execute(
+            "INSERT INTO issues (key, body) VALUES ($1, $2)",
+            &[&key, &encode(issue)],
+        )
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn replace(&mut self, key: &str, issue: &Issue) -> Result<(), TrackerError> {
+        self.execute(
+            "UPDATE issues SET body = $2 WHERE key = $1",
+            &[&key, &encode(issue)],
+        )
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn next(&mut self, name: &str) -> Result<i64, TrackerError> {
+        let row = self
+            .query_one(
+                "INSERT INTO counters (name, value) VALUES ($1, 1)
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+                &[&name],
+            )
+            .map_err(unavailable)?;
+        Ok(row.get(0))
+    }
+
+    fn next_number(&mut self, project: &str) -> Result<i64, TrackerError> {
+        let row = self
+            .query_one(
+                "INSERT INTO projects (project, last_number) VALUES ($1, 1)
+                 ON CONFLICT (project) DO UPDATE SET last_number = projects.last_number + 1
+                 RETURNING last_number",
+                &[&project],
+            )
+            .map_err(unavailable)?;
+        Ok(row.get(0))
+    }
+
+    fn record_change(&mut self, key: &str, sync_event: Option<&str>) -> Result<(), TrackerError> {
+        self.execute(
+            "INSERT INTO changes (key, sync_event) VALUES ($1, $2)",
+            &[&key, &sync_event],
+        )
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn written_by(&mut self, event_id: &str) -> Result<Option<String>, TrackerError> {
+        let row = self
+            .query_opt(
+                "SELECT key FROM sync_writes WHERE event_id = $1",
+                &[&event_id],
+            )
+            .map_err(unavailable)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn record_sync_write(&mut self, event_id: &str, key: &str) -> Result<(), TrackerError> {
+        self.execute(
+            "INSERT INTO sync_writes (event_id, key) VALUES ($1, $2)",
+            &[&event_id, &key],
+        )
+        .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// Connect, with an error that says what is wrong in words, and never shows the password.
+fn connect(url: &str) -> anyhow::Result<Client> {
+    let config = postgres::Config::from_str(url)
+        .map_err(|e| anyhow!("`{}` is not a PostgreSQL URL: {e}", redact(url)))?;
+    let user = config.get_user().unwrap_or("(no user)").to_string();
+    let database = config.get_dbname().unwrap_or(&user).to_string();
+    let place = format!("{} (database `{database}`, user `{user}`)", redact(url));
+    config.connect(NoTls).map_err(|e| match e.code() {
+        Some(code) if *code == SqlState::INVALID_PASSWORD => {
+            anyhow!("cannot connect to {place}: the password is wrong")
+        }
+        Some(code) if *code == SqlState::INVALID_CATALOG_NAME => {
+            anyhow!("cannot connect to {place}: there is no database `{database}`")
+        }
+        _ => anyhow!("cannot connect to {place}: {}", describe(&e)),
+    })
+}
+
+/// `url` (a URL or `key=value` pairs) with the password, if any, replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url
+            .split(' ')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => pair,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+fn unavailable(error: postgres::Error) -> TrackerError {
+    TrackerError::Unavailable(format!("reference tracker database: {}", describe(&error)))
+}
+
+/// The server's own words where it said something (the client's `Display` says only
+/// "db error"), else the client's error with its cause.
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn the_password_never_shows() {
+        assert_eq!(
+            redact("postgres://ann:s3cret@db:5432/x"),
+            "postgres://ann:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://ann@db/x"), "postgres://ann@db/x");
+        assert_eq!(
+            redact("host=db password=s3cret user=ann"),
+            "host=db password=*** user=ann"
+        );
+    }
+}
