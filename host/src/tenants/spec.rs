@@ -1,0 +1,270 @@
+//! What a tenant is made of, as the admin API (`POST /v1/tenants`, JSON) and the CLI give
+//! it, and the checks made before it is stored: a registry entry that cannot start is
+//! refused with the reason, not found broken later.
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::runtime::Limits;
+use crate::sync::{Flow, Policies};
+
+/// A tenant: a node with its own tracker instance, database and connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TenantSpec {
+    /// Letters, digits, `-` and `_` (it names the tenant's directory, `DATA_DIR/tenants/NAME`).
+    pub name: String,
+    /// The tracker instance its node is, as the other side names it.
+    pub instance: String,
+    #[serde(default)]
+    pub tracker: TrackerSpec,
+    #[serde(default)]
+    pub connections: Vec<ConnectionSpec>,
+}
+
+/// Which tracker a tenant syncs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TrackerSpec {
+    /// The reference tracker, in `DATA_DIR/tenants/NAME/tracker.db`.
+    Reference {
+        /// Key prefix of new issues.
+        #[serde(default = "default_project")]
+        project: String,
+    },
+}
+
+impl Default for TrackerSpec {
+    fn default() -> Self {
+        TrackerSpec::Reference {
+            project: default_project(),
+        }
+    }
+}
+
+fn default_project() -> String {
+    "TS".into()
+}
+
+/// One connection of a tenant: to another tenant of this host (by instance), or to another
+/// node over HTTP (`remote-url`, signed with `secret`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConnectionSpec {
+    pub name: String,
+    pub remote_instance: String,
+    /// Where the other node listens (`http(s)://host:port`); the tenant sends there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_url: Option<String>,
+    /// The shared secret of the node-to-node protocol (needed with `remote-url`, and to take
+    /// messages at `/t/TENANT/v1/messages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default = "bidirectional")]
+    pub direction: Flow,
+    /// A built-in processor (`mirror`, `remote-key`, `status-guard`) or `plugin:NAME@VERSION`
+    /// from the serve node's plugin store. Default: `mirror`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outgoing: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub conflicts: Policies,
+}
+
+fn bidirectional() -> Flow {
+    Flow::Bidirectional
+}
+
+/// A processor as a spec names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessorRef<'a> {
+    Builtin(&'a str),
+    Plugin { name: &'a str, version: &'a str },
+}
+
+impl<'a> ProcessorRef<'a> {
+    pub fn parse(spec: &'a str) -> Result<Self> {
+        if let Some(id) = spec.strip_prefix("plugin:") {
+            let (name, version) = crate::plugins::manage::parse_id(id)?;
+            return Ok(ProcessorRef::Plugin { name, version });
+        }
+        if crate::builtin::get(spec).is_none() {
+            let all: Vec<&str> = crate::builtin::ALL.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "processor `{spec}`: give a built-in one ({}) or `plugin:NAME@VERSION` from the plugin store",
+                all.join(", ")
+            );
+        }
+        Ok(ProcessorRef::Builtin(spec))
+    }
+}
+
+/// A tenant's name names its directory: nothing that could climb out of it.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        bail!("tenant name `{name}`: use 1 to 64 letters, digits, `-` and `_`");
+    }
+    Ok(())
+}
+
+/// Names that appear in ids, logs and messages: printable, bounded.
+fn check_label(what: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+        bail!("{what} `{value}`: use 1 to 128 printable characters");
+    }
+    Ok(())
+}
+
+impl TenantSpec {
+    /// Parse a spec from JSON: unknown fields and wrong types are refused with the reason.
+    pub fn from_json(body: &[u8]) -> Result<Self> {
+        let spec: TenantSpec = serde_json::from_slice(body).map_err(|e| {
+            anyhow::anyhow!(
+                "expected {{\"name\": ..., \"instance\": ..., \"tracker\": {{\"kind\": \"reference\", \"project\": ...}}, \"connections\": [...]}}: {e}"
+            )
+        })?;
+        Ok(spec)
+    }
+
+    /// Everything that can be checked without the registry; `host_instance` is serve's own
+    /// node, which no tenant may claim to be.
+    pub fn check(&self, host_instance: &str) -> Result<()> {
+        check_name(&self.name)?;
+        check_label("instance", &self.instance)?;
+        if self.instance == host_instance {
+            bail!(
+                "tenant `{}`: instance `{}` is the serving node's own",
+                self.name,
+                self.instance
+            );
+        }
+        let TrackerSpec::Reference { project } = &self.tracker;
+        let project_ok = !project.is_empty()
+            && project.len() <= 16
+            && project.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !project_ok {
+            bail!(
+                "tenant `{}`: project `{project}`: use 1 to 16 letters and digits",
+                self.name
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for c in &self.connections {
+            let context = |e: anyhow::Error| e.context(format!("tenant `{}`", self.name));
+            check_label("connection", &c.name).map_err(context)?;
+            check_label("remote instance", &c.remote_instance).map_err(context)?;
+            if !names.insert(c.name.as_str()) {
+                bail!("tenant `{}`: two connections `{}`", self.name, c.name);
+            }
+            if c.remote_instance == self.instance {
+                bail!(
+                    "tenant `{}`: connection `{}` leads to its own instance",
+                    self.name,
+                    c.name
+                );
+            }
+            if let Some(url) = &c.remote_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048
+                {
+                    bail!(
+                        "tenant `{}`: connection `{}`: remote-url `{url}` is not an http(s) URL",
+                        self.name,
+                        c.name
+                    );
+                }
+                if c.secret.is_none() {
+                    bail!(
+                        "tenant `{}`: connection `{}` has a remote-url but no secret to sign with",
+                        self.name,
+                        c.name
+                    );
+                }
+            }
+            if let Some(secret) = &c.secret
+                && secret.trim().is_empty()
+            {
+                bail!(
+                    "tenant `{}`: connection `{}`: the secret is empty",
+                    self.name,
+                    c.name
+                );
+            }
+            for processor in [&c.incoming, &c.outgoing].into_iter().flatten() {
+                ProcessorRef::parse(processor).map_err(|e| {
+                    e.context(format!("tenant `{}`: connection `{}`", self.name, c.name))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The spec as shown to operators: secrets are replaced by `"(set)"`.
+    pub fn redacted(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(connections) = value["connections"].as_array_mut() {
+            for c in connections {
+                if c.get("secret").is_some() {
+                    c["secret"] = Value::from("(set)");
+                }
+            }
+        }
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<TenantSpec> {
+        let spec = TenantSpec::from_json(json.as_bytes())?;
+        spec.check("Host")?;
+        Ok(spec)
+    }
+
+    #[test]
+    fn specs_are_checked_with_clear_errors() {
+        assert!(spec(r#"{"name": "acme", "instance": "Acme"}"#).is_ok());
+        let error = |json| format!("{:#}", spec(json).unwrap_err());
+        assert!(error(r#"{"name": "../x", "instance": "A"}"#).contains("use 1 to 64 letters"));
+        assert!(error(r#"{"name": "a", "instance": "Host"}"#).contains("serving node's own"));
+        assert!(error(r#"{"name": "a", "instance": ""}"#).contains("instance ``"));
+        assert!(error(r#"{"name": "a", "instance": "A", "colour": 1}"#).contains("colour"));
+        assert!(
+            error(
+                r#"{"name": "a", "instance": "A", "connections": [{"name": "c", "remote-instance": "B", "remote-url": "ftp://x", "secret": "s"}]}"#
+            )
+            .contains("not an http(s) URL")
+        );
+        assert!(
+            error(
+                r#"{"name": "a", "instance": "A", "connections": [{"name": "c", "remote-instance": "B", "incoming": "nope"}]}"#
+            )
+            .contains("plugin:NAME@VERSION")
+        );
+        assert!(
+            error(
+                r#"{"name": "a", "instance": "A", "connections": [{"name": "c", "remote-instance": "B", "remote-url": "http://x"}]}"#
+            )
+            .contains("no secret")
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_shown() {
+        let spec = spec(
+            r#"{"name": "a", "instance": "A", "connections": [{"name": "c", "remote-instance": "B", "secret": "hush"}]}"#,
+        )
+        .unwrap();
+        assert!(!spec.redacted().to_string().contains("hush"));
+    }
+}
