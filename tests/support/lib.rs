@@ -7,6 +7,7 @@ pub mod neighbours;
 pub mod process;
 pub mod redmine;
 pub mod sim;
+pub mod tenants;
 pub mod trackers;
 
 use std::collections::HashMap;

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 
 use super::registry::{self, Entry, Registry};
-use super::spec::{ProcessorRef, TenantSpec, TrackerSpec};
+use super::spec::{TenantSpec, TrackerSpec};
 use super::token;
 use crate::clock::Clock;
 use crate::config::Secret;
@@ -154,17 +154,12 @@ impl Tenants {
     /// Everything about a spec that can be checked before it is stored: its fields, and
     /// that the plugins it names are in the plugin store.
     pub fn check(&self, spec: &TenantSpec) -> Result<()> {
-        spec.check(self.node.instance())?;
-        for c in &spec.connections {
-            for p in [&c.incoming, &c.outgoing].into_iter().flatten() {
-                if let ProcessorRef::Plugin { .. } = ProcessorRef::parse(p)? {
-                    self.processor(p).map_err(|e| {
-                        e.context(format!("tenant `{}`: connection `{}`", spec.name, c.name))
-                    })?;
-                }
-            }
-        }
-        Ok(())
+        super::processors::check(
+            spec,
+            self.node.instance(),
+            self.node.store(),
+            &self.data_dir,
+        )
     }
 
     /// Bring the running tenants in line with the registry.
@@ -343,35 +338,8 @@ impl Tenants {
         })
     }
 
-    /// A processor a spec names: built in, or a package of serve's plugin store (its bytes,
-    /// checked against their hash; the host compiles each distinct component once).
     fn processor(&self, spec: &str) -> Result<Processor> {
-        match ProcessorRef::parse(spec)? {
-            ProcessorRef::Builtin(name) => Ok(Processor::builtin(name)),
-            ProcessorRef::Plugin { name, version } => {
-                let installed = self
-                    .node
-                    .store()
-                    .read(|db| crate::plugins::store::get(db, name, version))?
-                    .ok_or_else(|| {
-                        anyhow!("processor `{spec}`: no {name}@{version} in the plugin store (see `twinsync plugin list`)")
-                    })?;
-                let path = self
-                    .data_dir
-                    .join("plugins")
-                    .join(format!("{}.wasm", installed.sha256));
-                let bytes = std::fs::read(&path).with_context(|| {
-                    format!("processor `{spec}`: cannot read {}", path.display())
-                })?;
-                if crate::runtime::sha256_hex(&bytes) != installed.sha256 {
-                    anyhow::bail!(
-                        "processor `{spec}`: {} does not match its hash",
-                        path.display()
-                    );
-                }
-                Ok(Processor::wasm(&format!("{name}@{version}"), bytes))
-            }
-        }
+        super::processors::resolve(spec, self.node.store(), &self.data_dir)
     }
 
     /// Stop every tenant's senders (serve is stopping; the host stops the tenants).

@@ -7,10 +7,14 @@
 //! - [`token`]: tenant tokens (random, stored as SHA-256, compared in constant time).
 //! - [`hosting`]: applies the registry to the running host (add, restart, remove) and finds
 //!   the tenant a token belongs to.
+//! - [`processors`]: the processors a spec names (built in, or from the plugin store).
+//! - [`open`]: a tenant's node outside the host, for the CLI's `--tenant NAME`.
 //! - [`api`]: `/v1/tenants...` on the admin API, for the host token only.
 
 pub(crate) mod api;
 pub mod hosting;
+pub mod open;
+pub mod processors;
 pub mod registry;
 pub mod spec;
 pub mod token;
