@@ -651,3 +651,123 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
     assert_eq!(api.call(TOKEN, "DELETE", "/v1/tenants/acme", None).0, 404);
     assert!(node.dir.join("data/tenants/acme/tracker.db").exists());
 }
+
+/// A tenant of one serve process syncs with a plain node in another over HTTP: it sends to
+/// the node's `remote-url`, the node sends to `/t/acme` on the first process.
+#[test]
+fn a_tenant_syncs_with_a_node_of_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host_port, external_port) = (free_port(), free_port());
+    let host = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "Host",
+            project: "HOST",
+            remote: "Elsewhere",
+            port: host_port,
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: "",
+        },
+    );
+    let extra = format!(
+        "\n[[connection]]\nname = \"acme-external\"\nremote-instance = \"Acme\"\n\
+         remote-url = \"http://127.0.0.1:{host_port}/t/acme\"\n\
+         incoming = \"remote-key\"\noutgoing = \"remote-key\"\nsecret = \"acme-secret\"\n"
+    );
+    let external = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "External",
+            project: "EXT",
+            remote: "Nobody",
+            port: external_port,
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: Box::leak(extra.into_boxed_str()),
+        },
+    );
+    let api = Api::new(host.spec.admin_port);
+    let created = api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(json!({
+            "name": "acme",
+            "instance": "Acme",
+            "tracker": {"kind": "reference", "project": "ACME"},
+            "connections": [{
+                "name": "acme-external",
+                "remote-instance": "External",
+                "remote-url": format!("http://127.0.0.1:{external_port}"),
+                "secret": "acme-secret",
+                "incoming": "remote-key",
+                "outgoing": "remote-key",
+            }],
+        })),
+    );
+    let token = created["token"].as_str().unwrap().to_string();
+
+    // Acme's issue reaches External, which syncs back its key.
+    api.ok(
+        &token,
+        "POST",
+        "/v1/issues",
+        Some(json!({"summary": "over HTTP", "status": "Open"})),
+    );
+    let exalated = api.ok(
+        &token,
+        "POST",
+        "/v1/exalate",
+        Some(json!({"connection": "acme-external", "keys": ["ACME-1"]})),
+    );
+    assert_eq!(exalated["errors"], json!([]), "{exalated}");
+    let remote_key = |issue: &Value| {
+        issue["custom_fields"]
+            .as_array()
+            .and_then(|fields| fields.iter().find(|f| f["name"] == "remote issue key"))
+            .and_then(|f| f["value"]["value"].as_str().map(str::to_string))
+    };
+    eventually(WAIT, "acme stores External's key", || {
+        remote_key(&api.ok(&token, "GET", "/v1/issues/ACME-1", None)).is_some()
+    });
+    let external_key = remote_key(&api.ok(&token, "GET", "/v1/issues/ACME-1", None)).unwrap();
+    assert_eq!(
+        external.issue(&external_key).unwrap()["summary"],
+        "over HTTP"
+    );
+
+    // A change on External comes back to the tenant.
+    let (status, answer) = external.send(
+        "PATCH",
+        &format!("/v1/issues/{external_key}"),
+        json!({"summary": "changed outside"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    eventually(WAIT, "the change reaches acme", || {
+        api.ok(&token, "GET", "/v1/issues/ACME-1", None)["summary"] == "changed outside"
+    });
+    // Serve's own node saw none of it.
+    assert_eq!(host.get("/v1/twins"), json!([]));
+
+    // An unknown tenant is 404; a known one checks the request (here: no signature).
+    let post = |path: &str| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .post(&format!("http://127.0.0.1:{host_port}{path}"))
+            .send("{}")
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("/t/nobody/v1/messages"), 404);
+    assert_eq!(post("/t/nobody/v1/messages/batch"), 404);
+    assert_eq!(post("/t/acme/v1/messages"), 400);
+}

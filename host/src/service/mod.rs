@@ -76,7 +76,6 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         config.data_dir(),
         node.clone(),
         opened.clock.clone(),
-        peers.clone(),
     )?);
     tenants.reconcile()?;
     {
@@ -151,7 +150,8 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                 clock: opened.clock.clone(),
                 on_accept: Box::new(move || ring.ring()),
             });
-            let mut app = server::router(receiver);
+            let mut app = server::router(receiver)
+                .merge(crate::tenants::routing::router(tenants.clone()));
             if let Some(secret) = config.webhook_secret()? {
                 let ring = wake.clone();
                 app = app.merge(crate::webhooks::router(Arc::new(crate::webhooks::Webhooks::new(

@@ -32,7 +32,6 @@ pub struct Tenants {
     /// packages tenants name (`plugin:NAME@VERSION`).
     node: Arc<Node>,
     clock: Arc<dyn Clock>,
-    peers: Arc<Peers>,
     /// Started with the first tenant: a serve without tenants pays nothing for it.
     host: OnceLock<Host>,
     hosted: RwLock<BTreeMap<String, Hosted>>,
@@ -90,19 +89,13 @@ pub enum TokenOwner {
 }
 
 impl Tenants {
-    pub fn open(
-        data_dir: PathBuf,
-        node: Arc<Node>,
-        clock: Arc<dyn Clock>,
-        peers: Arc<Peers>,
-    ) -> Result<Self> {
+    pub fn open(data_dir: PathBuf, node: Arc<Node>, clock: Arc<dyn Clock>) -> Result<Self> {
         let registry = Registry::open(&registry::path_in(&data_dir))?;
         Ok(Tenants {
             data_dir,
             registry,
             node,
             clock,
-            peers,
             host: OnceLock::new(),
             hosted: RwLock::default(),
             reconciling: Mutex::default(),
@@ -288,6 +281,8 @@ impl Tenants {
     fn wire(&self, spec: &TenantSpec, tenant: Tenant, senders: Arc<Senders>) -> Result<Live> {
         let node = tenant.node().clone();
         let mut secrets = HashMap::new();
+        // The link state of its senders: its own, its connection names are not serve's.
+        let peers = Arc::new(Peers::default());
         for c in &spec.connections {
             let Some(secret) = c.secret.as_deref().map(Secret::new) else {
                 continue;
@@ -306,7 +301,7 @@ impl Tenants {
                 self.clock.clone(),
                 senders.wake.clone(),
                 senders.stop.clone(),
-                self.peers.clone(),
+                peers.clone(),
             );
             let thread = std::thread::Builder::new()
                 .name(format!("twinsync-{}-sender", spec.name))

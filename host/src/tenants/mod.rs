@@ -9,6 +9,7 @@
 //!   the tenant a token belongs to.
 //! - [`processors`]: the processors a spec names (built in, or from the plugin store).
 //! - [`open`]: a tenant's node outside the host, for the CLI's `--tenant NAME`.
+//! - [`routing`]: `/t/{tenant}/v1/messages`: the node-to-node protocol for each tenant.
 //! - [`api`]: `/v1/tenants...` on the admin API, for the host token only.
 
 pub(crate) mod api;
@@ -16,6 +17,7 @@ pub mod hosting;
 pub mod open;
 pub mod processors;
 pub mod registry;
+pub mod routing;
 pub mod spec;
 pub mod token;
 
