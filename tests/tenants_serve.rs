@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use twinsync_tests::console::ConsoleClient;
 use twinsync_tests::process::{NodeProcess, NodeSpec, TOKEN, eventually, free_port};
 use twinsync_tests::tenants::Api;
 
@@ -392,7 +393,7 @@ fn a_tenant_token_reaches_its_own_node_only() {
             admin_port: free_port(),
             remote_port: free_port(),
             processor: "mirror",
-            extra: "",
+            extra: "\n[console]\nenabled = true\n",
         },
     );
     install_scripted(dir.path(), &node.config);
@@ -468,6 +469,65 @@ fn a_tenant_token_reaches_its_own_node_only() {
         }
     }
     assert_eq!(state(&api, &acme), before, "beta's calls changed acme");
+
+    // The console: a login with beta's token shows beta's node; acme's pages are not found.
+    let mut console = ConsoleClient::new(node.spec.admin_port);
+    assert_eq!(console.login_with(&beta.token).status, 303);
+    let twins = console.get("/console/twins");
+    assert_eq!(twins.status, 200);
+    assert!(
+        twins.body.contains(&beta.twin) && !twins.body.contains(&acme.twin),
+        "{}",
+        twins.body
+    );
+    for page in [
+        format!("/console/twins/{}", acme.twin),
+        format!("/console/errors/{}", acme.error),
+        format!("/console/errors/{}/confirm?action=skip", acme.error),
+        format!("/console/twins/{}/confirm?action=unexalate", acme.twin),
+    ] {
+        assert_eq!(console.get(&page).status, 404, "{page}");
+    }
+    let errors = console.get("/console/errors");
+    assert!(!errors.body.contains(&acme.error), "{}", errors.body);
+    let csrf = errors.csrf().expect("a form on the errors page");
+    for action in [
+        format!("/console/errors/{}/skip", acme.error),
+        format!("/console/errors/{}/retry", acme.error),
+        format!("/console/twins/{}/unexalate", acme.twin),
+        format!("/console/twins/{}/resync", acme.twin),
+    ] {
+        assert_eq!(
+            console.post(&action, &[("csrf", &csrf)]).status,
+            404,
+            "{action}"
+        );
+    }
+    let resolve = format!("/console/conflicts/{}/resolve", acme.conflict);
+    assert_eq!(
+        console
+            .post(&resolve, &[("csrf", &csrf), ("take", "local")])
+            .status,
+        404
+    );
+    assert_eq!(state(&api, &acme), before, "beta's console changed acme");
+    // Acme's token sees acme's twin; the host token serve's own node.
+    let mut console = ConsoleClient::new(node.spec.admin_port);
+    assert_eq!(console.login_with(&acme.token).status, 303);
+    assert_eq!(
+        console.get(&format!("/console/twins/{}", acme.twin)).status,
+        200
+    );
+    let mut console = ConsoleClient::new(node.spec.admin_port);
+    console.login();
+    let twins = console.get("/console/twins");
+    assert!(!twins.body.contains(&acme.twin) && !twins.body.contains(&beta.twin));
+    assert_eq!(
+        ConsoleClient::new(node.spec.admin_port)
+            .login_with("nope")
+            .status,
+        401
+    );
 
     // The same calls with acme's own token work (read-only ones first).
     let own =

@@ -180,12 +180,15 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
             if let Some(console) = config.console.as_ref().filter(|c| c.enabled) {
                 let ring = wake.clone();
                 app = app.merge(crate::console::router(Arc::new(crate::console::Console {
-                    node: node.clone(),
+                    host: Arc::new(crate::console::View {
+                        node: node.clone(),
+                        peers: peers.clone(),
+                        on_change: Box::new(move || ring.ring()),
+                    }),
                     token,
                     secure_cookie: console.secure_cookie,
-                    peers: peers.clone(),
-                    on_change: Box::new(move || ring.ring()),
                     sessions: Default::default(),
+                    tenants: Some(tenants.clone()),
                 })));
                 tracing::info!(address = %admin_config.listen, "serving the console under /console");
             }

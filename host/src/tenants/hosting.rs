@@ -52,6 +52,8 @@ struct Hosted {
 pub struct Live {
     pub tenant: Tenant,
     pub receiver: Arc<Receiver>,
+    /// What its senders last saw of the other nodes.
+    pub peers: Arc<Peers>,
     senders: Arc<Senders>,
 }
 
@@ -329,6 +331,7 @@ impl Tenants {
         Ok(Live {
             tenant,
             receiver,
+            peers,
             senders,
         })
     }
