@@ -831,3 +831,110 @@ fn a_tenant_syncs_with_a_node_of_another_process() {
     assert_eq!(post("/t/nobody/v1/messages/batch"), 404);
     assert_eq!(post("/t/acme/v1/messages"), 400);
 }
+
+/// Tenants changed (so restarted) again and again while their events flow: every issue
+/// still reaches the other side, and every key comes back, with no sync error.
+#[test]
+fn tenants_restarted_while_events_flow_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "Host",
+            project: "HOST",
+            remote: "Elsewhere",
+            port: free_port(),
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: "",
+        },
+    );
+    let api = Api::new(node.spec.admin_port);
+    let spec = |name: &str, instance: &str, project: &str, remote: &str, timeout: u64| {
+        json!({
+            "name": name,
+            "instance": instance,
+            "tracker": {"kind": "reference", "project": project},
+            "connections": [{
+                "name": "link",
+                "remote-instance": remote,
+                "incoming": "remote-key",
+                "outgoing": "remote-key",
+                "limits": {"timeout-ms": timeout},
+            }],
+        })
+    };
+    let token = api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(spec("acme", "Acme", "ACME", "Globex", 2000)),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let peer = api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(spec("globex", "Globex", "GLO", "Acme", 2000)),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut keys = Vec::new();
+    for round in 0..4u64 {
+        let mut batch = Vec::new();
+        for i in 0..10 {
+            let issue = api.ok(
+                &token,
+                "POST",
+                "/v1/issues",
+                Some(json!({"summary": format!("issue {round}-{i}"), "status": "Open"})),
+            );
+            batch.push(issue["key"].as_str().unwrap().to_string());
+        }
+        let exalated = api.ok(
+            &token,
+            "POST",
+            "/v1/exalate",
+            Some(json!({"connection": "link", "keys": batch})),
+        );
+        assert_eq!(exalated["errors"], json!([]), "{exalated}");
+        keys.extend(batch);
+        // Each change restarts the tenant, with events queued and under way.
+        let changed = api.ok(
+            TOKEN,
+            "PUT",
+            "/v1/tenants/acme",
+            Some(spec("acme", "Acme", "ACME", "Globex", 2001 + round)),
+        );
+        assert_eq!(changed["running"], true, "{changed}");
+        api.ok(
+            TOKEN,
+            "PUT",
+            "/v1/tenants/globex",
+            Some(spec("globex", "Globex", "GLO", "Acme", 2001 + round)),
+        );
+    }
+    eventually(Duration::from_secs(60), "every key comes back", || {
+        let twins = api.ok(&token, "GET", "/v1/twins", None);
+        let twins = twins.as_array().unwrap();
+        twins.len() == keys.len() && twins.iter().all(|t| t["remote_key"].is_string())
+    });
+    let peer_twins = api.ok(&peer, "GET", "/v1/twins", None);
+    assert_eq!(peer_twins.as_array().unwrap().len(), keys.len());
+    for twin in peer_twins.as_array().unwrap() {
+        let key = twin["local_key"].as_str().unwrap();
+        let issue = api.ok(&peer, "GET", &format!("/v1/issues/{key}"), None);
+        assert!(
+            issue["summary"].as_str().unwrap().starts_with("issue "),
+            "{issue}"
+        );
+    }
+    assert_eq!(api.ok(&token, "GET", "/v1/errors", None), json!([]));
+    assert_eq!(api.ok(&peer, "GET", "/v1/errors", None), json!([]));
+}

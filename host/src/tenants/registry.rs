@@ -50,6 +50,11 @@ impl Registry {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let db = crate::store::open_wal(path)?;
+        // It holds the connections' shared secrets: the owner's only (SQLite gives its WAL
+        // files the same permissions).
+        #[cfg(unix)]
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
         db.execute_batch(SCHEMA)
             .with_context(|| format!("cannot set up the tenant registry in {}", path.display()))?;
         Ok(Registry { db: Mutex::new(db) })
@@ -210,6 +215,12 @@ mod tests {
             assert!(registry.set_token("a", "h3").unwrap());
         }
         let registry = Registry::open(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the secrets are the owner's only");
+        }
         let entry = registry.get("a").unwrap().unwrap();
         assert_eq!((entry.spec.instance.as_str(), entry.revision), ("A2", 2));
         assert_eq!(entry.token_sha256, "h3");

@@ -79,6 +79,9 @@ fn bidirectional() -> Flow {
     Flow::Bidirectional
 }
 
+/// Connections one tenant may have: each has its loops and, with a URL, a sender thread.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// A processor as a spec names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessorRef<'a> {
@@ -155,6 +158,13 @@ impl TenantSpec {
             bail!(
                 "tenant `{}`: project `{project}`: use 1 to 16 letters and digits",
                 self.name
+            );
+        }
+        if self.connections.len() > MAX_CONNECTIONS {
+            bail!(
+                "tenant `{}`: {} connections, at most {MAX_CONNECTIONS}",
+                self.name,
+                self.connections.len()
             );
         }
         let mut names = std::collections::BTreeSet::new();
