@@ -616,7 +616,8 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
             admin_port: free_port(),
             remote_port: free_port(),
             processor: "mirror",
-            extra: "",
+            // Room for one tenant: its worker and its reconciliation.
+            extra: "\n[tenants]\nmax-parallel-calls = 2\n",
         },
     );
     let api = Api::new(node.spec.admin_port);
@@ -688,6 +689,47 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
         Some(json!({"name": "other", "instance": "Z"})),
     );
     assert_eq!(status, 400, "a tenant cannot be renamed");
+    // A spec it cannot start with is undone, with the reason.
+    let mut too_big = spec("AcmeTooBig");
+    too_big["connections"] =
+        json!([{"name": "c", "remote-instance": "Y", "limits": {"memory-bytes": 1u64 << 40}}]);
+    let (status, answer) = api.call(TOKEN, "PUT", "/v1/tenants/acme", Some(too_big));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("kept as it was"),
+        "{answer}"
+    );
+    let shown = api.ok(TOKEN, "GET", "/v1/tenants/acme", None);
+    assert_eq!(
+        (shown["spec"]["instance"].clone(), shown["running"].clone()),
+        (json!("AcmeRenamed"), json!(true))
+    );
+    assert_eq!(
+        api.ok(&token, "GET", "/v1/issues/ACME-1", None)["summary"],
+        "kept"
+    );
+    // A tenant past the host's room is refused, and not kept.
+    let (status, answer) = api.call(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(json!({"name": "beta", "instance": "Beta"})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("parallel processor calls"),
+        "{answer}"
+    );
+    assert_eq!(
+        api.ok(TOKEN, "GET", "/v1/tenants", None)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // A new token: the old one stops working at once.
     let rotated = api.ok(TOKEN, "POST", "/v1/tenants/acme/token", None);

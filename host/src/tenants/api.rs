@@ -4,9 +4,9 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /v1/tenants` | every registered tenant: spec (secrets hidden), revision, whether it runs (or why not) |
-//! | `POST /v1/tenants` | register a tenant (body: its spec) and start it; `201` with its token, shown this once |
+//! | `POST /v1/tenants` | register a tenant (body: its spec) and start it; `201` with its token, shown this once (one that cannot start is not kept: `400` with the reason) |
 //! | `GET /v1/tenants/{name}` | one tenant |
-//! | `PUT /v1/tenants/{name}` | replace its spec (same name); it restarts with it |
+//! | `PUT /v1/tenants/{name}` | replace its spec (same name); it restarts with it (or, if it cannot start with it, `400` and it runs on as it was) |
 //! | `DELETE /v1/tenants/{name}` | stop it and forget it; its directory (`DATA_DIR/tenants/NAME`) stays |
 //! | `POST /v1/tenants/{name}/token` | a new token for it, shown this once; the old one stops working |
 //!
@@ -95,6 +95,15 @@ async fn add(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Respon
         let token = token::new_token();
         let entry = tenants.registry().add(&spec, &token::hash(&token))?;
         tenants.reconcile()?;
+        // One that cannot start is not kept: the caller gets the reason, nothing is left.
+        if let Some(Err(why)) = tenants.status(&spec.name) {
+            tenants.registry().remove(&spec.name)?;
+            tenants.reconcile()?;
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("tenant `{}` cannot start: {why}", spec.name),
+            ));
+        }
         let mut shown = describe(tenants, &entry);
         shown["token"] = Value::from(token);
         Ok(shown)
@@ -134,11 +143,24 @@ async fn replace(
             ));
         }
         tenants.check(&spec)?;
+        let old = tenants
+            .registry()
+            .get(&name)?
+            .ok_or_else(|| unknown(&name))?;
         let entry = tenants
             .registry()
             .replace(&spec)?
             .ok_or_else(|| unknown(&name))?;
         tenants.reconcile()?;
+        // A spec it cannot start with is undone: it runs on as it was.
+        if let Some(Err(why)) = tenants.status(&name) {
+            tenants.registry().replace(&old.spec)?;
+            tenants.reconcile()?;
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("tenant `{name}` cannot start with this spec, kept as it was: {why}"),
+            ));
+        }
         Ok(describe(tenants, &entry))
     })
     .await

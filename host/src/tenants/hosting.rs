@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -26,6 +27,8 @@ use crate::transport::server::Receiver;
 
 /// The tenants of a `serve` process.
 pub struct Tenants {
+    /// Where the host keeps its compile cache and the tenants' directories, and its sizes.
+    config: HostConfig,
     data_dir: PathBuf,
     registry: Registry,
     /// Serve's own node: tenants may not take its instance, and its plugin store holds the
@@ -45,7 +48,13 @@ struct Hosted {
     token_sha256: String,
     /// Why it does not run, if it does not (shown by `GET /v1/tenants`, and to its token).
     state: Result<Live, String>,
+    /// When it was started, or tried.
+    tried: Instant,
 }
+
+/// How long a tenant that could not start waits before it is tried again (its cause may
+/// pass: a plugin file put back, room made in the host).
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// A running tenant and what serve adds to it.
 #[derive(Clone)]
@@ -91,9 +100,11 @@ pub enum TokenOwner {
 }
 
 impl Tenants {
-    pub fn open(data_dir: PathBuf, node: Arc<Node>, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn open(config: HostConfig, node: Arc<Node>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let data_dir = config.data_dir.clone();
         let registry = Registry::open(&registry::path_in(&data_dir))?;
         Ok(Tenants {
+            config,
             data_dir,
             registry,
             node,
@@ -198,6 +209,10 @@ impl Tenants {
             let known = {
                 let mut hosted = self.hosted.write().unwrap_or_else(|e| e.into_inner());
                 match hosted.get_mut(name) {
+                    Some(h) if h.state.is_err() && h.tried.elapsed() >= RETRY_AFTER => {
+                        hosted.remove(name);
+                        false
+                    }
                     Some(h) => {
                         // A new token takes effect without a restart.
                         h.token_sha256.clone_from(&entry.token_sha256);
@@ -229,6 +244,7 @@ impl Tenants {
                         revision: entry.revision,
                         token_sha256: entry.token_sha256.clone(),
                         state,
+                        tried: Instant::now(),
                     },
                 );
         }
@@ -239,7 +255,7 @@ impl Tenants {
         if let Some(host) = self.host.get() {
             return Ok(host);
         }
-        let host = Host::start(HostConfig::new(&self.data_dir))?;
+        let host = Host::start(self.config.clone())?;
         Ok(self.host.get_or_init(|| host))
     }
 
