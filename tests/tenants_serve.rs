@@ -980,3 +980,96 @@ fn tenants_restarted_while_events_flow_lose_nothing() {
     assert_eq!(api.ok(&token, "GET", "/v1/errors", None), json!([]));
     assert_eq!(api.ok(&peer, "GET", "/v1/errors", None), json!([]));
 }
+
+/// A tenant whose tracker is a Redmine project syncs with a tenant on the reference
+/// tracker (skipped, loudly, where Redmine cannot be installed).
+#[test]
+fn a_redmine_tenant_syncs() {
+    let redmine = twinsync_tests::redmine_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "Host",
+            project: "HOST",
+            remote: "Elsewhere",
+            port: free_port(),
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: "",
+        },
+    );
+    let api = Api::new(node.spec.admin_port);
+    let connection = |remote: &str| json!([{"name": "link", "remote-instance": remote, "incoming": "remote-key", "outgoing": "remote-key"}]);
+    // A wrong key: refused with Redmine's reason, nothing kept.
+    let (status, answer) = api.call(TOKEN, "POST", "/v1/tenants", Some(json!({
+        "name": "rm", "instance": "RedmineSide", "connections": connection("ReferenceSide"),
+        "tracker": {"kind": "redmine", "url": redmine.url, "api-key": "wrong", "project": "internal"},
+    })));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot use the tenant's Redmine"),
+        "{answer}"
+    );
+    let created = api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(json!({
+            "name": "rm", "instance": "RedmineSide", "connections": connection("ReferenceSide"),
+            "tracker": {"kind": "redmine", "url": redmine.url, "api-key": redmine.twinsync_key,
+                        "project": "internal", "poll-interval-ms": 200},
+        })),
+    );
+    assert!(
+        !created.to_string().contains(&redmine.twinsync_key),
+        "{created}"
+    );
+    let rm = created["token"].as_str().unwrap().to_string();
+    let reference = api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(json!({
+            "name": "ref", "instance": "ReferenceSide", "connections": connection("RedmineSide"),
+            "tracker": {"kind": "reference", "project": "REF"},
+        })),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let subject = twinsync_tests::redmine::unique("Tenant on Redmine");
+    let id = redmine.create_issue("internal", &subject);
+    let exalated = api.ok(
+        &rm,
+        "POST",
+        "/v1/exalate",
+        Some(json!({"connection": "link", "keys": [format!("#{id}")]})),
+    );
+    assert_eq!(exalated["errors"], json!([]), "{exalated}");
+    eventually(WAIT, "the Redmine issue reaches the other tenant", || {
+        api.ok(&reference, "GET", "/v1/twins", None)
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    });
+    let key = api.ok(&reference, "GET", "/v1/twins", None)[0]["local_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        api.ok(&reference, "GET", &format!("/v1/issues/{key}"), None)["summary"],
+        json!(subject)
+    );
+    // The key comes back into Redmine (remote-key's sync back).
+    eventually(WAIT, "Redmine stores the other side's key", || {
+        redmine.issue(id).to_string().contains(&key)
+    });
+}

@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::registry::{self, Entry, Registry};
-use super::spec::{TenantSpec, TrackerSpec};
+use super::spec::TenantSpec;
 use super::token;
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::embed::{ConnectionConfig, Host, HostConfig, Processor, Tenant, TenantConfig};
 use crate::service::{Peers, Wake};
 use crate::sync::{Flow, Node};
-use crate::tracker::ReferenceTracker;
 use crate::transport::client::Sender;
 use crate::transport::server::Receiver;
 
@@ -265,12 +264,7 @@ impl Tenants {
         let dir = self.data_dir.join("tenants").join(&spec.name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let TrackerSpec::Reference { project } = &spec.tracker;
-        let tracker = Arc::new(ReferenceTracker::open(
-            &dir.join("tracker.db"),
-            project,
-            self.clock.clone(),
-        )?);
+        let tracker = super::trackers::open(&spec.tracker, &dir, self.clock.clone())?;
         let mut config = TenantConfig::new(&spec.name, &spec.instance, tracker);
         for c in &spec.connections {
             let mut connection = ConnectionConfig::new(&c.name, &c.remote_instance)

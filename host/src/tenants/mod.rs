@@ -7,6 +7,7 @@
 //! - [`token`]: tenant tokens (random, stored as SHA-256, compared in constant time).
 //! - [`hosting`]: applies the registry to the running host (add, restart, remove) and finds
 //!   the tenant a token belongs to.
+//! - [`trackers`]: the tracker a spec names (the reference tracker, or a Redmine project).
 //! - [`processors`]: the processors a spec names (built in, or from the plugin store).
 //! - [`open`]: a tenant's node outside the host, for the CLI's `--tenant NAME`.
 //! - [`routing`]: `/t/{tenant}/v1/messages`: the node-to-node protocol for each tenant.
@@ -20,6 +21,7 @@ pub mod registry;
 pub mod routing;
 pub mod spec;
 pub mod token;
+pub mod trackers;
 
 pub use hosting::Tenants;
 pub use registry::Registry;

@@ -7,14 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 
 use super::registry::{self, Registry};
-use super::spec::TrackerSpec;
 use crate::clock::{Clock, SystemClock};
 use crate::config::NodeConfig;
 use crate::runtime::{PoolConfig, Runtime, RuntimeConfig};
 use crate::setup::ConfiguredNode;
 use crate::store::NodeStore;
 use crate::sync::{Connection, Node};
-use crate::tracker::{ReferenceTracker, Tracker};
 
 /// The directory of a registered tenant, or an error naming the registry.
 fn tenant_dir(config: &NodeConfig, name: &str) -> Result<(std::path::PathBuf, super::TenantSpec)> {
@@ -48,12 +46,7 @@ pub fn open_node(config: &NodeConfig, name: &str) -> Result<ConfiguredNode> {
         random_key: Some(crate::setup::random_key(&data_dir.join("random.key"))?),
         ..RuntimeConfig::default()
     })?);
-    let TrackerSpec::Reference { project } = &spec.tracker;
-    let tracker: Arc<dyn Tracker> = Arc::new(ReferenceTracker::open(
-        &dir.join("tracker.db"),
-        project,
-        clock.clone(),
-    )?);
+    let tracker = super::trackers::open(&spec.tracker, &dir, clock.clone())?;
     // Plugins named by the spec come from serve's own plugin store.
     let host_store = crate::setup::open_store(config)?;
     let mut connections = Vec::new();

@@ -33,6 +33,66 @@ pub enum TrackerSpec {
         #[serde(default = "default_project")]
         project: String,
     },
+    /// A project of a Redmine, through its REST API.
+    Redmine(RedmineSpec),
+}
+
+/// A tenant's Redmine: as `[tracker] kind = "redmine"` in a node's file, with the API key
+/// itself (the registry is readable by its owner only, and never shows it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedmineSpec {
+    /// Redmine's root address, like `https://redmine.example.com`.
+    pub url: String,
+    /// The API key of the Redmine user twinsync writes as.
+    pub api_key: String,
+    /// The project's identifier, as in `/projects/IDENTIFIER`.
+    pub project: String,
+    /// The issue custom field (format Text) where twinsync records its sync events.
+    #[serde(default = "default_event_field")]
+    pub event_field: String,
+    /// How often Redmine is asked for changes, in milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_event_field() -> String {
+    crate::tracker::DEFAULT_EVENT_FIELD.to_string()
+}
+
+fn default_poll_interval_ms() -> u64 {
+    2_000
+}
+
+impl RedmineSpec {
+    /// The settings to connect with.
+    pub fn settings(&self) -> crate::tracker::RedmineSettings {
+        crate::tracker::RedmineSettings {
+            url: self.url.clone(),
+            api_key: crate::config::Secret::new(self.api_key.clone()),
+            project: self.project.clone(),
+            event_field: self.event_field.clone(),
+            poll_interval: std::time::Duration::from_millis(self.poll_interval_ms),
+        }
+    }
+
+    fn check(&self, tenant: &str) -> Result<()> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://"))
+            || self.url.len() > 2048
+        {
+            bail!("tenant `{tenant}`: the Redmine `url` must start with http:// or https://");
+        }
+        if self.api_key.trim().is_empty() {
+            bail!("tenant `{tenant}`: the Redmine `api-key` is empty");
+        }
+        check_label("Redmine project", &self.project)
+            .and_then(|()| check_label("Redmine event field", &self.event_field))
+            .map_err(|e| e.context(format!("tenant `{tenant}`")))?;
+        if self.poll_interval_ms > 3_600_000 {
+            bail!("tenant `{tenant}`: `poll-interval-ms` is more than an hour");
+        }
+        Ok(())
+    }
 }
 
 impl Default for TrackerSpec {
@@ -150,15 +210,19 @@ impl TenantSpec {
                 self.instance
             );
         }
-        let TrackerSpec::Reference { project } = &self.tracker;
-        let project_ok = !project.is_empty()
-            && project.len() <= 16
-            && project.bytes().all(|b| b.is_ascii_alphanumeric());
-        if !project_ok {
-            bail!(
-                "tenant `{}`: project `{project}`: use 1 to 16 letters and digits",
-                self.name
-            );
+        match &self.tracker {
+            TrackerSpec::Reference { project } => {
+                let project_ok = !project.is_empty()
+                    && project.len() <= 16
+                    && project.bytes().all(|b| b.is_ascii_alphanumeric());
+                if !project_ok {
+                    bail!(
+                        "tenant `{}`: project `{project}`: use 1 to 16 letters and digits",
+                        self.name
+                    );
+                }
+            }
+            TrackerSpec::Redmine(redmine) => redmine.check(&self.name)?,
         }
         if self.connections.len() > MAX_CONNECTIONS {
             bail!(
@@ -220,6 +284,9 @@ impl TenantSpec {
     /// The spec as shown to operators: secrets are replaced by `"(set)"`.
     pub fn redacted(&self) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if value["tracker"].get("api-key").is_some() {
+            value["tracker"]["api-key"] = Value::from("(set)");
+        }
         if let Some(connections) = value["connections"].as_array_mut() {
             for c in connections {
                 if c.get("secret").is_some() {
@@ -267,14 +334,31 @@ mod tests {
             )
             .contains("no secret")
         );
+        assert!(
+            error(r#"{"name": "a", "instance": "A", "tracker": {"kind": "redmine", "url": "redmine", "api-key": "k", "project": "p"}}"#)
+                .contains("http:// or https://")
+        );
+        assert!(
+            error(r#"{"name": "a", "instance": "A", "tracker": {"kind": "redmine", "url": "http://r", "api-key": " ", "project": "p"}}"#)
+                .contains("api-key` is empty")
+        );
+        assert!(
+            error(r#"{"name": "a", "instance": "A", "tracker": {"kind": "redmine", "url": "http://r", "project": "p"}}"#)
+                .contains("api-key")
+        );
     }
 
     #[test]
     fn secrets_are_not_shown() {
         let spec = spec(
-            r#"{"name": "a", "instance": "A", "connections": [{"name": "c", "remote-instance": "B", "secret": "hush"}]}"#,
+            r#"{"name": "a", "instance": "A", "connections": [{"name": "c", "remote-instance": "B", "secret": "hush"}],
+                "tracker": {"kind": "redmine", "url": "http://r", "api-key": "quiet", "project": "p"}}"#,
         )
         .unwrap();
-        assert!(!spec.redacted().to_string().contains("hush"));
+        let shown = spec.redacted().to_string();
+        assert!(
+            !shown.contains("hush") && !shown.contains("quiet"),
+            "{shown}"
+        );
     }
 }
