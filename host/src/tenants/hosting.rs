@@ -118,11 +118,6 @@ impl Tenants {
         &self.registry
     }
 
-    /// The serving node's instance, which no tenant may take.
-    pub fn host_instance(&self) -> &str {
-        self.node.instance()
-    }
-
     /// The tenant whose token hashes to `token`'s hash. Every tenant's hash is compared, in
     /// constant time each: the time taken says nothing about which one nearly matched.
     pub fn owner_of(&self, presented: &str) -> Option<TokenOwner> {
