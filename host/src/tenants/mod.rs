@@ -11,7 +11,7 @@
 //! - [`processors`]: the processors a spec names (built in, or from the plugin store).
 //! - [`open`]: a tenant's node outside the host, for the CLI's `--tenant NAME`.
 //! - [`routing`]: `/t/{tenant}/v1/messages`: the node-to-node protocol for each tenant.
-//! - [`api`]: `/v1/tenants...` on the admin API, for the host token only.
+//! - `api`: `/v1/tenants...` on the admin API, for the host token only.
 
 pub(crate) mod api;
 pub mod hosting;
