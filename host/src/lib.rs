@@ -124,6 +124,8 @@ pub mod store;
 #[doc(hidden)]
 pub mod sync;
 #[doc(hidden)]
+pub mod tenants;
+#[doc(hidden)]
 pub mod transport;
 #[doc(hidden)]
 pub mod webhooks;

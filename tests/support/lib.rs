@@ -8,6 +8,7 @@ pub mod postgres;
 pub mod process;
 pub mod redmine;
 pub mod sim;
+pub mod tenants;
 pub mod trackers;
 
 use std::collections::HashMap;

@@ -2,15 +2,14 @@
 
 use anyhow::Result;
 use clap::Args;
-use twinsync::setup::open_store;
 use twinsync::store::history::{self, Filter, parse_time};
 
-use super::NodeArgs;
+use super::TargetArgs;
 
 #[derive(Args)]
 pub struct HistoryArgs {
     #[command(flatten)]
-    node: NodeArgs,
+    node: TargetArgs,
     /// A twin id, or an issue key on either side (local or remote).
     key: String,
     /// Only entries from this time on (RFC 3339, `2026-11-30T08:00:00Z`).
@@ -28,7 +27,6 @@ pub struct HistoryArgs {
 }
 
 pub fn run(args: &HistoryArgs) -> Result<()> {
-    let config = twinsync::config::NodeConfig::load(&args.node.config)?;
     let filter = Filter {
         key: Some(args.key.clone()),
         since_ms: args.since.as_deref().map(parse_time).transpose()?,
@@ -36,7 +34,7 @@ pub fn run(args: &HistoryArgs) -> Result<()> {
         limit: Some(args.limit),
         ..Filter::default()
     };
-    let entries = open_store(&config)?.read(|db| history::query(db, &filter))?;
+    let entries = args.node.store()?.read(|db| history::query(db, &filter))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());

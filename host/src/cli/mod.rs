@@ -14,6 +14,7 @@ mod history;
 mod operate;
 mod plugin;
 mod serve;
+mod tenants;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,41 @@ struct NodeArgs {
         value_name = "FILE"
     )]
     config: PathBuf,
+}
+
+/// The node a command acts on: serve's own (`--config`), or one of its tenants.
+#[derive(clap::Args, Clone)]
+struct TargetArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Act on this tenant of the serve process (see `twinsync tenants list`): its database
+    /// and tracker only.
+    #[arg(long, value_name = "NAME")]
+    tenant: Option<String>,
+}
+
+impl TargetArgs {
+    fn config(&self) -> anyhow::Result<twinsync::config::NodeConfig> {
+        twinsync::config::NodeConfig::load(&self.node.config)
+    }
+
+    /// The node's database alone.
+    fn store(&self) -> anyhow::Result<std::sync::Arc<twinsync::store::NodeStore>> {
+        let config = self.config()?;
+        match &self.tenant {
+            Some(name) => twinsync::tenants::open::open_store(&config, name),
+            None => twinsync::setup::open_store(&config),
+        }
+    }
+
+    /// The node with its tracker and processors.
+    fn open(&self) -> anyhow::Result<twinsync::setup::ConfiguredNode> {
+        let config = self.config()?;
+        match &self.tenant {
+            Some(name) => twinsync::tenants::open::open_node(&config, name),
+            None => twinsync::setup::open_node(&config),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -77,6 +113,10 @@ enum Command {
     /// Look at processor components and try them before installing.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// The tenants `serve` runs beside its own node: list, add, change, show, remove, and
+    /// their admin tokens. A running `serve` applies changes within a second.
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -95,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => operate::verify(&args),
         Command::Conflicts(command) => operate::conflicts(command),
         Command::Plugin(command) => plugin::run(command),
+        Command::Tenants(command) => tenants::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,16 +11,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use twinsync::config::NodeConfig;
 use twinsync::ops;
-use twinsync::setup::{open_node, open_store};
 use twinsync::sync::Take;
 use twinsync::tracker::Query;
 
-use super::NodeArgs;
+use super::{NodeArgs, TargetArgs};
 
 #[derive(Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    node: NodeArgs,
+    node: TargetArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -29,7 +28,7 @@ pub struct ListArgs {
 #[derive(Args)]
 pub struct ExalateArgs {
     #[command(flatten)]
-    node: NodeArgs,
+    node: TargetArgs,
     /// The connection to sync the issues over.
     #[arg(long)]
     connection: String,
@@ -45,7 +44,7 @@ pub struct ExalateArgs {
 #[derive(Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    node: NodeArgs,
+    node: TargetArgs,
     /// Only the twins of this connection.
     #[arg(long)]
     connection: Option<String>,
@@ -57,7 +56,7 @@ pub struct VerifyArgs {
 #[derive(Args)]
 pub struct UnexalateArgs {
     #[command(flatten)]
-    node: NodeArgs,
+    node: TargetArgs,
     /// The connection the issues are synced over.
     #[arg(long)]
     connection: String,
@@ -73,7 +72,7 @@ pub enum ErrorsCommand {
     /// One sync error: the event's input, the processor's log.
     Show {
         #[command(flatten)]
-        node: NodeArgs,
+        node: TargetArgs,
         /// The event id (see `errors list`).
         id: String,
         /// Print the input, message and log in full (otherwise long ones are cut).
@@ -83,7 +82,7 @@ pub enum ErrorsCommand {
     /// Put sync errors back in the queue (after fixing the processor or the tracker).
     Retry {
         #[command(flatten)]
-        node: NodeArgs,
+        node: TargetArgs,
         /// The event id; or --all.
         #[arg(required_unless_present = "all")]
         id: Option<String>,
@@ -94,7 +93,7 @@ pub enum ErrorsCommand {
     /// Drop a failed event: its twin goes on with the next one.
     Skip {
         #[command(flatten)]
-        node: NodeArgs,
+        node: TargetArgs,
         id: String,
     },
 }
@@ -104,7 +103,7 @@ pub enum EventsCommand {
     /// Events, oldest first: id, kind, state, twin, and the outcome or error.
     List {
         #[command(flatten)]
-        node: NodeArgs,
+        node: TargetArgs,
         /// Only this twin's events.
         #[arg(long)]
         twin: Option<String>,
@@ -118,7 +117,7 @@ pub enum EventsCommand {
     /// One event: its message, processor input, log and outcome.
     Show {
         #[command(flatten)]
-        node: NodeArgs,
+        node: TargetArgs,
         id: String,
         /// Print the input, message and log in full (otherwise long ones are cut).
         #[arg(long)]
@@ -128,7 +127,7 @@ pub enum EventsCommand {
     /// log. Changes nothing.
     Replay {
         #[command(flatten)]
-        node: NodeArgs,
+        node: TargetArgs,
         id: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -143,7 +142,7 @@ pub enum ConflictsCommand {
     /// Keep one side's value: it is written here if needed and sent to the other side.
     Resolve {
         #[command(flatten)]
-        node: NodeArgs,
+        node: TargetArgs,
         /// The conflict's id (see `conflicts list`).
         id: i64,
         /// Which value to keep.
@@ -177,7 +176,7 @@ pub fn conflicts(command: ConflictsCommand) -> Result<()> {
             Ok(())
         }
         ConflictsCommand::Resolve { node, id, take } => {
-            let opened = open_node(&config(&node)?)?;
+            let opened = node.open()?;
             opened.node.resolve_conflict(id, take)?;
             outln!("conflict {id} settled ({take:?} value kept); a running node sends it now")?;
             Ok(())
@@ -189,13 +188,12 @@ pub(super) fn config(node: &NodeArgs) -> Result<NodeConfig> {
     NodeConfig::load(&node.config)
 }
 
-fn store(node: &NodeArgs) -> Result<std::sync::Arc<twinsync::store::NodeStore>> {
-    open_store(&config(node)?)
+fn store(node: &TargetArgs) -> Result<std::sync::Arc<twinsync::store::NodeStore>> {
+    node.store()
 }
 
 pub fn exalate(args: &ExalateArgs) -> Result<()> {
-    let config = config(&args.node)?;
-    let opened = open_node(&config)?;
+    let opened = args.node.open()?;
     let keys = match &args.query {
         Some(query) => opened.tracker.search(&Query::parse(query)?)?,
         None => args.keys.clone(),
@@ -241,7 +239,7 @@ pub fn exalate(args: &ExalateArgs) -> Result<()> {
 }
 
 pub fn unexalate(args: &UnexalateArgs) -> Result<()> {
-    let opened = open_node(&config(&args.node)?)?;
+    let opened = args.node.open()?;
     for key in &args.keys {
         opened.node.unexalate(&args.connection, key)?;
         outln!("{key}: unexalate queued behind its pending events")?;
@@ -251,7 +249,7 @@ pub fn unexalate(args: &UnexalateArgs) -> Result<()> {
 
 /// Compare every settled twin with what was last exchanged, and repair what differs.
 pub fn verify(args: &VerifyArgs) -> Result<()> {
-    let opened = open_node(&config(&args.node)?)?;
+    let opened = args.node.open()?;
     let report = opened.node.verify(args.connection.as_deref())?;
     if args.json {
         return print_json(&report);
@@ -407,7 +405,7 @@ fn shown(text: &str, full: bool) -> std::borrow::Cow<'_, str> {
     .into()
 }
 
-fn show(node: &NodeArgs, id: &str, full: bool) -> Result<()> {
+fn show(node: &TargetArgs, id: &str, full: bool) -> Result<()> {
     let event = ops::event(&*store(node)?, id)?;
     outln!(
         "event {}  {:?} {:?}  twin {}  connection {}",
@@ -489,7 +487,7 @@ pub fn events(command: EventsCommand) -> Result<()> {
         }
         EventsCommand::Show { node, id, full } => show(&node, &id, full),
         EventsCommand::Replay { node, id, json } => {
-            let opened = open_node(&config(&node)?)?;
+            let opened = node.open()?;
             twinsync::setup::use_plugin_store(&opened.node)?;
             let replay = opened.node.replay(&id)?;
             if json {

@@ -106,4 +106,10 @@ timeout-ms = 2000         # wall-clock time
 memory-bytes = 67108864   # linear memory
 host-calls = 1000         # calls to sync-helper functions
 log-bytes = 65536         # log kept per event; the rest is cut with a marker
+
+# Tenants (`twinsync tenants add`, or POST /v1/tenants) run beside this node, each with its
+# own tracker, database and admin token. How they are run (defaults shown):
+# [tenants]
+# workers-per-tenant = 1
+# max-parallel-calls = 64   # processor calls of all tenants at once: each takes its workers + 1
 "#;

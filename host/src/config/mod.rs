@@ -52,6 +52,9 @@ pub struct NodeConfig {
     pub webhooks: Option<WebhooksConfig>,
     #[serde(default, rename = "connection")]
     pub connections: Vec<ConnectionConfig>,
+    /// How the tenants of the registry (`DATA_DIR/tenants.db`) are run.
+    #[serde(default)]
+    pub tenants: TenantsConfig,
 
     /// The file this was read from; relative paths are resolved against its directory.
     #[serde(skip)]
@@ -92,6 +95,37 @@ pub struct ConsoleConfig {
     /// console is for the machine itself, or a proxy on it.
     #[serde(default)]
     pub allow_remote: bool,
+}
+
+/// `[tenants]`: the embedded host that runs the tenants (see `twinsync tenants`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TenantsConfig {
+    /// Worker threads of each tenant.
+    #[serde(default = "one")]
+    pub workers_per_tenant: usize,
+    /// Processor calls all tenants together may run at once (instances are reserved for
+    /// them up front). Each tenant takes its workers and one more for reconciliation: a
+    /// tenant that does not fit does not start, and says so.
+    #[serde(default = "default_parallel_calls")]
+    pub max_parallel_calls: usize,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        TenantsConfig {
+            workers_per_tenant: one(),
+            max_parallel_calls: default_parallel_calls(),
+        }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_parallel_calls() -> usize {
+    64
 }
 
 /// The tracker tells the node which issues changed (`POST /v1/changes`, signed with this

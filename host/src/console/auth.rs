@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::Console;
 use super::html::{self, esc};
+use super::{Console, View};
 
 const SESSION_COOKIE: &str = "twinsync_session";
 const LOGIN_COOKIE: &str = "twinsync_login";
@@ -35,6 +35,8 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 pub struct Session {
     /// The token forms must carry.
     pub csrf: String,
+    /// The tenant whose token opened the session; `None` for the host token.
+    pub tenant: Option<String>,
 }
 
 /// The sessions of the console, in memory.
@@ -49,7 +51,7 @@ impl Sessions {
     }
 
     /// A new session's id, or `None` when too many are open.
-    fn open(&self) -> Option<(String, Session)> {
+    fn open(&self, tenant: Option<String>) -> Option<(String, Session)> {
         let mut sessions = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         sessions.retain(|_, (_, expires)| now < *expires);
@@ -59,6 +61,7 @@ impl Sessions {
         let id = random_token();
         let session = Session {
             csrf: random_token(),
+            tenant,
         };
         sessions.insert(id.clone(), (session.clone(), now + SESSION_LIFE));
         Some((id, session))
@@ -147,9 +150,40 @@ pub async fn require_session(
     } else {
         request
     };
+    // The node the session's pages act on, found again for each request: a tenant
+    // restarted since the login is reached as it is now; one removed ends the session.
+    let view = match &session.tenant {
+        None => console.host.clone(),
+        Some(name) => match console.tenants.as_ref().and_then(|t| t.live(name)) {
+            Some(live) => Arc::new(View {
+                node: live.tenant.node().clone(),
+                peers: live.peers.clone(),
+                on_change: Box::new(move || live.wake()),
+            }),
+            None => {
+                if let Some(id) = cookie(request.headers(), SESSION_COOKIE) {
+                    console.sessions.close(&id);
+                }
+                return Redirect::to("/console/login").into_response();
+            }
+        },
+    };
     let mut request = request;
     request.extensions_mut().insert(session);
+    request.extensions_mut().insert(view);
     next.run(request).await
+}
+
+/// Whose token this is: the host's (`Some(None)`), a running tenant's (`Some(Some(name))`),
+/// or nobody's.
+fn owner(console: &Console, token: &str) -> Option<Option<String>> {
+    if constant_time_eq(token.as_bytes(), console.token.expose().as_bytes()) {
+        return Some(None);
+    }
+    match console.tenants.as_ref()?.owner_of(token)? {
+        crate::tenants::hosting::TokenOwner::Running(name, _) => Some(Some(name)),
+        crate::tenants::hosting::TokenOwner::Stopped(..) => None,
+    }
 }
 
 fn login_form(
@@ -210,7 +244,7 @@ pub async fn login(
             StatusCode::FORBIDDEN,
         );
     }
-    if !constant_time_eq(form.token.as_bytes(), console.token.expose().as_bytes()) {
+    let Some(tenant) = owner(&console, &form.token) else {
         // Slows guessing down a little; nothing waits but this answer.
         tokio::time::sleep(WRONG_TOKEN_DELAY).await;
         return login_form(
@@ -219,8 +253,8 @@ pub async fn login(
             Some("Wrong token."),
             StatusCode::UNAUTHORIZED,
         );
-    }
-    let Some((id, _)) = console.sessions.open() else {
+    };
+    let Some((id, _)) = console.sessions.open(tenant) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many sessions").into_response();
     };
     let mut response = Redirect::to("/console").into_response();
@@ -268,7 +302,7 @@ mod tests {
     #[test]
     fn sessions_are_random_bounded_and_closed() {
         let sessions = Sessions::default();
-        let (id, session) = sessions.open().unwrap();
+        let (id, session) = sessions.open(None).unwrap();
         assert_eq!(id.len(), 64);
         assert_ne!(id, session.csrf);
         assert_eq!(sessions.get(&id).unwrap().csrf, session.csrf);
@@ -276,10 +310,10 @@ mod tests {
         sessions.close(&id);
         assert!(sessions.get(&id).is_none());
         for _ in 0..MAX_SESSIONS {
-            sessions.open().unwrap();
+            sessions.open(None).unwrap();
         }
         assert!(
-            sessions.open().is_none(),
+            sessions.open(None).is_none(),
             "no more than MAX_SESSIONS at once"
         );
     }

@@ -2,7 +2,11 @@
 //! `/console`. Off unless `[console] enabled = true`. Reading works without JavaScript;
 //! one small embedded script refreshes the overview. Assets are compiled into the binary.
 //!
-//! Security: a login with the admin token gives a session cookie (`HttpOnly`,
+//! A login with the host's admin token sees serve's own node; a login with a tenant's
+//! token (see `tenants`) sees that tenant's node only: the session remembers which, and
+//! `auth::require_session` hands the pages that node's [`View`], the only one they can reach.
+//!
+//! Security: a login with a token gives a session cookie (`HttpOnly`,
 //! `SameSite=Strict`, `Secure` when configured), every form carries the session's CSRF
 //! token, every page is sent with a strict Content-Security-Policy, and everything from
 //! trackers and processors is HTML-escaped (`html::esc`).
@@ -27,16 +31,24 @@ pub use auth::Sessions;
 
 /// What the console needs.
 pub struct Console {
-    pub node: Arc<Node>,
-    /// The admin token: logging in means presenting it.
+    /// What sessions of the host token see: serve's own node.
+    pub host: Arc<View>,
+    /// The host's admin token: logging in means presenting it (or a tenant's token).
     pub token: Secret,
     /// Set the cookie's `Secure` flag (the console is reached over HTTPS, through a proxy).
     pub secure_cookie: bool,
+    pub sessions: Sessions,
+    /// The tenants of this process, whose tokens open sessions on their own nodes.
+    pub tenants: Option<Arc<crate::tenants::Tenants>>,
+}
+
+/// What a session's pages act on: one node, with its senders' view of the other nodes.
+pub struct View {
+    pub node: Arc<Node>,
     /// What the senders last saw of the other nodes.
     pub peers: Arc<crate::service::Peers>,
     /// Called after a change that the node should act on now.
     pub on_change: Box<dyn Fn() + Send + Sync>,
-    pub sessions: Sessions,
 }
 
 /// The console's routes, to merge with the admin API's.

@@ -346,3 +346,17 @@ fn pushed((twins, queued): (usize, usize)) -> Pushed {
         (_, n) => Pushed::Queued(n),
     }
 }
+
+// Crate-private accessors for `twinsync serve`'s tenants (host/src/tenants): serve's admin
+// API acts on a tenant's node, and wakes its loops after a change. Kept in one block.
+impl Tenant {
+    /// The tenant's node.
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.running.node
+    }
+
+    /// Wake the tenant's loops: something it should act on changed (an admin request).
+    pub(crate) fn wake(&self) {
+        self.running.wake.ring();
+    }
+}

@@ -11,12 +11,9 @@
 //!
 //! Changes are recorded as made by `admin-api`. Installing takes a file, so it is the CLI's.
 
-use std::sync::Arc;
-
-use axum::Router;
-use axum::extract::State;
+use axum::extract::Extension;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::Json;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,32 +21,19 @@ use serde_json::{Value, json};
 use super::manage;
 use super::store::{self, Side};
 use super::trial::{DEFAULT_LAST, Pick};
-use crate::admin::Admin;
+use crate::admin::{Failure, Route, Scope, known_connection, not_found};
 
 const BY: &str = "admin-api";
 
-pub fn routes() -> Router<Arc<Admin>> {
-    Router::new()
-        .route("/v1/plugins", get(list))
-        .route("/v1/plugins/changes", get(changes))
-        .route("/v1/plugins/use", post(use_version))
-        .route("/v1/plugins/upgrade", post(upgrade))
-        .route("/v1/plugins/rollback", post(rollback))
-        .route("/v1/plugins/try", post(try_plugin))
-}
-
-struct Failure(StatusCode, String);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(error: anyhow::Error) -> Self {
-        Failure(StatusCode::BAD_REQUEST, format!("{error:#}"))
-    }
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        ("GET", "/v1/plugins", get(list)),
+        ("GET", "/v1/plugins/changes", get(changes)),
+        ("POST", "/v1/plugins/use", post(use_version)),
+        ("POST", "/v1/plugins/upgrade", post(upgrade)),
+        ("POST", "/v1/plugins/rollback", post(rollback)),
+        ("POST", "/v1/plugins/try", post(try_plugin)),
+    ]
 }
 
 type Answer = Result<Json<Value>, Failure>;
@@ -74,12 +58,12 @@ fn to_json<T: serde::Serialize>(value: T) -> Result<Value, Failure> {
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn list(State(admin): State<Arc<Admin>>) -> Answer {
-    blocking(move || to_json(admin.node.store().read(store::all)?)).await
+async fn list(Extension(scope): Extension<Scope>) -> Answer {
+    blocking(move || to_json(scope.node.store().read(store::all)?)).await
 }
 
-async fn changes(State(admin): State<Arc<Admin>>) -> Answer {
-    blocking(move || to_json(admin.node.store().read(store::changes)?)).await
+async fn changes(Extension(scope): Extension<Scope>) -> Answer {
+    blocking(move || to_json(scope.node.store().read(store::changes)?)).await
 }
 
 #[derive(Deserialize)]
@@ -92,15 +76,17 @@ struct UseRequest {
     settings: std::collections::BTreeMap<String, String>,
 }
 
-async fn use_version(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
+async fn use_version(Extension(scope): Extension<Scope>, body: axum::body::Bytes) -> Answer {
     blocking(move || {
         let r: UseRequest = parse(
             &body,
             r#"{"plugin": "NAME@VERSION", "connection": "...", "side": "incoming|outgoing"}"#,
         )?;
+        known_connection(&scope.node, &r.connection)?;
         let (name, version) = manage::parse_id(&r.plugin)?;
+        installed(&scope, name, Some(version))?;
         manage::use_version(
-            &admin.node,
+            &scope.node,
             &r.connection,
             r.side,
             name,
@@ -108,7 +94,7 @@ async fn use_version(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -
             &r.settings,
             BY,
         )?;
-        (admin.on_change)();
+        (scope.on_change)();
         Ok(json!({ "connection": r.connection, "side": r.side, "plugin": r.plugin }))
     })
     .await
@@ -122,11 +108,12 @@ struct UpgradeRequest {
     to: Option<String>,
 }
 
-async fn upgrade(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
+async fn upgrade(Extension(scope): Extension<Scope>, body: axum::body::Bytes) -> Answer {
     blocking(move || {
         let r: UpgradeRequest = parse(&body, r#"{"name": "...", "to": "VERSION"}"#)?;
-        let moved = manage::upgrade(&admin.node, &r.name, r.to.as_deref(), BY)?;
-        (admin.on_change)();
+        installed(&scope, &r.name, None)?;
+        let moved = manage::upgrade(&scope.node, &r.name, r.to.as_deref(), BY)?;
+        (scope.on_change)();
         Ok(json!({ "upgraded": moved }))
     })
     .await
@@ -140,11 +127,12 @@ struct RollbackRequest {
     side: Option<Side>,
 }
 
-async fn rollback(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
+async fn rollback(Extension(scope): Extension<Scope>, body: axum::body::Bytes) -> Answer {
     blocking(move || {
         let r: RollbackRequest = parse(&body, r#"{"connection": "...", "side": "outgoing"}"#)?;
-        let done = manage::rollback(&admin.node, &r.connection, r.side, BY)?;
-        (admin.on_change)();
+        known_connection(&scope.node, &r.connection)?;
+        let done = manage::rollback(&scope.node, &r.connection, r.side, BY)?;
+        (scope.on_change)();
         Ok(json!({ "rolled_back": done }))
     })
     .await
@@ -161,20 +149,39 @@ struct TryRequest {
     events: Vec<String>,
 }
 
-async fn try_plugin(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Answer {
+async fn try_plugin(Extension(scope): Extension<Scope>, body: axum::body::Bytes) -> Answer {
     blocking(move || {
         let r: TryRequest = parse(
             &body,
             r#"{"plugin": "NAME@VERSION", "connection": "...", "last": 50}"#,
         )?;
+        known_connection(&scope.node, &r.connection)?;
         let (name, version) = manage::parse_id(&r.plugin)?;
-        let candidate = manage::load(&admin.node, name, version)?;
+        installed(&scope, name, Some(version))?;
+        let candidate = manage::load(&scope.node, name, version)?;
         let pick = if r.events.is_empty() {
             Pick::Last(r.last.unwrap_or(DEFAULT_LAST))
         } else {
             Pick::Events(r.events)
         };
-        to_json(admin.node.try_plugin(&candidate, &r.connection, &pick)?)
+        to_json(scope.node.try_plugin(&candidate, &r.connection, &pick)?)
     })
     .await
+}
+
+/// A package of the scope's plugin store (a version of it, if given), or 404: another
+/// tenant's is not found either.
+fn installed(scope: &Scope, name: &str, version: Option<&str>) -> Result<(), Failure> {
+    let all = scope.node.store().read(store::all)?;
+    if all
+        .iter()
+        .any(|p| p.name == name && version.is_none_or(|v| p.version == v))
+    {
+        Ok(())
+    } else {
+        Err(not_found(format!(
+            "no plugin {name}{} installed",
+            version.map(|v| format!("@{v}")).unwrap_or_default()
+        )))
+    }
 }

@@ -70,6 +70,25 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
             })?,
         );
     }
+    // The tenants of the registry (DATA_DIR/tenants.db), run beside this node; the registry
+    // is applied every second (the CLI may write it) and at once after an admin change.
+    let mut host = crate::embed::HostConfig::new(config.data_dir());
+    host.workers_per_tenant = config.tenants.workers_per_tenant.max(1);
+    host.max_parallel_calls = config.tenants.max_parallel_calls.max(1);
+    let tenants = Arc::new(crate::tenants::Tenants::open(
+        host,
+        node.clone(),
+        opened.clock.clone(),
+    )?);
+    tenants.reconcile()?;
+    {
+        let (tenants, stop) = (tenants.clone(), stop.clone());
+        threads.push(
+            supervisor.spawn("the tenant registry".into(), stop.clone(), move || {
+                reconcile_loop(&tenants, &stop)
+            })?,
+        );
+    }
     let mut secrets = HashMap::new();
     for connection in &config.connections {
         let name = connection.name.get_ref().clone();
@@ -134,7 +153,8 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                 clock: opened.clock.clone(),
                 on_accept: Box::new(move || ring.ring()),
             });
-            let mut app = server::router(receiver);
+            let mut app = server::router(receiver)
+                .merge(crate::tenants::routing::router(tenants.clone()));
             if let Some(secret) = config.webhook_secret()? {
                 let ring = wake.clone();
                 app = app.merge(crate::webhooks::router(Arc::new(crate::webhooks::Webhooks::new(
@@ -157,17 +177,21 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
             let mut app = admin::router(Arc::new(Admin {
                 node: node.clone(),
                 token: token.clone(),
-                on_change: Box::new(move || ring.ring()),
+                on_change: Arc::new(move || ring.ring()),
+                tenants: Some(tenants.clone()),
             }));
             if let Some(console) = config.console.as_ref().filter(|c| c.enabled) {
                 let ring = wake.clone();
                 app = app.merge(crate::console::router(Arc::new(crate::console::Console {
-                    node: node.clone(),
+                    host: Arc::new(crate::console::View {
+                        node: node.clone(),
+                        peers: peers.clone(),
+                        on_change: Box::new(move || ring.ring()),
+                    }),
                     token,
                     secure_cookie: console.secure_cookie,
-                    peers: peers.clone(),
-                    on_change: Box::new(move || ring.ring()),
                     sessions: Default::default(),
+                    tenants: Some(tenants.clone()),
                 })));
                 tracing::info!(address = %admin_config.listen, "serving the console under /console");
             }
@@ -198,8 +222,26 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     for thread in threads {
         let _ = thread.join();
     }
+    tenants.stop();
     tracing::info!("stopped");
     served
+}
+
+/// Apply the tenant registry every second: what the CLI wrote while serve runs.
+fn reconcile_loop(tenants: &crate::tenants::Tenants, stop: &AtomicBool) {
+    let step = std::time::Duration::from_millis(100);
+    let mut waited = std::time::Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(step);
+        waited += step;
+        if waited < std::time::Duration::from_secs(1) {
+            continue;
+        }
+        waited = std::time::Duration::ZERO;
+        if let Err(error) = tenants.reconcile() {
+            tracing::warn!("cannot apply the tenant registry: {error:#}");
+        }
+    }
 }
 
 /// Reconciliation now and then (see `Node::verify`): a divergence the events missed is

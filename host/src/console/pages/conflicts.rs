@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::Response;
 use axum::{Extension, Form};
 
 use super::{Problem, done, render, twin_link};
-use crate::console::Console;
+use crate::console::View;
 use crate::console::auth::Session;
 use crate::console::data::page_of;
 use crate::console::html::{self, PAGE_SIZE, esc};
@@ -22,7 +22,7 @@ pub struct ListQuery {
 }
 
 pub async fn list(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Query(query): Query<ListQuery>,
 ) -> Response {
@@ -59,7 +59,7 @@ pub async fn list(
 }
 
 pub async fn resolve(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -73,6 +73,15 @@ pub async fn resolve(
                 )));
             }
         };
+        // A conflict this node does not have open (another tenant's, say) is not found.
+        let open = console
+            .node
+            .store()
+            .read(|db| crate::store::conflicts::get(db, id))?
+            .is_some_and(|c| c.resolved_at.is_none());
+        if !open {
+            return Err(Problem::not_found(format!("no open conflict {id}")));
+        }
         console.node.resolve_conflict(id, take)?;
         Ok(done(console, "/console/conflicts"))
     })

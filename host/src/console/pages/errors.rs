@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::Response;
 use axum::{Extension, Form};
 
 use super::{Problem, done, now_ms, or_dash, render, twin_link};
-use crate::console::Console;
+use crate::console::View;
 use crate::console::auth::Session;
 use crate::console::data::{self, EventFilter};
 use crate::console::html::{self, PAGE_SIZE, esc, url};
@@ -28,7 +28,7 @@ pub struct ListQuery {
 }
 
 pub async fn list(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Query(query): Query<ListQuery>,
 ) -> Response {
@@ -98,7 +98,7 @@ pub async fn list(
 }
 
 pub async fn detail(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
 ) -> Response {
@@ -173,12 +173,16 @@ pub struct ConfirmQuery {
 }
 
 pub async fn confirm(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
     Query(query): Query<ConfirmQuery>,
 ) -> Response {
-    render(console, move |_| {
+    render(console, move |console| {
+        // An event this node does not have (another tenant's, say) is not found.
+        if crate::ops::event(console.node.store(), &id).is_err() {
+            return Err(Problem::not_found(format!("no event {id}")));
+        }
         let (what, label) = match query.action.as_str() {
             "retry" => (
                 "put this event back in the queue (fix the processor or the tracker first)",
@@ -202,7 +206,7 @@ pub async fn confirm(
     .await
 }
 
-pub async fn retry(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+pub async fn retry(Extension(console): Extension<Arc<View>>, Path(id): Path<String>) -> Response {
     render(console, move |console| {
         ops::retry(console.node.store(), &id).map_err(|e| Problem::not_found(format!("{e:#}")))?;
         Ok(done(console, &format!("/console/errors/{}", url(&id))))
@@ -210,7 +214,7 @@ pub async fn retry(State(console): State<Arc<Console>>, Path(id): Path<String>) 
     .await
 }
 
-pub async fn skip(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+pub async fn skip(Extension(console): Extension<Arc<View>>, Path(id): Path<String>) -> Response {
     render(console, move |console| {
         ops::skip(console.node.store(), &id).map_err(|e| Problem::not_found(format!("{e:#}")))?;
         Ok(done(console, "/console/errors"))
@@ -219,7 +223,7 @@ pub async fn skip(State(console): State<Arc<Console>>, Path(id): Path<String>) -
 }
 
 pub async fn confirm_retry_all(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
@@ -240,7 +244,7 @@ pub async fn confirm_retry_all(
 }
 
 pub async fn retry_all(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     render(console, move |console| {

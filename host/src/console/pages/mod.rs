@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::Console;
+use super::View;
 use super::html::{self, esc};
 
 /// Why a page cannot be shown.
@@ -43,8 +43,8 @@ impl IntoResponse for Problem {
 
 /// Run `f` on a blocking thread (SQLite, trackers) and answer with what it gives.
 pub async fn render<R: IntoResponse + Send + 'static>(
-    console: Arc<Console>,
-    f: impl FnOnce(&Console) -> Result<R, Problem> + Send + 'static,
+    console: Arc<View>,
+    f: impl FnOnce(&View) -> Result<R, Problem> + Send + 'static,
 ) -> Response {
     match tokio::task::spawn_blocking(move || f(&console)).await {
         Ok(Ok(response)) => response.into_response(),
@@ -58,7 +58,7 @@ pub async fn render<R: IntoResponse + Send + 'static>(
 }
 
 /// After a change: tell the node, and go to `to` (303, so a reload does not post again).
-pub fn done(console: &Console, to: &str) -> Redirect {
+pub fn done(console: &View, to: &str) -> Redirect {
     (console.on_change)();
     Redirect::to(to)
 }

@@ -3,13 +3,12 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::State;
 use axum::response::Response;
 
 use super::{Problem, now_ms, render};
 use crate::console::auth::Session;
 use crate::console::html::{self, esc};
-use crate::console::{Console, chart, data};
+use crate::console::{View, chart, data};
 use crate::ops;
 use crate::service::Link;
 use crate::store::history;
@@ -36,7 +35,7 @@ fn reachable(link: &Link, sends: bool, now: i64) -> String {
 }
 
 pub async fn page(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
 ) -> Response {
     render(console, move |console| {

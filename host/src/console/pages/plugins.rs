@@ -5,16 +5,15 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::State;
 use axum::response::Response;
 
 use super::{Problem, render};
-use crate::console::Console;
+use crate::console::View;
 use crate::console::auth::Session;
 use crate::console::html::{self, esc};
 
 pub async fn page(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
 ) -> Response {
     render(console, move |console| {

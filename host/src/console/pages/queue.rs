@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::response::Response;
 
 use super::{Problem, now_ms, or_dash, render, twin_link};
-use crate::console::Console;
+use crate::console::View;
 use crate::console::auth::Session;
 use crate::console::data::{self, EventFilter};
 use crate::console::html::{self, PAGE_SIZE, esc, url};
@@ -41,7 +41,7 @@ fn select(name: &str, label: &str, options: &[(String, String)], current: &str) 
 }
 
 pub async fn page(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Query(filter): Query<EventFilter>,
 ) -> Response {

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::Response;
 
 use super::{Problem, done, now_ms, or_dash, render, twin_link};
-use crate::console::Console;
+use crate::console::View;
 use crate::console::auth::Session;
 use crate::console::data;
 use crate::console::html::{self, PAGE_SIZE, esc, url};
@@ -27,7 +27,7 @@ pub struct ListQuery {
 }
 
 pub async fn list(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Query(query): Query<ListQuery>,
 ) -> Response {
@@ -132,7 +132,7 @@ fn entry(e: &Entry, now: i64) -> String {
 }
 
 pub async fn page(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
     Query(query): Query<HistoryQuery>,
@@ -221,12 +221,14 @@ pub struct ConfirmQuery {
 }
 
 pub async fn confirm(
-    State(console): State<Arc<Console>>,
+    Extension(console): Extension<Arc<View>>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
     Query(query): Query<ConfirmQuery>,
 ) -> Response {
-    render(console, move |_| {
+    render(console, move |console| {
+        // A twin this node does not have (another tenant's, say) is not found.
+        twin_of(console, &id)?;
         let (what, label) = match query.action.as_str() {
             "resync" => ("send the local issue to the other side again", "Resync"),
             "unexalate" => (
@@ -247,7 +249,7 @@ pub async fn confirm(
     .await
 }
 
-fn twin_of(console: &Console, id: &str) -> Result<twins::Twin, Problem> {
+fn twin_of(console: &View, id: &str) -> Result<twins::Twin, Problem> {
     console
         .node
         .store()
@@ -257,7 +259,7 @@ fn twin_of(console: &Console, id: &str) -> Result<twins::Twin, Problem> {
         })
 }
 
-pub async fn resync(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+pub async fn resync(Extension(console): Extension<Arc<View>>, Path(id): Path<String>) -> Response {
     render(console, move |console| {
         let twin = twin_of(console, &id)?;
         let node = &console.node;
@@ -277,7 +279,10 @@ pub async fn resync(State(console): State<Arc<Console>>, Path(id): Path<String>)
     .await
 }
 
-pub async fn unexalate(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+pub async fn unexalate(
+    Extension(console): Extension<Arc<View>>,
+    Path(id): Path<String>,
+) -> Response {
     render(console, move |console| {
         let twin = twin_of(console, &id)?;
         console.node.unexalate(&twin.connection, &twin.local_key)?;

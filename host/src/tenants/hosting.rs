@@ -1,0 +1,357 @@
+//! Applies the registry to the running host: a tenant added is started, one whose spec
+//! changed (a higher revision) is restarted, one removed is stopped (its directory stays).
+//! `serve` reconciles every second, and at once after an admin change, so that the CLI
+//! writing the registry while `serve` runs works too. Also finds the tenant a token belongs
+//! to, and a tenant's receiver for `/t/{tenant}/v1/messages`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::registry::{self, Entry, Registry};
+use super::spec::TenantSpec;
+use super::token;
+use crate::clock::Clock;
+use crate::config::Secret;
+use crate::embed::{ConnectionConfig, Host, HostConfig, Processor, Tenant, TenantConfig};
+use crate::service::{Peers, Wake};
+use crate::sync::{Flow, Node};
+use crate::transport::client::Sender;
+use crate::transport::server::Receiver;
+
+/// The tenants of a `serve` process.
+pub struct Tenants {
+    /// Where the host keeps its compile cache and the tenants' directories, and its sizes.
+    config: HostConfig,
+    data_dir: PathBuf,
+    registry: Registry,
+    /// Serve's own node: tenants may not take its instance, and its plugin store holds the
+    /// packages tenants name (`plugin:NAME@VERSION`).
+    node: Arc<Node>,
+    clock: Arc<dyn Clock>,
+    /// Started with the first tenant: a serve without tenants pays nothing for it.
+    host: OnceLock<Host>,
+    hosted: RwLock<BTreeMap<String, Hosted>>,
+    /// One reconciliation at a time (the timer's and an admin request's).
+    reconciling: Mutex<()>,
+}
+
+/// A registered tenant as this process runs it.
+struct Hosted {
+    revision: i64,
+    token_sha256: String,
+    /// Why it does not run, if it does not (shown by `GET /v1/tenants`, and to its token).
+    state: Result<Live, String>,
+    /// When it was started, or tried.
+    tried: Instant,
+}
+
+/// How long a tenant that could not start waits before it is tried again (its cause may
+/// pass: a plugin file put back, room made in the host).
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// A running tenant and what serve adds to it.
+#[derive(Clone)]
+pub struct Live {
+    pub tenant: Tenant,
+    pub receiver: Arc<Receiver>,
+    /// What its senders last saw of the other nodes.
+    pub peers: Arc<Peers>,
+    senders: Arc<Senders>,
+}
+
+impl Live {
+    /// Wake its event loop and its senders: an admin request changed something.
+    pub fn wake(&self) {
+        self.tenant.wake();
+        self.senders.wake.ring();
+    }
+}
+
+/// The HTTP senders of a tenant's connections that have a `remote-url`.
+#[derive(Default)]
+struct Senders {
+    stop: Arc<AtomicBool>,
+    wake: Arc<Wake>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Senders {
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.ring();
+        for thread in std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner())) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Whom a tenant token belongs to.
+pub enum TokenOwner {
+    Running(String, Live),
+    /// Registered, but not running (the reason).
+    Stopped(String, String),
+}
+
+impl Tenants {
+    pub fn open(config: HostConfig, node: Arc<Node>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let data_dir = config.data_dir.clone();
+        let registry = Registry::open(&registry::path_in(&data_dir))?;
+        Ok(Tenants {
+            config,
+            data_dir,
+            registry,
+            node,
+            clock,
+            host: OnceLock::new(),
+            hosted: RwLock::default(),
+            reconciling: Mutex::default(),
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The tenant whose token hashes to `token`'s hash. Every tenant's hash is compared, in
+    /// constant time each: the time taken says nothing about which one nearly matched.
+    pub fn owner_of(&self, presented: &str) -> Option<TokenOwner> {
+        let presented = token::hash(presented);
+        let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+        let mut found = None;
+        for (name, h) in hosted.iter() {
+            if token::same_hash(&h.token_sha256, &presented) && found.is_none() {
+                found = Some(match &h.state {
+                    Ok(live) => TokenOwner::Running(name.clone(), live.clone()),
+                    Err(why) => TokenOwner::Stopped(name.clone(), why.clone()),
+                });
+            }
+        }
+        found
+    }
+
+    /// A running tenant.
+    pub fn live(&self, name: &str) -> Option<Live> {
+        let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+        hosted
+            .get(name)
+            .and_then(|h| h.state.as_ref().ok().cloned())
+    }
+
+    /// Whether a tenant runs, or why not (`None`: not applied yet).
+    pub fn status(&self, name: &str) -> Option<Result<(), String>> {
+        let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+        hosted
+            .get(name)
+            .map(|h| h.state.as_ref().map(|_| ()).map_err(Clone::clone))
+    }
+
+    /// Everything about a spec that can be checked before it is stored: its fields, and
+    /// that the plugins it names are in the plugin store.
+    pub fn check(&self, spec: &TenantSpec) -> Result<()> {
+        super::processors::check(
+            spec,
+            self.node.instance(),
+            self.node.store(),
+            &self.data_dir,
+        )
+    }
+
+    /// Bring the running tenants in line with the registry.
+    pub fn reconcile(&self) -> Result<()> {
+        let _one = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
+        let entries: BTreeMap<String, Entry> = self
+            .registry
+            .list()?
+            .into_iter()
+            .map(|e| (e.spec.name.clone(), e))
+            .collect();
+        // Stopped first: a tenant whose instance moved to another one frees it.
+        let gone: Vec<String> = {
+            let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+            hosted
+                .iter()
+                .filter(|(name, h)| entries.get(*name).is_none_or(|e| e.revision != h.revision))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        for name in gone {
+            let removed = self
+                .hosted
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
+            if let Some(Hosted {
+                state: Ok(live), ..
+            }) = removed
+            {
+                live.senders.stop();
+                if let Some(host) = self.host.get()
+                    && let Err(error) = host.remove_tenant(&name)
+                {
+                    tracing::warn!(tenant = name, "cannot stop the tenant: {error:#}");
+                }
+                tracing::info!(tenant = name, "stopped the tenant");
+            }
+        }
+        for (name, entry) in &entries {
+            let known = {
+                let mut hosted = self.hosted.write().unwrap_or_else(|e| e.into_inner());
+                match hosted.get_mut(name) {
+                    Some(h) if h.state.is_err() && h.tried.elapsed() >= RETRY_AFTER => {
+                        hosted.remove(name);
+                        false
+                    }
+                    Some(h) => {
+                        // A new token takes effect without a restart.
+                        h.token_sha256.clone_from(&entry.token_sha256);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if known {
+                continue;
+            }
+            let state = self.start(&entry.spec).map_err(|error| {
+                tracing::error!(tenant = name, "cannot start the tenant: {error:#}");
+                format!("{error:#}")
+            });
+            if state.is_ok() {
+                tracing::info!(
+                    tenant = name,
+                    instance = entry.spec.instance,
+                    "started the tenant"
+                );
+            }
+            self.hosted
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    name.clone(),
+                    Hosted {
+                        revision: entry.revision,
+                        token_sha256: entry.token_sha256.clone(),
+                        state,
+                        tried: Instant::now(),
+                    },
+                );
+        }
+        Ok(())
+    }
+
+    fn host(&self) -> Result<&Host> {
+        if let Some(host) = self.host.get() {
+            return Ok(host);
+        }
+        let host = Host::start(self.config.clone())?;
+        Ok(self.host.get_or_init(|| host))
+    }
+
+    /// Start one tenant: its node in the host, and a sender per connection with a URL.
+    fn start(&self, spec: &TenantSpec) -> Result<Live> {
+        spec.check(self.node.instance())?;
+        let dir = self.data_dir.join("tenants").join(&spec.name);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let tracker = super::trackers::open(&spec.tracker, &dir, self.clock.clone())?;
+        let mut config = TenantConfig::new(&spec.name, &spec.instance, tracker);
+        for c in &spec.connections {
+            let mut connection = ConnectionConfig::new(&c.name, &c.remote_instance)
+                .direction(c.direction)
+                .limits(c.limits.clone())
+                .policies(c.conflicts.clone());
+            if let Some(p) = &c.incoming {
+                connection = connection.incoming(self.processor(p)?);
+            }
+            if let Some(p) = &c.outgoing {
+                connection = connection.outgoing(self.processor(p)?);
+            }
+            config = config.connection(connection);
+        }
+        let tenant = self.host()?.add_tenant(config)?;
+        let senders = Arc::new(Senders::default());
+        let live = self.wire(spec, tenant.clone(), senders.clone());
+        if live.is_err() {
+            senders.stop();
+            let _ = self.host()?.remove_tenant(&spec.name);
+        }
+        live
+    }
+
+    /// The receiver and the senders of a started tenant.
+    fn wire(&self, spec: &TenantSpec, tenant: Tenant, senders: Arc<Senders>) -> Result<Live> {
+        let node = tenant.node().clone();
+        let mut secrets = HashMap::new();
+        // The link state of its senders: its own, its connection names are not serve's.
+        let peers = Arc::new(Peers::default());
+        for c in &spec.connections {
+            let Some(secret) = c.secret.as_deref().map(Secret::new) else {
+                continue;
+            };
+            if c.direction != Flow::SendOnly {
+                secrets.insert(c.name.clone(), secret.clone());
+            }
+            let Some(url) = &c.remote_url else { continue };
+            if c.direction == Flow::ReceiveOnly {
+                continue;
+            }
+            let sender = Sender::new(&c.name, url, secret, None)?;
+            let (node, name, clock, wake, stop, peers) = (
+                node.clone(),
+                c.name.clone(),
+                self.clock.clone(),
+                senders.wake.clone(),
+                senders.stop.clone(),
+                peers.clone(),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("twinsync-{}-sender", spec.name))
+                .spawn(move || {
+                    crate::service::workers::sender_loop(
+                        node, name, sender, clock, wake, stop, peers,
+                    )
+                })?;
+            senders
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(thread);
+        }
+        let ring = (tenant.clone(), senders.wake.clone());
+        let receiver = Arc::new(Receiver {
+            node,
+            secrets,
+            clock: self.clock.clone(),
+            on_accept: Box::new(move || {
+                ring.0.wake();
+                ring.1.ring();
+            }),
+        });
+        Ok(Live {
+            tenant,
+            receiver,
+            peers,
+            senders,
+        })
+    }
+
+    fn processor(&self, spec: &str) -> Result<Processor> {
+        super::processors::resolve(spec, self.node.store(), &self.data_dir)
+    }
+
+    /// Stop every tenant's senders (serve is stopping; the host stops the tenants).
+    pub fn stop(&self) {
+        let hosted = std::mem::take(&mut *self.hosted.write().unwrap_or_else(|e| e.into_inner()));
+        for h in hosted.values() {
+            if let Ok(live) = &h.state {
+                live.senders.stop();
+            }
+        }
+    }
+}

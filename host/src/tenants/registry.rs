@@ -1,0 +1,231 @@
+//! The durable tenant registry: `DATA_DIR/tenants.db`, one row per tenant with its spec
+//! (JSON), a revision bumped by every change of the spec (a running tenant whose revision
+//! is older is restarted) and the SHA-256 of its token. `serve` and the CLI both write it;
+//! `serve` applies what changed within a second.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::spec::TenantSpec;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    instance TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    token_sha256 TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+";
+
+/// One registered tenant.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub spec: TenantSpec,
+    pub revision: i64,
+    pub token_sha256: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// The `tenants` table.
+pub struct Registry {
+    db: Mutex<Connection>,
+}
+
+/// The registry of a serve data directory.
+pub fn path_in(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("tenants.db")
+}
+
+impl Registry {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let db = crate::store::open_wal(path)?;
+        // It holds the connections' shared secrets: the owner's only (SQLite gives its WAL
+        // files the same permissions).
+        #[cfg(unix)]
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+        db.execute_batch(SCHEMA)
+            .with_context(|| format!("cannot set up the tenant registry in {}", path.display()))?;
+        Ok(Registry { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every tenant, by name.
+    pub fn list(&self) -> Result<Vec<Entry>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT spec, revision, token_sha256, created_ms, updated_ms FROM tenants ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<Entry>> {
+        let db = self.db();
+        db.query_row(
+            "SELECT spec, revision, token_sha256, created_ms, updated_ms FROM tenants WHERE name = ?1",
+            [name],
+            row,
+        )
+        .optional()?
+        .transpose()
+    }
+
+    /// Register a new tenant (its spec checked already) with the hash of its token.
+    pub fn add(&self, spec: &TenantSpec, token_sha256: &str) -> Result<Entry> {
+        let now = now_ms();
+        let db = self.db();
+        taken(&db, spec, None)?;
+        db.execute(
+            "INSERT INTO tenants (name, instance, spec, revision, token_sha256, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5)",
+            params![spec.name, spec.instance, serde_json::to_string(spec)?, token_sha256, now],
+        )?;
+        drop(db);
+        self.get(&spec.name)?
+            .ok_or_else(|| anyhow!("tenant `{}` vanished", spec.name))
+    }
+
+    /// Replace a tenant's spec (same name); its revision goes up, so it restarts.
+    pub fn replace(&self, spec: &TenantSpec) -> Result<Option<Entry>> {
+        let db = self.db();
+        taken(&db, spec, Some(&spec.name))?;
+        let changed = db.execute(
+            "UPDATE tenants SET instance = ?2, spec = ?3, revision = revision + 1, updated_ms = ?4
+             WHERE name = ?1",
+            params![
+                spec.name,
+                spec.instance,
+                serde_json::to_string(spec)?,
+                now_ms()
+            ],
+        )?;
+        drop(db);
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(&spec.name)
+    }
+
+    /// A new token hash for a tenant; whether it exists.
+    pub fn set_token(&self, name: &str, token_sha256: &str) -> Result<bool> {
+        let changed = self.db().execute(
+            "UPDATE tenants SET token_sha256 = ?2, updated_ms = ?3 WHERE name = ?1",
+            params![name, token_sha256, now_ms()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Forget a tenant (its directory stays); whether it existed.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .db()
+            .execute("DELETE FROM tenants WHERE name = ?1", [name])?
+            > 0)
+    }
+}
+
+/// A clear error instead of a constraint failure when the name or instance is taken.
+fn taken(db: &Connection, spec: &TenantSpec, except: Option<&str>) -> Result<()> {
+    let other: Option<String> = db
+        .query_row(
+            "SELECT name FROM tenants WHERE instance = ?1 AND name IS NOT ?2",
+            params![spec.instance, except],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(other) = other {
+        bail!(
+            "tenant `{}`: instance `{}` is tenant `{other}`'s already",
+            spec.name,
+            spec.instance
+        );
+    }
+    if except.is_none() {
+        let exists: bool = db.query_row(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE name = ?1)",
+            [&spec.name],
+            |r| r.get(0),
+        )?;
+        if exists {
+            bail!("tenant `{}` exists already", spec.name);
+        }
+    }
+    Ok(())
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Entry>> {
+    let text: String = r.get(0)?;
+    let entry = serde_json::from_str(&text)
+        .context("a tenant's stored spec cannot be read")
+        .map(|spec| Entry {
+            spec,
+            revision: r.get(1).unwrap_or_default(),
+            token_sha256: r.get(2).unwrap_or_default(),
+            created_ms: r.get(3).unwrap_or_default(),
+            updated_ms: r.get(4).unwrap_or_default(),
+        });
+    Ok(entry)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_survives_reopening_and_refuses_taken_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let spec = |name: &str, instance: &str| {
+            TenantSpec::from_json(
+                format!(r#"{{"name": "{name}", "instance": "{instance}"}}"#).as_bytes(),
+            )
+            .unwrap()
+        };
+        {
+            let registry = Registry::open(&path).unwrap();
+            registry.add(&spec("a", "A"), "h1").unwrap();
+            let twice = registry.add(&spec("a", "B"), "h2").unwrap_err();
+            assert!(format!("{twice}").contains("exists already"));
+            let instance = registry.add(&spec("b", "A"), "h2").unwrap_err();
+            assert!(format!("{instance}").contains("is tenant `a`'s already"));
+            let changed = registry.replace(&spec("a", "A2")).unwrap().unwrap();
+            assert_eq!(changed.revision, 2);
+            assert!(registry.set_token("a", "h3").unwrap());
+        }
+        let registry = Registry::open(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the secrets are the owner's only");
+        }
+        let entry = registry.get("a").unwrap().unwrap();
+        assert_eq!((entry.spec.instance.as_str(), entry.revision), ("A2", 2));
+        assert_eq!(entry.token_sha256, "h3");
+        assert!(registry.remove("a").unwrap());
+        assert!(!registry.remove("a").unwrap());
+        assert!(registry.list().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,75 @@
+//! The node-to-node protocol for tenants, on serve's `listen` address beside its own
+//! node's: messages for tenant NAME arrive at `/t/NAME/v1/messages` and
+//! `/t/NAME/v1/messages/batch`, checked with that tenant's connection secrets (the other
+//! node's `remote-url` is `http://HOST:PORT/t/NAME`; signatures cover the protocol's path,
+//! so the prefix changes nothing for the sender). An unknown tenant is 404; a registered
+//! one that does not run is 503, which the sender retries.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use serde_json::json;
+
+use super::Tenants;
+use crate::transport::protocol::{BATCH_PATH, MAX_BODY_BYTES, MESSAGES_PATH};
+use crate::transport::server::Receiver;
+
+pub fn router(tenants: Arc<Tenants>) -> Router {
+    Router::new()
+        .route(&format!("/t/{{tenant}}{MESSAGES_PATH}"), post(message))
+        .route(&format!("/t/{{tenant}}{BATCH_PATH}"), post(batch))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(tenants)
+}
+
+async fn message(
+    State(tenants): State<Arc<Tenants>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(&tenants, &tenant, move |r| r.handle(&headers, &body)).await
+}
+
+async fn batch(
+    State(tenants): State<Arc<Tenants>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(&tenants, &tenant, move |r| r.handle_batch(&headers, &body)).await
+}
+
+/// Hand the request to the tenant's receiver (its checks and store are blocking work).
+async fn respond(
+    tenants: &Tenants,
+    tenant: &str,
+    work: impl FnOnce(&Receiver) -> (StatusCode, serde_json::Value) + Send + 'static,
+) -> Response {
+    let Some(live) = tenants.live(tenant) else {
+        return match tenants.status(tenant) {
+            Some(Err(_)) => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("tenant `{tenant}` is not running"),
+            ),
+            _ => refuse(StatusCode::NOT_FOUND, format!("no tenant `{tenant}`")),
+        };
+    };
+    let receiver = live.receiver.clone();
+    match tokio::task::spawn_blocking(move || work(&receiver)).await {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(_) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the receiver failed".into(),
+        ),
+    }
+}
+
+fn refuse(status: StatusCode, reason: String) -> Response {
+    (status, Json(json!({ "error": reason }))).into_response()
+}
