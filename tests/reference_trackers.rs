@@ -402,3 +402,54 @@ fn postgres_connection_errors_say_what_is_wrong() {
         );
     }
 }
+
+/// A node's configuration can keep its reference tracker in PostgreSQL, with the password
+/// in a file of its own; a wrong one stops the node with an error that does not show it.
+#[test]
+fn a_node_keeps_its_reference_tracker_in_postgres() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    // The URL without its password, which goes to a file.
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (credentials, place) = rest.rsplit_once('@').unwrap();
+    let (user, password) = credentials.split_once(':').unwrap();
+    let bare = format!("{scheme}://{user}@{place}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = |password_file: &str| {
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "instance = \"Internal\"\ndata-dir = \"data\"\n\n[tracker]\nkind = \"reference\"\n\
+                 project = \"PG\"\npostgres-url = \"{bare}\"\npostgres-password-file = \"{password_file}\"\n"
+            ),
+        )
+        .unwrap();
+        twinsync::config::NodeConfig::load(&path).unwrap()
+    };
+    std::fs::write(dir.path().join("right.password"), format!("{password}\n")).unwrap();
+    std::fs::write(dir.path().join("wrong.password"), "guess\n").unwrap();
+
+    let node = twinsync::setup::open_node(&config("right.password")).unwrap();
+    let made = node
+        .node
+        .tracker()
+        .create(&issue("kept in PostgreSQL"), Origin::User)
+        .unwrap();
+    assert_eq!(made.key.as_deref(), Some("PG-1"));
+    // Another process sees it: the tracker is the database, not the node.
+    let other = PostgresTracker::connect(&url, "PG").unwrap();
+    assert_eq!(
+        other.get("PG-1").unwrap().unwrap().summary,
+        "kept in PostgreSQL"
+    );
+    drop(node);
+
+    let refused = match twinsync::setup::open_node(&config("wrong.password")) {
+        Ok(_) => panic!("a wrong password was taken"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(refused.contains("the password is wrong"), "{refused}");
+    assert!(!refused.contains(password), "{refused}");
+}

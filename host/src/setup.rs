@@ -12,7 +12,7 @@ use crate::plugins::Library;
 use crate::runtime::{Plugin, PoolConfig, Runtime, RuntimeConfig};
 use crate::store::NodeStore;
 use crate::sync::{Connection, Node};
-use crate::tracker::{RedmineTracker, ReferenceTracker, Tracker};
+use crate::tracker::{PostgresTracker, RedmineTracker, ReferenceTracker, Tracker};
 
 /// A node and its reference tracker, both in SQLite files under one directory.
 pub struct ReferenceNode {
@@ -80,11 +80,29 @@ pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
     })?);
     let store = open_store(config)?;
     let tracker: Arc<dyn Tracker> = match &config.tracker {
-        TrackerConfig::Reference { project } => Arc::new(ReferenceTracker::open(
+        TrackerConfig::Reference {
+            project,
+            postgres_url: None,
+            ..
+        } => Arc::new(ReferenceTracker::open(
             &dir.join("tracker.db"),
             project,
             clock.clone(),
         )?),
+        TrackerConfig::Reference {
+            project,
+            postgres_url: Some(url),
+            postgres_password_file,
+        } => {
+            let password = postgres_password_file
+                .as_ref()
+                .map(|file| crate::config::Secret::from_file(&config.resolve(file)))
+                .transpose()?;
+            Arc::new(
+                PostgresTracker::open(url, password.as_ref(), project, clock.clone())
+                    .context("cannot use the reference tracker in PostgreSQL")?,
+            )
+        }
         // Connects and checks URL, key, project and fields now: a wrong setting stops
         // `twinsync serve` at once instead of failing every event.
         TrackerConfig::Redmine(redmine) => Arc::new(

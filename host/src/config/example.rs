@@ -49,6 +49,10 @@ token = "change-me-admin-token"
 [tracker]
 kind = "reference"
 project = "INT"
+# Several processes sharing one reference tracker keep it in PostgreSQL instead of
+# DATA_DIR/tracker.db (the tables are created on first use):
+# postgres-url = "postgres://twinsync@127.0.0.1:5432/tracker"
+# postgres-password-file = "tracker.password"   # or the password in the URL
 
 # Or a project of a Redmine (5.x, REST API enabled); issues are keyed #123 as in Redmine.
 # [tracker]

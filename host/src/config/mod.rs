@@ -145,11 +145,20 @@ pub struct WebhooksConfig {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum TrackerConfig {
-    /// The reference tracker, in `DATA_DIR/tracker.db`.
+    /// The reference tracker, in `DATA_DIR/tracker.db`, or in PostgreSQL when several
+    /// processes share it.
+    #[serde(rename_all = "kebab-case")]
     Reference {
         /// Key prefix of new issues (`INT` gives `INT-1`).
         #[serde(default = "default_project")]
         project: String,
+        /// The tracker in this PostgreSQL database (`postgres://USER@HOST:PORT/DATABASE`)
+        /// instead of `DATA_DIR/tracker.db`.
+        #[serde(default)]
+        postgres_url: Option<String>,
+        /// A file holding the database password (first line), if the URL has none.
+        #[serde(default)]
+        postgres_password_file: Option<PathBuf>,
     },
     /// A project of a Redmine, through its REST API.
     Redmine(RedmineConfig),
@@ -159,6 +168,8 @@ impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig::Reference {
             project: default_project(),
+            postgres_url: None,
+            postgres_password_file: None,
         }
     }
 }
@@ -291,6 +302,17 @@ impl NodeConfig {
         }
         if let TrackerConfig::Redmine(redmine) = &self.tracker {
             redmine.check(&self.path)?;
+        }
+        if let TrackerConfig::Reference {
+            postgres_url: None,
+            postgres_password_file: Some(_),
+            ..
+        } = &self.tracker
+        {
+            return Err(anyhow!(
+                "{}: [tracker] `postgres-password-file` needs `postgres-url`",
+                self.path.display()
+            ));
         }
         if let Some(admin) = &self.admin
             && admin.token.is_none() == admin.token_file.is_none()
@@ -502,6 +524,29 @@ mod tests {
         let config = parse(EXAMPLE).unwrap();
         assert_eq!(config.instance.get_ref(), "Internal");
         assert_eq!(config.connections.len(), 1);
+    }
+
+    #[test]
+    fn a_postgres_password_file_needs_a_postgres_url() {
+        let tracker = "instance = \"A\"\n[tracker]\nkind = \"reference\"\n";
+        let error = parse(&format!("{tracker}postgres-password-file = \"pw\"\n")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("`postgres-password-file` needs `postgres-url`"),
+            "{error}"
+        );
+        let config = parse(&format!(
+            "{tracker}postgres-url = \"postgres://u@h/db\"\npostgres-password-file = \"pw\"\n"
+        ))
+        .unwrap();
+        assert!(matches!(
+            config.tracker,
+            TrackerConfig::Reference {
+                postgres_url: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

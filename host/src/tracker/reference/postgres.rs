@@ -21,6 +21,7 @@ use postgres::{Client, NoTls, Transaction};
 use super::rows::{self, Rows, decode, encode};
 use super::sqlite::parse_cursor;
 use crate::clock::{Clock, rfc3339};
+use crate::config::Secret;
 use crate::model::Issue;
 use crate::tracker::{Change, ChangeBatch, Origin, Query, Tracker, TrackerError};
 
@@ -57,6 +58,7 @@ pub const WRITE_LOCK: i64 = 0x7477_696e_7379_6e63; // "twinsync"
 /// An issue tracker in a PostgreSQL database, shared by every process that opens it.
 pub struct PostgresTracker {
     url: String,
+    password: Option<Secret>,
     client: Mutex<Client>,
     default_project: String,
     clock: Arc<dyn Clock>,
@@ -67,11 +69,18 @@ impl PostgresTracker {
     /// creating its tables if they are missing, on the system clock; new issues without a
     /// project go to `project`, with keys `PROJECT-n`.
     pub fn connect(url: &str, project: &str) -> anyhow::Result<Self> {
-        Self::open(url, project, Arc::new(crate::clock::SystemClock))
+        Self::open(url, None, project, Arc::new(crate::clock::SystemClock))
     }
 
-    pub fn open(url: &str, default_project: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let mut client = connect(url)?;
+    /// [`PostgresTracker::connect`], with the password apart from the URL (from a file: a
+    /// URL in a configuration file should not hold it), and a clock.
+    pub fn open(
+        url: &str,
+        password: Option<&Secret>,
+        default_project: &str,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let mut client = connect(url, password)?;
         // Processes starting at once would race to create the tables: they take turns.
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
@@ -80,6 +89,7 @@ impl PostgresTracker {
         tx.commit()?;
         Ok(PostgresTracker {
             url: url.to_string(),
+            password: password.cloned(),
             client: Mutex::new(client),
             default_project: default_project.to_string(),
             clock,
@@ -113,8 +123,8 @@ impl PostgresTracker {
     fn client(&self) -> Result<MutexGuard<'_, Client>, TrackerError> {
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if client.is_closed() {
-            *client =
-                connect(&self.url).map_err(|e| TrackerError::Unavailable(format!("{e:#}")))?;
+            *client = connect(&self.url, self.password.as_ref())
+                .map_err(|e| TrackerError::Unavailable(format!("{e:#}")))?;
         }
         Ok(client)
     }
@@ -284,9 +294,12 @@ impl Rows for Transaction<'_> {
 }
 
 /// Connect, with an error that says what is wrong in words, and never shows the password.
-fn connect(url: &str) -> anyhow::Result<Client> {
-    let config = postgres::Config::from_str(url)
+fn connect(url: &str, password: Option<&Secret>) -> anyhow::Result<Client> {
+    let mut config = postgres::Config::from_str(url)
         .map_err(|e| anyhow!("`{}` is not a PostgreSQL URL: {e}", redact(url)))?;
+    if let Some(password) = password {
+        config.password(password.expose());
+    }
     let user = config.get_user().unwrap_or("(no user)").to_string();
     let database = config.get_dbname().unwrap_or(&user).to_string();
     let place = format!("{} (database `{database}`, user `{user}`)", redact(url));
