@@ -1,6 +1,6 @@
 //! The reference tracker on PostgreSQL: one tracker shared by several processes, on one
 //! machine or many (what a node whose workers run in several processes needs). It behaves
-//! as the SQLite one does ([`super::rows`]); only the storage differs.
+//! as the SQLite one does (`rows.rs`); only the storage differs.
 //!
 //! Writers take turns on one transaction-level advisory lock ([`WRITE_LOCK`]). That keeps
 //! two promises a sequence alone would break under concurrent writers:
@@ -18,12 +18,12 @@ use anyhow::{Context, anyhow};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Transaction};
 
-use super::rows::{self, Rows, decode, encode};
-use super::sqlite::parse_cursor;
-use crate::clock::{Clock, rfc3339};
+use super::rows::{Rows, decode, encode};
+use super::{PostgresTracker, Reference, Storage};
+use crate::clock::Clock;
 use crate::config::Secret;
 use crate::model::Issue;
-use crate::tracker::{Change, ChangeBatch, Origin, Query, Tracker, TrackerError};
+use crate::tracker::TrackerError;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS issues (
@@ -55,13 +55,11 @@ const SCHEMA: &str = "
 /// The advisory lock every write (and the schema's creation) holds until it commits.
 pub const WRITE_LOCK: i64 = 0x7477_696e_7379_6e63; // "twinsync"
 
-/// An issue tracker in a PostgreSQL database, shared by every process that opens it.
-pub struct PostgresTracker {
+/// The reference tracker's rows in a PostgreSQL database.
+pub struct Postgres {
     url: String,
     password: Option<Secret>,
     client: Mutex<Client>,
-    default_project: String,
-    clock: Arc<dyn Clock>,
 }
 
 impl PostgresTracker {
@@ -87,37 +85,16 @@ impl PostgresTracker {
         tx.batch_execute(SCHEMA)
             .context("cannot create the reference tracker's tables")?;
         tx.commit()?;
-        Ok(PostgresTracker {
+        let storage = Postgres {
             url: url.to_string(),
             password: password.cloned(),
             client: Mutex::new(client),
-            default_project: default_project.to_string(),
-            clock,
-        })
+        };
+        Ok(Reference::on(storage, default_project, clock))
     }
+}
 
-    /// Every issue, oldest first.
-    pub fn list(&self) -> Result<Vec<Issue>, TrackerError> {
-        let rows = self
-            .client()?
-            .query("SELECT body FROM issues ORDER BY n", &[])
-            .map_err(unavailable)?;
-        rows.iter().map(|row| decode(row.get(0))).collect()
-    }
-
-    /// Users' edits of many issues in one transaction: all are written or none.
-    pub fn update_many(&self, issues: &[Issue]) -> Result<Vec<Issue>, TrackerError> {
-        self.transaction(|tx, now| {
-            issues
-                .iter()
-                .map(|issue| {
-                    rows::check(issue)?;
-                    rows::update(tx, issue, Origin::User, None, now)
-                })
-                .collect()
-        })
-    }
-
+impl Postgres {
     /// The connection, opened again if the server closed it (a restart): the call that
     /// found it closed failed as `Unavailable`, and the next one goes on.
     fn client(&self) -> Result<MutexGuard<'_, Client>, TrackerError> {
@@ -128,25 +105,26 @@ impl PostgresTracker {
         }
         Ok(client)
     }
+}
 
-    /// Run `work` in a write transaction holding [`WRITE_LOCK`], committed if it succeeds.
+impl Storage for Postgres {
+    type Tx<'t> = Transaction<'t>;
+
+    /// A transaction holding [`WRITE_LOCK`].
     fn transaction<T>(
         &self,
-        work: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, TrackerError>,
+        work: impl FnOnce(&mut Transaction<'_>) -> Result<T, TrackerError>,
     ) -> Result<T, TrackerError> {
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(unavailable)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
             .map_err(unavailable)?;
-        let now = rfc3339(self.clock.now());
-        let done = work(&mut tx, &now)?;
+        let done = work(&mut tx)?;
         tx.commit().map_err(unavailable)?;
         Ok(done)
     }
-}
 
-impl Tracker for PostgresTracker {
-    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
+    fn load(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
         let row = self
             .client()?
             .query_opt("SELECT body FROM issues WHERE key = $1", &[&key])
@@ -154,43 +132,15 @@ impl Tracker for PostgresTracker {
         row.map(|row| decode(row.get(0))).transpose()
     }
 
-    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        rows::check(issue)?;
-        self.transaction(|tx, now| {
-            rows::write(tx, origin, |tx| {
-                rows::create(tx, issue, &self.default_project, origin, now)
-            })
-        })
+    fn list(&self) -> Result<Vec<Issue>, TrackerError> {
+        let rows = self
+            .client()?
+            .query("SELECT body FROM issues ORDER BY n", &[])
+            .map_err(unavailable)?;
+        rows.iter().map(|row| decode(row.get(0))).collect()
     }
 
-    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.update_if(issue, origin, None)
-    }
-
-    fn update_if(
-        &self,
-        issue: &Issue,
-        origin: Origin<'_>,
-        seen: Option<&Issue>,
-    ) -> Result<Issue, TrackerError> {
-        rows::check(issue)?;
-        rows::key_of(issue)?;
-        self.transaction(|tx, now| {
-            rows::write(tx, origin, |tx| rows::update(tx, issue, origin, seen, now))
-        })
-    }
-
-    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
-        Ok(self
-            .list()?
-            .into_iter()
-            .filter(|issue| query.matches(issue))
-            .filter_map(|issue| issue.key)
-            .collect())
-    }
-
-    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
-        let after = parse_cursor(cursor)?;
+    fn changes(&self, after: i64, limit: usize) -> Result<Vec<(i64, String, bool)>, TrackerError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .client()?
@@ -200,18 +150,10 @@ impl Tracker for PostgresTracker {
                 &[&after, &limit],
             )
             .map_err(unavailable)?;
-        let mut batch = ChangeBatch {
-            changes: Vec::with_capacity(rows.len()),
-            cursor: cursor.map(str::to_string),
-        };
-        for row in rows {
-            batch.changes.push(Change {
-                key: row.get(1),
-                by_sync: row.get(2),
-            });
-            batch.cursor = Some(row.get::<_, i64>(0).to_string());
-        }
-        Ok(batch)
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
     }
 }
 

@@ -7,7 +7,7 @@ use crate::model::Issue;
 use crate::tracker::{Origin, TrackerError};
 
 /// The rows of one write transaction of a reference tracker.
-pub(super) trait Rows {
+pub trait Rows {
     /// The stored issue `key`.
     fn load(&mut self, key: &str) -> Result<Option<Issue>, TrackerError>;
     /// Store a new issue under `key`.

@@ -1,16 +1,16 @@
-//! The reference tracker in one SQLite file (WAL): the demo's, the tests', and the model for
-//! embedding twinsync in a tracker. Several processes may open the file; writes wait for
-//! each other (IMMEDIATE transactions).
+//! The reference tracker's storage in one SQLite file (WAL). Several processes may open
+//! the file; writes wait for each other (IMMEDIATE transactions).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::rows::{self, Rows, decode, encode};
-use crate::clock::{Clock, rfc3339};
+use super::rows::{Rows, decode, encode};
+use super::{Reference, ReferenceTracker, Storage};
+use crate::clock::Clock;
 use crate::model::Issue;
-use crate::tracker::{Change, ChangeBatch, Origin, Query, Tracker, TrackerError};
+use crate::tracker::TrackerError;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS issues (
@@ -38,11 +38,9 @@ const SCHEMA: &str = "
     );
 ";
 
-/// An issue tracker in one SQLite file.
-pub struct ReferenceTracker {
+/// The reference tracker's rows in a SQLite file.
+pub struct Sqlite {
     db: Mutex<Connection>,
-    default_project: String,
-    clock: Arc<dyn Clock>,
 }
 
 impl ReferenceTracker {
@@ -55,15 +53,40 @@ impl ReferenceTracker {
     pub fn open(path: &Path, default_project: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let db = crate::store::open_wal(path)?;
         db.execute_batch(SCHEMA)?;
-        Ok(ReferenceTracker {
-            db: Mutex::new(db),
-            default_project: default_project.to_string(),
-            clock,
-        })
+        let storage = Sqlite { db: Mutex::new(db) };
+        Ok(Reference::on(storage, default_project, clock))
+    }
+}
+
+impl Sqlite {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Storage for Sqlite {
+    type Tx<'t> = Transaction<'t>;
+
+    fn transaction<T>(
+        &self,
+        work: impl FnOnce(&mut Transaction<'_>) -> Result<T, TrackerError>,
+    ) -> Result<T, TrackerError> {
+        let mut db = self.lock();
+        // IMMEDIATE: another process writing the same file waits (busy timeout) rather
+        // than failing when this transaction's read turns into a write.
+        let mut tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let done = work(&mut tx)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(done)
     }
 
-    /// Every issue, oldest first.
-    pub fn list(&self) -> Result<Vec<Issue>, TrackerError> {
+    fn load(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
+        load(&self.lock(), key)
+    }
+
+    fn list(&self) -> Result<Vec<Issue>, TrackerError> {
         let db = self.lock();
         let mut stmt = db
             .prepare("SELECT body FROM issues ORDER BY rowid")
@@ -75,118 +98,21 @@ impl ReferenceTracker {
             .collect()
     }
 
-    /// Users' edits of many issues in one transaction: all are written or none. (What a
-    /// busy tracker's bulk edit does; the throughput bench makes its changes this way so
-    /// that making them costs less than syncing them.)
-    pub fn update_many(&self, issues: &[Issue]) -> Result<Vec<Issue>, TrackerError> {
-        self.transaction(|tx, now| {
-            issues
-                .iter()
-                .map(|issue| {
-                    rows::check(issue)?;
-                    rows::update(tx, issue, Origin::User, None, now)
-                })
-                .collect()
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Run `work` in a write transaction, committed if it succeeds.
-    fn transaction<T>(
-        &self,
-        work: impl FnOnce(&mut Transaction<'_>, &str) -> Result<T, TrackerError>,
-    ) -> Result<T, TrackerError> {
-        let mut db = self.lock();
-        // IMMEDIATE: another process writing the same file waits (busy timeout) rather
-        // than failing when this transaction's read turns into a write.
-        let mut tx = db
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        let now = rfc3339(self.clock.now());
-        let done = work(&mut tx, &now)?;
-        tx.commit().map_err(unavailable)?;
-        Ok(done)
-    }
-}
-
-impl Tracker for ReferenceTracker {
-    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
-        load(&self.lock(), key)
-    }
-
-    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        rows::check(issue)?;
-        self.transaction(|tx, now| {
-            rows::write(tx, origin, |tx| {
-                rows::create(tx, issue, &self.default_project, origin, now)
-            })
-        })
-    }
-
-    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.update_if(issue, origin, None)
-    }
-
-    fn update_if(
-        &self,
-        issue: &Issue,
-        origin: Origin<'_>,
-        seen: Option<&Issue>,
-    ) -> Result<Issue, TrackerError> {
-        rows::check(issue)?;
-        rows::key_of(issue)?;
-        self.transaction(|tx, now| {
-            rows::write(tx, origin, |tx| rows::update(tx, issue, origin, seen, now))
-        })
-    }
-
-    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
-        Ok(self
-            .list()?
-            .into_iter()
-            .filter(|issue| query.matches(issue))
-            .filter_map(|issue| issue.key)
-            .collect())
-    }
-
-    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
-        let after = parse_cursor(cursor)?;
+    fn changes(&self, after: i64, limit: usize) -> Result<Vec<(i64, String, bool)>, TrackerError> {
         let db = self.lock();
         let mut stmt = db
-            .prepare_cached("SELECT seq, key, sync_event IS NOT NULL FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .prepare_cached(
+                "SELECT seq, key, sync_event IS NOT NULL FROM changes
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
             .map_err(unavailable)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![after, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                ))
+            .query_map(params![after, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(unavailable)?;
-        let mut batch = ChangeBatch {
-            changes: Vec::new(),
-            cursor: cursor.map(str::to_string),
-        };
-        for row in rows {
-            let (seq, key, by_sync) = row.map_err(unavailable)?;
-            batch.changes.push(Change { key, by_sync });
-            batch.cursor = Some(seq.to_string());
-        }
-        Ok(batch)
-    }
-}
-
-/// A change feed cursor: the number of the last change read.
-pub(super) fn parse_cursor(cursor: Option<&str>) -> Result<i64, TrackerError> {
-    match cursor {
-        None => Ok(0),
-        Some(text) => text
-            .parse()
-            .map_err(|_| TrackerError::Rejected(format!("bad change cursor `{text}`"))),
+        rows.map(|row| row.map_err(unavailable)).collect()
     }
 }
 
@@ -275,6 +201,7 @@ fn unavailable(error: rusqlite::Error) -> TrackerError {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
+    use crate::tracker::{Origin, Tracker};
 
     fn tracker(dir: &tempfile::TempDir) -> ReferenceTracker {
         ReferenceTracker::open(&dir.path().join("t.db"), "T", Arc::new(SystemClock)).unwrap()
