@@ -79,9 +79,21 @@ struct Senders {
     stop: Arc<AtomicBool>,
     wake: Arc<Wake>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Why a sender ended while the tenant runs (it panicked, or returned): the next
+    /// reconciliation stops the tenant with this reason, and it is tried again later like
+    /// a tenant that could not start. Restarting the sender in place could repeat the same
+    /// panic for ever; a tenant that quietly sends nothing would be worse.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Senders {
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.wake.ring();
@@ -171,6 +183,7 @@ impl Tenants {
             .into_iter()
             .map(|e| (e.spec.name.clone(), e))
             .collect();
+        self.stop_failed_senders();
         // Stopped first: a tenant whose instance moved to another one frees it.
         let gone: Vec<String> = {
             let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
@@ -245,6 +258,35 @@ impl Tenants {
         Ok(())
     }
 
+    /// Stop each running tenant one of whose senders ended (see `Senders::failure`): it is
+    /// shown as not running, with the reason, and tried again like one that could not start.
+    fn stop_failed_senders(&self) {
+        let failed: Vec<(String, Live, String)> = {
+            let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+            hosted
+                .iter()
+                .filter_map(|(name, h)| {
+                    let live = h.state.as_ref().ok()?;
+                    Some((name.clone(), live.clone(), live.senders.failure()?))
+                })
+                .collect()
+        };
+        for (name, live, why) in failed {
+            live.senders.stop();
+            if let Some(host) = self.host.get()
+                && let Err(error) = host.remove_tenant(&name)
+            {
+                tracing::warn!(tenant = name, "cannot stop the tenant: {error:#}");
+            }
+            tracing::error!(tenant = name, "stopped the tenant: {why}");
+            let mut hosted = self.hosted.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(h) = hosted.get_mut(&name) {
+                h.state = Err(format!("stopped: {why}"));
+                h.tried = Instant::now();
+            }
+        }
+    }
+
     fn host(&self) -> Result<&Host> {
         if let Some(host) = self.host.get() {
             return Ok(host);
@@ -302,20 +344,52 @@ impl Tenants {
                 continue;
             }
             let sender = Sender::new(&c.name, url, secret, None)?;
-            let (node, name, clock, wake, stop, peers) = (
+            let (node, name, clock, wake, stop, peers, failure) = (
                 node.clone(),
                 c.name.clone(),
                 self.clock.clone(),
                 senders.wake.clone(),
                 senders.stop.clone(),
                 peers.clone(),
+                senders.failure.clone(),
             );
+            let tenant_name = spec.name.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("twinsync-{}-sender", spec.name))
                 .spawn(move || {
-                    crate::service::workers::sender_loop(
-                        node, name, sender, clock, wake, stop, peers,
-                    )
+                    let connection = name.clone();
+                    let stopped = stop.clone();
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        // A fault the supervision test (`tests/tenants_serve.rs`) injects;
+                        // debug builds only.
+                        #[cfg(debug_assertions)]
+                        if std::env::var_os("TWINSYNC_TEST_PANIC_TENANT_SENDER")
+                            .is_some_and(|t| *t == *tenant_name)
+                        {
+                            panic!("injected by TWINSYNC_TEST_PANIC_TENANT_SENDER");
+                        }
+                        crate::service::workers::sender_loop(
+                            node, name, sender, clock, wake, stop, peers,
+                        )
+                    }));
+                    let why = match outcome {
+                        Err(panic) => format!(
+                            "the sender of connection `{connection}` panicked: {}",
+                            crate::service::supervise::panic_message(&*panic)
+                        ),
+                        Ok(()) if !stopped.load(Ordering::Relaxed) => {
+                            format!("the sender of connection `{connection}` stopped by itself")
+                        }
+                        Ok(()) => return,
+                    };
+                    tracing::error!(
+                        tenant = tenant_name,
+                        "{why}; the tenant stops, and is tried again later"
+                    );
+                    failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(why);
                 })?;
             senders
                 .threads
