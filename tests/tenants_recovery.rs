@@ -85,3 +85,89 @@ fn a_tenant_whose_sender_panics_is_stopped_with_the_reason() {
         true
     );
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn a_tenant_that_cannot_start_is_tried_again_and_starts_when_its_cause_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for one tenant (its worker and its reconciliation); a failed one is tried again
+    // every second.
+    let node = serve(
+        dir.path(),
+        "\n[tenants]\nmax-parallel-calls = 2\nretry-after-secs = 1\n",
+    );
+    let api = Api::new(node.spec.admin_port);
+    api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(json!({"name": "acme", "instance": "Acme"})),
+    );
+    // The CLI writes the registry behind serve's back: serve cannot start this one.
+    let added = std::process::Command::new(twinsync_tests::twinsync_binary!())
+        .args(["tenants", "add", "beta", "--instance", "Beta", "--config"])
+        .arg(&node.config)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let token = String::from_utf8_lossy(&added.stdout)
+        .split_whitespace()
+        .find(|w| w.len() >= 64)
+        .expect("the token is printed")
+        .to_string();
+
+    let failed = |shown: &Value| {
+        shown["state"] == "failed"
+            && shown["running"] == false
+            && shown["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("parallel processor calls"))
+    };
+    eventually(WAIT, "beta is shown failed, with the reason", || {
+        failed(&api.ok(TOKEN, "GET", "/v1/tenants/beta", None))
+    });
+    let first = api.ok(TOKEN, "GET", "/v1/tenants", None);
+    let beta = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "beta")
+        .unwrap()
+        .clone();
+    let next = beta["next_try_ms"].as_i64().expect("a next try");
+    assert!(
+        next > now_ms() - 1_500 && next <= now_ms() + 1_000,
+        "next try {next} is not about a second after the last one ({})",
+        now_ms()
+    );
+    let acme = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "acme")
+        .unwrap();
+    assert_eq!(
+        (acme["state"].clone(), acme["next_try_ms"].clone()),
+        (json!("running"), Value::Null)
+    );
+    // It is tried again (and fails again): its next try moves on.
+    eventually(WAIT, "beta is tried again", || {
+        let shown = api.ok(TOKEN, "GET", "/v1/tenants/beta", None);
+        failed(&shown) && shown["next_try_ms"].as_i64().unwrap() > next
+    });
+    let (status, answer) = api.call(&token, "GET", "/v1/twins", None);
+    assert_eq!(status, 503, "{answer}");
+    // Room made: it starts at its next try, with no call to make it.
+    api.ok(TOKEN, "DELETE", "/v1/tenants/acme", None);
+    eventually(Duration::from_secs(10), "beta starts", || {
+        api.ok(TOKEN, "GET", "/v1/tenants/beta", None)["state"] == "running"
+    });
+    assert_eq!(api.ok(&token, "GET", "/v1/twins", None), json!([]));
+    assert!(node.log().contains("cannot start the tenant"));
+}

@@ -39,6 +39,9 @@ pub struct Tenants {
     hosted: RwLock<BTreeMap<String, Hosted>>,
     /// One reconciliation at a time (the timer's and an admin request's).
     reconciling: Mutex<()>,
+    /// How long a tenant that is not running waits before it is tried again (its cause
+    /// may pass: a plugin file put back, room made in the host).
+    retry_after: Duration,
 }
 
 /// A registered tenant as this process runs it.
@@ -47,13 +50,24 @@ struct Hosted {
     token_sha256: String,
     /// Why it does not run, if it does not (shown by `GET /v1/tenants`, and to its token).
     state: Result<Live, String>,
-    /// When it was started, or tried.
+    /// When it was started, or tried, or stopped by a failure: on this process's clock,
+    /// and as wall-clock milliseconds (shown).
     tried: Instant,
+    tried_ms: i64,
 }
 
-/// How long a tenant that could not start waits before it is tried again (its cause may
-/// pass: a plugin file put back, room made in the host).
-const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How a registered tenant is doing, as `GET /v1/tenants` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TenantState {
+    /// `running`, `failed` (it could not start, or stopped on a failure), or `starting`
+    /// (registered, not applied yet).
+    pub state: &'static str,
+    /// Why it does not run.
+    pub reason: Option<String>,
+    /// When a failed tenant is tried again (Unix milliseconds; at the first reconciliation
+    /// from then on, once a second).
+    pub next_try_ms: Option<i64>,
+}
 
 /// A running tenant and what serve adds to it.
 #[derive(Clone)]
@@ -111,7 +125,13 @@ pub enum TokenOwner {
 }
 
 impl Tenants {
-    pub fn open(config: HostConfig, node: Arc<Node>, clock: Arc<dyn Clock>) -> Result<Self> {
+    /// `retry_after`: how long a tenant that is not running waits before it is tried again.
+    pub fn open(
+        config: HostConfig,
+        node: Arc<Node>,
+        clock: Arc<dyn Clock>,
+        retry_after: Duration,
+    ) -> Result<Self> {
         let data_dir = config.data_dir.clone();
         let registry = Registry::open(&registry::path_in(&data_dir))?;
         Ok(Tenants {
@@ -123,6 +143,7 @@ impl Tenants {
             host: OnceLock::new(),
             hosted: RwLock::default(),
             reconciling: Mutex::default(),
+            retry_after,
         })
     }
 
@@ -161,6 +182,39 @@ impl Tenants {
         hosted
             .get(name)
             .map(|h| h.state.as_ref().map(|_| ()).map_err(Clone::clone))
+    }
+
+    /// How a registered tenant is doing.
+    pub fn state(&self, name: &str) -> TenantState {
+        let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+        match hosted.get(name) {
+            None => TenantState {
+                state: "starting",
+                reason: None,
+                next_try_ms: None,
+            },
+            Some(Hosted { state: Ok(_), .. }) => TenantState {
+                state: "running",
+                reason: None,
+                next_try_ms: None,
+            },
+            Some(
+                h @ Hosted {
+                    state: Err(why), ..
+                },
+            ) => TenantState {
+                state: "failed",
+                reason: Some(why.clone()),
+                next_try_ms: Some(
+                    h.tried_ms
+                        .saturating_add(self.retry_after.as_millis() as i64),
+                ),
+            },
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        crate::clock::millis(self.clock.now())
     }
 
     /// Everything about a spec that can be checked before it is stored: its fields, and
@@ -216,7 +270,7 @@ impl Tenants {
             let known = {
                 let mut hosted = self.hosted.write().unwrap_or_else(|e| e.into_inner());
                 match hosted.get_mut(name) {
-                    Some(h) if h.state.is_err() && h.tried.elapsed() >= RETRY_AFTER => {
+                    Some(h) if h.state.is_err() && h.tried.elapsed() >= self.retry_after => {
                         hosted.remove(name);
                         false
                     }
@@ -252,6 +306,7 @@ impl Tenants {
                         token_sha256: entry.token_sha256.clone(),
                         state,
                         tried: Instant::now(),
+                        tried_ms: self.now_ms(),
                     },
                 );
         }
@@ -283,6 +338,7 @@ impl Tenants {
             if let Some(h) = hosted.get_mut(&name) {
                 h.state = Err(format!("stopped: {why}"));
                 h.tried = Instant::now();
+                h.tried_ms = self.now_ms();
             }
         }
     }
