@@ -1245,3 +1245,135 @@ fn a_tenant_switches_its_own_connections_between_installed_versions() {
         0
     );
 }
+
+/// A tenant's tracker tells it which issues changed: `POST /t/NAME/v1/changes`, signed with
+/// the tenant's own webhook secret like serve's `POST /v1/changes`.
+#[test]
+fn a_tenant_takes_change_notifications_signed_with_its_own_secret() {
+    use twinsync::config::Secret;
+    use twinsync::transport::protocol::sign;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "Host",
+            project: "HOST",
+            remote: "Elsewhere",
+            port: free_port(),
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: "",
+        },
+    );
+    let api = Api::new(node.spec.admin_port);
+    let mut acme = tenant_spec("acme", "Acme", "ACME", "link", "Beta", "mirror");
+    acme["webhook-secret"] = json!("acme-hook");
+    let token = api.ok(TOKEN, "POST", "/v1/tenants", Some(acme))["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(tenant_spec(
+            "beta", "Beta", "BETA", "link", "Acme", "mirror",
+        )),
+    );
+    assert_eq!(
+        api.ok(TOKEN, "GET", "/v1/tenants/acme", None)["spec"]["webhook-secret"],
+        "(set)"
+    );
+    let (status, answer) = api.call(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(json!({"name": "x", "instance": "X", "webhook-secret": " "})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    for summary in ["synced", "not synced"] {
+        api.ok(
+            &token,
+            "POST",
+            "/v1/issues",
+            Some(json!({"summary": summary, "status": "Open"})),
+        );
+    }
+    let exalated = api.ok(
+        &token,
+        "POST",
+        "/v1/exalate",
+        Some(json!({"connection": "link", "keys": ["ACME-1"]})),
+    );
+    assert_eq!(exalated["errors"], json!([]), "{exalated}");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let body = json!({"issues": ["ACME-1", "ACME-2", "ACME-99"]}).to_string();
+    let post = |tenant: &str, secret: &str, id: &str| {
+        let signature = sign(
+            &Secret::new(secret),
+            "POST",
+            "/v1/changes",
+            &now,
+            id,
+            body.as_bytes(),
+        );
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(&format!(
+                "http://127.0.0.1:{}/t/{tenant}/v1/changes",
+                node.spec.port
+            ))
+            .header("content-type", "application/json")
+            .header("x-twinsync-message-id", id)
+            .header("x-twinsync-timestamp", &now)
+            .header("x-twinsync-signature", &signature)
+            .send(body.as_bytes())
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response
+                .body_mut()
+                .read_json::<Value>()
+                .unwrap_or(Value::Null),
+        )
+    };
+    // Each issue's result: under sync (an event queued), not synced, not in its tracker.
+    let (status, answer) = post("acme", "acme-hook", "n-1");
+    assert_eq!(status, 200, "{answer}");
+    let results: Vec<(&str, &str)> = answer["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["key"].as_str().unwrap(), i["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(results.len(), 3, "{answer}");
+    assert!(
+        matches!(results[0], ("ACME-1", "queued" | "already-queued")),
+        "{answer}"
+    );
+    assert_eq!(
+        &results[1..],
+        [("ACME-2", "not-synced"), ("ACME-99", "unknown")]
+    );
+    // A replay queues nothing; another secret, or a tenant without one, is refused.
+    assert_eq!(
+        post("acme", "acme-hook", "n-1"),
+        (200, json!({"duplicate": true}))
+    );
+    assert_eq!(post("acme", "wrong", "n-2").0, 401);
+    assert_eq!(post("acme", twinsync_tests::process::SECRET, "n-3").0, 401);
+    assert_eq!(post("beta", "acme-hook", "n-4").0, 404);
+    assert_eq!(post("nobody", "acme-hook", "n-5").0, 404);
+}

@@ -76,6 +76,9 @@ pub struct Live {
     pub receiver: Arc<Receiver>,
     /// What its senders last saw of the other nodes.
     pub peers: Arc<Peers>,
+    /// Its tracker's change notifications (`/t/NAME/v1/changes`), if its spec has a
+    /// webhook secret.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     senders: Arc<Senders>,
 }
 
@@ -454,6 +457,18 @@ impl Tenants {
                 .push(thread);
         }
         let ring = (tenant.clone(), senders.wake.clone());
+        let webhooks = spec.webhook_secret.as_deref().map(|secret| {
+            let ring = ring.clone();
+            Arc::new(crate::webhooks::Webhooks::new(
+                node.clone(),
+                Secret::new(secret),
+                self.clock.clone(),
+                Box::new(move || {
+                    ring.0.wake();
+                    ring.1.ring();
+                }),
+            ))
+        });
         let receiver = Arc::new(Receiver {
             node,
             secrets,
@@ -467,6 +482,7 @@ impl Tenants {
             tenant,
             receiver,
             peers,
+            webhooks,
             senders,
         })
     }
