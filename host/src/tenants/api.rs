@@ -13,7 +13,8 @@
 //! A spec is `{"name": "acme", "instance": "Acme", "tracker": {"kind": "reference",
 //! "project": "ACME"}, "connections": [{"name": "...", "remote-instance": "...",
 //! "remote-url": "http://...", "secret": "...", "direction": "bidirectional", "incoming":
-//! "mirror", "outgoing": "plugin:NAME@VERSION", "limits": {...}, "conflicts": {...}}]}`.
+//! "mirror", "outgoing": "plugin:NAME@VERSION", "limits": {...}, "conflicts": {...}}],
+//! "webhook-secret": "..."}` (`webhook-secret` optional: see `routing`).
 
 use std::sync::Arc;
 

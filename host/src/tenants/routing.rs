@@ -46,7 +46,7 @@ async fn changes(
 ) -> Response {
     let live = match running(&tenants, &tenant) {
         Ok(live) => live,
-        Err(refused) => return refused,
+        Err((status, why)) => return refuse(status, why),
     };
     let Some(webhooks) = live.webhooks.clone() else {
         return refuse(
@@ -63,16 +63,16 @@ async fn changes(
     }
 }
 
-/// A running tenant, or the answer for one that is not (503) or unknown (404).
-fn running(tenants: &Tenants, tenant: &str) -> Result<super::hosting::Live, Response> {
+/// A running tenant, or why not: not running (503) or unknown (404).
+fn running(tenants: &Tenants, tenant: &str) -> Result<super::hosting::Live, (StatusCode, String)> {
     tenants
         .live(tenant)
         .ok_or_else(|| match tenants.status(tenant) {
-            Some(Err(_)) => refuse(
+            Some(Err(_)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("tenant `{tenant}` is not running"),
             ),
-            _ => refuse(StatusCode::NOT_FOUND, format!("no tenant `{tenant}`")),
+            _ => (StatusCode::NOT_FOUND, format!("no tenant `{tenant}`")),
         })
 }
 
@@ -102,7 +102,7 @@ async fn respond(
 ) -> Response {
     let live = match running(tenants, tenant) {
         Ok(live) => live,
-        Err(refused) => return refused,
+        Err((status, why)) => return refuse(status, why),
     };
     let receiver = live.receiver.clone();
     match tokio::task::spawn_blocking(move || work(&receiver)).await {
