@@ -1163,7 +1163,39 @@ fn a_tenant_switches_its_own_connections_between_installed_versions() {
     assert_eq!(used_by(&acme, "1.1.0"), json!(["link/incoming"]));
     assert_eq!(used_by(&beta, "1.0.0"), json!(["link/incoming"]));
     assert_eq!(incoming("beta"), v1.as_str());
-    api.ok(&acme, "GET", "/v1/twins", None);
+    // The next issue beta sends acme is processed by 1.1.0 (its history names it).
+    let issue = api.ok(
+        &beta,
+        "POST",
+        "/v1/issues",
+        Some(json!({"summary": "after the switch", "status": "Open"})),
+    );
+    api.ok(
+        &beta,
+        "POST",
+        "/v1/exalate",
+        Some(json!({"connection": "link", "keys": [issue["key"]]})),
+    );
+    let processors = || -> Vec<String> {
+        let twins = api.ok(&acme, "GET", "/v1/twins", None);
+        let Some(key) = twins[0]["local_key"].as_str() else {
+            return vec![];
+        };
+        api.ok(&acme, "GET", &format!("/v1/history?key={key}"), None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["processor"].as_str().map(str::to_string))
+            .collect()
+    };
+    eventually(WAIT, "acme processes beta's issue", || {
+        !processors().is_empty()
+    });
+    assert!(
+        processors().iter().all(|p| p == "scripted-test@1.1.0"),
+        "{:?}",
+        processors()
+    );
 
     // Rollback: back on 1.0.0. Upgrade: to the highest installed, 1.1.0 again.
     let rolled = api.ok(
