@@ -39,6 +39,10 @@ fn ok(output: Output) -> String {
 /// Package the scripted test processor and install it in serve's plugin store: tenants name
 /// it as `plugin:scripted-test@1.0.0`.
 fn install_scripted(dir: &Path, config: &Path) {
+    install_scripted_version(dir, config, "1.0.0")
+}
+
+fn install_scripted_version(dir: &Path, config: &Path, version: &str) {
     let component = dir.join("scripted.wasm");
     std::fs::write(
         &component,
@@ -48,12 +52,14 @@ fn install_scripted(dir: &Path, config: &Path) {
     let manifest = dir.join("plugin.toml");
     std::fs::write(
         &manifest,
-        "name = \"scripted-test\"\nvendor = \"Tests\"\nversion = \"1.0.0\"\n\
-         description = \"test\"\ncontract = \"0.2.0\"\n\
-         worlds = [\"incoming-processor\", \"outgoing-processor\"]\n",
+        format!(
+            "name = \"scripted-test\"\nvendor = \"Tests\"\nversion = \"{version}\"\n\
+             description = \"test\"\ncontract = \"0.2.0\"\n\
+             worlds = [\"incoming-processor\", \"outgoing-processor\"]\n"
+        ),
     )
     .unwrap();
-    let package = dir.join("scripted-test.wasm");
+    let package = dir.join(format!("scripted-test-{version}.wasm"));
     let path = |p: &Path| p.to_str().unwrap().to_string();
     ok(twinsync(&[
         "plugin",
@@ -356,11 +362,10 @@ fn probes(s: &Setup, method: &str, path: &str) -> Vec<(String, Option<Value>, Ex
         ),
         ("POST", "/v1/verify") => one(path.into(), Some(json!({"connection": s.link})), NotFound),
         ("POST", "/v1/plugins/use") => one(path.into(), Some(plugin), NotFound),
-        ("POST", "/v1/plugins/upgrade") => one(
-            path.into(),
-            Some(json!({"name": "scripted-test"})),
-            NotFound,
-        ),
+        // An upgrade acts on the caller's own connections (none of acme's).
+        ("POST", "/v1/plugins/upgrade") => {
+            one(path.into(), Some(json!({"name": "scripted-test"})), OwnNode)
+        }
         ("POST", "/v1/plugins/rollback") => {
             one(path.into(), Some(json!({"connection": s.link})), NotFound)
         }
@@ -582,8 +587,8 @@ fn a_tenant_token_reaches_its_own_node_only() {
         "/v1/unexalate".into(),
         Some(json!({"connection": acme.link, "keys": [acme.key]})),
     );
-    // The plugin store's routes reach acme's node: its connection is found (the store of a
-    // tenant's own node has no package: nothing to roll back, which is not a 404).
+    // The plugin store's routes reach acme's node: its connection is found (it switched
+    // nothing yet: nothing to roll back, which is a 400, not a 404).
     let (status, answer) = api.call(
         &acme.token,
         "POST",
@@ -1072,4 +1077,335 @@ fn a_redmine_tenant_syncs() {
     eventually(WAIT, "Redmine stores the other side's key", || {
         redmine.issue(id).to_string().contains(&key)
     });
+}
+
+/// With its token, a tenant sees the host's packages and which of its connection sides run
+/// each, and switches its own connections between installed versions: use, rollback,
+/// upgrade, try. It restarts on the new version; another tenant and the host's own plugin
+/// view are untouched.
+#[test]
+fn a_tenant_switches_its_own_connections_between_installed_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "Host",
+            project: "HOST",
+            remote: "Elsewhere",
+            port: free_port(),
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: "",
+        },
+    );
+    install_scripted_version(dir.path(), &node.config, "1.0.0");
+    install_scripted_version(dir.path(), &node.config, "1.1.0");
+    let api = Api::new(node.spec.admin_port);
+    let v1 = format!("plugin:{PLUGIN}");
+    let spec = |name: &str, instance: &str, remote: &str, incoming: &str| {
+        tenant_spec(name, instance, "P", "link", remote, incoming)
+    };
+    let acme = api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(spec("acme", "Acme", "Beta", &v1)),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let beta = api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(spec("beta", "Beta", "Acme", &v1)),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let used_by = |token: &str, version: &str| {
+        let all = api.ok(token, "GET", "/v1/plugins", None);
+        let package = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["version"] == version)
+            .unwrap_or_else(|| panic!("no {version} in {all}"))
+            .clone();
+        assert_eq!(package["installed_by"], "the host", "{package}");
+        package["used_by"].clone()
+    };
+    let incoming = |name: &str| {
+        api.ok(TOKEN, "GET", &format!("/v1/tenants/{name}"), None)["spec"]["connections"][0]
+            ["incoming"]
+            .clone()
+    };
+    assert_eq!(used_by(&acme, "1.0.0"), json!(["link/incoming"]));
+    assert_eq!(used_by(&acme, "1.1.0"), json!([]));
+    let host_view = api.ok(TOKEN, "GET", "/v1/plugins", None);
+
+    // Use: acme's incoming side runs 1.1.0; acme restarted on it, beta did not move.
+    let used = api.ok(
+        &acme,
+        "POST",
+        "/v1/plugins/use",
+        Some(json!({"plugin": "scripted-test@1.1.0", "connection": "link", "side": "incoming"})),
+    );
+    assert_eq!(used["plugin"], "scripted-test@1.1.0");
+    assert_eq!(incoming("acme"), "plugin:scripted-test@1.1.0");
+    let shown = api.ok(TOKEN, "GET", "/v1/tenants/acme", None);
+    assert_eq!(
+        (shown["state"].clone(), shown["revision"].clone()),
+        (json!("running"), json!(2))
+    );
+    assert_eq!(used_by(&acme, "1.1.0"), json!(["link/incoming"]));
+    assert_eq!(used_by(&beta, "1.0.0"), json!(["link/incoming"]));
+    assert_eq!(incoming("beta"), v1.as_str());
+    // The next issue beta sends acme is processed by 1.1.0 (its history names it).
+    let issue = api.ok(
+        &beta,
+        "POST",
+        "/v1/issues",
+        Some(json!({"summary": "after the switch", "status": "Open"})),
+    );
+    api.ok(
+        &beta,
+        "POST",
+        "/v1/exalate",
+        Some(json!({"connection": "link", "keys": [issue["key"]]})),
+    );
+    let processors = || -> Vec<String> {
+        let twins = api.ok(&acme, "GET", "/v1/twins", None);
+        let Some(key) = twins[0]["local_key"].as_str() else {
+            return vec![];
+        };
+        api.ok(&acme, "GET", &format!("/v1/history?key={key}"), None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["processor"].as_str().map(str::to_string))
+            .collect()
+    };
+    eventually(WAIT, "acme processes beta's issue", || {
+        !processors().is_empty()
+    });
+    assert!(
+        processors().iter().all(|p| p == "scripted-test@1.1.0"),
+        "{:?}",
+        processors()
+    );
+
+    // Rollback: back on 1.0.0. Upgrade: to the highest installed, 1.1.0 again.
+    let rolled = api.ok(
+        &acme,
+        "POST",
+        "/v1/plugins/rollback",
+        Some(json!({"connection": "link", "side": "incoming"})),
+    );
+    assert_eq!(
+        rolled["rolled_back"],
+        json!([format!("link/incoming: {v1}")])
+    );
+    assert_eq!(incoming("acme"), v1.as_str());
+    let upgraded = api.ok(
+        &acme,
+        "POST",
+        "/v1/plugins/upgrade",
+        Some(json!({"name": "scripted-test"})),
+    );
+    assert_eq!(upgraded["upgraded"], json!(["link/incoming"]));
+    assert_eq!(incoming("acme"), "plugin:scripted-test@1.1.0");
+    assert_eq!(incoming("beta"), v1.as_str());
+    let changes = api.ok(&acme, "GET", "/v1/plugins/changes", None);
+    let actions: Vec<&str> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["use", "rollback", "upgrade"], "{changes}");
+    assert_eq!(api.ok(&beta, "GET", "/v1/plugins/changes", None), json!([]));
+
+    // Try: a package of the host's store on acme's own events; writes nothing.
+    api.ok(
+        &acme,
+        "POST",
+        "/v1/plugins/try",
+        Some(json!({"plugin": "scripted-test@1.0.0", "connection": "link"})),
+    );
+    // Not installed, another tenant's connection, settings: refused, nothing changed.
+    for (body, status) in [
+        (
+            json!({"plugin": "scripted-test@9.0.0", "connection": "link", "side": "incoming"}),
+            404,
+        ),
+        (
+            json!({"plugin": "scripted-test@1.0.0", "connection": "nope", "side": "incoming"}),
+            404,
+        ),
+        (
+            json!({"plugin": "scripted-test@1.0.0", "connection": "link", "side": "incoming",
+                "settings": {"a": "b"}}),
+            400,
+        ),
+    ] {
+        let (got, answer) = api.call(&acme, "POST", "/v1/plugins/use", Some(body.clone()));
+        assert_eq!(got, status, "{body}: {answer}");
+    }
+    assert_eq!(
+        api.call(
+            &acme,
+            "POST",
+            "/v1/plugins/upgrade",
+            Some(json!({"name": "nothing"}))
+        )
+        .0,
+        404
+    );
+    assert_eq!(incoming("acme"), "plugin:scripted-test@1.1.0");
+    // The host's own view and store did not change.
+    assert_eq!(api.ok(TOKEN, "GET", "/v1/plugins", None), host_view);
+    assert_eq!(
+        api.ok(TOKEN, "GET", "/v1/plugins/changes", None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["by"] == "tenant-api")
+            .count(),
+        0
+    );
+}
+
+/// A tenant's tracker tells it which issues changed: `POST /t/NAME/v1/changes`, signed with
+/// the tenant's own webhook secret like serve's `POST /v1/changes`.
+#[test]
+fn a_tenant_takes_change_notifications_signed_with_its_own_secret() {
+    use twinsync::config::Secret;
+    use twinsync::transport::protocol::sign;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        twinsync_tests::twinsync_binary!(),
+        dir.path(),
+        NodeSpec {
+            instance: "Host",
+            project: "HOST",
+            remote: "Elsewhere",
+            port: free_port(),
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: "",
+        },
+    );
+    let api = Api::new(node.spec.admin_port);
+    let mut acme = tenant_spec("acme", "Acme", "ACME", "link", "Beta", "mirror");
+    acme["webhook-secret"] = json!("acme-hook");
+    let token = api.ok(TOKEN, "POST", "/v1/tenants", Some(acme))["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.ok(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(tenant_spec(
+            "beta", "Beta", "BETA", "link", "Acme", "mirror",
+        )),
+    );
+    assert_eq!(
+        api.ok(TOKEN, "GET", "/v1/tenants/acme", None)["spec"]["webhook-secret"],
+        "(set)"
+    );
+    let (status, answer) = api.call(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        Some(json!({"name": "x", "instance": "X", "webhook-secret": " "})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    for summary in ["synced", "not synced"] {
+        api.ok(
+            &token,
+            "POST",
+            "/v1/issues",
+            Some(json!({"summary": summary, "status": "Open"})),
+        );
+    }
+    let exalated = api.ok(
+        &token,
+        "POST",
+        "/v1/exalate",
+        Some(json!({"connection": "link", "keys": ["ACME-1"]})),
+    );
+    assert_eq!(exalated["errors"], json!([]), "{exalated}");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let body = json!({"issues": ["ACME-1", "ACME-2", "ACME-99"]}).to_string();
+    let post = |tenant: &str, secret: &str, id: &str| {
+        let signature = sign(
+            &Secret::new(secret),
+            "POST",
+            "/v1/changes",
+            &now,
+            id,
+            body.as_bytes(),
+        );
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(&format!(
+                "http://127.0.0.1:{}/t/{tenant}/v1/changes",
+                node.spec.port
+            ))
+            .header("content-type", "application/json")
+            .header("x-twinsync-message-id", id)
+            .header("x-twinsync-timestamp", &now)
+            .header("x-twinsync-signature", &signature)
+            .send(body.as_bytes())
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response
+                .body_mut()
+                .read_json::<Value>()
+                .unwrap_or(Value::Null),
+        )
+    };
+    // Each issue's result: under sync (an event queued), not synced, not in its tracker.
+    let (status, answer) = post("acme", "acme-hook", "n-1");
+    assert_eq!(status, 200, "{answer}");
+    let results: Vec<(&str, &str)> = answer["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["key"].as_str().unwrap(), i["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(results.len(), 3, "{answer}");
+    assert!(
+        matches!(results[0], ("ACME-1", "queued" | "already-queued")),
+        "{answer}"
+    );
+    assert_eq!(
+        &results[1..],
+        [("ACME-2", "not-synced"), ("ACME-99", "unknown")]
+    );
+    // A replay queues nothing; another secret, or a tenant without one, is refused.
+    assert_eq!(
+        post("acme", "acme-hook", "n-1"),
+        (200, json!({"duplicate": true}))
+    );
+    assert_eq!(post("acme", "wrong", "n-2").0, 401);
+    assert_eq!(post("acme", twinsync_tests::process::SECRET, "n-3").0, 401);
+    assert_eq!(post("beta", "acme-hook", "n-4").0, 404);
+    assert_eq!(post("nobody", "acme-hook", "n-5").0, 404);
 }

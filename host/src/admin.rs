@@ -7,7 +7,7 @@
 //! | `PATCH /v1/issues/{key}` | change an issue (body: the fields to change, JSON merge patch); with `If-Match: ETAG`, only if it is still that version (else `412`) |
 //! | `POST /v1/exalate` | start syncing issues: `{"connection": "...", "keys": ["INT-1"]}` |
 //! | `POST /v1/unexalate` | stop syncing issues (same body); both sides keep the issue |
-//! | `GET /v1/twins` | the twins of this node |
+//! | `GET /v1/twins` | the twins of this node, a page at a time in twin id order: `limit` (1 to 5,000, default 500), `after` (the last twin id of the previous page); header `X-Twinsync-Next` holds the next page's `after`, URL-encoded (absent on the last page) |
 //! | `GET /v1/queue` | pending, in-flight, failed, done and skipped events per connection |
 //! | `GET /v1/errors` | the sync errors |
 //! | `GET /v1/events` | events, oldest first; filters `twin=T` and `state=S`, both optional |
@@ -463,8 +463,80 @@ async fn unexalate(Extension(scope): Extension<Scope>, body: axum::body::Bytes) 
     .await
 }
 
-async fn twins(Extension(scope): Extension<Scope>) -> Answer {
-    blocking(move || to_json(ops::twins(scope.node.store())?)).await
+/// The query of `GET /v1/twins`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TwinsQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// A query value as it goes in a URL: every byte but letters, digits and `-._~` as `%XX`.
+/// A twin id is chosen by the node that exalated it, so it may hold anything.
+fn query_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The header that carries the cursor of the next page of `GET /v1/twins`, URL-encoded:
+/// the next page is `?after=` followed by it as it is.
+pub const NEXT_HEADER: &str = "x-twinsync-next";
+
+async fn twins(
+    Extension(scope): Extension<Scope>,
+    query: Result<axum::extract::Query<TwinsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(query) => query.0,
+        Err(e) => return Failure(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    };
+    let limit = query.limit.unwrap_or(ops::TWINS_PAGE);
+    if !(1..=ops::MAX_TWINS_PAGE).contains(&limit) {
+        return Failure(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {}", ops::MAX_TWINS_PAGE),
+        )
+        .into_response();
+    }
+    if query
+        .after
+        .as_ref()
+        .is_some_and(|a| a.is_empty() || a.len() > 256)
+    {
+        return Failure(
+            StatusCode::BAD_REQUEST,
+            "after must be a twin id (1 to 256 bytes)".into(),
+        )
+        .into_response();
+    }
+    let page = tokio::task::spawn_blocking(move || {
+        ops::twins_page(scope.node.store(), query.after.as_deref(), limit)
+    })
+    .await;
+    match page {
+        Ok(Ok((rows, next))) => {
+            let mut response = Json(rows).into_response();
+            if let Some(next) = next
+                && let Ok(value) = axum::http::HeaderValue::from_str(&query_encode(&next))
+            {
+                response.headers_mut().insert(NEXT_HEADER, value);
+            }
+            response
+        }
+        Ok(Err(error)) => Failure::from(error).into_response(),
+        Err(_) => Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request failed".into(),
+        )
+        .into_response(),
+    }
 }
 
 async fn queue(Extension(scope): Extension<Scope>) -> Answer {
@@ -673,6 +745,12 @@ mod tests {
         documented.sort();
         routed.sort();
         assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(query_encode("tw-1_a.b~"), "tw-1_a.b~");
+        assert_eq!(query_encode("a b&c=é/"), "a%20b%26c%3D%C3%A9%2F");
     }
 
     #[test]

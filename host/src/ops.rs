@@ -233,6 +233,41 @@ pub struct TwinRow {
     pub messages_sent: i64,
 }
 
+/// Twins listed in one page by default, and at most (`GET /v1/twins?limit=`).
+pub const TWINS_PAGE: usize = 500;
+pub const MAX_TWINS_PAGE: usize = 5_000;
+
+/// Up to `limit` twins after the twin id `after`, in twin id order, and the cursor of the
+/// next page (`None`: this was the last one). One page is in memory at a time, however
+/// many twins the node has.
+pub fn twins_page(
+    store: &NodeStore,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<TwinRow>, Option<String>)> {
+    // One more than asked for: whether there is a next page, without an empty last one.
+    let mut rows = store.read(|db| twins::listed_page(db, after, limit.saturating_add(1)))?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|t| t.twin_id.clone())
+    } else {
+        None
+    };
+    let rows = rows
+        .into_iter()
+        .map(|t| TwinRow {
+            twin: t.twin_id,
+            connection: t.connection,
+            local_key: t.local_key,
+            remote_key: t.remote_key,
+            messages_sent: t.sent_seq,
+        })
+        .collect();
+    Ok((rows, next))
+}
+
+/// Every twin at once: for a node known to be small (an embedder's tenant). Listing a
+/// node's twins for an operator goes by [`twins_page`].
 pub fn twins(store: &NodeStore) -> Result<Vec<TwinRow>> {
     Ok(store
         .read(twins::list)?

@@ -313,30 +313,57 @@ pub fn queue(args: &ListArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every twin, in twin id order, read and printed a page at a time: the memory used does
+/// not grow with the number of twins. The JSON is what `serde_json` would print for the
+/// whole list, written as it goes.
 pub fn twins(args: &ListArgs) -> Result<()> {
-    let rows = ops::twins(&*store(&args.node)?)?;
-    if args.json {
-        return print_json(&rows);
-    }
-    outln!(
-        "{:<24} {:<24} {:<12} {:<12} {:>5}",
-        "TWIN",
-        "CONNECTION",
-        "LOCAL",
-        "REMOTE",
-        "SENT"
-    )?;
-    for t in rows {
+    let store = store(&args.node)?;
+    if !args.json {
         outln!(
             "{:<24} {:<24} {:<12} {:<12} {:>5}",
-            t.twin,
-            t.connection,
-            t.local_key,
-            t.remote_key.as_deref().unwrap_or("-"),
-            t.messages_sent
+            "TWIN",
+            "CONNECTION",
+            "LOCAL",
+            "REMOTE",
+            "SENT"
         )?;
     }
+    let mut after: Option<String> = None;
+    let mut first = true;
+    loop {
+        let (rows, next) = ops::twins_page(&store, after.as_deref(), ops::TWINS_PAGE)?;
+        for t in rows {
+            if args.json {
+                let item = serde_json::to_string_pretty(&t)?.replace('\n', "\n  ");
+                let lead = if first { "[\n  " } else { ",\n  " };
+                out(&format!("{lead}{item}"))?;
+            } else {
+                outln!(
+                    "{:<24} {:<24} {:<12} {:<12} {:>5}",
+                    t.twin,
+                    t.connection,
+                    t.local_key,
+                    t.remote_key.as_deref().unwrap_or("-"),
+                    t.messages_sent
+                )?;
+            }
+            first = false;
+        }
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    if args.json {
+        outln!("{}", if first { "[]" } else { "\n]" })?;
+    }
     Ok(())
+}
+
+/// Text on stdout, without a newline.
+fn out(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    write!(std::io::stdout().lock(), "{text}")
 }
 
 pub fn errors(command: ErrorsCommand) -> Result<()> {

@@ -116,4 +116,5 @@ log-bytes = 65536         # log kept per event; the rest is cut with a marker
 # [tenants]
 # workers-per-tenant = 1
 # max-parallel-calls = 64   # processor calls of all tenants at once: each takes its workers + 1
+# retry-after-secs = 30     # a tenant that is not running (cannot start, a sender failed) is tried again
 "#;

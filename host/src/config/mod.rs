@@ -109,6 +109,10 @@ pub struct TenantsConfig {
     /// tenant that does not fit does not start, and says so.
     #[serde(default = "default_parallel_calls")]
     pub max_parallel_calls: usize,
+    /// Seconds a tenant that is not running (it could not start, or a sender of it
+    /// failed) waits before it is tried again: its cause may pass.
+    #[serde(default = "default_retry_after_secs")]
+    pub retry_after_secs: u64,
 }
 
 impl Default for TenantsConfig {
@@ -116,6 +120,7 @@ impl Default for TenantsConfig {
         TenantsConfig {
             workers_per_tenant: one(),
             max_parallel_calls: default_parallel_calls(),
+            retry_after_secs: default_retry_after_secs(),
         }
     }
 }
@@ -126,6 +131,10 @@ fn one() -> usize {
 
 fn default_parallel_calls() -> usize {
     64
+}
+
+fn default_retry_after_secs() -> u64 {
+    30
 }
 
 /// The tracker tells the node which issues changed (`POST /v1/changes`, signed with this

@@ -9,9 +9,19 @@
 //! | `POST /v1/plugins/rollback` | `{"connection": "...", "side": "outgoing"}` (`side` optional: both) |
 //! | `POST /v1/plugins/try` | `{"plugin": "NAME@VERSION", "connection": "...", "last": 50}` or `"events": [...]`: what `plugin try` prints, as JSON; writes nothing |
 //!
-//! Changes are recorded as made by `admin-api`. Installing takes a file, so it is the CLI's.
+//! Changes are recorded as made by `admin-api`. Installing takes a file, so it is the CLI's
+//! (as removing is): the host's.
+//!
+//! With a tenant's token, the same routes act on that tenant (see `tenants::plugins`): the
+//! list is the host's packages, each with the sides of the tenant's own connections that
+//! run it; `use`, `upgrade`, `rollback` and `try` act on its own connections only (another
+//! tenant's connection is not found), and restart it on the new version (a version it
+//! cannot start with is refused, and it runs on as it was); `changes` lists its own
+//! switches (`tenant-api`).
 
-use axum::extract::Extension;
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Json;
 use axum::routing::{get, post};
@@ -21,7 +31,8 @@ use serde_json::{Value, json};
 use super::manage;
 use super::store::{self, Side};
 use super::trial::{DEFAULT_LAST, Pick};
-use crate::admin::{Failure, Route, Scope, known_connection, not_found};
+use crate::admin::{Admin, Failure, Route, Scope, known_connection, not_found};
+use crate::tenants::plugins as tenant;
 
 const BY: &str = "admin-api";
 
@@ -58,12 +69,31 @@ fn to_json<T: serde::Serialize>(value: T) -> Result<Value, Failure> {
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn list(Extension(scope): Extension<Scope>) -> Answer {
-    blocking(move || to_json(scope.node.store().read(store::all)?)).await
+/// The tenant of a tenant token, with the host's node and the tenants: what its plugin
+/// calls act on. `None` for the host token.
+fn tenant_of<'a>(
+    admin: &'a Admin,
+    scope: &'a Scope,
+) -> Option<(&'a crate::sync::Node, &'a crate::tenants::Tenants, &'a str)> {
+    let name = scope.tenant.as_deref()?;
+    let tenants = admin.tenants.as_deref()?;
+    Some((&admin.node, tenants, name))
 }
 
-async fn changes(Extension(scope): Extension<Scope>) -> Answer {
-    blocking(move || to_json(scope.node.store().read(store::changes)?)).await
+async fn list(State(admin): State<Arc<Admin>>, Extension(scope): Extension<Scope>) -> Answer {
+    blocking(move || match tenant_of(&admin, &scope) {
+        Some((host, tenants, name)) => to_json(tenant::packages(host, tenants, name)?),
+        None => to_json(scope.node.store().read(store::all)?),
+    })
+    .await
+}
+
+async fn changes(State(admin): State<Arc<Admin>>, Extension(scope): Extension<Scope>) -> Answer {
+    blocking(move || match tenant_of(&admin, &scope) {
+        Some((_, tenants, name)) => to_json(tenant::changes(tenants, name)?),
+        None => to_json(scope.node.store().read(store::changes)?),
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -76,7 +106,11 @@ struct UseRequest {
     settings: std::collections::BTreeMap<String, String>,
 }
 
-async fn use_version(Extension(scope): Extension<Scope>, body: axum::body::Bytes) -> Answer {
+async fn use_version(
+    State(admin): State<Arc<Admin>>,
+    Extension(scope): Extension<Scope>,
+    body: axum::body::Bytes,
+) -> Answer {
     blocking(move || {
         let r: UseRequest = parse(
             &body,
@@ -84,6 +118,16 @@ async fn use_version(Extension(scope): Extension<Scope>, body: axum::body::Bytes
         )?;
         known_connection(&scope.node, &r.connection)?;
         let (name, version) = manage::parse_id(&r.plugin)?;
+        if let Some((host, tenants, tenant)) = tenant_of(&admin, &scope) {
+            if !r.settings.is_empty() {
+                return Err(Failure(
+                    StatusCode::BAD_REQUEST,
+                    "a tenant's connections take no plugin settings".into(),
+                ));
+            }
+            tenant::use_version(host, tenants, tenant, &r.connection, r.side, name, version)?;
+            return Ok(json!({ "connection": r.connection, "side": r.side, "plugin": r.plugin }));
+        }
         installed(&scope, name, Some(version))?;
         manage::use_version(
             &scope.node,
@@ -108,9 +152,21 @@ struct UpgradeRequest {
     to: Option<String>,
 }
 
-async fn upgrade(Extension(scope): Extension<Scope>, body: axum::body::Bytes) -> Answer {
+async fn upgrade(
+    State(admin): State<Arc<Admin>>,
+    Extension(scope): Extension<Scope>,
+    body: axum::body::Bytes,
+) -> Answer {
     blocking(move || {
         let r: UpgradeRequest = parse(&body, r#"{"name": "...", "to": "VERSION"}"#)?;
+        if let Some((host, tenants, tenant)) = tenant_of(&admin, &scope) {
+            let moved = tenant::upgrade(host, tenants, tenant, &r.name, r.to.as_deref())?;
+            let moved: Vec<String> = moved
+                .iter()
+                .map(|c| format!("{}/{}", c.connection, c.side))
+                .collect();
+            return Ok(json!({ "upgraded": moved }));
+        }
         installed(&scope, &r.name, None)?;
         let moved = manage::upgrade(&scope.node, &r.name, r.to.as_deref(), BY)?;
         (scope.on_change)();
@@ -127,10 +183,25 @@ struct RollbackRequest {
     side: Option<Side>,
 }
 
-async fn rollback(Extension(scope): Extension<Scope>, body: axum::body::Bytes) -> Answer {
+async fn rollback(
+    State(admin): State<Arc<Admin>>,
+    Extension(scope): Extension<Scope>,
+    body: axum::body::Bytes,
+) -> Answer {
     blocking(move || {
         let r: RollbackRequest = parse(&body, r#"{"connection": "...", "side": "outgoing"}"#)?;
         known_connection(&scope.node, &r.connection)?;
+        if let Some((_, tenants, tenant)) = tenant_of(&admin, &scope) {
+            let done = tenant::rollback(tenants, tenant, &r.connection, r.side)?;
+            let done: Vec<String> = done
+                .iter()
+                .map(|c| {
+                    let to = c.processor.as_deref().unwrap_or("the default processor");
+                    format!("{}/{}: {to}", c.connection, c.side)
+                })
+                .collect();
+            return Ok(json!({ "rolled_back": done }));
+        }
         let done = manage::rollback(&scope.node, &r.connection, r.side, BY)?;
         (scope.on_change)();
         Ok(json!({ "rolled_back": done }))
@@ -149,7 +220,11 @@ struct TryRequest {
     events: Vec<String>,
 }
 
-async fn try_plugin(Extension(scope): Extension<Scope>, body: axum::body::Bytes) -> Answer {
+async fn try_plugin(
+    State(admin): State<Arc<Admin>>,
+    Extension(scope): Extension<Scope>,
+    body: axum::body::Bytes,
+) -> Answer {
     blocking(move || {
         let r: TryRequest = parse(
             &body,
@@ -157,8 +232,19 @@ async fn try_plugin(Extension(scope): Extension<Scope>, body: axum::body::Bytes)
         )?;
         known_connection(&scope.node, &r.connection)?;
         let (name, version) = manage::parse_id(&r.plugin)?;
-        installed(&scope, name, Some(version))?;
-        let candidate = manage::load(&scope.node, name, version)?;
+        // A tenant tries a package of the host's store on its own node's events.
+        let store_node = match tenant_of(&admin, &scope) {
+            Some((host, ..)) => host,
+            None => &*scope.node,
+        };
+        if store_node
+            .store()
+            .read(|db| store::get(db, name, version))?
+            .is_none()
+        {
+            return Err(not_found(format!("no plugin {name}@{version} installed")));
+        }
+        let candidate = manage::load(store_node, name, version)?;
         let pick = if r.events.is_empty() {
             Pick::Last(r.last.unwrap_or(DEFAULT_LAST))
         } else {

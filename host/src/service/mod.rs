@@ -79,6 +79,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         host,
         node.clone(),
         opened.clock.clone(),
+        std::time::Duration::from_secs(config.tenants.retry_after_secs.max(1)),
     )?);
     tenants.reconcile()?;
     {

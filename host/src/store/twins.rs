@@ -182,6 +182,35 @@ pub fn page(db: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<Tw
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// A twin as listed: its link, without its replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub twin_id: String,
+    pub connection: String,
+    pub local_key: String,
+    pub remote_key: Option<String>,
+    pub sent_seq: i64,
+}
+
+/// [`page`] without the replicas: what listing twins needs, a few hundred bytes a twin.
+pub fn listed_page(db: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<Listed>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT twin_id, connection, local_key, remote_key, sent_seq FROM twins
+         WHERE ?1 IS NULL OR twin_id > ?1 ORDER BY twin_id LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![after, limit], |r| {
+        Ok(Listed {
+            twin_id: r.get(0)?,
+            connection: r.get(1)?,
+            local_key: r.get(2)?,
+            remote_key: r.get(3)?,
+            sent_seq: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Start a twin on the exalating side: nothing sent or received yet.
 pub fn insert(
     db: &Connection,

@@ -3,7 +3,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /v1/tenants` | every registered tenant: spec (secrets hidden), revision, whether it runs (or why not) |
+//! | `GET /v1/tenants` | every registered tenant: spec (secrets hidden), revision, `state` (`running`, `failed` or `starting`), for a failed one `error` (why) and `next_try_ms` (when it is tried again: `[tenants] retry-after-secs`) |
 //! | `POST /v1/tenants` | register a tenant (body: its spec) and start it; `201` with its token, shown this once (one that cannot start is not kept: `400` with the reason) |
 //! | `GET /v1/tenants/{name}` | one tenant |
 //! | `PUT /v1/tenants/{name}` | replace its spec (same name); it restarts with it (or, if it cannot start with it, `400` and it runs on as it was) |
@@ -13,7 +13,8 @@
 //! A spec is `{"name": "acme", "instance": "Acme", "tracker": {"kind": "reference",
 //! "project": "ACME"}, "connections": [{"name": "...", "remote-instance": "...",
 //! "remote-url": "http://...", "secret": "...", "direction": "bidirectional", "incoming":
-//! "mirror", "outgoing": "plugin:NAME@VERSION", "limits": {...}, "conflicts": {...}}]}`.
+//! "mirror", "outgoing": "plugin:NAME@VERSION", "limits": {...}, "conflicts": {...}}],
+//! "webhook-secret": "..."}` (`webhook-secret` optional: see `routing`).
 
 use std::sync::Arc;
 
@@ -62,13 +63,15 @@ async fn blocking(
 
 /// How a tenant is shown: never its token or its secrets.
 pub fn describe(tenants: &Tenants, entry: &Entry) -> Value {
-    let status = tenants.status(&entry.spec.name);
+    let state = tenants.state(&entry.spec.name);
     json!({
         "name": entry.spec.name,
         "spec": entry.spec.redacted(),
         "revision": entry.revision,
-        "running": matches!(status, Some(Ok(()))),
-        "error": status.and_then(Result::err),
+        "running": state.state == "running",
+        "state": state.state,
+        "error": state.reason,
+        "next_try_ms": state.next_try_ms,
         "created_ms": entry.created_ms,
         "updated_ms": entry.updated_ms,
     })

@@ -39,6 +39,9 @@ pub struct Tenants {
     hosted: RwLock<BTreeMap<String, Hosted>>,
     /// One reconciliation at a time (the timer's and an admin request's).
     reconciling: Mutex<()>,
+    /// How long a tenant that is not running waits before it is tried again (its cause
+    /// may pass: a plugin file put back, room made in the host).
+    retry_after: Duration,
 }
 
 /// A registered tenant as this process runs it.
@@ -47,13 +50,24 @@ struct Hosted {
     token_sha256: String,
     /// Why it does not run, if it does not (shown by `GET /v1/tenants`, and to its token).
     state: Result<Live, String>,
-    /// When it was started, or tried.
+    /// When it was started, or tried, or stopped by a failure: on this process's clock,
+    /// and as wall-clock milliseconds (shown).
     tried: Instant,
+    tried_ms: i64,
 }
 
-/// How long a tenant that could not start waits before it is tried again (its cause may
-/// pass: a plugin file put back, room made in the host).
-const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How a registered tenant is doing, as `GET /v1/tenants` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TenantState {
+    /// `running`, `failed` (it could not start, or stopped on a failure), or `starting`
+    /// (registered, not applied yet).
+    pub state: &'static str,
+    /// Why it does not run.
+    pub reason: Option<String>,
+    /// When a failed tenant is tried again (Unix milliseconds; at the first reconciliation
+    /// from then on, once a second).
+    pub next_try_ms: Option<i64>,
+}
 
 /// A running tenant and what serve adds to it.
 #[derive(Clone)]
@@ -62,6 +76,9 @@ pub struct Live {
     pub receiver: Arc<Receiver>,
     /// What its senders last saw of the other nodes.
     pub peers: Arc<Peers>,
+    /// Its tracker's change notifications (`/t/NAME/v1/changes`), if its spec has a
+    /// webhook secret.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     senders: Arc<Senders>,
 }
 
@@ -79,9 +96,21 @@ struct Senders {
     stop: Arc<AtomicBool>,
     wake: Arc<Wake>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Why a sender ended while the tenant runs (it panicked, or returned): the next
+    /// reconciliation stops the tenant with this reason, and it is tried again later like
+    /// a tenant that could not start. Restarting the sender in place could repeat the same
+    /// panic for ever; a tenant that quietly sends nothing would be worse.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Senders {
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.wake.ring();
@@ -99,7 +128,13 @@ pub enum TokenOwner {
 }
 
 impl Tenants {
-    pub fn open(config: HostConfig, node: Arc<Node>, clock: Arc<dyn Clock>) -> Result<Self> {
+    /// `retry_after`: how long a tenant that is not running waits before it is tried again.
+    pub fn open(
+        config: HostConfig,
+        node: Arc<Node>,
+        clock: Arc<dyn Clock>,
+        retry_after: Duration,
+    ) -> Result<Self> {
         let data_dir = config.data_dir.clone();
         let registry = Registry::open(&registry::path_in(&data_dir))?;
         Ok(Tenants {
@@ -111,6 +146,7 @@ impl Tenants {
             host: OnceLock::new(),
             hosted: RwLock::default(),
             reconciling: Mutex::default(),
+            retry_after,
         })
     }
 
@@ -151,6 +187,39 @@ impl Tenants {
             .map(|h| h.state.as_ref().map(|_| ()).map_err(Clone::clone))
     }
 
+    /// How a registered tenant is doing.
+    pub fn state(&self, name: &str) -> TenantState {
+        let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+        match hosted.get(name) {
+            None => TenantState {
+                state: "starting",
+                reason: None,
+                next_try_ms: None,
+            },
+            Some(Hosted { state: Ok(_), .. }) => TenantState {
+                state: "running",
+                reason: None,
+                next_try_ms: None,
+            },
+            Some(
+                h @ Hosted {
+                    state: Err(why), ..
+                },
+            ) => TenantState {
+                state: "failed",
+                reason: Some(why.clone()),
+                next_try_ms: Some(
+                    h.tried_ms
+                        .saturating_add(self.retry_after.as_millis() as i64),
+                ),
+            },
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        crate::clock::millis(self.clock.now())
+    }
+
     /// Everything about a spec that can be checked before it is stored: its fields, and
     /// that the plugins it names are in the plugin store.
     pub fn check(&self, spec: &TenantSpec) -> Result<()> {
@@ -171,6 +240,7 @@ impl Tenants {
             .into_iter()
             .map(|e| (e.spec.name.clone(), e))
             .collect();
+        self.stop_failed_senders();
         // Stopped first: a tenant whose instance moved to another one frees it.
         let gone: Vec<String> = {
             let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
@@ -203,7 +273,7 @@ impl Tenants {
             let known = {
                 let mut hosted = self.hosted.write().unwrap_or_else(|e| e.into_inner());
                 match hosted.get_mut(name) {
-                    Some(h) if h.state.is_err() && h.tried.elapsed() >= RETRY_AFTER => {
+                    Some(h) if h.state.is_err() && h.tried.elapsed() >= self.retry_after => {
                         hosted.remove(name);
                         false
                     }
@@ -239,10 +309,41 @@ impl Tenants {
                         token_sha256: entry.token_sha256.clone(),
                         state,
                         tried: Instant::now(),
+                        tried_ms: self.now_ms(),
                     },
                 );
         }
         Ok(())
+    }
+
+    /// Stop each running tenant one of whose senders ended (see `Senders::failure`): it is
+    /// shown as not running, with the reason, and tried again like one that could not start.
+    fn stop_failed_senders(&self) {
+        let failed: Vec<(String, Live, String)> = {
+            let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
+            hosted
+                .iter()
+                .filter_map(|(name, h)| {
+                    let live = h.state.as_ref().ok()?;
+                    Some((name.clone(), live.clone(), live.senders.failure()?))
+                })
+                .collect()
+        };
+        for (name, live, why) in failed {
+            live.senders.stop();
+            if let Some(host) = self.host.get()
+                && let Err(error) = host.remove_tenant(&name)
+            {
+                tracing::warn!(tenant = name, "cannot stop the tenant: {error:#}");
+            }
+            tracing::error!(tenant = name, "stopped the tenant: {why}");
+            let mut hosted = self.hosted.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(h) = hosted.get_mut(&name) {
+                h.state = Err(format!("stopped: {why}"));
+                h.tried = Instant::now();
+                h.tried_ms = self.now_ms();
+            }
+        }
     }
 
     fn host(&self) -> Result<&Host> {
@@ -302,20 +403,52 @@ impl Tenants {
                 continue;
             }
             let sender = Sender::new(&c.name, url, secret, None)?;
-            let (node, name, clock, wake, stop, peers) = (
+            let (node, name, clock, wake, stop, peers, failure) = (
                 node.clone(),
                 c.name.clone(),
                 self.clock.clone(),
                 senders.wake.clone(),
                 senders.stop.clone(),
                 peers.clone(),
+                senders.failure.clone(),
             );
+            let tenant_name = spec.name.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("twinsync-{}-sender", spec.name))
                 .spawn(move || {
-                    crate::service::workers::sender_loop(
-                        node, name, sender, clock, wake, stop, peers,
-                    )
+                    let connection = name.clone();
+                    let stopped = stop.clone();
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        // A fault the supervision test (`tests/tenants_serve.rs`) injects;
+                        // debug builds only.
+                        #[cfg(debug_assertions)]
+                        if std::env::var_os("TWINSYNC_TEST_PANIC_TENANT_SENDER")
+                            .is_some_and(|t| *t == *tenant_name)
+                        {
+                            panic!("injected by TWINSYNC_TEST_PANIC_TENANT_SENDER");
+                        }
+                        crate::service::workers::sender_loop(
+                            node, name, sender, clock, wake, stop, peers,
+                        )
+                    }));
+                    let why = match outcome {
+                        Err(panic) => format!(
+                            "the sender of connection `{connection}` panicked: {}",
+                            crate::service::supervise::panic_message(&*panic)
+                        ),
+                        Ok(()) if !stopped.load(Ordering::Relaxed) => {
+                            format!("the sender of connection `{connection}` stopped by itself")
+                        }
+                        Ok(()) => return,
+                    };
+                    tracing::error!(
+                        tenant = tenant_name,
+                        "{why}; the tenant stops, and is tried again later"
+                    );
+                    failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(why);
                 })?;
             senders
                 .threads
@@ -324,6 +457,18 @@ impl Tenants {
                 .push(thread);
         }
         let ring = (tenant.clone(), senders.wake.clone());
+        let webhooks = spec.webhook_secret.as_deref().map(|secret| {
+            let ring = ring.clone();
+            Arc::new(crate::webhooks::Webhooks::new(
+                node.clone(),
+                Secret::new(secret),
+                self.clock.clone(),
+                Box::new(move || {
+                    ring.0.wake();
+                    ring.1.ring();
+                }),
+            ))
+        });
         let receiver = Arc::new(Receiver {
             node,
             secrets,
@@ -337,6 +482,7 @@ impl Tenants {
             tenant,
             receiver,
             peers,
+            webhooks,
             senders,
         })
     }

@@ -12,10 +12,13 @@
 //! - [`open`]: a tenant's node outside the host, for the CLI's `--tenant NAME`.
 //! - [`routing`]: `/t/{tenant}/v1/messages`: the node-to-node protocol for each tenant.
 //! - `api`: `/v1/tenants...` on the admin API, for the host token only.
+//! - `plugins`: `/v1/plugins...` for a tenant's token: the host's packages, and switching
+//!   its own connections between them.
 
 pub(crate) mod api;
 pub mod hosting;
 pub mod open;
+pub(crate) mod plugins;
 pub mod processors;
 pub mod registry;
 pub mod routing;

@@ -21,7 +21,37 @@ CREATE TABLE IF NOT EXISTS tenants (
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL
 );
+-- What each tenant switched its connections' plugins to, newest last: what a rollback
+-- goes back to (`previous`: the processor the side ran before, as the spec names it).
+CREATE TABLE IF NOT EXISTS plugin_changes (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    by TEXT NOT NULL,
+    action TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    side TEXT NOT NULL,
+    processor TEXT,
+    previous TEXT
+);
+CREATE INDEX IF NOT EXISTS plugin_changes_by_side ON plugin_changes (tenant, connection, side);
 ";
+
+/// One switch of a tenant's connection side to another processor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginChange {
+    pub id: i64,
+    pub at: i64,
+    pub by: String,
+    /// `use`, `upgrade` or `rollback`.
+    pub action: String,
+    pub connection: String,
+    pub side: String,
+    /// What it runs since, as the spec names it (`plugin:NAME@VERSION`, a built-in, or
+    /// `None`: the default).
+    pub processor: Option<String>,
+    pub previous: Option<String>,
+}
 
 /// One registered tenant.
 #[derive(Debug, Clone)]
@@ -132,10 +162,46 @@ impl Registry {
 
     /// Forget a tenant (its directory stays); whether it existed.
     pub fn remove(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .db()
-            .execute("DELETE FROM tenants WHERE name = ?1", [name])?
-            > 0)
+        let db = self.db();
+        db.execute("DELETE FROM plugin_changes WHERE tenant = ?1", [name])?;
+        Ok(db.execute("DELETE FROM tenants WHERE name = ?1", [name])? > 0)
+    }
+
+    /// Record switches of a tenant's connection sides, in one transaction.
+    pub fn record_plugin_changes(&self, tenant: &str, changes: &[PluginChange]) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for c in changes {
+            tx.execute(
+                "INSERT INTO plugin_changes (tenant, at_ms, by, action, connection, side, processor, previous)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![tenant, c.at, c.by, c.action, c.connection, c.side, c.processor, c.previous],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A tenant's switches, oldest first.
+    pub fn plugin_changes(&self, tenant: &str) -> Result<Vec<PluginChange>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT id, at_ms, by, action, connection, side, processor, previous FROM plugin_changes
+             WHERE tenant = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok(PluginChange {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                by: r.get(2)?,
+                action: r.get(3)?,
+                connection: r.get(4)?,
+                side: r.get(5)?,
+                processor: r.get(6)?,
+                previous: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 

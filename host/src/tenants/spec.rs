@@ -21,6 +21,10 @@ pub struct TenantSpec {
     pub tracker: TrackerSpec,
     #[serde(default)]
     pub connections: Vec<ConnectionSpec>,
+    /// The secret its tracker signs change notifications with (`POST /t/NAME/v1/changes`,
+    /// signed like `POST /v1/changes`, see `webhooks`); without it, that route is 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
 }
 
 /// Which tracker a tenant syncs.
@@ -278,12 +282,20 @@ impl TenantSpec {
                 })?;
             }
         }
+        if let Some(secret) = &self.webhook_secret
+            && secret.trim().is_empty()
+        {
+            bail!("tenant `{}`: the webhook secret is empty", self.name);
+        }
         Ok(())
     }
 
     /// The spec as shown to operators: secrets are replaced by `"(set)"`.
     pub fn redacted(&self) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if value.get("webhook-secret").is_some() {
+            value["webhook-secret"] = Value::from("(set)");
+        }
         if value["tracker"].get("api-key").is_some() {
             value["tracker"]["api-key"] = Value::from("(set)");
         }
