@@ -194,7 +194,12 @@ fn peak_kib(node: &NodeProcess) -> u64 {
 #[test]
 fn the_cli_memory_does_not_grow_with_the_number_of_twins() {
     if !Path::new("/usr/bin/time").exists() {
-        eprintln!("skipped: no /usr/bin/time to measure peak memory with");
+        use std::io::Write;
+        // Straight to stderr: the test harness captures `eprintln!`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!!!!!!! SKIPPED: no /usr/bin/time (Debian package `time`) to measure peak memory with !!!!!!!!\n"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
