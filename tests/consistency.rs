@@ -7,63 +7,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use twinsync::model::Issue;
 use twinsync::runtime::ConflictPolicy;
-use twinsync::tracker::{ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError};
+use twinsync::tracker::{Origin, Tracker, TrackerError};
 use twinsync_tests::process::pair;
+use twinsync_tests::trackers::{Call, Hooked};
 use twinsync_tests::*;
-
-/// A reference tracker where a person edits the issue right after twinsync read it once:
-/// the edit lands while the processor runs.
-struct EditsWhileProcessing {
-    inner: Arc<ReferenceTracker>,
-    armed: AtomicBool,
-}
-
-impl Tracker for EditsWhileProcessing {
-    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
-        let read = self.inner.get(key)?;
-        if let Some(issue) = &read
-            && self.armed.swap(false, Ordering::SeqCst)
-        {
-            let mut edited = issue.clone();
-            edited.description = Some("typed by a person meanwhile".into());
-            self.inner.update(&edited, Origin::User)?;
-        }
-        Ok(read)
-    }
-    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.inner.create(issue, origin)
-    }
-    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.inner.update(issue, origin)
-    }
-    fn update_if(
-        &self,
-        issue: &Issue,
-        origin: Origin<'_>,
-        seen: Option<&Issue>,
-    ) -> Result<Issue, TrackerError> {
-        self.inner.update_if(issue, origin, seen)
-    }
-    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
-        self.inner.changes(cursor, limit)
-    }
-    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
-        self.inner.search(query)
-    }
-}
 
 #[test]
 fn an_edit_made_while_the_processor_runs_is_kept() {
     let mut pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
     let (key, twin) = pair.create_and_exalate(issue("Login fails"));
     pair.run();
-    let tracker = Arc::new(EditsWhileProcessing {
-        inner: pair.external.tracker.clone(),
-        armed: AtomicBool::new(false),
+    // Once armed, a person edits the issue right after twinsync read it: the edit lands
+    // while the processor runs on what was read.
+    let armed = Arc::new(AtomicBool::new(false));
+    let trigger = armed.clone();
+    let tracker = Hooked::new(pair.external.tracker.clone()).after(move |call, inner| {
+        if let Call::Get(key) = call
+            && let Some(mut issue) = inner.get(key)?
+            && trigger.swap(false, Ordering::SeqCst)
+        {
+            issue.description = Some("typed by a person meanwhile".into());
+            inner.update(&issue, Origin::User)?;
+        }
+        Ok(())
     });
-    pair.replace_external_tracker(tracker.clone());
+    pair.replace_external_tracker(Arc::new(tracker));
 
     edit(&pair.internal, &key, |i| {
         i.summary = "Login fails on Safari".into()
@@ -72,9 +41,9 @@ fn an_edit_made_while_the_processor_runs_is_kept() {
     pair.internal.node.process_ready(10).unwrap();
     pair.network.deliver().unwrap();
     // External reads its issue for the incoming event; a person edits it right then.
-    tracker.armed.store(true, Ordering::SeqCst);
+    armed.store(true, Ordering::SeqCst);
     pair.external.node.process_ready(10).unwrap();
-    assert!(!tracker.armed.load(Ordering::SeqCst), "the edit was made");
+    assert!(!armed.load(Ordering::SeqCst), "the edit was made");
     pair.run();
 
     let external = pair.external_issue(&twin).unwrap();

@@ -3,35 +3,14 @@
 //! it runs, tried, and every step shows in the admin API.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use twinsync_tests::cli::{fails, ok, run};
 use twinsync_tests::process::{NodeProcess, eventually, pair};
+use twinsync_tests::twinsync;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn twinsync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinsync"))
-        .args(args)
-        // Plugin commands cache compiled components; keep the test's cache in the target dir.
-        .env(
-            "TWINSYNC_CACHE_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-compile-cache"),
-        )
-        .output()
-        .expect("run twinsync")
-}
-
-fn ok(output: Output) -> String {
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text
-}
 
 /// Package a built-in processor as `acme-sync` at `version` with `plugin pack`.
 fn pack(dir: &Path, builtin: &str, version: &str) -> String {
@@ -49,7 +28,7 @@ fn pack(dir: &Path, builtin: &str, version: &str) -> String {
     )
     .unwrap();
     let out = dir.join(format!("acme-sync-{version}.wasm"));
-    let text = ok(twinsync(&[
+    let text = ok(twinsync!(&[
         "plugin",
         "pack",
         component.to_str().unwrap(),
@@ -69,8 +48,7 @@ fn pack(dir: &Path, builtin: &str, version: &str) -> String {
 fn on(node: &NodeProcess, args: &[&str]) -> String {
     let mut all = vec!["plugin"];
     all.extend_from_slice(args);
-    all.extend_from_slice(&["--config", node.config.to_str().unwrap()]);
-    ok(twinsync(&all))
+    ok(node.command(&all))
 }
 
 /// A change to `node`'s plugin store, made by "tester".
@@ -143,10 +121,10 @@ fn a_package_is_installed_used_and_tried_while_the_node_runs() {
     let v2 = pack(dir.path(), "remote-key", "2.0.0");
 
     // inspect shows the manifest.
-    let text = ok(twinsync(&["plugin", "inspect", &v1]));
+    let text = ok(twinsync!(&["plugin", "inspect", &v1]));
     assert!(text.contains("package: acme-sync@1.0.0 by Acme"), "{text}");
     assert!(text.contains("asks for: fuel 50000000"), "{text}");
-    let text = ok(twinsync(&["plugin", "inspect", &v2, "--json"]));
+    let text = ok(twinsync!(&["plugin", "inspect", &v2, "--json"]));
     let info: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(info["manifest"]["version"], "2.0.0");
 
@@ -260,11 +238,8 @@ fn a_package_is_installed_used_and_tried_while_the_node_runs() {
         "{text}"
     );
     // In use: not removed.
-    let mut args = vec!["plugin", "remove", "acme-sync@1.0.0", "--config"];
-    args.push(external.config.to_str().unwrap());
-    let refused = twinsync(&args);
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("in use"));
+    let refused = fails(external.command(&["plugin", "remove", "acme-sync@1.0.0"]));
+    assert!(refused.contains("in use"), "{refused}");
     drop(internal);
 }
 
@@ -282,12 +257,11 @@ fn check_compiles_a_component_once_then_takes_it_from_the_cache() {
 /// `plugin check FILE --json`'s `compiled`: `cached` (compiled now, and written to the
 /// cache) or `from-cache`.
 fn check_compiled(file: &std::path::Path, cache: &std::path::Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_twinsync"))
-        .args(["plugin", "check", file.to_str().unwrap(), "--json"])
-        .env("TWINSYNC_CACHE_DIR", cache)
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_str(&ok(output)).unwrap();
+    let report = ok(
+        twinsync!(&["plugin", "check", file.to_str().unwrap(), "--json"])
+            .env("TWINSYNC_CACHE_DIR", cache),
+    );
+    let report: Value = serde_json::from_str(&report).unwrap();
     report["compiled"].as_str().unwrap().to_string()
 }
 
@@ -300,11 +274,7 @@ fn inspect_and_demo_compile_through_the_cache() {
     let file = dir.path().join("remote-key.wasm");
     std::fs::write(&file, twinsync::builtin::REMOTE_KEY).unwrap();
     let command = |args: &[&str], cache: &str| {
-        ok(Command::new(env!("CARGO_BIN_EXE_twinsync"))
-            .args(args)
-            .env("TWINSYNC_CACHE_DIR", dir.path().join(cache))
-            .output()
-            .unwrap())
+        ok(twinsync!(args).env("TWINSYNC_CACHE_DIR", dir.path().join(cache)))
     };
     command(
         &["plugin", "inspect", file.to_str().unwrap()],
@@ -335,14 +305,11 @@ fn inspect_and_demo_compile_through_the_cache() {
 
 #[test]
 fn inspect_lists_what_a_refused_component_imports_and_which_flag_removes_wasi_http() {
-    let output = Command::new(env!("CARGO_BIN_EXE_twinsync"))
-        .args(["plugin", "inspect", twinsync_tests::HTTP_IMPORTER])
-        .env(
-            "TWINSYNC_CACHE_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-compile-cache"),
-        )
-        .output()
-        .unwrap();
+    let output = run(&mut twinsync!(&[
+        "plugin",
+        "inspect",
+        twinsync_tests::HTTP_IMPORTER
+    ]));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),

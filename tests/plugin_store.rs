@@ -5,14 +5,14 @@
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use twinsync::model::Issue;
 use twinsync::plugins::manifest::{self, AskedLimits, Manifest};
 use twinsync::plugins::store::{self, Side as PluginSide};
 use twinsync::plugins::trial::Pick;
 use twinsync::plugins::{Library, manage};
 use twinsync::runtime::PluginIdentity;
 use twinsync::store::events::{self, Kind};
-use twinsync::tracker::{ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError};
+use twinsync::tracker::Tracker;
+use twinsync_tests::trackers::Hooked;
 use twinsync_tests::*;
 
 /// `acme-sync` at `version`: the bytes of a built-in processor with a manifest inside.
@@ -218,12 +218,21 @@ fn an_event_in_flight_finishes_with_the_version_it_started_with() {
     // External's tracker holds the first sync write until the test lets it go: the event
     // has run its processor then, and has not finished.
     let (entered, wait_entered) = mpsc::channel();
-    let (let_go, gate) = mpsc::channel();
-    pair.replace_external_tracker(Arc::new(Gated {
-        inner: pair.external.tracker.clone(),
-        entered: Mutex::new(Some(entered)),
-        gate: Mutex::new(gate),
-    }));
+    let (let_go, gate) = mpsc::channel::<()>();
+    let (entered, gate) = (Mutex::new(Some(entered)), Mutex::new(gate));
+    let gated = Hooked::new(pair.external.tracker.clone()).before(move |call, _| {
+        if call.is_write()
+            && let Some(entered) = entered.lock().unwrap().take()
+        {
+            entered.send(()).unwrap();
+            gate.lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the test lets the write go");
+        }
+        Ok(())
+    });
+    pair.replace_external_tracker(Arc::new(gated));
     let node = &pair.external.node;
     let dir = tempfile::tempdir().unwrap();
     node.attach_plugins(Arc::new(Library::new(
@@ -425,54 +434,4 @@ fn snapshot(pair: &Pair) -> String {
         out.push_str(&format!("{}\n", changes.changes.len()));
     }
     out
-}
-
-/// A tracker whose first sync write waits at a gate: it says it arrived, then waits until
-/// the test lets it go.
-struct Gated {
-    inner: Arc<ReferenceTracker>,
-    entered: Mutex<Option<mpsc::Sender<()>>>,
-    gate: Mutex<mpsc::Receiver<()>>,
-}
-
-impl Gated {
-    fn wait_at_gate(&self) {
-        if let Some(entered) = self.entered.lock().unwrap().take() {
-            entered.send(()).unwrap();
-            self.gate
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the test lets the write go");
-        }
-    }
-}
-
-impl Tracker for Gated {
-    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
-        self.inner.get(key)
-    }
-    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.wait_at_gate();
-        self.inner.create(issue, origin)
-    }
-    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.wait_at_gate();
-        self.inner.update(issue, origin)
-    }
-    fn update_if(
-        &self,
-        issue: &Issue,
-        origin: Origin<'_>,
-        seen: Option<&Issue>,
-    ) -> Result<Issue, TrackerError> {
-        self.wait_at_gate();
-        self.inner.update_if(issue, origin, seen)
-    }
-    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
-        self.inner.changes(cursor, limit)
-    }
-    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
-        self.inner.search(query)
-    }
 }

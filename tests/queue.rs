@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use twinsync::model::Issue;
 use twinsync::store::events::State;
-use twinsync::tracker::{ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError};
+use twinsync::tracker::TrackerError;
+use twinsync_tests::trackers::Hooked;
 use twinsync_tests::*;
 
 /// Run `changes` edits over `twins` twins through a pair; one extra twin is poisoned if
@@ -69,67 +69,26 @@ fn a_poison_event_does_not_slow_the_other_twins() {
     );
 }
 
-/// A tracker that can be switched off.
-struct Flaky {
-    inner: Arc<ReferenceTracker>,
-    down: AtomicBool,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), TrackerError> {
-        if self.down.load(Ordering::SeqCst) {
+#[test]
+fn a_tracker_that_is_down_makes_events_wait_and_drain_in_order() {
+    let mut pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    // External's tracker can be switched off: every call then fails as a tracker that is
+    // down fails.
+    let down = Arc::new(AtomicBool::new(false));
+    let switch = down.clone();
+    let flaky = Hooked::new(pair.external.tracker.clone()).before(move |_, _| {
+        if switch.load(Ordering::SeqCst) {
             return Err(TrackerError::Unavailable(
                 "connection refused (switched off by the test)".into(),
             ));
         }
         Ok(())
-    }
-}
-
-impl Tracker for Flaky {
-    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
-        self.check()?;
-        self.inner.get(key)
-    }
-    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.check()?;
-        self.inner.create(issue, origin)
-    }
-    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
-        self.check()?;
-        self.inner.update(issue, origin)
-    }
-    fn update_if(
-        &self,
-        issue: &Issue,
-        origin: Origin<'_>,
-        seen: Option<&Issue>,
-    ) -> Result<Issue, TrackerError> {
-        self.check()?;
-        self.inner.update_if(issue, origin, seen)
-    }
-    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
-        self.check()?;
-        self.inner.changes(cursor, limit)
-    }
-    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
-        self.check()?;
-        self.inner.search(query)
-    }
-}
-
-#[test]
-fn a_tracker_that_is_down_makes_events_wait_and_drain_in_order() {
-    let mut pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
-    let flaky = Arc::new(Flaky {
-        inner: pair.external.tracker.clone(),
-        down: AtomicBool::new(false),
     });
-    pair.replace_external_tracker(flaky.clone());
+    pair.replace_external_tracker(Arc::new(flaky));
     let (key, twin) = pair.create_and_exalate(issue("rev 0"));
     pair.run();
 
-    flaky.down.store(true, Ordering::SeqCst);
+    down.store(true, Ordering::SeqCst);
     for rev in 1..=5 {
         edit(&pair.internal, &key, |i| i.summary = format!("rev {rev}"));
         pair.run();
@@ -148,7 +107,7 @@ fn a_tracker_that_is_down_makes_events_wait_and_drain_in_order() {
     assert!(failed(&pair.external.node).is_empty());
 
     // Back up: once the retry time has come, everything drains, in order.
-    flaky.down.store(false, Ordering::SeqCst);
+    down.store(false, Ordering::SeqCst);
     pair.clock.advance(Duration::from_secs(120));
     pair.run();
     assert!(unfinished(&pair.external.node).is_empty());

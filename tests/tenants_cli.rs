@@ -2,52 +2,24 @@
 //! `twinsync serve` that applies the registry the commands write.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use twinsync_tests::process::{NodeProcess, NodeSpec, TOKEN, eventually, free_port};
-use twinsync_tests::tenants::Api;
+use twinsync_tests::cli::{fails, ok, run};
+use twinsync_tests::process::{NodeProcess, TOKEN, eventually};
+use twinsync_tests::tenants::{Api, serve};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn twinsync(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinsync"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run twinsync")
-}
-
-/// Run a command that must succeed; its stdout.
-fn ok(config: &Path, args: &[&str]) -> String {
-    let output = twinsync(config, args);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{args:?}: {text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text
-}
-
-/// Run a command that must fail; its stderr.
-fn fails(config: &Path, args: &[&str]) -> String {
-    let output = twinsync(config, args);
-    assert!(!output.status.success(), "{args:?} succeeded");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 /// The subcommands `twinsync ARGS --help` lists.
-fn commands(config: &Path, args: &[&str]) -> Vec<String> {
+fn commands(node: &NodeProcess, args: &[&str]) -> Vec<String> {
     let mut all = args.to_vec();
     all.push("--help");
-    let help = ok(config, &all);
+    let help = ok(node.command(&all));
     help.lines()
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
@@ -76,70 +48,47 @@ fn spec(dir: &Path, name: &str, instance: &str, project: &str, remote: &str) -> 
 #[test]
 fn tenants_are_managed_from_the_command_line_while_serve_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir.path(),
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: free_port(),
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: "",
-        },
-    );
-    let config = node.config.clone();
+    let node = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
     let api = Api::new(node.spec.admin_port);
 
     // Bad input: a clear error, nothing registered.
-    let error = fails(&config, &["tenants", "add", "../x", "--instance", "X"]);
+    let error = fails(node.command(&["tenants", "add", "../x", "--instance", "X"]));
     assert!(error.contains("use 1 to 64 letters"), "{error}");
-    let error = fails(&config, &["tenants", "add", "x", "--instance", "Host"]);
+    let error = fails(node.command(&["tenants", "add", "x", "--instance", "Host"]));
     assert!(error.contains("serving node's own"), "{error}");
-    assert!(ok(&config, &["tenants", "list"]).contains("no tenants"));
+    assert!(ok(node.command(&["tenants", "list"])).contains("no tenants"));
 
     // Two tenants connected to each other, added while serve runs.
-    let acme = token_in(&ok(
-        &config,
-        &[
-            "tenants",
-            "add",
-            "--spec",
-            &spec(dir.path(), "acme", "Acme", "ACME", "Beta"),
-        ],
-    ));
-    let beta = token_in(&ok(
-        &config,
-        &[
-            "tenants",
-            "add",
-            "--spec",
-            &spec(dir.path(), "beta", "Beta", "BETA", "Acme"),
-        ],
-    ));
+    let acme = token_in(&ok(node.command(&[
+        "tenants",
+        "add",
+        "--spec",
+        &spec(dir.path(), "acme", "Acme", "ACME", "Beta"),
+    ])));
+    let beta = token_in(&ok(node.command(&[
+        "tenants",
+        "add",
+        "--spec",
+        &spec(dir.path(), "beta", "Beta", "BETA", "Acme"),
+    ])));
     assert!(acme.len() >= 64, "{acme}");
-    let error = fails(
-        &config,
-        &[
-            "tenants",
-            "add",
-            "--spec",
-            &spec(dir.path(), "acme", "Other", "O", "Beta"),
-        ],
-    );
+    let error = fails(node.command(&[
+        "tenants",
+        "add",
+        "--spec",
+        &spec(dir.path(), "acme", "Other", "O", "Beta"),
+    ]));
     assert!(error.contains("exists already"), "{error}");
     eventually(WAIT, "serve starts the tenants", || {
         api.call(&acme, "GET", "/v1/twins", None).0 == 200
             && api.call(&beta, "GET", "/v1/twins", None).0 == 200
     });
-    let list = ok(&config, &["tenants", "list"]);
+    let list = ok(node.command(&["tenants", "list"]));
     assert!(
         list.contains("acme") && list.contains("Beta") && list.contains("link"),
         "{list}"
     );
-    let shown = ok(&config, &["tenants", "show", "acme"]);
+    let shown = ok(node.command(&["tenants", "show", "acme"]));
     assert!(
         !shown.contains("hush-hush") && !shown.contains(&acme),
         "{shown}"
@@ -154,17 +103,14 @@ fn tenants_are_managed_from_the_command_line_while_serve_runs() {
         Some(json!({"summary": "from acme", "status": "Open"})),
     );
     assert_eq!(issue["key"], "ACME-1");
-    let text = ok(
-        &config,
-        &[
-            "exalate",
-            "--tenant",
-            "acme",
-            "--connection",
-            "link",
-            "ACME-1",
-        ],
-    );
+    let text = ok(node.command(&[
+        "exalate",
+        "--tenant",
+        "acme",
+        "--connection",
+        "link",
+        "ACME-1",
+    ]));
     assert!(text.contains("exalated 1 of 1"), "{text}");
     eventually(WAIT, "the issue reaches beta", || {
         api.ok(&beta, "GET", "/v1/twins", None)
@@ -173,49 +119,44 @@ fn tenants_are_managed_from_the_command_line_while_serve_runs() {
             .len()
             == 1
     });
-    let twins = json_of(&ok(&config, &["twins", "--tenant", "acme", "--json"]));
+    let twins = json_of(&ok(node.command(&["twins", "--tenant", "acme", "--json"])));
     assert_eq!(twins[0]["local_key"], "ACME-1", "{twins}");
     let twin = twins[0]["twin"].as_str().unwrap().to_string();
-    let beta_twins = json_of(&ok(&config, &["twins", "--tenant", "beta", "--json"]));
+    let beta_twins = json_of(&ok(node.command(&["twins", "--tenant", "beta", "--json"])));
     assert_eq!(beta_twins[0]["local_key"], "BETA-1", "{beta_twins}");
     assert_eq!(
-        json_of(&ok(&config, &["twins", "--json"])),
+        json_of(&ok(node.command(&["twins", "--json"]))),
         json!([]),
         "serve's own node has no twin"
     );
 
     // Gamma, a third tenant, sees nothing of acme's (beta, acme's peer, has the same twin
     // and event ids: they name the same twin and message on both sides).
-    ok(
-        &config,
-        &[
-            "tenants",
-            "add",
-            "gamma",
-            "--instance",
-            "Gamma",
-            "--project",
-            "GAM",
-        ],
-    );
+    ok(node.command(&[
+        "tenants",
+        "add",
+        "gamma",
+        "--instance",
+        "Gamma",
+        "--project",
+        "GAM",
+    ]));
     let events = json_of(&ok(
-        &config,
-        &["events", "list", "--tenant", "acme", "--json"],
+        node.command(&["events", "list", "--tenant", "acme", "--json"])
     ));
     let event = events[0]["id"].as_str().unwrap().to_string();
-    ok(&config, &["events", "show", "--tenant", "acme", &event]);
-    let error = fails(&config, &["events", "show", "--tenant", "gamma", &event]);
+    ok(node.command(&["events", "show", "--tenant", "acme", &event]));
+    let error = fails(node.command(&["events", "show", "--tenant", "gamma", &event]));
     assert!(error.contains(&event), "{error}");
-    let history = ok(&config, &["history", "--tenant", "acme", "ACME-1"]);
+    let history = ok(node.command(&["history", "--tenant", "acme", "ACME-1"]));
     assert!(history.contains(&twin), "{history}");
     // Every command that acts on a node, with `--tenant gamma`, on acme's objects: it fails
     // or shows nothing of acme's, and acme is as it was. The commands are read from
     // `--help`: one added later without a probe here fails the test.
     let acme_state = || {
-        let twins = ok(&config, &["twins", "--tenant", "acme", "--json"]);
+        let twins = ok(node.command(&["twins", "--tenant", "acme", "--json"]));
         let events = json_of(&ok(
-            &config,
-            &["events", "list", "--tenant", "acme", "--json"],
+            node.command(&["events", "list", "--tenant", "acme", "--json"])
         ));
         let events: Vec<Value> = events
             .as_array()
@@ -228,11 +169,11 @@ fn tenants_are_managed_from_the_command_line_while_serve_runs() {
     let before = acme_state();
     // (The key ACME-1 is what the caller gave: an answer may repeat it.)
     let acme_ids = [twin.clone(), event.clone()];
-    for command in commands(&config, &[]) {
+    for command in commands(&node, &[]) {
         let subcommands = match command.as_str() {
             // Not on a node's database: the host's, or no node at all.
             "demo" | "serve" | "init" | "plugin" | "tenants" | "help" => continue,
-            "errors" | "events" | "conflicts" => commands(&config, &[&command]),
+            "errors" | "events" | "conflicts" => commands(&node, &[&command]),
             _ => vec![String::new()],
         };
         for sub in subcommands {
@@ -258,7 +199,7 @@ fn tenants_are_managed_from_the_command_line_while_serve_runs() {
             }
             args.extend(["--tenant", "gamma"]);
             args.extend(probe);
-            let output = twinsync(&config, &args);
+            let output = run(&mut node.command(&args));
             let text = String::from_utf8_lossy(&output.stdout);
             if output.status.success() {
                 for id in &acme_ids {
@@ -268,51 +209,47 @@ fn tenants_are_managed_from_the_command_line_while_serve_runs() {
         }
     }
     assert_eq!(acme_state(), before, "gamma's commands changed acme");
-    let queue = json_of(&ok(&config, &["queue", "--tenant", "acme", "--json"]));
+    let queue = json_of(&ok(node.command(&["queue", "--tenant", "acme", "--json"])));
     assert_eq!(queue[0]["connection"], "link", "{queue}");
     assert_eq!(
         json_of(&ok(
-            &config,
-            &["errors", "list", "--tenant", "acme", "--json"]
+            node.command(&["errors", "list", "--tenant", "acme", "--json"])
         )),
         json!([])
     );
     assert_eq!(
-        json_of(&ok(
-            &config,
-            &["conflicts", "list", "--tenant", "acme", "--json"]
-        )),
+        json_of(&ok(node.command(&[
+            "conflicts",
+            "list",
+            "--tenant",
+            "acme",
+            "--json"
+        ]))),
         json!([])
     );
-    let verified = json_of(&ok(&config, &["verify", "--tenant", "acme", "--json"]));
+    let verified = json_of(&ok(node.command(&["verify", "--tenant", "acme", "--json"])));
     assert!(
         verified["checked"].as_u64().unwrap() + verified["busy"].as_u64().unwrap() >= 1,
         "{verified}"
     );
     // Beta cannot unexalate acme's issue: it has no such issue under sync.
-    fails(
-        &config,
-        &[
-            "unexalate",
-            "--tenant",
-            "beta",
-            "--connection",
-            "link",
-            "ACME-1",
-        ],
-    );
-    ok(
-        &config,
-        &[
-            "unexalate",
-            "--tenant",
-            "acme",
-            "--connection",
-            "link",
-            "ACME-1",
-        ],
-    );
-    let error = fails(&config, &["queue", "--tenant", "nope"]);
+    fails(node.command(&[
+        "unexalate",
+        "--tenant",
+        "beta",
+        "--connection",
+        "link",
+        "ACME-1",
+    ]));
+    ok(node.command(&[
+        "unexalate",
+        "--tenant",
+        "acme",
+        "--connection",
+        "link",
+        "ACME-1",
+    ]));
+    let error = fails(node.command(&["queue", "--tenant", "nope"]));
     assert!(error.contains("no tenant `nope`"), "{error}");
     assert!(
         !node.dir.join("data/tenants/nope").exists(),
@@ -320,7 +257,7 @@ fn tenants_are_managed_from_the_command_line_while_serve_runs() {
     );
 
     // A new token: the old one is refused once serve has applied it.
-    let new = token_in(&ok(&config, &["tenants", "token", "acme"]));
+    let new = token_in(&ok(node.command(&["tenants", "token", "acme"])));
     eventually(WAIT, "the old token is refused", || {
         api.call(&acme, "GET", "/v1/twins", None).0 == 401
     });
@@ -336,10 +273,7 @@ fn tenants_are_managed_from_the_command_line_while_serve_runs() {
         .unwrap()
         .push(json!({"name": "other", "remote-instance": "Nobody"}));
     std::fs::write(&changed, spec2.to_string()).unwrap();
-    let text = ok(
-        &config,
-        &["tenants", "change", "--spec", changed.to_str().unwrap()],
-    );
+    let text = ok(node.command(&["tenants", "change", "--spec", changed.to_str().unwrap()]));
     assert!(text.contains("revision 2"), "{text}");
     eventually(WAIT, "acme runs with both connections", || {
         let (status, answer) = api.call(
@@ -356,11 +290,11 @@ fn tenants_are_managed_from_the_command_line_while_serve_runs() {
     );
 
     // Removed: serve stops it, its token is refused; its data stays.
-    ok(&config, &["tenants", "remove", "acme"]);
+    ok(node.command(&["tenants", "remove", "acme"]));
     eventually(WAIT, "acme is stopped", || {
         api.call(&new, "GET", "/v1/twins", None).0 == 401
     });
-    assert!(fails(&config, &["tenants", "remove", "acme"]).contains("no tenant `acme`"));
+    assert!(fails(node.command(&["tenants", "remove", "acme"])).contains("no tenant `acme`"));
     assert!(node.dir.join("data/tenants/acme/twinsync.db").exists());
     api.ok(&beta, "GET", "/v1/twins", None);
 }

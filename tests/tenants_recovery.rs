@@ -6,27 +6,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use twinsync_tests::process::{NodeProcess, NodeSpec, TOKEN, eventually, free_port};
-use twinsync_tests::tenants::Api;
+use twinsync_tests::cli::ok;
+use twinsync_tests::process::{TOKEN, eventually, free_port};
+use twinsync_tests::tenants::{Api, serve};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn serve(dir: &std::path::Path, extra: &'static str) -> NodeProcess {
-    NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir,
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: free_port(),
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra,
-        },
-    )
-}
 
 /// A tenant with a connection that sends to `remote-url` (nobody listens there).
 fn sending_tenant(name: &str, instance: &str) -> Value {
@@ -48,21 +32,10 @@ fn sending_tenant(name: &str, instance: &str) -> Value {
 #[test]
 fn a_tenant_whose_sender_panics_is_stopped_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = serve(dir.path(), "");
+    let mut node = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
     let api = Api::new(node.spec.admin_port);
-    let created = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(sending_tenant("acme", "Acme")),
-    );
-    let token = created["token"].as_str().unwrap().to_string();
-    api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(sending_tenant("beta", "Beta")),
-    );
+    let token = api.add_tenant(sending_tenant("acme", "Acme"));
+    api.add_tenant(sending_tenant("beta", "Beta"));
     api.ok(&token, "GET", "/v1/twins", None);
 
     // Started again with a fault in acme's sender.
@@ -99,24 +72,15 @@ fn a_tenant_that_cannot_start_is_tried_again_and_starts_when_its_cause_passes() 
     // Room for one tenant (its worker and its reconciliation); a failed one is tried again
     // every second.
     let node = serve(
+        twinsync_tests::twinsync_binary!(),
         dir.path(),
         "\n[tenants]\nmax-parallel-calls = 2\nretry-after-secs = 1\n",
     );
     let api = Api::new(node.spec.admin_port);
-    api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(json!({"name": "acme", "instance": "Acme"})),
-    );
+    api.add_tenant(json!({"name": "acme", "instance": "Acme"}));
     // The CLI writes the registry behind serve's back: serve cannot start this one.
-    let added = std::process::Command::new(twinsync_tests::twinsync_binary!())
-        .args(["tenants", "add", "beta", "--instance", "Beta", "--config"])
-        .arg(&node.config)
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{added:?}");
-    let token = String::from_utf8_lossy(&added.stdout)
+    let added = ok(node.command(&["tenants", "add", "beta", "--instance", "Beta"]));
+    let token = added
         .split_whitespace()
         .find(|w| w.len() >= 64)
         .expect("the token is printed")

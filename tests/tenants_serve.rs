@@ -4,45 +4,25 @@
 //! changes; with the tenant's own token, the same calls work.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use twinsync_tests::cli::ok;
 use twinsync_tests::console::ConsoleClient;
 use twinsync_tests::process::{NodeProcess, NodeSpec, TOKEN, eventually, free_port};
-use twinsync_tests::tenants::Api;
+use twinsync_tests::tenants::{Api, serve};
+use twinsync_tests::twinsync;
 
 const WAIT: Duration = Duration::from_secs(30);
 const PLUGIN: &str = "scripted-test@1.0.0";
 
-fn twinsync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinsync"))
-        .args(args)
-        .env(
-            "TWINSYNC_CACHE_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-compile-cache"),
-        )
-        .output()
-        .expect("run twinsync")
-}
-
-fn ok(output: Output) -> String {
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text
-}
-
 /// Package the scripted test processor and install it in serve's plugin store: tenants name
 /// it as `plugin:scripted-test@1.0.0`.
-fn install_scripted(dir: &Path, config: &Path) {
-    install_scripted_version(dir, config, "1.0.0")
+fn install_scripted(dir: &Path, node: &NodeProcess) {
+    install_scripted_version(dir, node, "1.0.0")
 }
 
-fn install_scripted_version(dir: &Path, config: &Path, version: &str) {
+fn install_scripted_version(dir: &Path, node: &NodeProcess, version: &str) {
     let component = dir.join("scripted.wasm");
     std::fs::write(
         &component,
@@ -61,7 +41,7 @@ fn install_scripted_version(dir: &Path, config: &Path, version: &str) {
     .unwrap();
     let package = dir.join(format!("scripted-test-{version}.wasm"));
     let path = |p: &Path| p.to_str().unwrap().to_string();
-    ok(twinsync(&[
+    ok(twinsync!(&[
         "plugin",
         "pack",
         &path(&component),
@@ -70,13 +50,7 @@ fn install_scripted_version(dir: &Path, config: &Path, version: &str) {
         "-o",
         &path(&package),
     ]));
-    ok(twinsync(&[
-        "plugin",
-        "install",
-        "--config",
-        &path(config),
-        &path(&package),
-    ]));
+    ok(node.command(&["plugin", "install", &path(&package)]));
 }
 
 /// A tenant and the peer it syncs with (another tenant of the same process), and what the
@@ -122,36 +96,23 @@ fn set_up(api: &Api, name: &'static str, project: &str, fields: &[&str]) -> Setu
     let peer_instance = format!("{name}-peer-instance");
     let link = format!("{name}-link");
     let plugin = format!("plugin:{PLUGIN}");
-    let created = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(tenant_spec(
-            name,
-            &instance,
-            project,
-            &link,
-            &peer_instance,
-            &plugin,
-        )),
-    );
-    assert_eq!(created["running"], true, "{created}");
-    let token = created["token"].as_str().unwrap().to_string();
+    let token = api.add_tenant(tenant_spec(
+        name,
+        &instance,
+        project,
+        &link,
+        &peer_instance,
+        &plugin,
+    ));
     assert!(token.len() >= 64, "{token}");
-    let created = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(tenant_spec(
-            &peer,
-            &peer_instance,
-            &format!("{project}P"),
-            &link,
-            &instance,
-            "mirror",
-        )),
-    );
-    let peer_token = created["token"].as_str().unwrap().to_string();
+    let peer_token = api.add_tenant(tenant_spec(
+        &peer,
+        &peer_instance,
+        &format!("{project}P"),
+        &link,
+        &instance,
+        "mirror",
+    ));
 
     // A twin.
     let issue = api.ok(
@@ -387,21 +348,12 @@ fn probes(s: &Setup, method: &str, path: &str) -> Vec<(String, Option<Value>, Ex
 #[test]
 fn a_tenant_token_reaches_its_own_node_only() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
+    let node = serve(
         twinsync_tests::twinsync_binary!(),
         dir.path(),
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: free_port(),
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: "\n[console]\nenabled = true\n",
-        },
+        "\n[console]\nenabled = true\n",
     );
-    install_scripted(dir.path(), &node.config);
+    install_scripted(dir.path(), &node);
     let api = Api::new(node.spec.admin_port);
 
     let acme = set_up(&api, "acme", "ACME", &["summary", "description"]);
@@ -610,62 +562,35 @@ fn a_tenant_token_reaches_its_own_node_only() {
 #[test]
 fn tenants_are_added_changed_and_removed_while_serve_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
+    // Room for one tenant: its worker and its reconciliation.
+    let node = serve(
         twinsync_tests::twinsync_binary!(),
         dir.path(),
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: free_port(),
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            // Room for one tenant: its worker and its reconciliation.
-            extra: "\n[tenants]\nmax-parallel-calls = 2\n",
-        },
+        "\n[tenants]\nmax-parallel-calls = 2\n",
     );
     let api = Api::new(node.spec.admin_port);
     let spec = |instance: &str| json!({"name": "acme", "instance": instance, "tracker": {"kind": "reference", "project": "ACME"}});
 
     // Bad specs are refused with the reason, and nothing is registered.
-    let (status, answer) = api.call(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(json!({"name": "../etc", "instance": "X"})),
+    let refused =
+        |spec: Value, reason: &str| api.refused(TOKEN, "POST", "/v1/tenants", spec, reason);
+    refused(
+        json!({"name": "../etc", "instance": "X"}),
+        "letters, digits",
     );
-    assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("letters, digits"),
-        "{answer}"
+    refused(
+        json!({"name": "x", "instance": "Host"}),
+        "serving node's own",
     );
-    let (status, answer) = api.call(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(json!({"name": "x", "instance": "Host"})),
-    );
-    assert_eq!(status, 400, "{answer}");
-    let (status, answer) = api.call(TOKEN, "POST", "/v1/tenants", Some(json!({"name": "x", "instance": "X",
-        "connections": [{"name": "c", "remote-instance": "Y", "incoming": "plugin:nothing@1.0.0"}]})));
-    assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("no nothing@1.0.0 in the plugin store"),
-        "{answer}"
+    refused(
+        json!({"name": "x", "instance": "X",
+        "connections": [{"name": "c", "remote-instance": "Y", "incoming": "plugin:nothing@1.0.0"}]}),
+        "no nothing@1.0.0 in the plugin store",
     );
     assert_eq!(api.ok(TOKEN, "GET", "/v1/tenants", None), json!([]));
 
-    let created = api.ok(TOKEN, "POST", "/v1/tenants", Some(spec("Acme")));
-    let token = created["token"].as_str().unwrap().to_string();
-    let (status, _) = api.call(TOKEN, "POST", "/v1/tenants", Some(spec("Acme2")));
-    assert_eq!(status, 400, "a name taken");
+    let token = api.add_tenant(spec("Acme"));
+    refused(spec("Acme2"), "exists already");
     let issue = api.ok(
         &token,
         "POST",
@@ -687,23 +612,17 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
         api.ok(&token, "GET", "/v1/issues/ACME-1", None)["summary"],
         "kept"
     );
-    let (status, _) = api.call(
-        TOKEN,
-        "PUT",
-        "/v1/tenants/acme",
-        Some(json!({"name": "other", "instance": "Z"})),
+    let refused_change =
+        |spec: Value, reason: &str| api.refused(TOKEN, "PUT", "/v1/tenants/acme", spec, reason);
+    refused_change(
+        json!({"name": "other", "instance": "Z"}),
+        "cannot be renamed",
     );
-    assert_eq!(status, 400, "a tenant cannot be renamed");
     // A spec it cannot start with is undone, with the reason.
     let mut too_big = spec("AcmeTooBig");
     too_big["connections"] =
         json!([{"name": "c", "remote-instance": "Y", "limits": {"memory-bytes": 1u64 << 40}}]);
-    let (status, answer) = api.call(TOKEN, "PUT", "/v1/tenants/acme", Some(too_big));
-    assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["error"].as_str().unwrap().contains("kept as it was"),
-        "{answer}"
-    );
+    refused_change(too_big, "kept as it was");
     let shown = api.ok(TOKEN, "GET", "/v1/tenants/acme", None);
     assert_eq!(
         (shown["spec"]["instance"].clone(), shown["running"].clone()),
@@ -714,19 +633,9 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
         "kept"
     );
     // A tenant past the host's room is refused, and not kept.
-    let (status, answer) = api.call(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(json!({"name": "beta", "instance": "Beta"})),
-    );
-    assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("parallel processor calls"),
-        "{answer}"
+    refused(
+        json!({"name": "beta", "instance": "Beta"}),
+        "parallel processor calls",
     );
     assert_eq!(
         api.ok(TOKEN, "GET", "/v1/tenants", None)
@@ -764,21 +673,8 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
 #[test]
 fn a_tenant_syncs_with_a_node_of_another_process() {
     let dir = tempfile::tempdir().unwrap();
-    let (host_port, external_port) = (free_port(), free_port());
-    let host = NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir.path(),
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: host_port,
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: "",
-        },
-    );
+    let host = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
+    let (host_port, external_port) = (host.spec.port, free_port());
     let extra = format!(
         "\n[[connection]]\nname = \"acme-external\"\nremote-instance = \"Acme\"\n\
          remote-url = \"http://127.0.0.1:{host_port}/t/acme\"\n\
@@ -799,25 +695,19 @@ fn a_tenant_syncs_with_a_node_of_another_process() {
         },
     );
     let api = Api::new(host.spec.admin_port);
-    let created = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(json!({
-            "name": "acme",
-            "instance": "Acme",
-            "tracker": {"kind": "reference", "project": "ACME"},
-            "connections": [{
-                "name": "acme-external",
-                "remote-instance": "External",
-                "remote-url": format!("http://127.0.0.1:{external_port}"),
-                "secret": "acme-secret",
-                "incoming": "remote-key",
-                "outgoing": "remote-key",
-            }],
-        })),
-    );
-    let token = created["token"].as_str().unwrap().to_string();
+    let token = api.add_tenant(json!({
+        "name": "acme",
+        "instance": "Acme",
+        "tracker": {"kind": "reference", "project": "ACME"},
+        "connections": [{
+            "name": "acme-external",
+            "remote-instance": "External",
+            "remote-url": format!("http://127.0.0.1:{external_port}"),
+            "secret": "acme-secret",
+            "incoming": "remote-key",
+            "outgoing": "remote-key",
+        }],
+    }));
 
     // Acme's issue reaches External, which syncs back its key.
     api.ok(
@@ -884,20 +774,7 @@ fn a_tenant_syncs_with_a_node_of_another_process() {
 #[test]
 fn tenants_restarted_while_events_flow_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir.path(),
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: free_port(),
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: "",
-        },
-    );
+    let node = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
     let api = Api::new(node.spec.admin_port);
     let spec = |name: &str, instance: &str, project: &str, remote: &str, timeout: u64| {
         json!({
@@ -913,24 +790,8 @@ fn tenants_restarted_while_events_flow_lose_nothing() {
             }],
         })
     };
-    let token = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(spec("acme", "Acme", "ACME", "Globex", 2000)),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let peer = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(spec("globex", "Globex", "GLO", "Acme", 2000)),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = api.add_tenant(spec("acme", "Acme", "ACME", "Globex", 2000));
+    let peer = api.add_tenant(spec("globex", "Globex", "GLO", "Acme", 2000));
 
     let mut keys = Vec::new();
     for round in 0..4u64 {
@@ -992,34 +853,20 @@ fn tenants_restarted_while_events_flow_lose_nothing() {
 fn a_redmine_tenant_syncs() {
     let redmine = twinsync_tests::redmine_or_skip!();
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir.path(),
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: free_port(),
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: "",
-        },
-    );
+    let node = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
     let api = Api::new(node.spec.admin_port);
     let connection = |remote: &str| json!([{"name": "link", "remote-instance": remote, "incoming": "remote-key", "outgoing": "remote-key"}]);
     // A wrong key: refused with Redmine's reason, nothing kept.
-    let (status, answer) = api.call(TOKEN, "POST", "/v1/tenants", Some(json!({
+    let wrong_key = json!({
         "name": "rm", "instance": "RedmineSide", "connections": connection("ReferenceSide"),
         "tracker": {"kind": "redmine", "url": redmine.url, "api-key": "wrong", "project": "internal"},
-    })));
-    assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot use the tenant's Redmine"),
-        "{answer}"
+    });
+    api.refused(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        wrong_key,
+        "cannot use the tenant's Redmine",
     );
     let created = api.ok(
         TOKEN,
@@ -1036,18 +883,10 @@ fn a_redmine_tenant_syncs() {
         "{created}"
     );
     let rm = created["token"].as_str().unwrap().to_string();
-    let reference = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(json!({
-            "name": "ref", "instance": "ReferenceSide", "connections": connection("RedmineSide"),
-            "tracker": {"kind": "reference", "project": "REF"},
-        })),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let reference = api.add_tenant(json!({
+        "name": "ref", "instance": "ReferenceSide", "connections": connection("RedmineSide"),
+        "tracker": {"kind": "reference", "project": "REF"},
+    }));
 
     let subject = twinsync_tests::redmine::unique("Tenant on Redmine");
     let id = redmine.create_issue("internal", &subject);
@@ -1086,45 +925,16 @@ fn a_redmine_tenant_syncs() {
 #[test]
 fn a_tenant_switches_its_own_connections_between_installed_versions() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir.path(),
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: free_port(),
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: "",
-        },
-    );
-    install_scripted_version(dir.path(), &node.config, "1.0.0");
-    install_scripted_version(dir.path(), &node.config, "1.1.0");
+    let node = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
+    install_scripted_version(dir.path(), &node, "1.0.0");
+    install_scripted_version(dir.path(), &node, "1.1.0");
     let api = Api::new(node.spec.admin_port);
     let v1 = format!("plugin:{PLUGIN}");
     let spec = |name: &str, instance: &str, remote: &str, incoming: &str| {
         tenant_spec(name, instance, "P", "link", remote, incoming)
     };
-    let acme = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(spec("acme", "Acme", "Beta", &v1)),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let beta = api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(spec("beta", "Beta", "Acme", &v1)),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let acme = api.add_tenant(spec("acme", "Acme", "Beta", &v1));
+    let beta = api.add_tenant(spec("beta", "Beta", "Acme", &v1));
     let used_by = |token: &str, version: &str| {
         let all = api.ok(token, "GET", "/v1/plugins", None);
         let package = all
@@ -1286,46 +1096,25 @@ fn a_tenant_takes_change_notifications_signed_with_its_own_secret() {
     use twinsync::transport::protocol::sign;
 
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir.path(),
-        NodeSpec {
-            instance: "Host",
-            project: "HOST",
-            remote: "Elsewhere",
-            port: free_port(),
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: "",
-        },
-    );
+    let node = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
     let api = Api::new(node.spec.admin_port);
     let mut acme = tenant_spec("acme", "Acme", "ACME", "link", "Beta", "mirror");
     acme["webhook-secret"] = json!("acme-hook");
-    let token = api.ok(TOKEN, "POST", "/v1/tenants", Some(acme))["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    api.ok(
-        TOKEN,
-        "POST",
-        "/v1/tenants",
-        Some(tenant_spec(
-            "beta", "Beta", "BETA", "link", "Acme", "mirror",
-        )),
-    );
+    let token = api.add_tenant(acme);
+    api.add_tenant(tenant_spec(
+        "beta", "Beta", "BETA", "link", "Acme", "mirror",
+    ));
     assert_eq!(
         api.ok(TOKEN, "GET", "/v1/tenants/acme", None)["spec"]["webhook-secret"],
         "(set)"
     );
-    let (status, answer) = api.call(
+    api.refused(
         TOKEN,
         "POST",
         "/v1/tenants",
-        Some(json!({"name": "x", "instance": "X", "webhook-secret": " "})),
+        json!({"name": "x", "instance": "X", "webhook-secret": " "}),
+        "the webhook secret is empty",
     );
-    assert_eq!(status, 400, "{answer}");
     for summary in ["synced", "not synced"] {
         api.ok(
             &token,

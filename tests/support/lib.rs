@@ -1,6 +1,7 @@
 //! Test harness: two reference-tracker nodes in one process, processors built from source,
 //! and a clock the test controls; `process` runs real `twinsync serve` processes.
 
+pub mod cli;
 pub mod console;
 pub mod languages;
 pub mod neighbours;

@@ -180,6 +180,14 @@ secret = "{SECRET}"
         false
     }
 
+    /// `twinsync ARGS --config` this node's configuration (not run yet): a command an
+    /// operator runs beside the running node.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = crate::cli::command(&self.binary, args);
+        command.arg("--config").arg(&self.config);
+        command
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

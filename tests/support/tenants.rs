@@ -1,9 +1,31 @@
-//! The admin API of a `twinsync serve` with tenants: calls with any token (the host's or a
-//! tenant's).
+//! A `twinsync serve` that hosts tenants, and its admin API called with any token (the
+//! host's or a tenant's).
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::process::{NodeProcess, NodeSpec, TOKEN, free_port};
+
+/// Start `binary` as a `twinsync serve` to add tenants to, with `extra` TOML appended to
+/// its configuration. Its own node, `Host`, syncs with nobody (its remote never answers).
+pub fn serve(binary: &Path, dir: &Path, extra: &'static str) -> NodeProcess {
+    NodeProcess::start(
+        binary,
+        dir,
+        NodeSpec {
+            instance: "Host",
+            project: "HOST",
+            remote: "Elsewhere",
+            port: free_port(),
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra,
+        },
+    )
+}
 
 /// The admin API of one serve process, with any token.
 pub struct Api {
@@ -43,5 +65,23 @@ impl Api {
             "{method} {path}: {status} {answer}"
         );
         answer
+    }
+
+    /// A call that must be refused as bad input: 400, with an error that says `reason`.
+    pub fn refused(&self, token: &str, method: &str, path: &str, body: Value, reason: &str) {
+        let (status, answer) = self.call(token, method, path, Some(body));
+        assert_eq!(status, 400, "{method} {path}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{method} {path}: {answer}");
+    }
+
+    /// Register a tenant with the host token; it must be running. The tenant's token.
+    pub fn add_tenant(&self, spec: Value) -> String {
+        let created = self.ok(TOKEN, "POST", "/v1/tenants", Some(spec));
+        assert_eq!(created["running"], true, "{created}");
+        created["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {created}"))
+            .to_string()
     }
 }

@@ -1,16 +1,18 @@
 //! Two nodes on any trackers (Redmine, reference), in one process, on the system clock:
-//! what [`crate::Pair`] is for two reference trackers on a test clock.
+//! what [`crate::Pair`] is for two reference trackers on a test clock; and [`Hooked`], a
+//! tracker that passes its calls on to another with a test's hooks around them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use twinsync::clock::SystemClock;
+use twinsync::model::Issue;
 use twinsync::runtime::Limits;
 use twinsync::store::NodeStore;
 use twinsync::store::events::{Event, State};
 use twinsync::sync::{Connection, Flow, Node, RetryPolicy};
-use twinsync::tracker::Tracker;
+use twinsync::tracker::{ChangeBatch, Origin, Query, Tracker, TrackerError};
 use twinsync::transport::local::{LocalNetwork, RunStats};
 
 use crate::{CONNECTION, processor, unfinished};
@@ -154,4 +156,109 @@ fn twin_key(from: &Node, to: &Node, key: &str) -> Option<String> {
         .read(|db| twins::get(db, &twin.twin_id))
         .expect("read")
         .map(|t| t.local_key)
+}
+
+/// One call to a [`Tracker`], with its arguments, as the hooks of a [`Hooked`] tracker see it.
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    Get(&'a str),
+    Create(&'a Issue, Origin<'a>),
+    Update(&'a Issue, Origin<'a>),
+    UpdateIf(&'a Issue, Origin<'a>, Option<&'a Issue>),
+    Changes(Option<&'a str>, usize),
+    Search(&'a Query),
+}
+
+impl Call<'_> {
+    /// A create or an update.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Call::Create(..) | Call::Update(..) | Call::UpdateIf(..)
+        )
+    }
+}
+
+/// What a [`Hooked`] tracker runs around a call: given the call and the inner tracker.
+type Hook = Box<dyn Fn(Call<'_>, &dyn Tracker) -> Result<(), TrackerError> + Send + Sync>;
+
+/// A tracker that passes every call on to `inner`, with a test's hooks around it, to make
+/// a tracker fail, wait or change at the moment a test needs. `before` runs first: an
+/// error it returns is the call's result (the inner tracker is not called), and it may
+/// block (hold the call until the test lets it go) or act on the inner tracker. `after`
+/// runs once the inner call succeeded, before its result is returned: what it does to the
+/// inner tracker happens after the call (an edit right after a read: the caller has the
+/// issue as it was read), and an error it returns is the call's result.
+pub struct Hooked {
+    inner: Arc<dyn Tracker>,
+    before: Hook,
+    after: Hook,
+}
+
+impl Hooked {
+    /// `inner`, with no hooks yet.
+    pub fn new(inner: Arc<dyn Tracker>) -> Hooked {
+        Hooked {
+            inner,
+            before: Box::new(|_, _| Ok(())),
+            after: Box::new(|_, _| Ok(())),
+        }
+    }
+
+    pub fn before(
+        mut self,
+        hook: impl Fn(Call<'_>, &dyn Tracker) -> Result<(), TrackerError> + Send + Sync + 'static,
+    ) -> Hooked {
+        self.before = Box::new(hook);
+        self
+    }
+
+    pub fn after(
+        mut self,
+        hook: impl Fn(Call<'_>, &dyn Tracker) -> Result<(), TrackerError> + Send + Sync + 'static,
+    ) -> Hooked {
+        self.after = Box::new(hook);
+        self
+    }
+
+    fn call<R>(
+        &self,
+        call: Call<'_>,
+        run: impl FnOnce(&dyn Tracker) -> Result<R, TrackerError>,
+    ) -> Result<R, TrackerError> {
+        (self.before)(call, &*self.inner)?;
+        let result = run(&*self.inner)?;
+        (self.after)(call, &*self.inner)?;
+        Ok(result)
+    }
+}
+
+impl Tracker for Hooked {
+    fn get(&self, key: &str) -> Result<Option<Issue>, TrackerError> {
+        self.call(Call::Get(key), |t| t.get(key))
+    }
+    fn create(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        self.call(Call::Create(issue, origin), |t| t.create(issue, origin))
+    }
+    fn update(&self, issue: &Issue, origin: Origin<'_>) -> Result<Issue, TrackerError> {
+        self.call(Call::Update(issue, origin), |t| t.update(issue, origin))
+    }
+    // Passed on as such, not left to the trait's default (a `get`, then an `update`): the
+    // inner tracker may compare and write atomically, and the hooks see one call.
+    fn update_if(
+        &self,
+        issue: &Issue,
+        origin: Origin<'_>,
+        seen: Option<&Issue>,
+    ) -> Result<Issue, TrackerError> {
+        self.call(Call::UpdateIf(issue, origin, seen), |t| {
+            t.update_if(issue, origin, seen)
+        })
+    }
+    fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
+        self.call(Call::Changes(cursor, limit), |t| t.changes(cursor, limit))
+    }
+    fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
+        self.call(Call::Search(query), |t| t.search(query))
+    }
 }
