@@ -42,11 +42,7 @@ fn main() {
     let before = support::resident_kib("VmRSS:");
     for round in ["fresh databases", "restart"] {
         let started = Instant::now();
-        let host = Host::start(HostConfig {
-            max_parallel_calls: 2 * count + 2,
-            ..HostConfig::new(dir.path())
-        })
-        .unwrap();
+        let host = Host::start(HostConfig::new(dir.path())).unwrap();
         for (i, tracker) in trackers.iter().enumerate() {
             host.add_tenant(config(i, count, tracker.clone(), &wasm))
                 .unwrap();

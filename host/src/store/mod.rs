@@ -8,8 +8,8 @@ pub mod links;
 pub mod outbox;
 pub mod twins;
 
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use rusqlite::config::DbConfig;
@@ -21,7 +21,9 @@ const SCHEMA: &str = include_str!("schema.sql");
 
 /// The node's database.
 pub struct NodeStore {
-    db: Mutex<Connection>,
+    /// `None` while released (see [`NodeStore::release`]): opened again on use.
+    db: Mutex<Option<Connection>>,
+    path: PathBuf,
     id: String,
 }
 
@@ -43,9 +45,19 @@ impl NodeStore {
         )?;
         let id = get_meta(&db, "store.id")?.unwrap_or_default();
         Ok(NodeStore {
-            db: Mutex::new(db),
+            db: Mutex::new(Some(db)),
+            path: path.to_path_buf(),
             id,
         })
+    }
+
+    /// Close the database connection if nothing uses it now; the next use opens it again.
+    /// A host with thousands of idle tenants keeps neither their files open nor their
+    /// page caches and parsed schemas in memory.
+    pub fn release(&self) {
+        if let Ok(mut db) = self.db.try_lock() {
+            db.take();
+        }
     }
 
     /// This database's random name (a few hex digits), fixed when it was created.
@@ -58,20 +70,28 @@ impl NodeStore {
     /// (up to the busy timeout) instead of one failing with `SQLITE_BUSY` when a read turns
     /// into a write.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut db = self.lock();
-        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        self.with(|db| {
+            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
     }
 
     /// Run `f` on the connection, without a transaction of its own.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        f(&self.lock())
+        self.with(|db| f(db))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    /// Run `f` on the connection, opened again if it was released (the schema was set up
+    /// when the store was opened).
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let db = match &mut *db {
+            Some(db) => db,
+            released @ None => released.insert(open_wal(&self.path)?),
+        };
+        f(db)
     }
 }
 

@@ -1,0 +1,127 @@
+//! The host's event loop: one thread for every tenant, and one pool of worker threads
+//! (`HostConfig::workers`) that runs every tenant's processors.
+//!
+//! Fair share: each tenant is a lane of the shared workers (see `sync::pipeline`): an idle
+//! worker takes the next event of the tenant that used the least worker time lately, and
+//! a tenant runs at most `HostConfig::workers_per_tenant` events at once. A tenant with a
+//! million events queued, or whose processor always runs to its time limit, thus holds at
+//! most that many workers, and another tenant's next event starts as soon as one of the
+//! others is free: it waits for at most one event of each, never for the backlog.
+//!
+//! The loop looks only at tenants that were rung (given work), have events in flight, or
+//! whose timer passed (a polled tracker, a retry time, a quota refilled): an idle tenant
+//! costs nothing but its memory. Each round commits what finished for a tenant in one
+//! transaction, then hands out its next ready events, as many as its quotas allow
+//! ([`quota`]). A tenant whose idle database connection is not needed is closed after a
+//! while (see `NodeStore::release`).
+
+mod quota;
+mod work;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub use quota::{Quota, QuotaLimit};
+pub(super) use work::Work;
+
+use super::Shared;
+use super::events::HostEvent;
+use super::tenant::Running;
+
+/// The longest the loop sleeps when nothing rang.
+const IDLE: Duration = Duration::from_millis(500);
+/// How long a tenant is idle before its database connection is closed (reopened on use).
+const RELEASE_AFTER: Duration = Duration::from_secs(5);
+
+impl Shared {
+    /// Run every tenant's rounds until the host stops.
+    pub(super) fn event_loop(&self) {
+        let mut tenants: Vec<Arc<Running>> = Vec::new();
+        let mut generation = u64::MAX;
+        let mut release_at = Instant::now() + RELEASE_AFTER;
+        while !self.stop.load(Ordering::Relaxed) {
+            let seen = self.event_bell.rings();
+            if self.generation.load(Ordering::Acquire) != generation {
+                generation = self.generation.load(Ordering::Acquire);
+                tenants = self.running();
+            }
+            let now = Instant::now();
+            let mut next = now + IDLE;
+            let release = now >= release_at;
+            for tenant in &tenants {
+                if let Some(at) = self.visit(tenant, now, release) {
+                    next = next.min(at);
+                }
+            }
+            if release {
+                release_at = now + RELEASE_AFTER;
+            }
+            next = next.min(release_at);
+            self.event_bell
+                .wait(seen, next.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// A round of `tenant` if one is due; when its next is due without a ring.
+    fn visit(&self, tenant: &Running, now: Instant, release: bool) -> Option<Instant> {
+        if tenant.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        // Being removed: skip it.
+        let mut work = tenant.work.try_lock().ok()?;
+        let state = work.as_mut()?;
+        let rung = tenant.wake.take_events();
+        if !rung && !state.due(now) {
+            if release && state.idle_since.is_some_and(|at| now - at >= RELEASE_AFTER) {
+                tenant.node.store().release();
+            }
+            return state.next_at();
+        }
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            state.round(&tenant.node, rung)
+        }));
+        match round {
+            Ok(Ok(round)) => {
+                self.waiting(tenant, round.waiting);
+                if round.committed > 0 {
+                    tenant.wake.outbox_changed();
+                }
+                state.next_at()
+            }
+            Ok(Err(error)) => {
+                tracing::error!(tenant = tenant.name, "cannot process events: {error:#}");
+                // Looked at again after the idle time.
+                None
+            }
+            Err(panic) => {
+                // A bug, in twinsync or in the embedder's tracker: this tenant stops, the
+                // others go on, and the embedder is told.
+                let reason = crate::service::supervise::panic_message(&*panic);
+                tracing::error!(tenant = tenant.name, "the event loop panicked: {reason}");
+                tenant.stop.store(true, Ordering::Relaxed);
+                *work = None;
+                self.subscribers.send(&HostEvent::TenantStopped {
+                    tenant: tenant.name.clone(),
+                    reason: format!("the event loop panicked: {reason}"),
+                });
+                None
+            }
+        }
+    }
+
+    /// Record which quota `tenant`'s events wait for; the embedder is told when they start
+    /// waiting.
+    fn waiting(&self, tenant: &Running, now: Option<QuotaLimit>) {
+        let mut waiting = tenant.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if *waiting != now {
+            *waiting = now;
+            if let Some(quota) = now {
+                self.subscribers.send(&HostEvent::WaitingForQuota {
+                    tenant: tenant.name.clone(),
+                    quota,
+                });
+            }
+        }
+    }
+}
