@@ -11,6 +11,7 @@
 
 mod delivery;
 mod events;
+mod roster;
 mod schedule;
 mod tenant;
 mod verify;
@@ -107,6 +108,8 @@ struct Shared {
     data_dir: PathBuf,
     runtime: Arc<Runtime>,
     workers: Arc<Workers>,
+    /// Events of one tenant that may run at once (`HostConfig::workers_per_tenant`).
+    per_tenant: usize,
     /// Each distinct component compiled once, by SHA-256.
     plugins: Mutex<HashMap<String, Arc<Plugin>>>,
     /// Each distinct component's bytes and SHA-256, by length: comparing bytes is far
@@ -146,6 +149,7 @@ impl Host {
                 Some(config.workers_per_tenant.max(1)),
                 Some(event_bell.clone()),
             )?,
+            per_tenant: config.workers_per_tenant.max(1),
             plugins: Mutex::default(),
             hashes: Mutex::default(),
             tenants: RwLock::default(),
@@ -203,7 +207,13 @@ impl Host {
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("tenant `{}`", config.name))?;
         let database = dir.join("twinsync.db");
-        let store = Arc::new(NodeStore::open(&database)?);
+        // An existing database is opened when first needed; a new one now, so that a
+        // directory it cannot be made in is refused here.
+        let store = Arc::new(if database.exists() {
+            NodeStore::open_lazily(&database)
+        } else {
+            NodeStore::open(&database)?
+        });
         let node = Arc::new(Node::new(
             &config.instance,
             config.tracker.clone(),
@@ -236,6 +246,7 @@ impl Host {
             &config.quota,
             database,
             verify::stagger(&config.name),
+            shared.per_tenant,
         );
         let running = Arc::new(Running {
             name: config.name.clone(),

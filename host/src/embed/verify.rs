@@ -4,11 +4,11 @@
 //! tenants added at once are not all verified at once.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use super::roster::{Refresh, Roster};
 use super::tenant::Running;
 
 /// How often the loop looks for a tenant due.
@@ -18,18 +18,15 @@ impl Shared {
     /// Verify the tenants as they fall due until the host stops.
     pub(super) fn verify_loop(&self) {
         let mut due: HashMap<String, Instant> = HashMap::new();
-        let mut generation = u64::MAX;
-        let mut tenants: Vec<Arc<Running>> = Vec::new();
+        let mut roster = Roster::default();
         while !self.stop.load(Ordering::Relaxed) {
-            let current = self.generation.load(Ordering::Acquire);
-            if current != generation {
-                generation = current;
-                tenants = self.running();
+            if roster.refresh(self) == Refresh::Read {
+                let tenants = &roster.tenants;
                 let now = Instant::now();
                 // New tenants get a first time, gone ones are forgotten (added again, one
                 // starts afresh).
                 let mut next = HashMap::with_capacity(tenants.len());
-                for tenant in &tenants {
+                for tenant in tenants {
                     if let Some(every) = tenant.verify_every {
                         let at = due
                             .remove(&tenant.name)
@@ -39,7 +36,7 @@ impl Shared {
                 }
                 due = next;
             }
-            for tenant in &tenants {
+            for tenant in &roster.tenants {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
                 }

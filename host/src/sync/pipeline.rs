@@ -179,6 +179,7 @@ pub struct Workers {
     scheduler: Arc<Scheduler>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     count: usize,
+    per_lane: Option<usize>,
 }
 
 impl Workers {
@@ -205,6 +206,7 @@ impl Workers {
             scheduler,
             threads: Mutex::new(threads),
             count,
+            per_lane: per_lane.map(|n| n.max(1)),
         }))
     }
 
@@ -269,8 +271,15 @@ impl Pipeline {
     /// one lane per connection if `None`.
     pub fn on(node: Arc<Node>, workers: Arc<Workers>, lane: Option<String>) -> Self {
         let (done, finished) = mpsc::channel();
+        // A lane that runs few events at once gets few handed out: a round then reads and
+        // commits little, and another tenant's round comes sooner.
+        let runs = workers.per_lane.unwrap_or(workers.count).min(workers.count);
         Pipeline {
-            capacity: (workers.count * 128).max(256),
+            capacity: if lane.is_some() {
+                (runs * 32).max(32)
+            } else {
+                (runs * 128).max(256)
+            },
             node,
             workers,
             lane,

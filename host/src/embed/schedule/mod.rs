@@ -18,7 +18,6 @@
 mod quota;
 mod work;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,7 @@ pub(super) use work::Work;
 
 use super::Shared;
 use super::events::HostEvent;
+use super::roster::{REREAD, Refresh, Roster};
 use super::tenant::Running;
 
 /// The longest the loop sleeps when nothing rang.
@@ -37,19 +37,18 @@ const RELEASE_AFTER: Duration = Duration::from_secs(5);
 impl Shared {
     /// Run every tenant's rounds until the host stops.
     pub(super) fn event_loop(&self) {
-        let mut tenants: Vec<Arc<Running>> = Vec::new();
-        let mut generation = u64::MAX;
+        let mut roster = Roster::default();
         let mut release_at = Instant::now() + RELEASE_AFTER;
         while !self.stop.load(Ordering::Relaxed) {
             let seen = self.event_bell.rings();
-            if self.generation.load(Ordering::Acquire) != generation {
-                generation = self.generation.load(Ordering::Acquire);
-                tenants = self.running();
-            }
+            let later = roster.refresh(self) == Refresh::Later;
             let now = Instant::now();
-            let mut next = now + IDLE;
+            let mut next = now + if later { REREAD } else { IDLE };
             let release = now >= release_at;
-            for tenant in &tenants {
+            for tenant in &roster.tenants {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
                 if let Some(at) = self.visit(tenant, now, release) {
                     next = next.min(at);
                 }
@@ -78,6 +77,7 @@ impl Shared {
             }
             return state.next_at();
         }
+        let was_open = tenant.node.store().is_open();
         let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             state.round(&tenant.node, rung)
         }));
@@ -86,6 +86,12 @@ impl Shared {
                 self.waiting(tenant, round.waiting);
                 if round.committed > 0 {
                     tenant.wake.outbox_changed();
+                }
+                // Opened only to find nothing to do (as every tenant is looked at once when
+                // it is added): closed again at once, so that 10,000 tenants starting do
+                // not hold 10,000 databases open.
+                if !was_open && state.idle_since.is_some() {
+                    tenant.node.store().release();
                 }
                 state.next_at()
             }

@@ -26,7 +26,13 @@ const QUOTA_TICK: Duration = Duration::from_millis(50);
 pub(in crate::embed) struct Work {
     pipeline: Pipeline,
     quotas: Quotas,
+    /// It has an events quota: looked at again soon after each hand-out.
     bounded: bool,
+    /// It has a fuel quota, and may run this many events at once: no more are handed out
+    /// (fuel is known once burned, so events handed out ahead would all run on credit).
+    fuel_bounded: Option<usize>,
+    /// The quota its events wait for, as last found.
+    waiting: Option<QuotaLimit>,
     /// When to read its tracker's feed next (`None`: the embedder pushes its changes), and
     /// failed reads in a row.
     poll_at: Option<Instant>,
@@ -59,12 +65,15 @@ impl Work {
         quota: &Quota,
         database: std::path::PathBuf,
         offset: f64,
+        at_once: usize,
     ) -> Self {
         let now = Instant::now();
         Work {
             pipeline: Pipeline::on(node, workers, Some(lane)),
             quotas: Quotas::new(quota, database, now),
             bounded: quota.events_per_second.is_some(),
+            fuel_bounded: quota.fuel_per_second.map(|_| at_once.max(1)),
+            waiting: None,
             poll_at: poll_tracker.then_some(now),
             poll_failures: 0,
             look_at: None,
@@ -132,18 +141,21 @@ impl Work {
         let progress = self.pipeline.collect(Duration::ZERO)?;
         // A committed event may have made its twin's next one ready.
         look |= progress.total() > 0;
-        let mut round = Round {
-            waiting: None,
-            committed: progress.total(),
-        };
         if look {
             self.look_at = None;
             match self.quotas.room(now, node.fuel_used()) {
                 Err((limit, until)) => {
-                    round.waiting = Some(limit);
+                    self.waiting = Some(limit);
                     self.look_at = Some(until);
                 }
                 Ok(room) => {
+                    self.waiting = None;
+                    let room = match self.fuel_bounded {
+                        Some(at_once) => {
+                            room.min(at_once.saturating_sub(self.pipeline.in_flight()))
+                        }
+                        None => room,
+                    };
                     let handed = self.pipeline.hand_out(room)?;
                     self.quotas.started(handed);
                     if handed > 0 && self.bounded {
@@ -165,7 +177,10 @@ impl Work {
         } else if self.idle_since.is_none() {
             self.idle_since = Some(now);
         }
-        Ok(round)
+        Ok(Round {
+            waiting: self.waiting,
+            committed: progress.total(),
+        })
     }
 }
 
