@@ -32,9 +32,10 @@ impl Shared {
         let mut by_instance: HashMap<String, Arc<Running>> = HashMap::new();
         // Tenants with messages that could not go, by name.
         let mut stuck: HashSet<String> = HashSet::new();
+        let mut carried: Vec<String> = Vec::new();
         let mut retry_at = Instant::now() + RETRY_EVERY;
         while !self.stop.load(Ordering::Relaxed) {
-            let seen = self.delivery_bell.rings();
+            let seen = self.delivery_rung.bell.rings();
             let refresh = roster.refresh(self);
             let tenants = &roster.tenants;
             if refresh == Refresh::Read {
@@ -66,10 +67,27 @@ impl Shared {
             if retry {
                 retry_at = Instant::now() + RETRY_EVERY;
             }
+            // The tenants that rang, those that rang before the roster had them, and on a
+            // retry those whose messages could not all go.
+            let mut names = std::mem::take(&mut carried);
+            names.extend(self.delivery_rung.take());
+            if retry {
+                names.extend(stuck.iter().cloned());
+            }
             let mut moved = 0;
-            for tenant in tenants {
+            let mut done = HashSet::new();
+            for name in names {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
+                }
+                let Some(tenant) = roster.by_name.get(&name) else {
+                    if refresh == Refresh::Later {
+                        carried.push(name);
+                    }
+                    continue;
+                };
+                if !done.insert(name) {
+                    continue;
                 }
                 let rang = tenant.wake.take_outbox();
                 if !(rang || retry && stuck.contains(&tenant.name))
@@ -105,12 +123,8 @@ impl Shared {
                 }
             }
             if moved == 0 {
-                let idle = if refresh == Refresh::Later {
-                    REREAD
-                } else {
-                    IDLE
-                };
-                self.delivery_bell.wait(seen, idle);
+                let idle = if carried.is_empty() { IDLE } else { REREAD };
+                self.delivery_rung.bell.wait(seen, idle);
             }
         }
     }

@@ -34,12 +34,12 @@ pub use tenant::{
 
 use crate::clock::SystemClock;
 use crate::runtime::{Plugin, PoolConfig, Runtime, RuntimeConfig};
-use crate::service::{DataDirLock, Wake};
+use crate::service::DataDirLock;
 use crate::store::NodeStore;
 use crate::sync::{Connection, Node, Workers};
 use events::Subscribers;
 use schedule::Work;
-use tenant::{Bell, Running};
+use tenant::{Bell, Rung, Running};
 
 /// How a [`Host`] is set up.
 #[derive(Debug, Clone)]
@@ -119,10 +119,11 @@ struct Shared {
     /// Bumped whenever a tenant comes or goes: the loops then read the tenants again.
     generation: AtomicU64,
     subscribers: Subscribers,
-    /// Rung when a tenant may have events to process, or a worker finished one.
-    event_bell: Arc<Wake>,
-    /// Rung when an outbox may have new messages.
-    delivery_bell: Arc<Wake>,
+    /// The tenants that may have events to process; its bell also rings when a worker
+    /// finished an event.
+    event_rung: Arc<Rung>,
+    /// The tenants whose outbox may have new messages.
+    delivery_rung: Arc<Rung>,
     stop: AtomicBool,
 }
 
@@ -140,14 +141,14 @@ impl Host {
             random_key: Some(crate::setup::random_key(&dir.join("random.key"))?),
             ..RuntimeConfig::default()
         })?);
-        let event_bell = Arc::new(Wake::default());
+        let event_rung = Arc::new(Rung::default());
         let shared = Arc::new(Shared {
             data_dir: dir.clone(),
             runtime,
             workers: Workers::start(
                 workers,
                 Some(config.workers_per_tenant.max(1)),
-                Some(event_bell.clone()),
+                Some(event_rung.bell.clone()),
             )?,
             per_tenant: config.workers_per_tenant.max(1),
             plugins: Mutex::default(),
@@ -155,8 +156,8 @@ impl Host {
             tenants: RwLock::default(),
             generation: AtomicU64::new(0),
             subscribers: Subscribers::default(),
-            event_bell,
-            delivery_bell: Arc::default(),
+            event_rung,
+            delivery_rung: Arc::default(),
             stop: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
@@ -223,8 +224,9 @@ impl Host {
             Arc::new(SystemClock),
         )?);
         let wake = Arc::new(Bell::new(
-            shared.event_bell.clone(),
-            shared.delivery_bell.clone(),
+            &config.name,
+            shared.event_rung.clone(),
+            shared.delivery_rung.clone(),
         ));
         let weak = Arc::downgrade(&self.shared);
         let (name, bell) = (config.name.clone(), wake.clone());
@@ -328,8 +330,8 @@ impl Drop for Host {
         // No event starts any more; the running ones are interrupted.
         self.shared.workers.close();
         self.shared.runtime.interrupt_all();
-        self.shared.event_bell.ring();
-        self.shared.delivery_bell.ring();
+        self.shared.event_rung.bell.ring();
+        self.shared.delivery_rung.bell.ring();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

@@ -2,6 +2,7 @@
 //! but at most every [`REREAD`], so that adding 10,000 tenants one after the other does
 //! not make each loop read the whole list 10,000 times.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ pub(super) struct Roster {
     generation: Option<u64>,
     read_at: Option<Instant>,
     pub(super) tenants: Vec<Arc<Running>>,
+    pub(super) by_name: HashMap<String, Arc<Running>>,
 }
 
 /// What [`Roster::refresh`] did.
@@ -42,6 +44,11 @@ impl Roster {
         self.generation = Some(current);
         self.read_at = Some(Instant::now());
         self.tenants = shared.running();
+        self.by_name = self
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect();
         Refresh::Read
     }
 }

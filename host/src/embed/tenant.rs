@@ -269,33 +269,38 @@ pub(super) struct Running {
 /// tenant) rings it; the host's loops then look at this tenant, and only at the tenants
 /// that rang (an idle tenant costs nothing).
 pub(super) struct Bell {
+    name: String,
     /// Its queue may have ready events.
     events: AtomicBool,
     /// Its outbox may have messages.
     outbox: AtomicBool,
-    event_loop: Arc<Wake>,
-    delivery: Arc<Wake>,
+    event_loop: Arc<Rung>,
+    delivery: Arc<Rung>,
 }
 
 impl Bell {
-    pub(super) fn new(event_loop: Arc<Wake>, delivery: Arc<Wake>) -> Self {
+    pub(super) fn new(name: &str, event_loop: Arc<Rung>, delivery: Arc<Rung>) -> Self {
         Bell {
-            events: AtomicBool::new(true),
-            outbox: AtomicBool::new(true),
+            name: name.to_string(),
+            events: AtomicBool::new(false),
+            outbox: AtomicBool::new(false),
             event_loop,
             delivery,
         }
     }
 
     pub(super) fn ring(&self) {
-        self.events.store(true, Ordering::Release);
-        self.event_loop.ring();
+        // Named once until the loop takes it.
+        if !self.events.swap(true, Ordering::AcqRel) {
+            self.event_loop.push(&self.name);
+        }
         self.outbox_changed();
     }
 
     pub(super) fn outbox_changed(&self) {
-        self.outbox.store(true, Ordering::Release);
-        self.delivery.ring();
+        if !self.outbox.swap(true, Ordering::AcqRel) {
+            self.delivery.push(&self.name);
+        }
     }
 
     /// Whether it rang for its queue since last asked.
@@ -306,6 +311,28 @@ impl Bell {
     /// Whether it rang for its outbox since last asked.
     pub(super) fn take_outbox(&self) -> bool {
         self.outbox.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// The tenants that rang one of the host's loops since it last looked, and its bell.
+#[derive(Default)]
+pub(super) struct Rung {
+    names: Mutex<Vec<String>>,
+    pub(super) bell: Arc<Wake>,
+}
+
+impl Rung {
+    fn push(&self, name: &str) {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.to_string());
+        self.bell.ring();
+    }
+
+    /// The tenants that rang, each once.
+    pub(super) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.names.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

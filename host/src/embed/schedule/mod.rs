@@ -18,6 +18,8 @@
 mod quota;
 mod work;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -35,35 +37,72 @@ const IDLE: Duration = Duration::from_millis(500);
 const RELEASE_AFTER: Duration = Duration::from_secs(5);
 
 impl Shared {
-    /// Run every tenant's rounds until the host stops.
+    /// Run every tenant's rounds until the host stops. A pass looks at the tenants that
+    /// rang and the ones it watches (events in flight, a timer); every few seconds at all
+    /// of them, to close idle databases and run the hourly cleanups.
     pub(super) fn event_loop(&self) {
         let mut roster = Roster::default();
-        let mut release_at = Instant::now() + RELEASE_AFTER;
+        let mut watched: HashMap<String, Arc<Running>> = HashMap::new();
+        // Tenants that rang before the roster had them.
+        let mut carried: Vec<String> = Vec::new();
+        let mut sweep_at = Instant::now() + RELEASE_AFTER;
         while !self.stop.load(Ordering::Relaxed) {
-            let seen = self.event_bell.rings();
-            let later = roster.refresh(self) == Refresh::Later;
+            let seen = self.event_rung.bell.rings();
+            let refresh = roster.refresh(self);
             let now = Instant::now();
-            let mut next = now + if later { REREAD } else { IDLE };
-            let release = now >= release_at;
-            for tenant in &roster.tenants {
+            let sweep = now >= sweep_at;
+            if sweep {
+                sweep_at = now + RELEASE_AFTER;
+            }
+            let mut names = std::mem::take(&mut carried);
+            names.extend(self.event_rung.take());
+            let mut visit: Vec<Arc<Running>> = if sweep {
+                roster.tenants.clone()
+            } else {
+                watched.values().cloned().collect()
+            };
+            for name in names {
+                match roster.by_name.get(&name) {
+                    Some(tenant) => visit.push(tenant.clone()),
+                    None if refresh == Refresh::Later => carried.push(name),
+                    // Gone.
+                    None => {}
+                }
+            }
+            let mut next = now
+                + if refresh == Refresh::Later || !carried.is_empty() {
+                    REREAD
+                } else {
+                    IDLE
+                };
+            let mut seen_now = HashSet::new();
+            for tenant in visit {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                if let Some(at) = self.visit(tenant, now, release) {
-                    next = next.min(at);
+                if !seen_now.insert(tenant.name.clone()) {
+                    continue;
+                }
+                match self.visit(&tenant, now, sweep) {
+                    Some(at) => {
+                        next = next.min(at.unwrap_or(next));
+                        watched.insert(tenant.name.clone(), tenant);
+                    }
+                    None => {
+                        watched.remove(&tenant.name);
+                    }
                 }
             }
-            if release {
-                release_at = now + RELEASE_AFTER;
-            }
-            next = next.min(release_at);
-            self.event_bell
+            next = next.min(sweep_at);
+            self.event_rung
+                .bell
                 .wait(seen, next.saturating_duration_since(Instant::now()));
         }
     }
 
-    /// A round of `tenant` if one is due; when its next is due without a ring.
-    fn visit(&self, tenant: &Running, now: Instant, release: bool) -> Option<Instant> {
+    /// A round of `tenant` if one is due. `Some` if the loop must come back to it without
+    /// a ring, with when if it is a time.
+    fn visit(&self, tenant: &Running, now: Instant, sweep: bool) -> Option<Option<Instant>> {
         if tenant.stop.load(Ordering::Relaxed) {
             return None;
         }
@@ -72,10 +111,10 @@ impl Shared {
         let state = work.as_mut()?;
         let rung = tenant.wake.take_events();
         if !rung && !state.due(now) {
-            if release && state.idle_since.is_some_and(|at| now - at >= RELEASE_AFTER) {
+            if sweep && state.idle_since.is_some_and(|at| now - at >= RELEASE_AFTER) {
                 tenant.node.store().release();
             }
-            return state.next_at();
+            return state.watch().then(|| state.next_at());
         }
         let was_open = tenant.node.store().is_open();
         let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -93,12 +132,12 @@ impl Shared {
                 if !was_open && state.idle_since.is_some() {
                     tenant.node.store().release();
                 }
-                state.next_at()
+                state.watch().then(|| state.next_at())
             }
             Ok(Err(error)) => {
                 tracing::error!(tenant = tenant.name, "cannot process events: {error:#}");
                 // Looked at again after the idle time.
-                None
+                Some(Some(now + IDLE))
             }
             Err(panic) => {
                 // A bug, in twinsync or in the embedder's tracker: this tenant stops, the

@@ -85,15 +85,18 @@ impl Work {
 
     /// When a round is due without a ring: a timer passed or events are in flight.
     pub(super) fn due(&self, now: Instant) -> bool {
-        self.pipeline.in_flight() > 0 || self.next_at().is_some_and(|at| at <= now)
+        self.watch() || self.forget_at <= now
     }
 
-    /// The next time it needs a round without a ring.
+    /// Whether the loop must come back to it without a ring: events in flight, or a timer
+    /// (the hourly cleanup aside, which the loop's sweep of every tenant finds).
+    pub(super) fn watch(&self) -> bool {
+        self.pipeline.in_flight() > 0 || self.next_at().is_some()
+    }
+
+    /// The next time it needs a round without a ring (the cleanup aside).
     pub(super) fn next_at(&self) -> Option<Instant> {
-        [self.poll_at, self.look_at, Some(self.forget_at)]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.poll_at, self.look_at].into_iter().flatten().min()
     }
 
     /// One round; `rung`: the tenant was given work since the last.
