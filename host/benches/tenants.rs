@@ -158,6 +158,7 @@ fn run_active(host: &Host, trackers: &[Arc<MemoryTracker>], active: usize, chang
             .map(|i| {
                 let (tenant, tracker, key) = (&tenants[i], &trackers[i], &keys[i]);
                 let receiver = &trackers[(i + 1) % count];
+                let other = host.tenant(&format!("t{}", (i + 1) % count)).unwrap();
                 scope.spawn(move || {
                     let mut latencies = Vec::with_capacity(changes);
                     let mut remote = None;
@@ -167,8 +168,16 @@ fn run_active(host: &Host, trackers: &[Arc<MemoryTracker>], active: usize, chang
                         tracker.update(&issue, Origin::User).unwrap();
                         let at = Instant::now();
                         tenant.issues_changed(&[key.as_str()]).unwrap();
+                        // The twin has one id on both sides.
                         let remote_key = remote.get_or_insert_with(|| {
-                            tenant.twins().unwrap()[0].remote_key.clone().unwrap()
+                            let mine = tenant.twins().unwrap();
+                            let twin = mine.into_iter().find(|t| t.local_key == *key).unwrap().twin;
+                            let twins = other.twins().unwrap();
+                            twins
+                                .into_iter()
+                                .find(|t| t.twin == twin)
+                                .unwrap()
+                                .local_key
                         });
                         let want = format!("issue 0 rev {rev}");
                         loop {
