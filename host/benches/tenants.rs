@@ -9,14 +9,15 @@
 //! (default 200) of their own issues to their neighbour: the throughput, and each tenant's
 //! p99 (change pushed to applied on the other tenant), summarised as min/median/max.
 //!
-//! `cargo bench -p twinsync --bench tenants -- --tenants 10000 --active 100`
+//! `cargo bench -p twinsync --bench tenants -- --tenants 10000 --active 100` (`--dir PATH`
+//! keeps the databases there, and a later run with the same `--dir` only restarts).
 
 #[allow(dead_code)]
 #[path = "../examples/embed.rs"]
 mod example;
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,14 +42,21 @@ fn main() {
         twinsync::runtime::available_cores(),
         load_average()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(&args[0])
-        .args(["--tenants", &count.to_string(), "--create"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    run(dir.path(), count, "restart", active, changes);
+    // `--dir PATH`: databases made there by an earlier run are used again.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = match args.iter().position(|a| a == "--dir") {
+        Some(i) => PathBuf::from(&args[i + 1]),
+        None => temp.path().to_path_buf(),
+    };
+    if !dir.join("tenants").exists() {
+        let status = std::process::Command::new(&args[0])
+            .args(["--tenants", &count.to_string(), "--create"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    run(&dir, count, "restart", active, changes);
 }
 
 /// Start a host on `dir` with `count` tenants, print what it takes, idle 5 s, then run the

@@ -116,6 +116,9 @@ struct Shared {
     /// cheaper than hashing them, and 10,000 tenants add the same vendor component.
     hashes: Mutex<HashMap<usize, Vec<(Arc<[u8]>, String)>>>,
     tenants: RwLock<BTreeMap<String, Arc<Running>>>,
+    /// Which tenant each instance is (changed with `tenants`, under its write lock): a
+    /// check per tenant added, not a search of 10,000.
+    instances: Mutex<HashMap<String, String>>,
     /// Bumped whenever a tenant comes or goes: the loops then read the tenants again.
     generation: AtomicU64,
     subscribers: Subscribers,
@@ -154,6 +157,7 @@ impl Host {
             plugins: Mutex::default(),
             hashes: Mutex::default(),
             tenants: RwLock::default(),
+            instances: Mutex::default(),
             generation: AtomicU64::new(0),
             subscribers: Subscribers::default(),
             event_rung,
@@ -213,7 +217,10 @@ impl Host {
         let store = Arc::new(if database.exists() {
             NodeStore::open_lazily(&database)
         } else {
-            NodeStore::open(&database)?
+            let store = NodeStore::open(&database)?;
+            // Made: closed until its first look, like the others.
+            store.release();
+            store
         });
         let node = Arc::new(Node::new(
             &config.instance,
@@ -264,11 +271,14 @@ impl Host {
         // Opening took the time: the map is locked for the last checks and the insert
         // only, so that the other tenants' messages keep moving meanwhile.
         let mut tenants = shared.tenants.write().unwrap_or_else(|e| e.into_inner());
-        if let Err(error) = check_free(&tenants, &config) {
-            drop(tenants);
+        let mut instances = shared.instances.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(error) = check_free(&tenants, &instances, &config) {
+            drop((tenants, instances));
             stop(&running);
             return Err(error);
         }
+        instances.insert(config.instance.clone(), config.name.clone());
+        drop(instances);
         tenants.insert(config.name.clone(), running.clone());
         shared.generation.fetch_add(1, Ordering::AcqRel);
         drop(tenants);
@@ -301,13 +311,20 @@ impl Host {
     /// Stop a tenant: its loops finish the events they are on (nothing is committed halfway)
     /// and stop. Its database stays; adding it again resumes where it stopped.
     pub fn remove_tenant(&self, name: &str) -> Result<()> {
-        let running = self
+        let mut tenants = self
             .shared
             .tenants
             .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(|e| e.into_inner());
+        let running = tenants
             .remove(name)
             .ok_or_else(|| anyhow!("no tenant `{name}` in the host"))?;
+        self.shared
+            .instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(running.node.instance());
+        drop(tenants);
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         stop(&running);
         Ok(())
@@ -368,19 +385,19 @@ fn stop(running: &Running) {
 
 /// Whether `config` can join `tenants`: a name and an instance of its own (tenants reach
 /// each other by instance).
-fn check_free(tenants: &BTreeMap<String, Arc<Running>>, config: &TenantConfig) -> Result<()> {
+fn check_free(
+    tenants: &BTreeMap<String, Arc<Running>>,
+    instances: &HashMap<String, String>,
+    config: &TenantConfig,
+) -> Result<()> {
     if tenants.contains_key(&config.name) {
         bail!("tenant `{}` is already in the host", config.name);
     }
-    if let Some(other) = tenants
-        .values()
-        .find(|t| t.node.instance() == config.instance)
-    {
+    if let Some(other) = instances.get(&config.instance) {
         bail!(
-            "tenant `{}`: instance `{}` is tenant `{}`'s already (tenants reach each other by instance)",
+            "tenant `{}`: instance `{}` is tenant `{other}`'s already (tenants reach each other by instance)",
             config.name,
             config.instance,
-            other.name
         );
     }
     Ok(())
@@ -401,10 +418,9 @@ fn check_name(name: &str) -> Result<()> {
 
 impl Shared {
     fn check_free(&self, config: &TenantConfig) -> Result<()> {
-        check_free(
-            &self.tenants.read().unwrap_or_else(|e| e.into_inner()),
-            config,
-        )
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        check_free(&tenants, &instances, config)
     }
 
     /// The tenants, for a loop to go through.
