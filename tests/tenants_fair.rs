@@ -187,7 +187,7 @@ fn a_noisy_tenant_leaves_a_quiet_tenants_p99_within_twice_its_value_alone() {
         .unwrap();
     quiet.exalate("q", &key).unwrap();
     let to_key = remote_key(&quiet, &quiet_receiver, &key);
-    let mut measure = |label: &str| {
+    let measure = |label: &str| {
         p99(latencies(
             &quiet,
             &qa,

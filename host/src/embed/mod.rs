@@ -103,6 +103,12 @@ pub struct Host {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// A component's bytes and their SHA-256.
+type Known = (Arc<[u8]>, String);
+
+/// One of the host's loops.
+type Loop = fn(&Shared);
+
 /// What the host's threads share.
 struct Shared {
     data_dir: PathBuf,
@@ -114,7 +120,7 @@ struct Shared {
     plugins: Mutex<HashMap<String, Arc<Plugin>>>,
     /// Each distinct component's bytes and SHA-256, by length: comparing bytes is far
     /// cheaper than hashing them, and 10,000 tenants add the same vendor component.
-    hashes: Mutex<HashMap<usize, Vec<(Arc<[u8]>, String)>>>,
+    hashes: Mutex<HashMap<usize, Vec<Known>>>,
     tenants: RwLock<BTreeMap<String, Arc<Running>>>,
     /// Which tenant each instance is (changed with `tenants`, under its write lock): a
     /// check per tenant added, not a search of 10,000.
@@ -165,7 +171,7 @@ impl Host {
             stop: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
-        let loops: [(&str, fn(&Shared)); 3] = [
+        let loops: [(&str, Loop); 3] = [
             ("events", Shared::event_loop),
             ("delivery", Shared::deliver_loop),
             ("verify", Shared::verify_loop),
@@ -250,11 +256,8 @@ impl Host {
         let work = Work::new(
             node.clone(),
             shared.workers.clone(),
-            config.name.clone(),
-            config.poll_tracker,
-            &config.quota,
+            &config,
             database,
-            verify::stagger(&config.name),
             shared.per_tenant,
         );
         let running = Arc::new(Running {

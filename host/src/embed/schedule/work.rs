@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::quota::{Quota, QuotaLimit, Quotas};
+use super::quota::{QuotaLimit, Quotas};
+use crate::embed::TenantConfig;
 use crate::store::events;
 use crate::sync::{Node, Pipeline, Workers};
 
@@ -55,26 +56,26 @@ pub(super) struct Round {
 }
 
 impl Work {
-    /// `offset`: where in the hour its first cleanup falls, so that 10,000 tenants do not
-    /// all clean up at once.
+    /// `config`'s part of the loop; `at_once`: events of one tenant that may run at once.
     pub(in crate::embed) fn new(
         node: Arc<Node>,
         workers: Arc<Workers>,
-        lane: String,
-        poll_tracker: bool,
-        quota: &Quota,
+        config: &TenantConfig,
         database: std::path::PathBuf,
-        offset: f64,
         at_once: usize,
     ) -> Self {
         let now = Instant::now();
+        let quota = &config.quota;
+        // Where in the hour its first cleanup falls, so that 10,000 tenants do not all
+        // clean up at once.
+        let offset = crate::embed::verify::stagger(&config.name);
         Work {
-            pipeline: Pipeline::on(node, workers, Some(lane)),
+            pipeline: Pipeline::on(node, workers, Some(config.name.clone())),
             quotas: Quotas::new(quota, database, now),
             bounded: quota.events_per_second.is_some(),
             fuel_bounded: quota.fuel_per_second.map(|_| at_once.max(1)),
             waiting: None,
-            poll_at: poll_tracker.then_some(now),
+            poll_at: config.poll_tracker.then_some(now),
             poll_failures: 0,
             look_at: None,
             forget_at: now + FORGET_EVERY.mul_f64(offset.clamp(0.0, 1.0)),
