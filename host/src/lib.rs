@@ -96,7 +96,8 @@ pub mod tracker;
 
 pub use embed::{
     ConnectionConfig, EventKind, Host, HostConfig, HostEvent, MAX_PUSHED_KEYS, Processor, Pushed,
-    SUBSCRIBER_BACKLOG, SyncErrorInfo, Tenant, TenantConfig, TwinInfo,
+    QueueInfo, Quota, QuotaLimit, SUBSCRIBER_BACKLOG, SyncErrorInfo, Tenant, TenantConfig,
+    TwinInfo,
 };
 pub use runtime::{ConflictPolicy, Limits};
 pub use sync::{Flow, Policies};

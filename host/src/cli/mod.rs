@@ -69,6 +69,17 @@ impl TargetArgs {
         }
     }
 
+    /// After a write to a tenant's database: a running `serve` looks at that tenant within
+    /// a second (its host looks only at tenants given work, and this write gave it none).
+    fn tell_serve(&self) -> anyhow::Result<()> {
+        if let Some(name) = &self.tenant {
+            let data_dir = self.config()?.data_dir();
+            twinsync::tenants::Registry::open(&twinsync::tenants::registry::path_in(&data_dir))?
+                .poke(name)?;
+        }
+        Ok(())
+    }
+
     /// The node with its tracker and processors.
     fn open(&self) -> anyhow::Result<twinsync::setup::ConfiguredNode> {
         let config = self.config()?;

@@ -178,6 +178,7 @@ pub fn conflicts(command: ConflictsCommand) -> Result<()> {
         ConflictsCommand::Resolve { node, id, take } => {
             let opened = node.open()?;
             opened.node.resolve_conflict(id, take)?;
+            node.tell_serve()?;
             outln!("conflict {id} settled ({take:?} value kept); a running node sends it now")?;
             Ok(())
         }
@@ -223,6 +224,7 @@ pub fn exalate(args: &ExalateArgs) -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    args.node.tell_serve()?;
     outln!(
         "exalated {} of {} issues over `{}`; a running node sends them now",
         keys.len() - failed.len(),
@@ -244,13 +246,14 @@ pub fn unexalate(args: &UnexalateArgs) -> Result<()> {
         opened.node.unexalate(&args.connection, key)?;
         outln!("{key}: unexalate queued behind its pending events")?;
     }
-    Ok(())
+    args.node.tell_serve()
 }
 
 /// Compare every settled twin with what was last exchanged, and repair what differs.
 pub fn verify(args: &VerifyArgs) -> Result<()> {
     let opened = args.node.open()?;
     let report = opened.node.verify(args.connection.as_deref())?;
+    args.node.tell_serve()?;
     if args.json {
         return print_json(&report);
     }
@@ -404,10 +407,11 @@ pub fn errors(command: ErrorsCommand) -> Result<()> {
                 }
                 (None, false) => bail!("give an event id or --all"),
             }
-            Ok(())
+            node.tell_serve()
         }
         ErrorsCommand::Skip { node, id } => {
             ops::skip(&*store(&node)?, &id)?;
+            node.tell_serve()?;
             outln!("{id} skipped; its twin goes on with its next event")?;
             Ok(())
         }

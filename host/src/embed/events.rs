@@ -54,6 +54,13 @@ pub enum HostEvent {
         event: String,
         message: String,
     },
+    /// A quota of the tenant is spent: its events wait (nothing fails, nothing is lost)
+    /// until there is room again. Told once each time it starts waiting; its current state
+    /// is [`Tenant::queue`](super::Tenant::queue)'s `waiting_for_quota`.
+    WaitingForQuota {
+        tenant: String,
+        quota: super::QuotaLimit,
+    },
     /// The tenant's event loop failed (a bug): the tenant no longer syncs. Remove it and add
     /// it again to restart it; nothing queued is lost.
     TenantStopped { tenant: String, reason: String },

@@ -2,13 +2,13 @@
 //! handle an embedder holds to act on a running one ([`Tenant`]).
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Result;
 
+use super::schedule::{Quota, QuotaLimit, Work};
 use crate::runtime::Limits;
 use crate::service::Wake;
 use crate::sync::{Flow, Node, Policies};
@@ -122,6 +122,7 @@ pub struct TenantConfig {
     pub(super) data_dir: Option<PathBuf>,
     pub(super) poll_tracker: bool,
     pub(super) verify_every: Option<Duration>,
+    pub(super) quota: Quota,
 }
 
 impl TenantConfig {
@@ -136,6 +137,7 @@ impl TenantConfig {
             data_dir: None,
             poll_tracker: true,
             verify_every: Some(Duration::from_secs(600)),
+            quota: Quota::default(),
         }
     }
 
@@ -165,6 +167,46 @@ impl TenantConfig {
         self.verify_every = every;
         self
     }
+}
+
+// Quotas (fair share between tenants is the host's, see `HostConfig::workers_per_tenant`).
+impl TenantConfig {
+    /// What the tenant may use: past a quota its events wait (nothing fails, nothing is
+    /// lost) and [`Tenant::queue`] says which quota they wait for. Default: no quota.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use twinsync::tracker::ReferenceTracker;
+    /// use twinsync::{Quota, TenantConfig};
+    /// # fn main() -> anyhow::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let issues = Arc::new(ReferenceTracker::new(&dir.path().join("acme.db"), "ACME")?);
+    /// let acme = TenantConfig::new("acme", "Acme", issues).quota(Quota {
+    ///     events_per_second: Some(50.0),
+    ///     fuel_per_second: Some(500_000_000),
+    ///     stored_bytes: Some(1 << 30),
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn quota(mut self, quota: Quota) -> Self {
+        self.quota = quota;
+        self
+    }
+}
+
+/// A tenant's queue, as [`Tenant::queue`] shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// Events waiting to be processed (including those waiting to retry after a passing
+    /// failure, and those waiting for a quota).
+    pub pending: u64,
+    /// Sync errors, waiting for the embedder to retry or skip them.
+    pub failed: u64,
+    /// Messages sent and not yet acknowledged by the other side.
+    pub unacknowledged: u64,
+    /// The quota the tenant's events wait for, if they wait for one.
+    pub waiting_for_quota: Option<QuotaLimit>,
 }
 
 /// What became of one key given to [`Tenant::issues_changed`].
@@ -208,14 +250,90 @@ pub struct SyncErrorInfo {
 pub(super) struct Running {
     pub(super) name: String,
     pub(super) node: Arc<Node>,
-    pub(super) wake: Arc<Wake>,
+    pub(super) wake: Arc<Bell>,
     pub(super) stop: Arc<AtomicBool>,
-    pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Its part of the host's event loop (`None` once stopped). Held by the loop while it
+    /// works on the tenant, so that removing it waits for that.
+    pub(super) work: Mutex<Option<Work>>,
+    /// Held while its twins are being verified.
+    pub(super) verifying: Mutex<()>,
+    pub(super) verify_every: Option<Duration>,
+    /// The quota its events wait for, if any (what [`Tenant::queue`] shows).
+    pub(super) waiting: Mutex<Option<QuotaLimit>>,
     /// Held while the tenant runs (one host or `serve` per tenant database), and let go
     /// when it stops, even if the embedder still holds a handle.
     pub(super) lock: Mutex<Option<crate::service::DataDirLock>>,
-    /// Processor calls it may run at once (see `HostConfig::max_parallel_calls`).
-    pub(super) calls: usize,
+}
+
+/// A tenant's doorbell: whoever gives it work (the embedder, a message from another
+/// tenant) rings it; the host's loops then look at this tenant, and only at the tenants
+/// that rang (an idle tenant costs nothing).
+pub(super) struct Bell {
+    name: String,
+    /// Its queue may have ready events.
+    events: AtomicBool,
+    /// Its outbox may have messages.
+    outbox: AtomicBool,
+    event_loop: Arc<Rung>,
+    delivery: Arc<Rung>,
+}
+
+impl Bell {
+    pub(super) fn new(name: &str, event_loop: Arc<Rung>, delivery: Arc<Rung>) -> Self {
+        Bell {
+            name: name.to_string(),
+            events: AtomicBool::new(false),
+            outbox: AtomicBool::new(false),
+            event_loop,
+            delivery,
+        }
+    }
+
+    pub(super) fn ring(&self) {
+        // Named once until the loop takes it.
+        if !self.events.swap(true, Ordering::AcqRel) {
+            self.event_loop.push(&self.name);
+        }
+        self.outbox_changed();
+    }
+
+    pub(super) fn outbox_changed(&self) {
+        if !self.outbox.swap(true, Ordering::AcqRel) {
+            self.delivery.push(&self.name);
+        }
+    }
+
+    /// Whether it rang for its queue since last asked.
+    pub(super) fn take_events(&self) -> bool {
+        self.events.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether it rang for its outbox since last asked.
+    pub(super) fn take_outbox(&self) -> bool {
+        self.outbox.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// The tenants that rang one of the host's loops since it last looked, and its bell.
+#[derive(Default)]
+pub(super) struct Rung {
+    names: Mutex<Vec<String>>,
+    pub(super) bell: Arc<Wake>,
+}
+
+impl Rung {
+    fn push(&self, name: &str) {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.to_string());
+        self.bell.ring();
+    }
+
+    /// The tenants that rang, each once.
+    pub(super) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.names.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// A handle on a running tenant, from [`Host::add_tenant`](super::Host::add_tenant) or
@@ -326,6 +444,25 @@ impl Tenant {
         crate::ops::retry(self.live()?.store(), event)?;
         self.running.wake.ring();
         Ok(())
+    }
+
+    /// The tenant's queue: events pending and failed, messages not yet acknowledged, and
+    /// the quota its events wait for, if any.
+    pub fn queue(&self) -> Result<QueueInfo> {
+        let rows = crate::ops::queue(self.live()?.store())?;
+        let sum = |f: fn(&crate::ops::QueueRow) -> i64| -> u64 {
+            rows.iter().map(|r| f(r).max(0) as u64).sum()
+        };
+        Ok(QueueInfo {
+            pending: sum(|r| r.pending),
+            failed: sum(|r| r.failed),
+            unacknowledged: sum(|r| r.in_flight),
+            waiting_for_quota: *self
+                .running
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        })
     }
 
     /// Drop a sync error's event; its twin goes on.

@@ -521,3 +521,14 @@ pub fn recent_of_connection(db: &Connection, connection: &str, limit: usize) -> 
     let rows = stmt.query_map(params![connection, limit as i64], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// When the first pending event that waits to retry after a passing failure becomes ready
+/// (ms), if one waits: a scheduler that is not told about it looks again then.
+pub fn next_retry_at(db: &Connection, now_ms: i64) -> Result<Option<i64>> {
+    Ok(db
+        .prepare_cached(
+            "SELECT min(next_attempt_at) FROM events
+             WHERE state = 'pending' AND next_attempt_at > ?1",
+        )?
+        .query_row([now_ms], |r| r.get(0))?)
+}

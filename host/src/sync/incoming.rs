@@ -244,6 +244,7 @@ impl Node {
         };
         self.plugins.started(&event.id, plugin);
         let outcome = plugin.run_incoming(&self.runtime, call, &replica, previous.as_ref(), &local);
+        self.burned(outcome.fuel_used);
         self.crash_point(CrashPoint::AfterProcessor);
         let log = outcome.log;
         let input = ProcessorInput {

@@ -38,6 +38,8 @@ pub struct Node {
     pub(crate) plugins: crate::plugins::NodePlugins,
     /// Told about each event once its outcome is committed (see [`Node::observe`]).
     observer: std::sync::OnceLock<Observer>,
+    /// Fuel its processors used so far (see [`Node::fuel_used`]).
+    fuel: std::sync::atomic::AtomicU64,
 }
 
 /// What [`Node::observe`] calls for each event whose outcome was committed: the event, and
@@ -85,6 +87,7 @@ impl Node {
                 .unwrap_or_default(),
             plugins: Default::default(),
             observer: Default::default(),
+            fuel: Default::default(),
         })
     }
 
@@ -92,6 +95,18 @@ impl Node {
     /// events). Returns false if the node has an observer already.
     pub fn observe(&self, observer: Observer) -> bool {
         self.observer.set(observer).is_ok()
+    }
+
+    /// Fuel (WebAssembly instructions, about) its processors used since it started: what a
+    /// host's fuel quota counts.
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A processor call of this node used `fuel`.
+    pub(super) fn burned(&self, fuel: u64) {
+        self.fuel
+            .fetch_add(fuel, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Tell the observer, if any, what became of an event.

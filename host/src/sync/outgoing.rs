@@ -71,6 +71,7 @@ impl Node {
         };
         self.plugins.started(&event.id, plugin);
         let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
+        self.burned(outcome.fuel_used);
         self.crash_point(CrashPoint::AfterProcessor);
         let log = outcome.log;
         let input = ProcessorInput {

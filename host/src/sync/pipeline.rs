@@ -8,10 +8,12 @@
 //! issue (or, before first sync, its twin) is being prepared, and `events::ready` offers only
 //! the first unfinished event of each twin.
 //!
-//! Workers share out their time between connections: an idle worker takes the next event
-//! of the connection that has used the least worker time lately (see [`Lanes`]), so one
-//! connection whose processor always runs to its limit cannot push the others' events
-//! behind its own.
+//! Workers share out their time between lanes: an idle worker takes the next event of the
+//! lane that has used the least worker time lately (see [`Lanes`]), so one lane whose
+//! processor always runs to its limit cannot push the others' events behind its own. In
+//! `twinsync serve` a node has workers of its own and a lane per connection; in an
+//! embedding host every tenant's pipeline shares the host's workers, with a lane per tenant
+//! and a bound on the events of one lane running at once.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -25,21 +27,28 @@ use super::batch::{Progress, issue_of_twin};
 use super::effect::Prepared;
 use super::failure::{Failed, SyncFailure};
 use super::node::Node;
+use crate::service::Wake;
 use crate::store::events::{self, Event};
 
 type Finished = (Event, String, Result<Prepared, Failed>);
 
-/// An event handed out, with the issue it holds (see `issue_of`).
+/// An event handed out, with the issue it holds (see `issue_of`), the node it is of, its
+/// lane and where its outcome goes.
 struct Job {
+    node: Arc<Node>,
     event: Event,
     issue: String,
+    lane: String,
+    done: Sender<Finished>,
 }
 
-/// Events waiting for a worker, one queue per connection ("lane"), and the worker time
-/// each lane used lately.
-#[derive(Default)]
-struct Lanes {
-    queued: BTreeMap<String, VecDeque<Job>>,
+/// Events waiting for a worker, one queue per lane (a connection of one node, or a tenant
+/// of a host), and the worker time each lane used lately.
+struct Lanes<J> {
+    /// Events of one lane that may run at once (`None`: no bound): a tenant whose
+    /// processor always runs to its time limit then holds that many workers at most.
+    per_lane: Option<usize>,
+    queued: BTreeMap<String, VecDeque<J>>,
     /// Worker time per lane, halved every [`DECAY`] so that the past weighs less.
     used: BTreeMap<String, Duration>,
     /// When each running event of a lane started: running time counts as used.
@@ -51,14 +60,32 @@ struct Lanes {
 /// How often the lanes' used time is halved.
 const DECAY: Duration = Duration::from_secs(1);
 
-impl Lanes {
-    /// The next job: from the lane with queued jobs that used the least worker time lately,
-    /// its running events included (on a tie, the one with fewer running).
-    fn take(&mut self) -> Option<Job> {
+impl<J> Default for Lanes<J> {
+    fn default() -> Self {
+        Lanes {
+            per_lane: None,
+            queued: BTreeMap::new(),
+            used: BTreeMap::new(),
+            running: BTreeMap::new(),
+            decayed_at: None,
+            closed: false,
+        }
+    }
+}
+
+impl<J> Lanes<J> {
+    /// The next job and when it started: from the lane with queued jobs that used the
+    /// least worker time lately, its running events included (on a tie, the one with fewer
+    /// running), among the lanes under their bound of running events.
+    fn take(&mut self) -> Option<(J, Instant)> {
         let now = Instant::now();
         let lane = self
             .queued
             .keys()
+            .filter(|lane| {
+                self.per_lane
+                    .is_none_or(|max| self.running.get(*lane).map_or(0, Vec::len) < max)
+            })
             .min_by_key(|lane| {
                 let running = self.running.get(*lane).map_or(&[][..], Vec::as_slice);
                 let so_far: Duration = running.iter().map(|at| now - *at).sum();
@@ -72,7 +99,7 @@ impl Lanes {
             self.queued.remove(&lane);
         }
         self.running.entry(lane).or_default().push(now);
-        job
+        job.map(|job| (job, now))
     }
 
     /// A job of `lane` that started at `started` has finished.
@@ -103,22 +130,24 @@ impl Lanes {
     }
 }
 
-/// The lanes, shared by the event loop (which queues) and the workers (which take).
+/// The lanes, shared by the event loops (which queue) and the workers (which take).
 #[derive(Default)]
 struct Scheduler {
-    lanes: Mutex<Lanes>,
+    lanes: Mutex<Lanes<Job>>,
     wake: Condvar,
+    /// Rung when a lane's last running event finishes (see [`Workers::forget`]).
+    lane_idle: Condvar,
 }
 
 impl Scheduler {
-    fn lanes(&self) -> MutexGuard<'_, Lanes> {
+    fn lanes(&self) -> MutexGuard<'_, Lanes<Job>> {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn queue(&self, job: Job) {
         self.lanes()
             .queued
-            .entry(job.event.connection.clone())
+            .entry(job.lane.clone())
             .or_default()
             .push_back(job);
         self.wake.notify_one();
@@ -131,12 +160,8 @@ impl Scheduler {
             if lanes.closed {
                 return None;
             }
-            if let Some(job) = lanes.take() {
-                let started = lanes.running[&job.event.connection]
-                    .last()
-                    .copied()
-                    .unwrap_or_else(Instant::now);
-                return Some((job, started));
+            if let Some(taken) = lanes.take() {
+                return Some(taken);
             }
             lanes = self.wake.wait(lanes).unwrap_or_else(|e| e.into_inner());
         }
@@ -148,42 +173,120 @@ impl Scheduler {
     }
 }
 
-/// Worker threads and what they are working on.
+/// Worker threads, shared by the pipelines of one node (`twinsync serve`) or of every
+/// tenant of a host.
+pub struct Workers {
+    scheduler: Arc<Scheduler>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    count: usize,
+    per_lane: Option<usize>,
+}
+
+impl Workers {
+    /// Start `count` threads. `per_lane`: events of one lane that may run at once (`None`:
+    /// no bound). `finished` is rung after each event.
+    pub fn start(
+        count: usize,
+        per_lane: Option<usize>,
+        finished: Option<Arc<Wake>>,
+    ) -> std::io::Result<Arc<Workers>> {
+        let count = count.max(1);
+        let scheduler = Arc::new(Scheduler::default());
+        scheduler.lanes().per_lane = per_lane.map(|n| n.max(1));
+        let mut threads = Vec::with_capacity(count);
+        for i in 0..count {
+            let (scheduler, finished) = (scheduler.clone(), finished.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("twinsync-worker-{i}"))
+                    .spawn(move || work(&scheduler, finished.as_deref()))?,
+            );
+        }
+        Ok(Arc::new(Workers {
+            scheduler,
+            threads: Mutex::new(threads),
+            count,
+            per_lane: per_lane.map(|n| n.max(1)),
+        }))
+    }
+
+    /// Stop handing out events: each worker finishes the one it is on and stops.
+    pub fn close(&self) {
+        self.scheduler.close();
+    }
+
+    /// Drop the queued events of `lane` (they stay pending in their store) and wait until
+    /// none of its events runs any more.
+    fn forget(&self, lane: &str) {
+        let mut lanes = self.scheduler.lanes();
+        lanes.queued.remove(lane);
+        while lanes.running.contains_key(lane) {
+            lanes = self
+                .scheduler
+                .lane_idle
+                .wait(lanes)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for Workers {
+    /// Stop handing out work and wait for the workers: each finishes the event it is on
+    /// (at once if the runtime was interrupted); nothing is committed, so those events
+    /// stay pending and run again after a restart.
+    fn drop(&mut self) {
+        self.scheduler.close();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One node's events on their way through [`Workers`]: which are handed out, and their
+/// commit, one transaction per round.
 pub struct Pipeline {
     node: Arc<Node>,
-    scheduler: Arc<Scheduler>,
+    workers: Arc<Workers>,
+    /// The lane of every event (`None`: its connection's).
+    lane: Option<String>,
+    done: Sender<Finished>,
     finished: Receiver<Finished>,
     /// Issues (see `issue_of`) with an event handed out and not yet committed.
     busy: HashSet<String>,
     /// Events handed out at most at once: enough to keep every worker busy between rounds,
     /// few enough that the ready query stays short.
     capacity: usize,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl Pipeline {
-    /// Start `workers` threads preparing `node`'s events.
+    /// Start `workers` threads preparing `node`'s events, shared out between its
+    /// connections.
     pub fn start(node: Arc<Node>, workers: usize) -> std::io::Result<Self> {
-        let workers = workers.max(1);
-        let scheduler = Arc::new(Scheduler::default());
+        let workers = Workers::start(workers, None, None)?;
+        Ok(Pipeline::on(node, workers, None))
+    }
+
+    /// `node`'s events, prepared by `workers` (shared with other nodes) in lane `lane`, or
+    /// one lane per connection if `None`.
+    pub fn on(node: Arc<Node>, workers: Arc<Workers>, lane: Option<String>) -> Self {
         let (done, finished) = mpsc::channel();
-        let mut threads = Vec::with_capacity(workers);
-        for i in 0..workers {
-            let (node, scheduler, done) = (node.clone(), scheduler.clone(), done.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("twinsync-worker-{i}"))
-                    .spawn(move || work(&node, &scheduler, &done))?,
-            );
-        }
-        Ok(Pipeline {
+        // A lane that runs few events at once gets few handed out: a round then reads and
+        // commits little, and another tenant's round comes sooner.
+        let runs = workers.per_lane.unwrap_or(workers.count).min(workers.count);
+        Pipeline {
+            capacity: if lane.is_some() {
+                (runs * 32).max(32)
+            } else {
+                (runs * 128).max(256)
+            },
             node,
-            scheduler,
+            workers,
+            lane,
+            done,
             finished,
             busy: HashSet::new(),
-            capacity: (workers * 128).max(256),
-            threads,
-        })
+        }
     }
 
     /// Events handed out and not committed yet.
@@ -195,7 +298,13 @@ impl Pipeline {
     /// within `wait` (or until nothing is left running) and commit it in one transaction.
     /// An event still running after `wait` is collected by a later round.
     pub fn step(&mut self, wait: Duration) -> Result<Progress> {
-        self.hand_out()?;
+        self.hand_out(usize::MAX)?;
+        self.collect(wait)
+    }
+
+    /// Commit, in one transaction, the events that finished, waiting up to `wait` for the
+    /// ones running (zero: take what finished, do not wait).
+    pub fn collect(&mut self, wait: Duration) -> Result<Progress> {
         let deadline = Instant::now() + wait;
         let mut finished = Vec::new();
         while finished.len() < self.busy.len() {
@@ -205,6 +314,9 @@ impl Pipeline {
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the workers have stopped"),
             }
+        }
+        if finished.is_empty() {
+            return Ok(Progress::default());
         }
         // In queue order, whatever order the workers finished in: messages of one round
         // go to the outbox (and out) in the order their events were queued.
@@ -226,12 +338,14 @@ impl Pipeline {
         committed
     }
 
-    fn hand_out(&mut self) -> Result<()> {
-        let room = self.capacity.saturating_sub(self.busy.len());
+    /// Hand out up to `most` of the ready events that can start (none of their issue in
+    /// flight); how many went.
+    pub fn hand_out(&mut self, most: usize) -> Result<usize> {
+        let room = self.capacity.saturating_sub(self.busy.len()).min(most);
         // With work in flight, wait until a quarter of the room is free: the query costs the
         // same for one free place as for many, and the workers are busy meanwhile.
-        if room == 0 || (!self.busy.is_empty() && room < self.capacity / 4) {
-            return Ok(());
+        if room == 0 || (!self.busy.is_empty() && room < (self.capacity / 4).min(most)) {
+            return Ok(0);
         }
         let now = self.node.now_ms();
         // Events in flight are still pending: ask for enough to find `room` others. Only
@@ -244,7 +358,7 @@ impl Pipeline {
         let mut chosen = Vec::with_capacity(room);
         for head in heads {
             let issue = issue_of_twin(&head.twin_id, head.local_key.as_deref());
-            if self.busy.len() >= self.capacity || !self.busy.insert(issue.clone()) {
+            if chosen.len() >= room || !self.busy.insert(issue.clone()) {
                 continue;
             }
             chosen.push((head.seq, issue));
@@ -264,33 +378,54 @@ impl Pipeline {
                 return Err(error);
             }
         };
+        let mut handed = 0;
         for ((_, issue), event) in chosen.into_iter().zip(events) {
             match event {
-                Some(event) => self.scheduler.queue(Job { event, issue }),
+                Some(event) => {
+                    let lane = self
+                        .lane
+                        .clone()
+                        .unwrap_or_else(|| event.connection.clone());
+                    self.workers.scheduler.queue(Job {
+                        node: self.node.clone(),
+                        event,
+                        issue,
+                        lane,
+                        done: self.done.clone(),
+                    });
+                    handed += 1;
+                }
                 // Gone since the query (an operator skipped it): nothing to do.
                 None => {
                     self.busy.remove(&issue);
                 }
             }
         }
-        Ok(())
+        Ok(handed)
     }
 }
 
 impl Drop for Pipeline {
-    /// Stop handing out work and wait for the workers: each finishes the event it is on
-    /// (at once if the runtime was interrupted); nothing is committed, so those events
-    /// stay pending and run again after a restart.
+    /// Its events that wait for a worker are dropped (they stay pending in the store); the
+    /// ones running finish first (at once if the runtime was interrupted), and nothing is
+    /// committed, so they stay pending too and run again after a restart.
     fn drop(&mut self) {
-        self.scheduler.close();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+        // Workers of its own stop with it (see `Workers`' drop); shared ones go on.
+        if let Some(lane) = &self.lane {
+            self.workers.forget(lane);
         }
     }
 }
 
-fn work(node: &Node, scheduler: &Scheduler, done: &Sender<Finished>) {
-    while let Some((Job { event, issue }, started)) = scheduler.next() {
+fn work(scheduler: &Scheduler, finished: Option<&Wake>) {
+    while let Some((job, started)) = scheduler.next() {
+        let Job {
+            node,
+            event,
+            issue,
+            lane,
+            done,
+        } = job;
         // A bug that panics while preparing one event must not take a worker, and with it
         // the event's twin, out for good: the event waits and is tried again.
         let outcome =
@@ -301,9 +436,17 @@ fn work(node: &Node, scheduler: &Scheduler, done: &Sender<Finished>) {
                         "preparing the event panicked (a bug in twinsync): {what}"
                     ))))
                 });
-        scheduler.lanes().finished(&event.connection, started);
-        if done.send((event, issue, outcome)).is_err() {
-            return;
+        // Sent before the lane counts it finished: a pipeline dropped meanwhile (its
+        // receiver gone) has waited for it, and its outcome is not committed.
+        let _ = done.send((event, issue, outcome));
+        let mut lanes = scheduler.lanes();
+        lanes.finished(&lane, started);
+        if !lanes.running.contains_key(&lane) {
+            scheduler.lane_idle.notify_all();
+        }
+        drop(lanes);
+        if let Some(finished) = finished {
+            finished.ring();
         }
     }
 }
@@ -312,28 +455,9 @@ fn work(node: &Node, scheduler: &Scheduler, done: &Sender<Finished>) {
 mod tests {
     use super::*;
 
-    fn event(seq: i64, connection: &str) -> Event {
-        Event {
-            seq,
-            id: format!("e{seq}"),
-            kind: events::Kind::Incoming,
-            connection: connection.into(),
-            twin_id: format!("t{seq}"),
-            reason: crate::model::SyncReason::LocalChange,
-            hop: 0,
-            message: None,
-            state: events::State::Pending,
-            attempts: 0,
-            error_kind: None,
-            error: None,
-            log: None,
-            input: None,
-            note: None,
-            created_at: 0,
-            first_attempt_at: None,
-            last_attempt_at: None,
-            next_attempt_at: None,
-        }
+    /// A lane's queued job, as the tests see it: its number.
+    fn queue(lanes: &mut Lanes<i64>, lane: &str, seq: i64) {
+        lanes.queued.entry(lane.into()).or_default().push_back(seq);
     }
 
     #[test]
@@ -342,15 +466,9 @@ mod tests {
         lanes.charge("slow", Duration::from_secs(2));
         lanes.charge("quick", Duration::from_millis(1));
         for (lane, seq) in [("slow", 1), ("slow", 2), ("quick", 3)] {
-            let event = event(seq, lane);
-            lanes.queued.entry(lane.into()).or_default().push_back(Job {
-                issue: format!("issue:{seq}"),
-                event,
-            });
+            queue(&mut lanes, lane, seq);
         }
-        let order: Vec<i64> = std::iter::from_fn(|| lanes.take())
-            .map(|j| j.event.seq)
-            .collect();
+        let order: Vec<i64> = std::iter::from_fn(|| lanes.take()).map(|j| j.0).collect();
         assert_eq!(order, [3, 1, 2]);
     }
 
@@ -358,13 +476,29 @@ mod tests {
     fn a_running_event_counts_so_two_workers_do_not_both_start_on_one_lane() {
         let mut lanes = Lanes::default();
         for (lane, seq) in [("a", 1), ("a", 2), ("b", 3)] {
-            lanes.queued.entry(lane.into()).or_default().push_back(Job {
-                issue: format!("issue:{seq}"),
-                event: event(seq, lane),
-            });
+            queue(&mut lanes, lane, seq);
         }
-        assert_eq!(lanes.take().map(|j| j.event.seq), Some(1));
+        assert_eq!(lanes.take().map(|j| j.0), Some(1));
         // "a" has one running, "b" none: the second worker takes "b".
-        assert_eq!(lanes.take().map(|j| j.event.seq), Some(3));
+        assert_eq!(lanes.take().map(|j| j.0), Some(3));
+    }
+
+    #[test]
+    fn a_lane_at_its_bound_waits_even_if_it_used_the_least_time() {
+        let mut lanes = Lanes {
+            per_lane: Some(1),
+            ..Lanes::default()
+        };
+        lanes.charge("b", Duration::from_secs(5));
+        for (lane, seq) in [("a", 1), ("a", 2), ("b", 3)] {
+            queue(&mut lanes, lane, seq);
+        }
+        let (first, started) = lanes.take().unwrap();
+        assert_eq!(first, 1);
+        // "a" runs one already: "b" goes, however much time it used.
+        assert_eq!(lanes.take().map(|j| j.0), Some(3));
+        assert_eq!(lanes.take(), None);
+        lanes.finished("a", started);
+        assert_eq!(lanes.take().map(|j| j.0), Some(2));
     }
 }

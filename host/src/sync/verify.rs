@@ -236,6 +236,7 @@ impl Node {
             merge_base: MergeBase::default(),
         };
         let outcome = plugin.run_outgoing(&self.runtime, call, &issue);
+        self.burned(outcome.fuel_used);
         let replica = outcome
             .result
             .map_err(|e| format!("the outgoing processor failed: {e}"))?;

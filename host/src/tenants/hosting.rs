@@ -42,6 +42,8 @@ pub struct Tenants {
     /// How long a tenant that is not running waits before it is tried again (its cause
     /// may pass: a plugin file put back, room made in the host).
     retry_after: Duration,
+    /// The registry's pokes as last read (see `Registry::poke`).
+    pokes: Mutex<HashMap<String, i64>>,
 }
 
 /// A registered tenant as this process runs it.
@@ -147,6 +149,7 @@ impl Tenants {
             hosted: RwLock::default(),
             reconciling: Mutex::default(),
             retry_after,
+            pokes: Mutex::default(),
         })
     }
 
@@ -232,6 +235,20 @@ impl Tenants {
     }
 
     /// Bring the running tenants in line with the registry.
+    /// Wake the tenants whose database a command wrote since the last look: the host
+    /// looks only at tenants given work, and a write from outside gives it none.
+    fn answer_pokes(&self) -> Result<()> {
+        let mut seen = self.pokes.lock().unwrap_or_else(|e| e.into_inner());
+        for (tenant, count) in self.registry.pokes()? {
+            if seen.insert(tenant.clone(), count) != Some(count)
+                && let Some(live) = self.live(&tenant)
+            {
+                live.wake();
+            }
+        }
+        Ok(())
+    }
+
     pub fn reconcile(&self) -> Result<()> {
         let _one = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
         let entries: BTreeMap<String, Entry> = self
@@ -241,6 +258,7 @@ impl Tenants {
             .map(|e| (e.spec.name.clone(), e))
             .collect();
         self.stop_failed_senders();
+        self.answer_pokes()?;
         // Stopped first: a tenant whose instance moved to another one frees it.
         let gone: Vec<String> = {
             let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());

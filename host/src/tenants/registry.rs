@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS plugin_changes (
     previous TEXT
 );
 CREATE INDEX IF NOT EXISTS plugin_changes_by_side ON plugin_changes (tenant, connection, side);
+-- A command that wrote a tenant's database outside serve (`--tenant NAME`) counts up its
+-- tenant's row here: serve's host looks only at tenants given work, so it is told this way.
+CREATE TABLE IF NOT EXISTS pokes (
+    tenant TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+);
 ";
 
 /// One switch of a tenant's connection side to another processor.
@@ -92,6 +98,24 @@ impl Registry {
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tell a running serve that the tenant's database was written outside it.
+    pub fn poke(&self, tenant: &str) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO pokes (tenant, count) VALUES (?1, 1)
+             ON CONFLICT (tenant) DO UPDATE SET count = count + 1",
+            [tenant],
+        )?;
+        Ok(())
+    }
+
+    /// Each poked tenant's count: a count that moved since last read is a new poke.
+    pub fn pokes(&self) -> Result<Vec<(String, i64)>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached("SELECT tenant, count FROM pokes")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every tenant, by name.
