@@ -562,11 +562,11 @@ fn a_tenant_token_reaches_its_own_node_only() {
 #[test]
 fn tenants_are_added_changed_and_removed_while_serve_runs() {
     let dir = tempfile::tempdir().unwrap();
-    // Room for one tenant: its worker and its reconciliation.
+    // One worker, shared by every tenant.
     let node = serve(
         twinsync_tests::twinsync_binary!(),
         dir.path(),
-        "\n[tenants]\nmax-parallel-calls = 2\n",
+        "\n[tenants]\nworkers = 1\n",
     );
     let api = Api::new(node.spec.admin_port);
     let spec = |instance: &str| json!({"name": "acme", "instance": instance, "tracker": {"kind": "reference", "project": "ACME"}});
@@ -632,11 +632,11 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
         api.ok(&token, "GET", "/v1/issues/ACME-1", None)["summary"],
         "kept"
     );
-    // A tenant past the host's room is refused, and not kept.
-    refused(
-        json!({"name": "beta", "instance": "Beta"}),
-        "parallel processor calls",
-    );
+    // A tenant that cannot start (a plain file where its directory must be) is refused
+    // with the reason, and not kept.
+    let in_the_way = node.dir.join("data/tenants/beta");
+    std::fs::write(&in_the_way, "not a directory").unwrap();
+    refused(json!({"name": "beta", "instance": "Beta"}), "cannot create");
     assert_eq!(
         api.ok(TOKEN, "GET", "/v1/tenants", None)
             .as_array()
@@ -644,6 +644,22 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
             .len(),
         1
     );
+    // Its cause removed, it is added: tenants share the workers, none is refused for want
+    // of room.
+    std::fs::remove_file(&in_the_way).unwrap();
+    let beta = api.add_tenant(json!({"name": "beta", "instance": "Beta"}));
+    let made = api.ok(
+        &beta,
+        "POST",
+        "/v1/issues",
+        Some(json!({"summary": "beside acme", "status": "Open"})),
+    );
+    assert_eq!(made["key"], "TS-1");
+    assert_eq!(
+        api.ok(TOKEN, "GET", "/v1/tenants/acme", None)["running"],
+        true
+    );
+    api.ok(TOKEN, "DELETE", "/v1/tenants/beta", None);
 
     // A new token: the old one stops working at once.
     let rotated = api.ok(TOKEN, "POST", "/v1/tenants/acme/token", None);
@@ -1197,4 +1213,76 @@ fn a_tenant_takes_change_notifications_signed_with_its_own_secret() {
     assert_eq!(post("acme", twinsync_tests::process::SECRET, "n-3").0, 401);
     assert_eq!(post("beta", "acme-hook", "n-4").0, 404);
     assert_eq!(post("nobody", "acme-hook", "n-5").0, 404);
+}
+
+/// A tenant's spec may carry quotas: past its events-per-second its events wait (none
+/// fails), and its queue says which quota they wait for.
+#[test]
+fn a_tenant_past_its_events_quota_waits_and_its_queue_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
+    let api = Api::new(node.spec.admin_port);
+    let linked = |name: &str, instance: &str, remote: &str| {
+        json!({"name": name, "instance": instance,
+            "connections": [{"name": "link", "remote-instance": remote}]})
+    };
+    let mut slow = linked("acme", "Acme", "Beta");
+    slow["quota"] = json!({"events-per-second": 0});
+    api.refused(
+        TOKEN,
+        "POST",
+        "/v1/tenants",
+        slow.clone(),
+        "`events-per-second` must be more than 0",
+    );
+    // Two events at once, then one every half second.
+    slow["quota"] = json!({"events-per-second": 2.0});
+    let acme = api.add_tenant(slow);
+    let beta = api.add_tenant(linked("beta", "Beta", "Acme"));
+
+    const ISSUES: usize = 8;
+    let keys: Vec<Value> = (0..ISSUES)
+        .map(|i| {
+            api.ok(
+                &acme,
+                "POST",
+                "/v1/issues",
+                Some(json!({"summary": format!("issue {i}"), "status": "Open"})),
+            )["key"]
+                .clone()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let exalated = api.ok(
+        &acme,
+        "POST",
+        "/v1/exalate",
+        Some(json!({"connection": "link", "keys": keys})),
+    );
+    assert_eq!(exalated["errors"], json!([]), "{exalated}");
+    eventually(WAIT, "acme's queue says it waits for its quota", || {
+        let queue = api.ok(&acme, "GET", "/v1/queue", None);
+        queue[0]["waiting_for_quota"] == "events per second" && queue[0]["pending"] != 0
+    });
+    let twins = |token: &str| {
+        api.ok(token, "GET", "/v1/twins", None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["remote_key"].is_string() || t["local_key"].is_string())
+            .count()
+    };
+    eventually(WAIT, "every issue reaches beta", || twins(&beta) == ISSUES);
+    // 8 events at 2 a second (2 at once): the last one could not start before 3 s.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(2), "took only {took:?}");
+    // Nothing failed, and once through it waits for nothing.
+    assert_eq!(api.ok(&acme, "GET", "/v1/errors", None), json!([]));
+    eventually(WAIT, "acme's queue is empty and waits for nothing", || {
+        let queue = api.ok(&acme, "GET", "/v1/queue", None);
+        queue[0]["pending"] == 0 && queue[0]["waiting_for_quota"].is_null()
+    });
+    // The host token's queue (serve's own node) has no such field.
+    let own = api.ok(TOKEN, "GET", "/v1/queue", None);
+    assert!(!own.to_string().contains("waiting_for_quota"), "{own}");
 }

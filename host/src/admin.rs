@@ -8,7 +8,7 @@
 //! | `POST /v1/exalate` | start syncing issues: `{"connection": "...", "keys": ["INT-1"]}` |
 //! | `POST /v1/unexalate` | stop syncing issues (same body); both sides keep the issue |
 //! | `GET /v1/twins` | the twins of this node, a page at a time in twin id order: `limit` (1 to 5,000, default 500), `after` (the last twin id of the previous page); header `X-Twinsync-Next` holds the next page's `after`, URL-encoded (absent on the last page) |
-//! | `GET /v1/queue` | pending, in-flight, failed, done and skipped events per connection |
+//! | `GET /v1/queue` | pending, in-flight, failed, done and skipped events per connection; for a tenant's token also `waiting_for_quota` (the quota its events wait for, or `null`) |
 //! | `GET /v1/errors` | the sync errors |
 //! | `GET /v1/events` | events, oldest first; filters `twin=T` and `state=S`, both optional |
 //! | `GET /v1/events/{id}` | one event with its message, processor input and log |
@@ -73,6 +73,8 @@ pub struct Scope {
     pub on_change: Arc<dyn Fn() + Send + Sync>,
     /// The tenant, for a tenant token; `None` for the host token.
     pub tenant: Option<String>,
+    /// That tenant in the embedded host (what only the host knows of it: its quotas).
+    pub hosted: Option<crate::embed::Tenant>,
 }
 
 /// A route of the admin API: method, path and handler. The router is built from these
@@ -181,11 +183,13 @@ impl Admin {
                 node: self.node.clone(),
                 on_change: self.on_change.clone(),
                 tenant: None,
+                hosted: None,
             });
         }
         match self.tenants.as_ref().and_then(|t| t.owner_of(token)) {
             Some(TokenOwner::Running(name, live)) => Ok(Scope {
                 node: live.tenant.node().clone(),
+                hosted: Some(live.tenant.clone()),
                 on_change: Arc::new(move || live.wake()),
                 tenant: Some(name),
             }),
@@ -539,8 +543,19 @@ async fn twins(
     }
 }
 
+/// A tenant's rows also say which quota its events wait for (`null`: none).
 async fn queue(Extension(scope): Extension<Scope>) -> Answer {
-    blocking(move || to_json(ops::queue(scope.node.store())?)).await
+    blocking(move || {
+        let mut rows = to_json(ops::queue(scope.node.store())?)?;
+        if let Some(tenant) = &scope.hosted {
+            let waiting = tenant.queue()?.waiting_for_quota.map(|q| q.as_str());
+            for row in rows.as_array_mut().into_iter().flatten() {
+                row["waiting_for_quota"] = Value::from(waiting);
+            }
+        }
+        Ok(rows)
+    })
+    .await
 }
 
 async fn errors(Extension(scope): Extension<Scope>) -> Answer {

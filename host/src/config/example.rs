@@ -114,7 +114,7 @@ log-bytes = 65536         # log kept per event; the rest is cut with a marker
 # Tenants (`twinsync tenants add`, or POST /v1/tenants) run beside this node, each with its
 # own tracker, database and admin token. How they are run (defaults shown):
 # [tenants]
-# workers-per-tenant = 1
-# max-parallel-calls = 64   # processor calls of all tenants at once: each takes its workers + 1
+# workers = 4               # worker threads shared by all tenants (default: the number of cores)
+# workers-per-tenant = 1    # events of one tenant processed at once, at most
 # retry-after-secs = 30     # a tenant that is not running (cannot start, a sender failed) is tried again
 "#;

@@ -101,36 +101,36 @@ pub struct ConsoleConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TenantsConfig {
-    /// Worker threads of each tenant.
+    /// Worker threads running the processors of all tenants together. Default: the number
+    /// of cores.
+    pub workers: Option<usize>,
+    /// Events of one tenant processed at once, at most: a tenant with a backlog holds no
+    /// more workers than this, the others' events go on with the rest.
     #[serde(default = "one")]
     pub workers_per_tenant: usize,
-    /// Processor calls all tenants together may run at once (instances are reserved for
-    /// them up front). Each tenant takes its workers and one more for reconciliation: a
-    /// tenant that does not fit does not start, and says so.
-    #[serde(default = "default_parallel_calls")]
-    pub max_parallel_calls: usize,
     /// Seconds a tenant that is not running (it could not start, or a sender of it
     /// failed) waits before it is tried again: its cause may pass.
     #[serde(default = "default_retry_after_secs")]
     pub retry_after_secs: u64,
+    /// Removed: the workers are shared, so there is nothing left to reserve per tenant.
+    /// Kept only to say so clearly (an unknown key would be a bare "unknown field").
+    #[serde(default)]
+    max_parallel_calls: Option<toml::Spanned<toml::Value>>,
 }
 
 impl Default for TenantsConfig {
     fn default() -> Self {
         TenantsConfig {
+            workers: None,
             workers_per_tenant: one(),
-            max_parallel_calls: default_parallel_calls(),
             retry_after_secs: default_retry_after_secs(),
+            max_parallel_calls: None,
         }
     }
 }
 
 fn one() -> usize {
     1
-}
-
-fn default_parallel_calls() -> usize {
-    64
 }
 
 fn default_retry_after_secs() -> u64 {
@@ -306,6 +306,20 @@ impl NodeConfig {
         if self.workers == Some(0) {
             return Err(anyhow!(
                 "{}: `workers` must be at least 1",
+                self.path.display()
+            ));
+        }
+        if let Some(removed) = &self.tenants.max_parallel_calls {
+            return Err(self.error_at(
+                removed.span(),
+                "[tenants] max-parallel-calls is no longer used: the tenants share `workers` \
+                 (default: the number of cores), each running at most `workers-per-tenant` \
+                 events at once; remove the line",
+            ));
+        }
+        if self.tenants.workers == Some(0) || self.tenants.workers_per_tenant == 0 {
+            return Err(anyhow!(
+                "{}: [tenants] `workers` and `workers-per-tenant` must be at least 1",
                 self.path.display()
             ));
         }
@@ -533,6 +547,28 @@ mod tests {
         let config = parse(EXAMPLE).unwrap();
         assert_eq!(config.instance.get_ref(), "Internal");
         assert_eq!(config.connections.len(), 1);
+    }
+
+    #[test]
+    fn tenants_share_workers_and_the_removed_max_parallel_calls_is_refused_with_the_reason() {
+        let node = "instance = \"A\"\n";
+        let config = parse(&format!(
+            "{node}[tenants]\nworkers = 3\nworkers-per-tenant = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (config.tenants.workers, config.tenants.workers_per_tenant),
+            (Some(3), 2)
+        );
+        let old = parse(&format!("{node}\n[tenants]\nmax-parallel-calls = 64\n")).unwrap_err();
+        let shown = old.to_string();
+        assert!(
+            shown.starts_with("node.toml:3: [tenants] max-parallel-calls is no longer used")
+                && shown.contains("remove the line"),
+            "{shown}"
+        );
+        let none = parse(&format!("{node}[tenants]\nworkers-per-tenant = 0\n")).unwrap_err();
+        assert!(none.to_string().contains("at least 1"), "{none}");
     }
 
     #[test]

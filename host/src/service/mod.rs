@@ -73,8 +73,10 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     // The tenants of the registry (DATA_DIR/tenants.db), run beside this node; the registry
     // is applied every second (the CLI may write it) and at once after an admin change.
     let mut host = crate::embed::HostConfig::new(config.data_dir());
+    if let Some(workers) = config.tenants.workers {
+        host.workers = workers.max(1);
+    }
     host.workers_per_tenant = config.tenants.workers_per_tenant.max(1);
-    host.max_parallel_calls = config.tenants.max_parallel_calls.max(1);
     let tenants = Arc::new(crate::tenants::Tenants::open(
         host,
         node.clone(),

@@ -40,7 +40,7 @@ pub struct Tenants {
     /// One reconciliation at a time (the timer's and an admin request's).
     reconciling: Mutex<()>,
     /// How long a tenant that is not running waits before it is tried again (its cause
-    /// may pass: a plugin file put back, room made in the host).
+    /// may pass: a plugin file put back, a file in the way of its directory removed).
     retry_after: Duration,
     /// The registry's pokes as last read (see `Registry::poke`).
     pokes: Mutex<HashMap<String, i64>>,
@@ -380,6 +380,9 @@ impl Tenants {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let tracker = super::trackers::open(&spec.tracker, &dir, self.clock.clone())?;
         let mut config = TenantConfig::new(&spec.name, &spec.instance, tracker);
+        if let Some(quota) = &spec.quota {
+            config = config.quota(quota.quota());
+        }
         for c in &spec.connections {
             let mut connection = ConnectionConfig::new(&c.name, &c.remote_instance)
                 .direction(c.direction)

@@ -25,6 +25,50 @@ pub struct TenantSpec {
     /// signed like `POST /v1/changes`, see `webhooks`); without it, that route is 404.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
+    /// What it may use; past a quota its events wait (see `GET /v1/queue`). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaSpec>,
+}
+
+/// A tenant's quotas, as `embed::Quota` (each optional): `events-per-second`,
+/// `fuel-per-second` (about one unit per WebAssembly instruction), `stored-bytes` (its
+/// database and log on disk).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QuotaSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_per_second: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
+}
+
+impl QuotaSpec {
+    fn check(&self, tenant: &str) -> Result<()> {
+        if let Some(rate) = self.events_per_second
+            && !(rate.is_finite() && rate > 0.0 && rate <= 1e9)
+        {
+            bail!(
+                "tenant `{tenant}`: quota `events-per-second` must be more than 0 (and at most 1e9), not {rate}"
+            );
+        }
+        if self.fuel_per_second == Some(0) || self.stored_bytes == Some(0) {
+            bail!(
+                "tenant `{tenant}`: quotas `fuel-per-second` and `stored-bytes` must be more than 0"
+            );
+        }
+        Ok(())
+    }
+
+    /// The host's form.
+    pub fn quota(&self) -> crate::embed::Quota {
+        crate::embed::Quota {
+            events_per_second: self.events_per_second,
+            fuel_per_second: self.fuel_per_second,
+            stored_bytes: self.stored_bytes,
+        }
+    }
 }
 
 /// Which tracker a tenant syncs.
@@ -287,6 +331,9 @@ impl TenantSpec {
         {
             bail!("tenant `{}`: the webhook secret is empty", self.name);
         }
+        if let Some(quota) = &self.quota {
+            quota.check(&self.name)?;
+        }
         Ok(())
     }
 
@@ -358,6 +405,27 @@ mod tests {
             error(r#"{"name": "a", "instance": "A", "tracker": {"kind": "redmine", "url": "http://r", "project": "p"}}"#)
                 .contains("api-key")
         );
+        assert!(
+            spec(r#"{"name": "a", "instance": "A", "quota": {"events-per-second": 0.5, "fuel-per-second": 1000, "stored-bytes": 1048576}}"#)
+                .is_ok()
+        );
+        assert!(
+            error(r#"{"name": "a", "instance": "A", "quota": {"events-per-second": 0}}"#)
+                .contains("`events-per-second` must be more than 0")
+        );
+        assert!(
+            error(r#"{"name": "a", "instance": "A", "quota": {"events-per-second": -3}}"#)
+                .contains("must be more than 0")
+        );
+        assert!(
+            error(r#"{"name": "a", "instance": "A", "quota": {"stored-bytes": 0}}"#)
+                .contains("must be more than 0")
+        );
+        assert!(
+            error(r#"{"name": "a", "instance": "A", "quota": {"stored-bytes": -1}}"#)
+                .contains("stored-bytes")
+        );
+        assert!(error(r#"{"name": "a", "instance": "A", "quota": {"cpu": 1}}"#).contains("cpu"));
     }
 
     #[test]
