@@ -80,8 +80,11 @@ impl Shared {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let Some(tenant) = roster.by_name.get(&name) else {
-                    if refresh == Refresh::Later {
+                let current = roster.by_name.get(&name);
+                let Some(tenant) = current.filter(|t| !t.stop.load(Ordering::Relaxed)) else {
+                    // Maybe added (again) since the roster was read (a tenant restarted:
+                    // the roster may still hold its stopped self).
+                    if roster.behind(self) {
                         carried.push(name);
                     }
                     continue;
@@ -90,9 +93,7 @@ impl Shared {
                     continue;
                 }
                 let rang = tenant.wake.take_outbox();
-                if !(rang || retry && stuck.contains(&tenant.name))
-                    || tenant.stop.load(Ordering::Relaxed)
-                {
+                if !(rang || retry && stuck.contains(&tenant.name)) {
                     continue;
                 }
                 let was_open = tenant.node.store().is_open();

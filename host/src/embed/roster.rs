@@ -33,6 +33,13 @@ pub(super) enum Refresh {
 }
 
 impl Roster {
+    /// Whether tenants came or went since it was read: a name it does not have, or has
+    /// stopped, may be a tenant added (again) since. Such a name must be carried to the
+    /// next reading, not dropped: its bell does not ring again until it is taken.
+    pub(super) fn behind(&self, shared: &Shared) -> bool {
+        self.generation != Some(shared.generation.load(Ordering::Acquire))
+    }
+
     pub(super) fn refresh(&mut self, shared: &Shared) -> Refresh {
         let current = shared.generation.load(Ordering::Acquire);
         if self.generation == Some(current) {

@@ -62,9 +62,11 @@ impl Shared {
                 watched.values().cloned().collect()
             };
             for name in names {
-                match roster.by_name.get(&name) {
+                let current = roster.by_name.get(&name);
+                match current.filter(|t| !t.stop.load(Ordering::Relaxed)) {
                     Some(tenant) => visit.push(tenant.clone()),
-                    None if refresh == Refresh::Later => carried.push(name),
+                    // Maybe added (again) since the roster was read.
+                    None if roster.behind(self) => carried.push(name),
                     // Gone.
                     None => {}
                 }
