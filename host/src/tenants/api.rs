@@ -14,7 +14,10 @@
 //! "project": "ACME"}, "connections": [{"name": "...", "remote-instance": "...",
 //! "remote-url": "http://...", "secret": "...", "direction": "bidirectional", "incoming":
 //! "mirror", "outgoing": "plugin:NAME@VERSION", "limits": {...}, "conflicts": {...}}],
-//! "webhook-secret": "..."}` (`webhook-secret` optional: see `routing`).
+//! "webhook-secret": "...", "quota": {"events-per-second": 50, "fuel-per-second": N,
+//! "stored-bytes": N}}` (`webhook-secret` optional: see `routing`; `quota` and each of its
+//! fields optional: past one the tenant's events wait, which `GET /v1/queue` with its token
+//! shows as `waiting_for_quota`).
 
 use std::sync::Arc;
 
