@@ -563,7 +563,7 @@ mod tests {
         let old = parse(&format!("{node}\n[tenants]\nmax-parallel-calls = 64\n")).unwrap_err();
         let shown = old.to_string();
         assert!(
-            shown.starts_with("node.toml:3: [tenants] max-parallel-calls is no longer used")
+            shown.starts_with("node.toml:4: [tenants] max-parallel-calls is no longer used")
                 && shown.contains("remove the line"),
             "{shown}"
         );

@@ -421,9 +421,10 @@ mod tests {
             error(r#"{"name": "a", "instance": "A", "quota": {"stored-bytes": 0}}"#)
                 .contains("must be more than 0")
         );
+        let negative = error(r#"{"name": "a", "instance": "A", "quota": {"stored-bytes": -1}}"#);
         assert!(
-            error(r#"{"name": "a", "instance": "A", "quota": {"stored-bytes": -1}}"#)
-                .contains("stored-bytes")
+            negative.contains("invalid value: integer `-1`"),
+            "{negative}"
         );
         assert!(error(r#"{"name": "a", "instance": "A", "quota": {"cpu": 1}}"#).contains("cpu"));
     }
