@@ -56,7 +56,9 @@ pub enum HostEvent {
     },
     /// A quota of the tenant is spent: its events wait (nothing fails, nothing is lost)
     /// until there is room again. Told once each time it starts waiting; its current state
-    /// is [`Tenant::queue`](super::Tenant::queue)'s `waiting_for_quota`.
+    /// is [`Tenant::queue`](super::Tenant::queue)'s `waiting_for_quota`. With no quota
+    /// set, `QuotaLimit::Breaker`: its processor keeps running to its time or fuel limit,
+    /// and its events are slowed down until one ends by itself.
     WaitingForQuota {
         tenant: String,
         quota: super::QuotaLimit,

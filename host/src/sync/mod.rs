@@ -26,6 +26,6 @@ pub use crash::{CRASH_AT_VAR, CRASH_SKIP_VAR, CrashHook, CrashPoint};
 pub use failure::{MAX_SYNC_BACK_HOPS, SyncFailure};
 pub use message::{Applied, MESSAGE_VERSION, MessageKind, Receipt, SyncMessage};
 pub use node::{KEEP_EVENTS, Node, Observer};
-pub use pipeline::{Pipeline, Workers};
+pub use pipeline::{Pipeline, Ran, Workers};
 pub use replay::{Replay, ReplayInput};
 pub use verify::{Mismatch, Verification, digest};

@@ -30,7 +30,17 @@ use super::node::Node;
 use crate::service::Wake;
 use crate::store::events::{self, Event};
 
-type Finished = (Event, String, Result<Prepared, Failed>);
+/// An event prepared: the issue it held, its outcome, and the worker time it took.
+type Finished = (Event, String, Result<Prepared, Failed>, Duration);
+
+/// How an event's processor ended, as far as scheduling cares (see [`Pipeline::take_ran`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// It ran to its time or fuel limit, holding a worker this long.
+    ToItsLimit(Duration),
+    /// It ended by itself: it succeeded, or failed for another reason.
+    Otherwise,
+}
 
 /// An event handed out, with the issue it holds (see `issue_of`), the node it is of, its
 /// lane and where its outcome goes.
@@ -215,6 +225,16 @@ impl Workers {
         self.scheduler.close();
     }
 
+    /// Take back the queued events of `lane` (no worker started them).
+    fn withdraw(&self, lane: &str) -> Vec<Job> {
+        self.scheduler
+            .lanes()
+            .queued
+            .remove(lane)
+            .map(Vec::from)
+            .unwrap_or_default()
+    }
+
     /// Drop the queued events of `lane` (they stay pending in their store) and wait until
     /// none of its events runs any more.
     fn forget(&self, lane: &str) {
@@ -257,6 +277,9 @@ pub struct Pipeline {
     /// Events handed out at most at once: enough to keep every worker busy between rounds,
     /// few enough that the ready query stays short.
     capacity: usize,
+    /// How the events collected since [`Pipeline::take_ran`] ended, in queue order; kept
+    /// only for a pipeline in a lane of shared workers (a host's tenant), which reads them.
+    ran: Vec<Ran>,
 }
 
 impl Pipeline {
@@ -286,6 +309,7 @@ impl Pipeline {
             done,
             finished,
             busy: HashSet::new(),
+            ran: Vec::new(),
         }
     }
 
@@ -320,12 +344,16 @@ impl Pipeline {
         }
         // In queue order, whatever order the workers finished in: messages of one round
         // go to the outbox (and out) in the order their events were queued.
-        finished.sort_by_key(|(event, _, _)| event.seq);
+        finished.sort_by_key(|(event, _, _, _)| event.seq);
         let mut issues = Vec::with_capacity(finished.len());
+        let record = self.lane.is_some();
         let outcomes: Vec<(Event, Result<Prepared, Failed>)> = finished
             .into_iter()
-            .map(|(event, issue, outcome)| {
+            .map(|(event, issue, outcome, took)| {
                 issues.push(issue);
+                if record && let Some(ran) = ran(&outcome, took) {
+                    self.ran.push(ran);
+                }
                 (event, outcome)
             })
             .collect();
@@ -336,6 +364,26 @@ impl Pipeline {
             self.busy.remove(&issue);
         }
         committed
+    }
+
+    /// Take back the events handed out that no worker has started yet (only for a pipeline
+    /// in a lane of shared workers): they stay pending in the store and are handed out again
+    /// later. How many.
+    pub fn withdraw(&mut self) -> usize {
+        let Some(lane) = &self.lane else {
+            return 0;
+        };
+        let jobs = self.workers.withdraw(lane);
+        for job in &jobs {
+            self.busy.remove(&job.issue);
+        }
+        jobs.len()
+    }
+
+    /// How the events collected since the last call ended, in queue order (only for a
+    /// pipeline in a lane of shared workers).
+    pub fn take_ran(&mut self) -> Vec<Ran> {
+        std::mem::take(&mut self.ran)
     }
 
     /// Hand out up to `most` of the ready events that can start (none of their issue in
@@ -417,6 +465,19 @@ impl Drop for Pipeline {
     }
 }
 
+/// How `outcome` ended (`None`: a passing failure, the node shutting down say, which says
+/// nothing of the processor).
+fn ran(outcome: &Result<Prepared, Failed>, took: Duration) -> Option<Ran> {
+    match outcome {
+        Ok(_) => Some(Ran::Otherwise),
+        Err(failed) if failed.failure.is_transient() => None,
+        Err(failed) => Some(match failed.failure.kind() {
+            "timeout" | "instruction-limit" => Ran::ToItsLimit(took),
+            _ => Ran::Otherwise,
+        }),
+    }
+}
+
 fn work(scheduler: &Scheduler, finished: Option<&Wake>) {
     while let Some((job, started)) = scheduler.next() {
         let Job {
@@ -438,7 +499,7 @@ fn work(scheduler: &Scheduler, finished: Option<&Wake>) {
                 });
         // Sent before the lane counts it finished: a pipeline dropped meanwhile (its
         // receiver gone) has waited for it, and its outcome is not committed.
-        let _ = done.send((event, issue, outcome));
+        let _ = done.send((event, issue, outcome, started.elapsed()));
         let mut lanes = scheduler.lanes();
         lanes.finished(&lane, started);
         if !lanes.running.contains_key(&lane) {

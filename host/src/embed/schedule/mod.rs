@@ -12,9 +12,17 @@
 //! whose timer passed (a polled tracker, a retry time, a quota refilled): an idle tenant
 //! costs nothing but its memory. Each round commits what finished for a tenant in one
 //! transaction, then hands out its next ready events, as many as its quotas allow
-//! ([`quota`]). A tenant whose idle database connection is not needed is closed after a
+//! ([`quota`]).
+//!
+//! No quota is needed to keep a tenant whose processor always runs to its time limit from
+//! holding a core for ever: after a few such events in a row its events wait
+//! (`QuotaLimit::Breaker`), so that it uses at most about a twentieth of a worker, until
+//! one of them ends by itself ([`breaker`]).
+//!
+//! A tenant whose idle database connection is not needed is closed after a
 //! while (see `NodeStore::release`).
 
+mod breaker;
 mod quota;
 mod work;
 
@@ -164,6 +172,13 @@ impl Shared {
         if *waiting != now {
             *waiting = now;
             if let Some(quota) = now {
+                if quota == QuotaLimit::Breaker {
+                    tracing::warn!(
+                        tenant = tenant.name,
+                        "its processor ran to its time or fuel limit {} times in a row: its events are slowed down until one ends by itself",
+                        breaker::TRIP_AFTER
+                    );
+                }
                 self.subscribers.send(&HostEvent::WaitingForQuota {
                     tenant: tenant.name.clone(),
                     quota,

@@ -26,6 +26,10 @@ pub enum QuotaLimit {
     EventsPerSecond,
     FuelPerSecond,
     StoredBytes,
+    /// Not a quota set by the embedder: its processor keeps running to its time or fuel
+    /// limit, so its events are slowed down until one ends by itself (see the module
+    /// `schedule::breaker`).
+    Breaker,
 }
 
 impl QuotaLimit {
@@ -34,6 +38,7 @@ impl QuotaLimit {
             QuotaLimit::EventsPerSecond => "events per second",
             QuotaLimit::FuelPerSecond => "fuel per second",
             QuotaLimit::StoredBytes => "stored bytes",
+            QuotaLimit::Breaker => "its processor keeps running to its limit",
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::breaker::Breaker;
 use super::quota::{QuotaLimit, Quotas};
 use crate::embed::TenantConfig;
 use crate::store::events;
@@ -27,6 +28,7 @@ const QUOTA_TICK: Duration = Duration::from_millis(50);
 pub(in crate::embed) struct Work {
     pipeline: Pipeline,
     quotas: Quotas,
+    breaker: Breaker,
     /// It has an events quota: looked at again soon after each hand-out.
     bounded: bool,
     /// It has a fuel quota, and may run this many events at once: no more are handed out
@@ -72,6 +74,7 @@ impl Work {
         Work {
             pipeline: Pipeline::on(node, workers, Some(config.name.clone())),
             quotas: Quotas::new(quota, database, now),
+            breaker: Breaker::default(),
             bounded: quota.events_per_second.is_some(),
             fuel_bounded: quota.fuel_per_second.map(|_| at_once.max(1)),
             waiting: None,
@@ -143,17 +146,30 @@ impl Work {
             self.plugins_at = now + PLUGINS_EVERY;
         }
         let progress = self.pipeline.collect(Duration::ZERO)?;
+        self.breaker.record(&self.pipeline.take_ran(), now);
         // A committed event may have made its twin's next one ready.
         look |= progress.total() > 0;
         if look {
             self.look_at = None;
-            match self.quotas.room(now, node.fuel_used()) {
+            let room = match self.breaker.room(now, self.pipeline.in_flight()) {
+                Err(until) => {
+                    // Its events handed out and not started yet would run meanwhile.
+                    self.pipeline.withdraw();
+                    Err((QuotaLimit::Breaker, until))
+                }
+                Ok(most) => self
+                    .quotas
+                    .room(now, node.fuel_used())
+                    .map(|room| room.min(most)),
+            };
+            match room {
                 Err((limit, until)) => {
                     self.waiting = Some(limit);
                     self.look_at = Some(until);
                 }
                 Ok(room) => {
-                    self.waiting = None;
+                    // Letting one event through says nothing yet: still slowed down.
+                    self.waiting = self.breaker.throttled().then_some(QuotaLimit::Breaker);
                     let room = match self.fuel_bounded {
                         Some(at_once) => {
                             room.min(at_once.saturating_sub(self.pipeline.in_flight()))
