@@ -406,8 +406,9 @@ fn check_free(
     Ok(())
 }
 
-/// A tenant's name names its directory: nothing that could climb out of it.
-fn check_name(name: &str) -> Result<()> {
+/// A tenant's name names its directory: nothing that could climb out of it. (Also what
+/// `serve`'s tenant specs are checked with.)
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

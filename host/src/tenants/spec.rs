@@ -214,17 +214,10 @@ impl<'a> ProcessorRef<'a> {
     }
 }
 
-/// A tenant's name names its directory: nothing that could climb out of it.
+/// A tenant's name names its directory: the embedded host's rule, checked before the spec
+/// is stored.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !ok {
-        bail!("tenant name `{name}`: use 1 to 64 letters, digits, `-` and `_`");
-    }
-    Ok(())
+    crate::embed::check_name(name)
 }
 
 /// Names that appear in ids, logs and messages: printable, bounded.
