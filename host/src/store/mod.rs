@@ -6,6 +6,7 @@ pub mod events;
 pub mod history;
 pub mod links;
 pub mod outbox;
+pub mod sql;
 pub mod twins;
 
 use std::path::{Path, PathBuf};
