@@ -31,12 +31,27 @@ pub fn reference_node(
     clock: Arc<dyn Clock>,
 ) -> Result<ReferenceNode> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let store = Arc::new(NodeStore::open(&dir.join("twinsync.db"))?);
+    reference_node_on(store, dir, instance, project, runtime, connections, clock)
+}
+
+/// [`reference_node`], with the node's state in `store` (PostgreSQL, say) instead of
+/// `dir/twinsync.db`.
+pub fn reference_node_on(
+    store: Arc<NodeStore>,
+    dir: &Path,
+    instance: &str,
+    project: &str,
+    runtime: Arc<Runtime>,
+    connections: Vec<Connection>,
+    clock: Arc<dyn Clock>,
+) -> Result<ReferenceNode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tracker = Arc::new(ReferenceTracker::open(
         &dir.join("tracker.db"),
         project,
         clock.clone(),
     )?);
-    let store = Arc::new(NodeStore::open(&dir.join("twinsync.db"))?);
     let node = Node::new(
         instance,
         tracker.clone(),
@@ -63,7 +78,12 @@ pub struct ConfiguredNode {
 pub fn open_store(config: &NodeConfig) -> Result<Arc<NodeStore>> {
     let dir = config.data_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(Arc::new(NodeStore::open(&dir.join("twinsync.db"))?))
+    let store = match &config.store.url {
+        None => NodeStore::open(&dir.join("twinsync.db"))?,
+        Some(url) => NodeStore::connect(url, config.store_password()?.as_ref())
+            .context("cannot use the node's store in PostgreSQL ([store] url)")?,
+    };
+    Ok(Arc::new(store))
 }
 
 /// Everything the configuration describes: runtime (with the compile cache under the data

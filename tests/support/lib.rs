@@ -9,6 +9,7 @@ pub mod postgres;
 pub mod process;
 pub mod redmine;
 pub mod sim;
+pub mod store;
 pub mod tenants;
 pub mod trackers;
 
@@ -20,7 +21,7 @@ use tempfile::TempDir;
 use twinsync::clock::ManualClock;
 use twinsync::model::{Direction, FieldValue, Issue, SyncContext, SyncReason};
 use twinsync::runtime::{Limits, Plugin, Runtime, RuntimeConfig};
-use twinsync::setup::{ReferenceNode, reference_node};
+use twinsync::setup::{ReferenceNode, reference_node_on};
 use twinsync::store::events::{self, Event, State};
 use twinsync::store::twins;
 use twinsync::sync::{Connection, Flow, Node, Policies};
@@ -179,7 +180,8 @@ impl Pair {
         // 2026-01-01T00:00:00Z
         let clock = Arc::new(ManualClock::starting_at(1_767_225_600_000));
         let node = |name: &str, project: &str, side: &Side, remote: &str| {
-            reference_node(
+            reference_node_on(
+                store::open(&dir.path().join(name)),
                 &dir.path().join(name),
                 name,
                 project,

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use twinsync::clock::ManualClock;
 use twinsync::model::{Comment, FieldValue, Issue};
 use twinsync::runtime::ConflictPolicy;
-use twinsync::setup::reference_node;
+use twinsync::setup::reference_node_on;
 use twinsync::store::{conflicts, events, twins};
 use twinsync::sync::{Connection, CrashPoint, Flow, Node, Policies, SyncMessage};
 use twinsync::tracker::{Origin, ReferenceTracker, Tracker};
@@ -222,7 +222,8 @@ impl Sim {
                 .with_policies(Policies::all(self.policy))
             })
             .collect();
-        let opened = reference_node(
+        let opened = reference_node_on(
+            crate::store::open(&self.dir(name)),
             &self.dir(name),
             name,
             project,

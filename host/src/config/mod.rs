@@ -48,6 +48,10 @@ pub struct NodeConfig {
     pub console: Option<ConsoleConfig>,
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// Where the node keeps its state: `DATA_DIR/twinsync.db` (SQLite) unless a
+    /// PostgreSQL database is named here.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Signed change notifications from the tracker (`POST /v1/changes` on `listen`).
     pub webhooks: Option<WebhooksConfig>,
     #[serde(default, rename = "connection")]
@@ -62,6 +66,22 @@ pub struct NodeConfig {
     #[serde(skip)]
     text: String,
 }
+
+/// `[store]`: the node's state in PostgreSQL, shared by every `twinsync serve` process of
+/// the node, instead of `DATA_DIR/twinsync.db`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreConfig {
+    /// `postgres://USER@HOST:PORT/DATABASE`.
+    pub url: Option<String>,
+    /// A file holding the password (first line), if the URL has none. Else the
+    /// environment's `TWINSYNC_STORE_PASSWORD`, if set.
+    pub password_file: Option<PathBuf>,
+}
+
+/// The environment variable that holds the store's password, if neither the URL nor a
+/// `password-file` does.
+pub const STORE_PASSWORD_ENV: &str = "TWINSYNC_STORE_PASSWORD";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -337,6 +357,21 @@ impl NodeConfig {
                 self.path.display()
             ));
         }
+        if self.store.url.is_none() && self.store.password_file.is_some() {
+            return Err(anyhow!(
+                "{}: [store] `password-file` needs `url`",
+                self.path.display()
+            ));
+        }
+        if let Some(url) = &self.store.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(anyhow!(
+                "{}: [store] `url` must be a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE), not `{}`",
+                self.path.display(),
+                crate::store::sql::postgres::redact(url)
+            ));
+        }
         if let Some(admin) = &self.admin
             && admin.token.is_none() == admin.token_file.is_none()
         {
@@ -473,6 +508,18 @@ impl NodeConfig {
     }
 
     /// The shared secret of a connection, from the file or the secret file.
+    /// The store's PostgreSQL password, if it is not in the URL: from `password-file`,
+    /// else from `TWINSYNC_STORE_PASSWORD`.
+    pub fn store_password(&self) -> Result<Option<Secret>> {
+        if let Some(file) = &self.store.password_file {
+            return Secret::from_file(&self.resolve(file)).map(Some);
+        }
+        Ok(std::env::var(STORE_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(Secret::new))
+    }
+
     pub fn secret(&self, connection: &ConnectionConfig) -> Result<Secret> {
         match (&connection.secret, &connection.secret_file) {
             (Some(secret), _) => Ok(secret.clone()),

@@ -6,6 +6,7 @@ pub mod events;
 pub mod history;
 pub mod links;
 pub mod outbox;
+mod postgres;
 pub mod sql;
 pub mod twins;
 
@@ -13,20 +14,30 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
+use rusqlite::Connection;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OptionalExtension, Transaction};
 
+use crate::config::Secret;
 use crate::runtime::TwinDirectory;
+use sql::{Sql, args};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
-/// The node's database.
+/// The node's database: SQLite (embedded, the default) or PostgreSQL (several processes of
+/// one node, on several machines). The engine reads and writes it only through [`Sql`].
 pub struct NodeStore {
-    /// `None` until first used, and while released (see [`NodeStore::release`]).
-    db: Mutex<Option<Connection>>,
-    path: PathBuf,
+    backend: Backend,
     /// Set once the schema is set up, at the first opening.
     id: OnceLock<String>,
+}
+
+enum Backend {
+    Sqlite {
+        /// `None` until first used, and while released (see [`NodeStore::release`]).
+        db: Mutex<Option<Connection>>,
+        path: PathBuf,
+    },
+    Postgres(postgres::PgStore),
 }
 
 impl NodeStore {
@@ -41,22 +52,39 @@ impl NodeStore {
     /// 10,000 tenants does not read 10,000 schemas before the first event.
     pub fn open_lazily(path: &Path) -> Self {
         NodeStore {
-            db: Mutex::new(None),
-            path: path.to_path_buf(),
+            backend: Backend::Sqlite {
+                db: Mutex::new(None),
+                path: path.to_path_buf(),
+            },
             id: OnceLock::new(),
         }
     }
 
+    /// The node's state in the PostgreSQL database of `url`, its schema brought up to date
+    /// now (see `store/postgres.rs`). The password is in the URL or in `password`.
+    pub fn connect(url: &str, password: Option<&Secret>) -> Result<Self> {
+        let (pg, id) = postgres::PgStore::connect(url, password)?;
+        Ok(NodeStore {
+            backend: Backend::Postgres(pg),
+            id: OnceLock::from(id),
+        })
+    }
+
     /// Whether the database connection is open (or in use).
     pub fn is_open(&self) -> bool {
-        self.db.try_lock().map_or(true, |db| db.is_some())
+        match &self.backend {
+            Backend::Sqlite { db, .. } => db.try_lock().map_or(true, |db| db.is_some()),
+            Backend::Postgres(_) => true,
+        }
     }
 
     /// Close the database connection if nothing uses it now; the next use opens it again.
     /// A host with thousands of idle tenants keeps neither their files open nor their
     /// page caches and parsed schemas in memory.
     pub fn release(&self) {
-        if let Ok(mut db) = self.db.try_lock() {
+        if let Backend::Sqlite { db, .. } = &self.backend
+            && let Ok(mut db) = db.try_lock()
+        {
             db.take();
         }
     }
@@ -70,34 +98,45 @@ impl NodeStore {
         self.id.get().map_or("", String::as_str)
     }
 
-    /// Run `f` in a transaction; commit if it returns `Ok`. IMMEDIATE: the write lock is
-    /// taken at the start, so two processes (`serve` and a CLI command) wait for each other
-    /// (up to the busy timeout) instead of one failing with `SQLITE_BUSY` when a read turns
-    /// into a write.
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        self.with(|db| {
-            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })
+    /// Run `f` in a transaction; commit if it returns `Ok`. Writers take turns: on SQLite
+    /// the transaction is IMMEDIATE (the write lock is taken at the start, so two processes,
+    /// `serve` and a CLI command, wait for each other up to the busy timeout instead of one
+    /// failing with `SQLITE_BUSY` when a read turns into a write); on PostgreSQL it holds a
+    /// transaction-level advisory lock, to the same effect across processes.
+    pub fn write<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite { .. } => self.with_sqlite(|db| {
+                let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            }),
+            Backend::Postgres(pg) => pg.write(f),
+        }
     }
 
-    /// Run `f` on the connection, without a transaction of its own.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.with(|db| f(db))
+    /// Run `f` for reading: on the connection (SQLite), or in a transaction of its own
+    /// (PostgreSQL), so that what it reads is one consistent state on either.
+    pub fn read<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite { .. } => self.with_sqlite(|db| f(db)),
+            Backend::Postgres(pg) => pg.read(f),
+        }
     }
 
-    /// Run `f` on the connection, opened again if it was released (the schema was set up
-    /// when the store was opened).
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+    /// Run `f` on the SQLite connection, opened again if it was released (the schema was
+    /// set up when the store was opened).
+    fn with_sqlite<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let Backend::Sqlite { db, path } = &self.backend else {
+            unreachable!("called for the SQLite backend only");
+        };
+        let mut db = db.lock().unwrap_or_else(|e| e.into_inner());
         let db = match &mut *db {
             Some(db) => db,
             closed @ None => {
-                let db = open_wal(&self.path)?;
+                let db = open_wal(path)?;
                 if self.id.get().is_none() {
-                    let _ = self.id.set(set_up(&db, &self.path)?);
+                    let _ = self.id.set(set_up(&db, path)?);
                 }
                 closed.insert(db)
             }
@@ -199,6 +238,8 @@ pub fn open_wal(path: &Path) -> Result<Connection> {
     // thread of its own instead took the syncs off the event loop, but writers then
     // stalled behind them: p99 latency doubled in the throughput benchmark.)
     db.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    // Every statement of the per-event path stays prepared (the default keeps 16).
+    db.set_prepared_statement_cache_capacity(128);
     Ok(db)
 }
 

@@ -1,7 +1,7 @@
 //! Messages made by this node and not yet acknowledged by the other node.
 
-use anyhow::{Context, Result, bail};
 use super::sql::{Dialect, Sql, args};
+use anyhow::{Context, Result, bail};
 
 pub fn insert(db: &dyn Sql, id: &str, connection: &str, body: &str) -> Result<()> {
     db.execute(
@@ -33,7 +33,9 @@ pub fn peek(db: &dyn Sql, connection: &str, limit: usize) -> Result<Vec<(String,
              ORDER BY seq LIMIT ?2"
         }
     };
-    db.rows(sql, args![connection, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+    db.rows(sql, args![connection, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
 }
 
 /// The other node has the message: forget it.

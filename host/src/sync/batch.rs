@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::store::sql::Sql;
 use anyhow::Result;
 
 use super::crash::CrashPoint;
@@ -233,13 +234,7 @@ impl Node {
     }
 
     /// Store a failure: transient ones wait and retry, the others become sync errors.
-    fn record_failure(
-        &self,
-        tx: &rusqlite::Connection,
-        event: &Event,
-        failed: &Failed,
-        now: i64,
-    ) -> Result<()> {
+    fn record_failure(&self, tx: &dyn Sql, event: &Event, failed: &Failed, now: i64) -> Result<()> {
         let kind = failed.failure.kind();
         let message = failed.failure.to_string();
         if failed.failure.is_transient() {

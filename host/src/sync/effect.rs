@@ -2,8 +2,8 @@
 //! later: a batch of events is prepared (in parallel), then all their effects are committed
 //! in one transaction (group commit).
 
+use crate::store::sql::Sql;
 use anyhow::Result;
-use rusqlite::Connection;
 
 use super::history::Diff;
 use super::node::Node;
@@ -74,7 +74,7 @@ impl Node {
     /// Write a prepared event's effects and finish it, inside the batch's transaction.
     pub(super) fn commit(
         &self,
-        tx: &Connection,
+        tx: &dyn Sql,
         event: &Event,
         prepared: &Prepared,
         now: i64,
@@ -184,7 +184,7 @@ impl Node {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn queue(
         &self,
-        tx: &Connection,
+        tx: &dyn Sql,
         kind: Kind,
         connection: &str,
         twin_id: &str,

@@ -2,8 +2,8 @@
 //! field by field, computed while the event is prepared and appended when it commits or
 //! fails, in the same transaction.
 
+use crate::store::sql::{Sql, args};
 use anyhow::Result;
-use rusqlite::{Connection, OptionalExtension};
 
 use super::effect::{Effect, Prepared};
 use super::node::Node;
@@ -107,11 +107,13 @@ fn direction(kind: Kind) -> &'static str {
 }
 
 /// The keys of a twin as the node knows them now.
-fn keys(db: &Connection, twin_id: &str) -> Result<(Option<String>, Option<String>)> {
+fn keys(db: &dyn Sql, twin_id: &str) -> Result<(Option<String>, Option<String>)> {
     Ok(db
-        .prepare_cached("SELECT local_key, remote_key FROM twins WHERE twin_id = ?1")?
-        .query_row([twin_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
+        .row(
+            "SELECT local_key, remote_key FROM twins WHERE twin_id = ?1",
+            args![twin_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
         .unwrap_or((None, None)))
 }
 
@@ -142,7 +144,7 @@ impl Node {
     /// transaction, before its effects (an unexalate forgets the twin's keys).
     pub(super) fn record_done(
         &self,
-        tx: &Connection,
+        tx: &dyn Sql,
         event: &Event,
         prepared: &Prepared,
         now: i64,
@@ -188,7 +190,7 @@ impl Node {
     /// (`failed`), or an operator retried or skipped it.
     pub(crate) fn record_step(
         &self,
-        tx: &Connection,
+        tx: &dyn Sql,
         event: &Event,
         outcome: &str,
         note: &str,
@@ -201,7 +203,7 @@ impl Node {
 /// Like [`Node::record_step`], for callers without a node (operator commands): no
 /// processor named.
 pub(crate) fn record_step(
-    tx: &Connection,
+    tx: &dyn Sql,
     event: &Event,
     outcome: &str,
     note: &str,

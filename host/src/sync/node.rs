@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::store::sql::Sql;
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::batch::RetryPolicy;
@@ -322,12 +323,7 @@ impl Node {
 
     /// Queue an outgoing event for each twin of local issue `key` that sends; how many twins
     /// it has and how many events were queued.
-    fn queue_local_change(
-        &self,
-        tx: &rusqlite::Connection,
-        key: &str,
-        now: i64,
-    ) -> Result<(usize, usize)> {
+    fn queue_local_change(&self, tx: &dyn Sql, key: &str, now: i64) -> Result<(usize, usize)> {
         let twins = twins::of_issue(tx, key)?;
         let mut queued = 0;
         for (twin_id, connection) in &twins {
@@ -439,7 +435,7 @@ impl Node {
     }
 
     /// A fresh event id, unique across nodes and across resets of this node's database.
-    pub(super) fn next_event_id(&self, db: &rusqlite::Connection) -> Result<String> {
+    pub(super) fn next_event_id(&self, db: &dyn Sql) -> Result<String> {
         Ok(format!(
             "{}-{}-{}",
             self.instance,

@@ -18,6 +18,7 @@
 //! - otherwise the number must be the next one (`Accepted`), or an earlier one is missing
 //!   (`OutOfOrder`).
 
+use crate::store::sql::Sql;
 use anyhow::Result;
 
 use super::ids;
@@ -27,12 +28,7 @@ use crate::store::events::{self, Kind, NewEvent};
 use crate::store::twins;
 
 impl Node {
-    pub(super) fn accept(
-        &self,
-        tx: &rusqlite::Connection,
-        message: &SyncMessage,
-        now: i64,
-    ) -> Result<Receipt> {
+    pub(super) fn accept(&self, tx: &dyn Sql, message: &SyncMessage, now: i64) -> Result<Receipt> {
         if let Err(reason) = message.validate() {
             return Ok(Receipt::Refused { reason });
         }
@@ -111,11 +107,7 @@ impl Node {
 
     /// `Duplicate` for a message stored before exactly as it is; a refusal when its id or
     /// its number is stored with something else; `None` when neither is stored.
-    fn seen_before(
-        &self,
-        tx: &rusqlite::Connection,
-        message: &SyncMessage,
-    ) -> Result<Option<Receipt>> {
+    fn seen_before(&self, tx: &dyn Sql, message: &SyncMessage) -> Result<Option<Receipt>> {
         let conflict = |reason: String| {
             tracing::error!(
                 connection = %message.connection,

@@ -24,6 +24,7 @@ use crate::model::{Issue, SyncContext, SyncReason};
 use crate::runtime::{Call, MergeBase};
 use crate::store::events::{self, Kind, NewEvent};
 use crate::store::links;
+use crate::store::sql::args;
 use crate::store::twins::{self, Twin};
 
 /// What one verification found.
@@ -141,10 +142,7 @@ impl Node {
                 now,
             )?;
             if !resync {
-                let seq: i64 =
-                    tx.query_row("SELECT seq FROM events WHERE id = ?1", [&id], |r| {
-                        r.get(0)
-                    })?;
+                let seq: i64 = tx.one("SELECT seq FROM events WHERE id = ?1", args![&id])?;
                 let message = format!(
                     "verify: twin {} ({}) differs from what was last exchanged ({}), and this side cannot send on connection `{}`: {reason}",
                     twin.twin_id,

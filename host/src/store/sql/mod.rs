@@ -7,6 +7,7 @@
 //! and rows are read in place through [`Row`], so reading a row copies no more than the
 //! caller keeps.
 
+pub mod postgres;
 mod sqlite;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -282,10 +283,14 @@ mod tests {
     fn values_cross_both_ways_on_sqlite() {
         let db = rusqlite::Connection::open_in_memory().unwrap();
         let db: &dyn Sql = &db;
-        db.batch("CREATE TABLE t (n INTEGER, s TEXT, x REAL)").unwrap();
-        let none: Option<&str> = None;
-        db.execute("INSERT INTO t VALUES (?1, ?2, ?3)", args![7_i64, "seven", 7.5])
+        db.batch("CREATE TABLE t (n INTEGER, s TEXT, x REAL)")
             .unwrap();
+        let none: Option<&str> = None;
+        db.execute(
+            "INSERT INTO t VALUES (?1, ?2, ?3)",
+            args![7_i64, "seven", 7.5],
+        )
+        .unwrap();
         db.execute("INSERT INTO t VALUES (?1, ?2, NULL)", args![8_u32, none])
             .unwrap();
         let rows = db
@@ -299,10 +304,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             rows,
-            vec![
-                (7, Some("seven".to_owned()), Some(7.5)),
-                (8, None, None)
-            ]
+            vec![(7, Some("seven".to_owned()), Some(7.5)), (8, None, None)]
         );
         assert_eq!(db.one::<i64>("SELECT count(*) FROM t", &[]).unwrap(), 2);
         assert!(db.exists("SELECT 1 FROM t WHERE n = ?1", args![7]).unwrap());

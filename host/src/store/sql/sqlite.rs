@@ -23,9 +23,9 @@ impl Row for rusqlite::Row<'_> {
             ValueRef::Null => Value::Null,
             ValueRef::Integer(n) => Value::Int(n),
             ValueRef::Real(x) => Value::Real(x),
-            ValueRef::Text(bytes) => Value::Text(
-                std::str::from_utf8(bytes).with_context(|| format!("column {index}"))?,
-            ),
+            ValueRef::Text(bytes) => {
+                Value::Text(std::str::from_utf8(bytes).with_context(|| format!("column {index}"))?)
+            }
             ValueRef::Blob(bytes) => Value::Blob(bytes),
         })
     }

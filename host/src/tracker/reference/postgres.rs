@@ -11,18 +11,17 @@
 //! Reads do not take the lock. A reference tracker needs correctness more than write
 //! concurrency; a real tracker's own storage decides this for itself.
 
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::{Context, anyhow};
-use postgres::error::SqlState;
-use postgres::{Client, NoTls, Transaction};
+use anyhow::Context;
+use postgres::{Client, Transaction};
 
 use super::rows::{Rows, decode, encode};
 use super::{PostgresTracker, Reference, Storage};
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::model::Issue;
+use crate::store::sql::postgres::{connect, describe};
 use crate::tracker::TrackerError;
 
 const SCHEMA: &str = "
@@ -235,78 +234,6 @@ impl Rows for Transaction<'_> {
     }
 }
 
-/// Connect, with an error that says what is wrong in words, and never shows the password.
-fn connect(url: &str, password: Option<&Secret>) -> anyhow::Result<Client> {
-    let mut config = postgres::Config::from_str(url)
-        .map_err(|e| anyhow!("`{}` is not a PostgreSQL URL: {e}", redact(url)))?;
-    if let Some(password) = password {
-        config.password(password.expose());
-    }
-    let user = config.get_user().unwrap_or("(no user)").to_string();
-    let database = config.get_dbname().unwrap_or(&user).to_string();
-    let place = format!("{} (database `{database}`, user `{user}`)", redact(url));
-    config.connect(NoTls).map_err(|e| match e.code() {
-        Some(code) if *code == SqlState::INVALID_PASSWORD => {
-            anyhow!("cannot connect to {place}: the password is wrong")
-        }
-        Some(code) if *code == SqlState::INVALID_CATALOG_NAME => {
-            anyhow!("cannot connect to {place}: there is no database `{database}`")
-        }
-        _ => anyhow!("cannot connect to {place}: {}", describe(&e)),
-    })
-}
-
-/// `url` (a URL or `key=value` pairs) with the password, if any, replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url
-            .split(' ')
-            .map(|pair| match pair.split_once('=') {
-                Some(("password", _)) => "password=***",
-                _ => pair,
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
-}
-
 fn unavailable(error: postgres::Error) -> TrackerError {
     TrackerError::Unavailable(format!("reference tracker database: {}", describe(&error)))
-}
-
-/// The server's own words where it said something (the client's `Display` says only
-/// "db error"), else the client's error with its cause.
-fn describe(error: &postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => match std::error::Error::source(error) {
-            Some(cause) => format!("{error}: {cause}"),
-            None => error.to_string(),
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn the_password_never_shows() {
-        assert_eq!(
-            redact("postgres://ann:s3cret@db:5432/x"),
-            "postgres://ann:***@db:5432/x"
-        );
-        assert_eq!(redact("postgres://ann@db/x"), "postgres://ann@db/x");
-        assert_eq!(
-            redact("host=db password=s3cret user=ann"),
-            "host=db password=*** user=ann"
-        );
-    }
 }
