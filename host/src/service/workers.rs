@@ -82,7 +82,8 @@ pub fn event_loop_with(
                 }
             }
         }
-        if poll_tracker && tracker_backoff.ready() {
+        // One process of the node reads the tracker's changes (see `store/shared.rs`).
+        if poll_tracker && tracker_backoff.ready() && leads(&node, POLL_ROLE) {
             match node.poll_changes() {
                 Ok(changes) => {
                     tracker_backoff.reset();
@@ -127,10 +128,17 @@ pub fn sender_loop(
     peers: Arc<super::Peers>,
 ) {
     let mut backoff = Backoff::default();
+    let send_role = format!("send:{connection}");
     while !stop.load(Ordering::Relaxed) {
         let seen = wake.rings();
         if !backoff.ready() {
             wake.wait(seen, backoff.remaining().min(IDLE_POLL));
+            continue;
+        }
+        // One process of the node sends a connection's messages: two would send the same
+        // ones at once, and a later one ahead of an earlier one.
+        if !leads(&node, &send_role) {
+            wake.wait(seen, IDLE_POLL);
             continue;
         }
         let batch = match node.outbox(&connection, 64) {
@@ -215,6 +223,18 @@ pub fn sender_loop(
             tracing::error!(connection, "cannot forget acknowledged messages: {error:#}");
         }
     }
+}
+
+/// The role of the process that reads the tracker's changes.
+const POLL_ROLE: &str = "poll";
+
+/// Whether this process holds `role` (taken or renewed now). A store that cannot be
+/// reached holds nothing: the loop tries again at its next round.
+fn leads(node: &Node, role: &str) -> bool {
+    node.store().lead(role).unwrap_or_else(|error| {
+        tracing::warn!("cannot take or renew `{role}`: {error:#}");
+        false
+    })
 }
 
 /// Exponential backoff for a loop that hit a passing failure: 100 ms doubling to 10 s.

@@ -7,6 +7,7 @@ pub mod history;
 pub mod links;
 pub mod outbox;
 mod postgres;
+pub mod shared;
 pub mod sql;
 pub mod twins;
 

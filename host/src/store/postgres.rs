@@ -15,13 +15,22 @@ use super::sql::{Sql, args};
 use crate::config::Secret;
 
 /// The schema's versions, in order; the last is the one this binary writes.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres-1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres-1.sql"),
+    include_str!("migrations/postgres-2.sql"),
+];
 
 /// The advisory lock every write transaction (and the migrations) holds until it commits:
 /// writers take turns, across all the processes of a node, as they do on SQLite.
 const WRITE_LOCK: i64 = 0x7477_696e_6e6f_6465; // "twinnode"
 
+/// Now, in ms since the epoch, by the database's clock: leases are compared on one clock,
+/// whatever the clocks of the machines the processes run on say.
+const NOW_MS: &str = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
+
 pub struct PgStore {
+    /// This process, as its claims and leases name it: random, new at every start.
+    owner: String,
     url: String,
     password: Option<Secret>,
     db: Mutex<PgConnection>,
@@ -34,6 +43,7 @@ impl PgStore {
         let id = migrate(&mut db)
             .with_context(|| format!("cannot set up the node's database in {}", redact(url)))?;
         let store = PgStore {
+            owner: format!("{}-{}", std::process::id(), super::fresh_id()),
             url: url.to_string(),
             password: password.cloned(),
             db: Mutex::new(db),
@@ -56,6 +66,90 @@ impl PgStore {
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claim `issues` for this process for `lease_ms`: those it now holds (free ones, ones
+    /// whose claim ran out, and its own, renewed).
+    pub fn claim(&self, issues: &[String], lease_ms: i64) -> Result<Vec<String>> {
+        if issues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let issues = serde_json::to_string(issues)?;
+        // Not under the write lock: one row each, taken or not in one statement.
+        self.read(|db| {
+            db.rows(
+                &format!(
+                    "INSERT INTO claims (issue, owner, until)
+                     SELECT DISTINCT i, ?2, {NOW_MS} + ?3
+                     FROM json_array_elements_text(CAST(CAST(?1 AS TEXT) AS json)) AS i
+                     ON CONFLICT (issue) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                     WHERE claims.owner = excluded.owner OR claims.until < {NOW_MS}
+                     RETURNING issue"
+                ),
+                args![&issues, &self.owner, lease_ms],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Extend every claim this process holds by `lease_ms` from now.
+    pub fn renew_claims(&self, lease_ms: i64) -> Result<()> {
+        self.read(|db| {
+            db.execute(
+                &format!("UPDATE claims SET until = {NOW_MS} + ?2 WHERE owner = ?1"),
+                args![&self.owner, lease_ms],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Whether this process still holds its claim on `issue`, in `tx`; the claim's row
+    /// stays locked until `tx` ends, so that nobody takes it over between this check and
+    /// the commit it guards.
+    pub fn holds(&self, tx: &dyn Sql, issue: &str) -> Result<bool> {
+        tx.exists(
+            "SELECT 1 FROM claims WHERE issue = ?1 AND owner = ?2 FOR UPDATE",
+            args![issue, &self.owner],
+        )
+    }
+
+    /// Give up the claim on `issue`, in `tx`.
+    pub fn release(&self, tx: &dyn Sql, issue: &str) -> Result<()> {
+        tx.execute(
+            "DELETE FROM claims WHERE issue = ?1 AND owner = ?2",
+            args![issue, &self.owner],
+        )?;
+        Ok(())
+    }
+
+    /// Take or renew `role` for `lease_ms`; whether this process holds it now.
+    pub fn lead(&self, role: &str, lease_ms: i64) -> Result<bool> {
+        self.read(|db| {
+            db.exists(
+                &format!(
+                    "INSERT INTO leaders (role, owner, until) VALUES (?1, ?2, {NOW_MS} + ?3)
+                     ON CONFLICT (role) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                     WHERE leaders.owner = excluded.owner OR leaders.until < {NOW_MS}
+                     RETURNING 1"
+                ),
+                args![role, &self.owner, lease_ms],
+            )
+        })
+    }
+
+    /// Give up `role` (a process stopping): another takes it at once.
+    pub fn resign(&self, role: &str) -> Result<()> {
+        self.read(|db| {
+            db.execute(
+                "DELETE FROM leaders WHERE role = ?1 AND owner = ?2",
+                args![role, &self.owner],
+            )
+        })?;
+        Ok(())
     }
 
     /// The connection, opened again if the server closed it (a restart, a proxy): the

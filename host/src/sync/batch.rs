@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::store::sql::Sql;
 use anyhow::Result;
 
 use super::crash::CrashPoint;
@@ -15,6 +14,7 @@ use super::effect::Prepared;
 use super::failure::Failed;
 use super::node::Node;
 use crate::store::events::{self, Event, Kind};
+use crate::store::sql::{Sql, args};
 
 /// How long to wait before retrying an event that failed for a passing reason.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +73,15 @@ fn one_per_issue(ready: Vec<(Event, Option<String>)>) -> Vec<Event> {
         .filter(|(event, issue)| issues.insert(issue_of(event, issue.as_deref())))
         .map(|(event, _)| event)
         .collect()
+}
+
+/// Whether `event` is still pending as it was read (no other process has finished it, or
+/// counted an attempt, since).
+fn still_pending(tx: &dyn Sql, event: &Event) -> Result<bool> {
+    tx.exists(
+        "SELECT 1 FROM events WHERE seq = ?1 AND state = 'pending' AND attempts = ?2",
+        args![event.seq, event.attempts],
+    )
 }
 
 /// What two events must not work on at once: the local issue, or for a twin not created
@@ -143,14 +152,36 @@ impl Node {
         &self,
         finished: &[(Event, Result<Prepared, Failed>)],
     ) -> Result<Progress> {
+        self.commit_claimed(finished, None)
+    }
+
+    /// [`Node::commit_finished`], for events whose issues (`issues[i]` for `finished[i]`)
+    /// this process claimed in a store shared with other processes: an event whose claim
+    /// was taken over (this process stalled past its lease), or that another process has
+    /// finished meanwhile, is not committed (its effects are someone else's to commit);
+    /// the others' claims are given up with their commit.
+    pub(super) fn commit_claimed(
+        &self,
+        finished: &[(Event, Result<Prepared, Failed>)],
+        issues: Option<&[String]>,
+    ) -> Result<Progress> {
         let mut progress = Progress::default();
         if finished.is_empty() {
             return Ok(progress);
         }
         let now = self.now_ms();
         self.crash_point(CrashPoint::BeforeCommit);
+        let claims = issues.filter(|_| self.store.is_shared());
+        let mut lost = vec![false; finished.len()];
         self.store.write(|tx| {
-            for (event, outcome) in finished {
+            for (i, (event, outcome)) in finished.iter().enumerate() {
+                if let Some(issue) = claims.map(|issues| issues[i].as_str()) {
+                    if !self.store.holds_claim(tx, issue)? || !still_pending(tx, event)? {
+                        lost[i] = true;
+                        continue;
+                    }
+                    self.store.release_claim(tx, issue)?;
+                }
                 match outcome {
                     Ok(prepared) => {
                         self.commit(tx, event, prepared, now)?;
@@ -167,11 +198,24 @@ impl Node {
                 }
             }
             // Which plugin each of them ran with, in the same transaction.
-            self.plugins
-                .record(tx, finished.iter().map(|(event, _)| event.id.as_str()))
+            self.plugins.record(
+                tx,
+                finished
+                    .iter()
+                    .zip(&lost)
+                    .filter(|(_, lost)| !**lost)
+                    .map(|((event, _), _)| event.id.as_str()),
+            )
         })?;
         self.crash_point(CrashPoint::AfterCommit);
-        for (event, outcome) in finished {
+        for ((event, outcome), lost) in finished.iter().zip(lost) {
+            if lost {
+                tracing::warn!(
+                    event = %event.id,
+                    "another process of the node took this event over: not committed here"
+                );
+                continue;
+            }
             log_outcome(event, outcome);
             self.observed(
                 event,

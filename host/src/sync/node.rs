@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::store::sql::Sql;
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::batch::RetryPolicy;
@@ -20,6 +19,7 @@ use crate::runtime::Runtime;
 use crate::store::events::{self, Event, Kind, NewEvent};
 use crate::store::{NodeStore, get_meta, next_number, outbox, set_meta, twins};
 use crate::tracker::Tracker;
+use crate::store::sql::Sql;
 
 /// A twinsync node.
 pub struct Node {
@@ -296,16 +296,21 @@ impl Node {
             .map(|c| c.key.as_str())
             .collect();
         let now = self.now_ms();
-        self.store.write(|tx| {
+        let queued = self.store.write(|tx| {
+            // Another process of the node read these changes and moved the cursor on
+            // meanwhile (it took over reading them): they are queued already.
+            if get_meta(tx, CURSOR)? != cursor {
+                return Ok(false);
+            }
             for key in changed {
                 self.queue_local_change(tx, key, now)?;
             }
             if let Some(cursor) = &batch.cursor {
                 set_meta(tx, CURSOR, cursor)?;
             }
-            Ok(())
+            Ok(true)
         })?;
-        Ok(batch.changes.len())
+        Ok(if queued { batch.changes.len() } else { 0 })
     }
 
     /// Issues the tracker says were changed by someone other than twinsync (a webhook, an

@@ -357,7 +357,7 @@ impl Pipeline {
                 (event, outcome)
             })
             .collect();
-        let committed = self.node.commit_finished(&outcomes);
+        let committed = self.node.commit_claimed(&outcomes, Some(&issues));
         // Committed or not, these are no longer being worked on: if the commit failed they
         // are still pending in the store and will be handed out again.
         for issue in issues {
@@ -396,6 +396,9 @@ impl Pipeline {
             return Ok(0);
         }
         let now = self.node.now_ms();
+        // The claims of the events in flight, renewed every round (a store shared with
+        // other processes only; see `store/shared.rs`).
+        self.node.store.renew_claims()?;
         // Events in flight are still pending: ask for enough to find `room` others. Only
         // the heads are read here; the chosen events are read whole below.
         let limit = room + self.busy.len();
@@ -410,6 +413,28 @@ impl Pipeline {
                 continue;
             }
             chosen.push((head.seq, issue));
+        }
+        // Other processes of the node may work on some of these issues: keep the ones this
+        // process could claim.
+        if self.node.store.is_shared() && !chosen.is_empty() {
+            let issues: Vec<String> = chosen.iter().map(|(_, issue)| issue.clone()).collect();
+            let held = match self.node.store.claim(&issues) {
+                Ok(held) => held,
+                Err(error) => {
+                    for issue in &issues {
+                        self.busy.remove(issue);
+                    }
+                    return Err(error);
+                }
+            };
+            let mut held = held.into_iter();
+            chosen.retain(|(_, issue)| {
+                let ours = held.next().unwrap_or(false);
+                if !ours {
+                    self.busy.remove(issue);
+                }
+                ours
+            });
         }
         let read = self.node.store.read(|db| {
             chosen

@@ -18,7 +18,6 @@
 //! - otherwise the number must be the next one (`Accepted`), or an earlier one is missing
 //!   (`OutOfOrder`).
 
-use crate::store::sql::Sql;
 use anyhow::Result;
 
 use super::ids;
@@ -26,6 +25,7 @@ use super::message::{Receipt, SyncMessage};
 use super::node::Node;
 use crate::store::events::{self, Kind, NewEvent};
 use crate::store::twins;
+use crate::store::sql::Sql;
 
 impl Node {
     pub(super) fn accept(&self, tx: &dyn Sql, message: &SyncMessage, now: i64) -> Result<Receipt> {

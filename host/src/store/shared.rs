@@ -1,0 +1,83 @@
+//! Several processes of one node on one store (PostgreSQL): claims, so that each issue's
+//! events run in one process at a time and in order, and leaders, so that one process at a
+//! time sends a connection's outbox and reads the tracker's changes. See
+//! docs/postgres-workers.md.
+//!
+//! On SQLite one process has the store (`serve` locks its data directory; a CLI command
+//! only writes under the write lock), so every claim and every role is held already.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::sql::Sql;
+use super::{Backend, NodeStore};
+
+/// How long a claim or a role lasts unless renewed. Its holder renews it every round of its
+/// loop (milliseconds apart); a killed process's work is taken over this long after.
+pub const LEASE: Duration = Duration::from_secs(5);
+
+fn lease_ms() -> i64 {
+    LEASE.as_millis() as i64
+}
+
+impl NodeStore {
+    /// Whether other processes may work on this store at the same time.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Claim `issues` (see `sync::batch::issue_of`) for this process: for each, whether it
+    /// holds it now.
+    pub fn claim(&self, issues: &[String]) -> Result<Vec<bool>> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(vec![true; issues.len()]),
+            Backend::Postgres(pg) => {
+                let won: std::collections::HashSet<String> =
+                    pg.claim(issues, lease_ms())?.into_iter().collect();
+                Ok(issues.iter().map(|i| won.contains(i)).collect())
+            }
+        }
+    }
+
+    /// Renew every claim this process holds.
+    pub fn renew_claims(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(()),
+            Backend::Postgres(pg) => pg.renew_claims(lease_ms()),
+        }
+    }
+
+    /// Whether this process still holds `issue`, checked in the transaction that commits
+    /// its event (and kept until it ends).
+    pub fn holds_claim(&self, tx: &dyn Sql, issue: &str) -> Result<bool> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(true),
+            Backend::Postgres(pg) => pg.holds(tx, issue),
+        }
+    }
+
+    /// Give `issue` up, in the transaction that committed its event.
+    pub fn release_claim(&self, tx: &dyn Sql, issue: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(()),
+            Backend::Postgres(pg) => pg.release(tx, issue),
+        }
+    }
+
+    /// Take or keep `role` (`send:CONNECTION`, `poll`): whether this process holds it.
+    pub fn lead(&self, role: &str) -> Result<bool> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(true),
+            Backend::Postgres(pg) => pg.lead(role, lease_ms()),
+        }
+    }
+
+    /// Give `role` up (this process stops).
+    pub fn resign(&self, role: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(()),
+            Backend::Postgres(pg) => pg.resign(role),
+        }
+    }
+}
