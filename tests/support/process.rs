@@ -66,12 +66,8 @@ impl NodeProcess {
     /// Write the node's configuration under `dir` and start `binary` on it.
     pub fn start(binary: &Path, dir: &Path, spec: NodeSpec) -> NodeProcess {
         let node_dir = dir.join(spec.instance.to_lowercase());
-        std::fs::create_dir_all(&node_dir).unwrap();
-        let config = node_dir.join("node.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"instance = "{instance}"
+        let text = format!(
+            r#"instance = "{instance}"
 data-dir = "data"
 log-level = "info"
 workers = 2
@@ -94,17 +90,30 @@ outgoing = "{processor}"
 secret = "{SECRET}"
 {extra}
 "#,
-                instance = spec.instance,
-                port = spec.port,
-                admin_port = spec.admin_port,
-                project = spec.project,
-                remote = spec.remote,
-                remote_port = spec.remote_port,
-                processor = spec.processor,
-                extra = spec.extra,
-            ),
-        )
-        .unwrap();
+            instance = spec.instance,
+            port = spec.port,
+            admin_port = spec.admin_port,
+            project = spec.project,
+            remote = spec.remote,
+            remote_port = spec.remote_port,
+            processor = spec.processor,
+            extra = spec.extra,
+        );
+        NodeProcess::start_with_config(binary, &node_dir, spec, &text)
+    }
+
+    /// Start `binary` on configuration `text`, written to `node_dir/node.toml`; `spec`
+    /// says where its admin API listens (its other fields are for the caller).
+    pub fn start_with_config(
+        binary: &Path,
+        node_dir: &Path,
+        spec: NodeSpec,
+        text: &str,
+    ) -> NodeProcess {
+        std::fs::create_dir_all(node_dir).unwrap();
+        let node_dir = node_dir.to_path_buf();
+        let config = node_dir.join("node.toml");
+        std::fs::write(&config, text).unwrap();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))

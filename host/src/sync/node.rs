@@ -17,9 +17,9 @@ use crate::clock::{Clock, from_millis, millis, rfc3339};
 use crate::model::{Origin, SyncContext, SyncReason};
 use crate::runtime::Runtime;
 use crate::store::events::{self, Event, Kind, NewEvent};
+use crate::store::sql::Sql;
 use crate::store::{NodeStore, get_meta, next_number, outbox, set_meta, twins};
 use crate::tracker::Tracker;
-use crate::store::sql::Sql;
 
 /// A twinsync node.
 pub struct Node {

@@ -24,8 +24,8 @@ use super::ids;
 use super::message::{Receipt, SyncMessage};
 use super::node::Node;
 use crate::store::events::{self, Kind, NewEvent};
-use crate::store::twins;
 use crate::store::sql::Sql;
+use crate::store::twins;
 
 impl Node {
     pub(super) fn accept(&self, tx: &dyn Sql, message: &SyncMessage, now: i64) -> Result<Receipt> {
