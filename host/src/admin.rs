@@ -250,11 +250,10 @@ pub(crate) fn known_connection(node: &Node, name: &str) -> Result<(), Failure> {
 /// Whether the scope's node has a twin with this id, or with this issue key on either side.
 fn knows_twin(node: &Node, key: &str) -> Result<bool, Failure> {
     Ok(node.store().read(|db| {
-        Ok(db.query_row(
-            "SELECT EXISTS (SELECT 1 FROM twins WHERE twin_id = ?1 OR local_key = ?1 OR remote_key = ?1)",
-            [key],
-            |r| r.get::<_, bool>(0),
-        )?)
+        db.exists(
+            "SELECT 1 FROM twins WHERE twin_id = ?1 OR local_key = ?1 OR remote_key = ?1",
+            crate::store::sql::args![key],
+        )
     })?)
 }
 

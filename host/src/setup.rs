@@ -80,7 +80,11 @@ pub fn open_store(config: &NodeConfig) -> Result<Arc<NodeStore>> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let store = match &config.store.url {
         None => NodeStore::open(&dir.join("twinsync.db"))?,
-        Some(url) => NodeStore::connect(url, config.store_password()?.as_ref())
+        Some(url) => NodeStore::connect(
+            url,
+            config.store_password()?.as_ref(),
+            config.store.ca_file.as_ref().map(|f| config.resolve(f)).as_deref(),
+        )
             .context("cannot use the node's store in PostgreSQL ([store] url)")?,
     };
     Ok(Arc::new(store))

@@ -38,5 +38,5 @@ pub fn open(dir: &Path) -> Arc<NodeStore> {
             url
         }
     };
-    Arc::new(NodeStore::connect(&url, None).expect("PostgreSQL store"))
+    Arc::new(NodeStore::connect(&url, None, None).expect("PostgreSQL store"))
 }

@@ -77,6 +77,9 @@ pub struct StoreConfig {
     /// A file holding the password (first line), if the URL has none. Else the
     /// environment's `TWINSYNC_STORE_PASSWORD`, if set.
     pub password_file: Option<PathBuf>,
+    /// With `sslmode=require` in the URL: PEM certificates trusted for the server's
+    /// certificate, besides the public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The environment variable that holds the store's password, if neither the URL nor a

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Result;
-use rusqlite::Connection as Db;
+use crate::store::sql::Sql;
 
 use super::library::Library;
 use super::store::{self, Side};
@@ -50,7 +50,7 @@ impl NodePlugins {
     }
 
     /// Record, in the transaction committing them, which plugin ran for these events.
-    pub fn record<'a>(&self, db: &Db, events: impl Iterator<Item = &'a str>) -> Result<()> {
+    pub fn record<'a>(&self, db: &dyn Sql, events: impl Iterator<Item = &'a str>) -> Result<()> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         for id in events {
             if let Some(plugin) = running.remove(id) {

@@ -62,9 +62,11 @@ impl NodeStore {
     }
 
     /// The node's state in the PostgreSQL database of `url`, its schema brought up to date
-    /// now (see `store/postgres.rs`). The password is in the URL or in `password`.
-    pub fn connect(url: &str, password: Option<&Secret>) -> Result<Self> {
-        let (pg, id) = postgres::PgStore::connect(url, password)?;
+    /// now (see `store/postgres.rs`). The password is in the URL or in `password`; with
+    /// `sslmode=require` in the URL, the server's certificate may also be signed by the
+    /// certificates of `ca_file`.
+    pub fn connect(url: &str, password: Option<&Secret>, ca_file: Option<&Path>) -> Result<Self> {
+        let (pg, id) = postgres::PgStore::connect(url, password, ca_file)?;
         Ok(NodeStore {
             backend: Backend::Postgres(pg),
             id: OnceLock::from(id),

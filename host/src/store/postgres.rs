@@ -6,6 +6,7 @@
 //! apply them), and recorded in `schema_version`. A database whose version is newer than
 //! this binary knows is refused: an older binary must not write a layout it does not know.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
@@ -33,19 +34,25 @@ pub struct PgStore {
     owner: String,
     url: String,
     password: Option<Secret>,
+    ca_file: Option<PathBuf>,
     db: Mutex<PgConnection>,
 }
 
 impl PgStore {
     /// Connect, bring the schema up to date; the store and its id.
-    pub fn connect(url: &str, password: Option<&Secret>) -> Result<(Self, String)> {
-        let mut db = PgConnection::new(connect(url, password)?);
+    pub fn connect(
+        url: &str,
+        password: Option<&Secret>,
+        ca_file: Option<&Path>,
+    ) -> Result<(Self, String)> {
+        let mut db = PgConnection::new(connect(url, password, ca_file)?);
         let id = migrate(&mut db)
             .with_context(|| format!("cannot set up the node's database in {}", redact(url)))?;
         let store = PgStore {
             owner: format!("{}-{}", std::process::id(), super::fresh_id()),
             url: url.to_string(),
             password: password.cloned(),
+            ca_file: ca_file.map(Path::to_path_buf),
             db: Mutex::new(db),
         };
         Ok((store, id))
@@ -157,7 +164,11 @@ impl PgStore {
     fn connection(&self) -> Result<std::sync::MutexGuard<'_, PgConnection>> {
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         if db.is_closed() {
-            *db = PgConnection::new(connect(&self.url, self.password.as_ref())?);
+            *db = PgConnection::new(connect(
+                &self.url,
+                self.password.as_ref(),
+                self.ca_file.as_deref(),
+            )?);
         }
         Ok(db)
     }

@@ -5,13 +5,17 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::config::SslMode;
 use postgres::{Client, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Dialect, Row, Sql, Value};
 use crate::config::Secret;
@@ -228,16 +232,28 @@ impl Row for postgres::Row {
 }
 
 /// Connect, with an error that says what is wrong in words, and never shows the password.
-pub fn connect(url: &str, password: Option<&Secret>) -> Result<Client> {
+/// TLS as the URL's `sslmode` says (`require`: the server's certificate is checked against
+/// the public roots and the certificates of `ca_file`); without it, none.
+pub fn connect(url: &str, password: Option<&Secret>, ca_file: Option<&Path>) -> Result<Client> {
     let mut config = postgres::Config::from_str(url)
         .map_err(|e| anyhow!("`{}` is not a PostgreSQL URL: {e}", redact(url)))?;
     if let Some(password) = password {
         config.password(password.expose());
     }
+    // The driver's default is `prefer`, which would try TLS on a server that offers it and
+    // then fail on a certificate nobody said to trust: no TLS unless asked for.
+    if !url.contains("sslmode=") {
+        config.ssl_mode(SslMode::Disable);
+    }
     let user = config.get_user().unwrap_or("(no user)").to_string();
     let database = config.get_dbname().unwrap_or(&user).to_string();
     let place = format!("{} (database `{database}`, user `{user}`)", redact(url));
-    config.connect(NoTls).map_err(|e| match e.code() {
+    let connected = if config.get_ssl_mode() == SslMode::Disable {
+        config.connect(NoTls)
+    } else {
+        config.connect(tls(ca_file)?)
+    };
+    connected.map_err(|e| match e.code() {
         Some(code) if *code == SqlState::INVALID_PASSWORD => {
             anyhow!("cannot connect to {place}: the password is wrong")
         }
@@ -246,6 +262,37 @@ pub fn connect(url: &str, password: Option<&Secret>) -> Result<Client> {
         }
         _ => anyhow!("cannot connect to {place}: {}", describe(&e)),
     })
+}
+
+/// TLS to PostgreSQL: the public roots, and the certificates of `ca_file` (PEM).
+fn tls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let (public, _) =
+        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    if let Some(file) = ca_file {
+        let pem = std::fs::read(file)
+            .with_context(|| format!("cannot read the CA file {}", file.display()))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!("{} is not valid PEM: {e}", file.display()))?;
+        if certs.is_empty() {
+            bail!("no certificate in the CA file {}", file.display());
+        }
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            bail!("no usable certificate in the CA file {}", file.display());
+        }
+    }
+    debug_assert!(public > 0);
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// `url` (a URL or `key=value` pairs) with the password, if any, replaced by `***`.

@@ -77,7 +77,7 @@ impl PostgresTracker {
         default_project: &str,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let mut client = connect(url, password)?;
+        let mut client = connect(url, password, None)?;
         // Processes starting at once would race to create the tables: they take turns.
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
@@ -99,7 +99,7 @@ impl Postgres {
     fn client(&self) -> Result<MutexGuard<'_, Client>, TrackerError> {
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if client.is_closed() {
-            *client = connect(&self.url, self.password.as_ref())
+            *client = connect(&self.url, self.password.as_ref(), None)
                 .map_err(|e| TrackerError::Unavailable(format!("{e:#}")))?;
         }
         Ok(client)
