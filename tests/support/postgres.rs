@@ -23,8 +23,32 @@ fn cluster() -> Option<&'static str> {
     CLUSTER.get_or_init(start).as_deref()
 }
 
+/// Where this test binary's cluster keeps its files.
+fn state() -> PathBuf {
+    std::env::temp_dir().join(format!("twinsync-postgres-test-{}", std::process::id()))
+}
+
+/// The directory of this test binary's cluster (its data, logs), once it runs.
+pub fn state_dir() -> Option<PathBuf> {
+    cluster().map(|_| state())
+}
+
+/// Make files the server's own and private to it (as a key file must be): as root the
+/// cluster runs as `postgres`.
+pub fn own_by_server(files: &[PathBuf]) {
+    for file in files {
+        let mut permissions = std::fs::metadata(file).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o600);
+        std::fs::set_permissions(file, permissions).unwrap();
+        if Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") {
+            let status = Command::new("chown").arg("postgres").arg(file).status().unwrap();
+            assert!(status.success(), "chown postgres {}", file.display());
+        }
+    }
+}
+
 fn start() -> Option<String> {
-    let state = std::env::temp_dir().join(format!("twinsync-postgres-test-{}", std::process::id()));
+    let state = state();
     let output = Command::new(script())
         .arg("start")
         .arg(&state)

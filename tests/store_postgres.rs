@@ -1,0 +1,169 @@
+//! The node's store on PostgreSQL: connecting (clear errors for a wrong URL, password or
+//! database, TLS), migrations (applied once, a newer schema refused), and what lets several
+//! processes share one store (claims and roles). The scenario suites run on it as well
+//! (`TWINSYNC_TEST_STORE=postgres`, see tests/support/store.rs).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use twinsync::config::Secret;
+use twinsync::store::NodeStore;
+use twinsync::store::shared::LEASE;
+use twinsync_tests::postgres_or_skip;
+
+fn error_of(url: &str, password: Option<&str>) -> String {
+    let password = password.map(Secret::new);
+    match NodeStore::connect(url, password.as_ref(), None) {
+        Ok(_) => panic!("connected to {url}"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+/// The URL with another password, or another database.
+fn with_password(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (credentials, host) = rest.rsplit_once('@').unwrap();
+    let user = credentials.split(':').next().unwrap();
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    format!("{}/{database}", url.rsplit_once('/').unwrap().0)
+}
+
+#[test]
+fn wrong_settings_get_errors_in_words_without_the_password() {
+    let url = postgres_or_skip!();
+    let wrong = error_of(&with_password(&url, "not-the-password"), None);
+    assert!(wrong.contains("the password is wrong"), "{wrong}");
+    assert!(!wrong.contains("not-the-password"), "{wrong}");
+
+    let missing = error_of(&with_database(&url, "no_such_db"), None);
+    assert!(missing.contains("there is no database `no_such_db`"), "{missing}");
+
+    let not_a_url = error_of("postgres://a:b@127.0.0.1:notaport/x", None);
+    assert!(not_a_url.contains("is not a PostgreSQL URL"), "{not_a_url}");
+    assert!(!not_a_url.contains(":b@"), "{not_a_url}");
+
+    // Nobody listens there: said, not hung on.
+    let port = twinsync_tests::process::free_port();
+    let down = error_of(&format!("postgres://u:secret@127.0.0.1:{port}/x"), None);
+    assert!(down.contains("cannot connect to"), "{down}");
+    assert!(!down.contains("secret"), "{down}");
+}
+
+#[test]
+fn migrations_run_once_even_for_processes_starting_together() {
+    let url = postgres_or_skip!();
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| NodeStore::connect(&url, None, None).unwrap().id().to_string()))
+            .collect();
+        starts.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert!(ids.iter().all(|id| id == &ids[0] && !id.is_empty()), "{ids:?}");
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let versions: Vec<i64> = db
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+}
+
+#[test]
+fn a_schema_newer_than_the_binary_is_refused() {
+    let url = postgres_or_skip!();
+    NodeStore::connect(&url, None, None).unwrap();
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    db.execute("INSERT INTO schema_version (version) VALUES (99)", &[])
+        .unwrap();
+    let refused = error_of(&url, None);
+    assert!(
+        refused.contains("schema is version 99, newer than this twinsync knows (2)"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_claim_is_one_process_s_until_it_gives_it_up_or_its_lease_runs_out() {
+    let url = postgres_or_skip!();
+    let (a, b) = (
+        NodeStore::connect(&url, None, None).unwrap(),
+        NodeStore::connect(&url, None, None).unwrap(),
+    );
+    let issues = vec!["issue:INT-1".to_string(), "issue:INT-2".to_string()];
+    assert_eq!(a.claim(&issues[..1]).unwrap(), vec![true]);
+    assert_eq!(b.claim(&issues).unwrap(), vec![false, true]);
+    // Renewing keeps it; the holder sees it held inside its transaction.
+    a.renew_claims().unwrap();
+    assert!(a.write(|tx| a.holds_claim(tx, "issue:INT-1")).unwrap());
+    assert!(!b.write(|tx| b.holds_claim(tx, "issue:INT-1")).unwrap());
+    // Given up with a commit: the other process takes it at once.
+    a.write(|tx| a.release_claim(tx, "issue:INT-1")).unwrap();
+    assert_eq!(b.claim(&issues[..1]).unwrap(), vec![true]);
+    // A process that stops renewing (killed) loses it when the lease runs out.
+    assert_eq!(a.claim(&issues[..1]).unwrap(), vec![false]);
+    std::thread::sleep(LEASE + Duration::from_millis(300));
+    assert_eq!(a.claim(&issues[..1]).unwrap(), vec![true]);
+    assert!(!b.write(|tx| b.holds_claim(tx, "issue:INT-1")).unwrap());
+}
+
+#[test]
+fn one_process_holds_a_role_and_another_takes_it_when_it_resigns() {
+    let url = postgres_or_skip!();
+    let (a, b) = (
+        NodeStore::connect(&url, None, None).unwrap(),
+        NodeStore::connect(&url, None, None).unwrap(),
+    );
+    assert!(a.lead("send:c").unwrap());
+    assert!(!b.lead("send:c").unwrap());
+    assert!(b.lead("poll").unwrap(), "roles are held one by one");
+    assert!(a.lead("send:c").unwrap(), "renewed by its holder");
+    a.resign("send:c").unwrap();
+    assert!(b.lead("send:c").unwrap());
+    assert!(!a.lead("send:c").unwrap());
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls").join(name)
+}
+
+/// `sslmode=require`: the server's certificate must be trusted (here through `ca-file`);
+/// without the CA it is refused, never used unchecked.
+#[test]
+fn tls_checks_the_server_certificate() {
+    let url = postgres_or_skip!();
+    let state = twinsync_tests::postgres::state_dir().expect("the cluster's directory");
+    // The key must belong to the server's user and be private to it, or the server
+    // refuses it.
+    for file in ["node-cert.pem", "node-key.pem"] {
+        std::fs::copy(fixture(file), state.join(file)).unwrap();
+    }
+    twinsync_tests::postgres::own_by_server(&[state.join("node-cert.pem"), state.join("node-key.pem")]);
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    for (setting, value) in [
+        ("ssl_cert_file", state.join("node-cert.pem")),
+        ("ssl_key_file", state.join("node-key.pem")),
+    ] {
+        admin
+            .batch_execute(&format!("ALTER SYSTEM SET {setting} = '{}'", value.display()))
+            .unwrap();
+    }
+    admin.batch_execute("ALTER SYSTEM SET ssl = on").unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let tls_url = format!("{url}?sslmode=require");
+    let refused = match NodeStore::connect(&tls_url, None, None) {
+        Ok(_) => panic!("connected over TLS to a server nobody said to trust"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(refused.contains("cannot connect to"), "{refused}");
+    let store = NodeStore::connect(&tls_url, None, Some(&fixture("ca.pem"))).unwrap();
+    let over_tls: bool = store
+        .read(|db| db.one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]))
+        .unwrap();
+    assert!(over_tls, "the connection is encrypted");
+}
