@@ -188,4 +188,69 @@ mod tests {
         assert_eq!(page_of(vec![1, 2, 3, 4], 1, 2), (vec![3, 4], false));
         assert_eq!(page_of(vec![1], 9, 2), (Vec::<i32>::new(), false));
     }
+
+    #[test]
+    fn twins_are_found_by_a_prefix_of_any_key_in_any_case_and_events_by_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::NodeStore::open(&dir.path().join("node.db")).unwrap();
+        store
+            .write(|tx| {
+                for (twin, key) in [("t1", "PROJ-1"), ("t2", "PROJ-12"), ("t3", "OTHER-3")] {
+                    crate::store::twins::insert(tx, twin, "c", key, 5)?;
+                }
+                for (id, twin, state) in [("e1", "t1", "done"), ("e2", "t1", "failed")] {
+                    Sql::execute(
+                        tx,
+                        "INSERT INTO events (id, direction, connection, twin_id, reason, state,
+                            created_at)
+                         VALUES (?1, 'outgoing', 'c', ?2, 'local-change', ?3, 5)",
+                        args![id, twin, state],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        store
+            .read(|db| {
+                let keys = |key: &str, page: usize, size: usize| -> Result<(Vec<String>, bool)> {
+                    let (rows, more) = twins(db, key, page, size)?;
+                    Ok((rows.into_iter().map(|r| r.local_key).collect(), more))
+                };
+                // The key in another case, as SQLite's LIKE has always matched it.
+                assert_eq!(
+                    keys("proj-1", 0, 10)?,
+                    (vec!["PROJ-1".into(), "PROJ-12".into()], false)
+                );
+                assert_eq!(keys("T3", 0, 10)?, (vec!["OTHER-3".into()], false));
+                // `_` and `%` are themselves, not wildcards.
+                assert_eq!(keys("PROJ_", 0, 10)?, (vec![], false));
+                assert_eq!(keys("%", 0, 10)?, (vec![], false));
+                assert_eq!(keys(" ", 1, 2)?, (vec!["PROJ-12".into()], false));
+                assert_eq!(
+                    keys("", 0, 2)?,
+                    (vec!["OTHER-3".into(), "PROJ-1".into()], true)
+                );
+
+                let ids = |state: &str, key: &str| -> Result<Vec<String>> {
+                    let filter = EventFilter {
+                        state: state.into(),
+                        key: key.into(),
+                        ..EventFilter::default()
+                    };
+                    Ok(events(db, &filter, 10)?
+                        .0
+                        .into_iter()
+                        .map(|e| e.id)
+                        .collect())
+                };
+                assert_eq!(ids("", "")?, ["e2"]);
+                assert_eq!(ids("done", "")?, ["e1"]);
+                assert_eq!(ids("all", "PROJ-1")?, ["e2", "e1"]);
+                assert!(ids("all", "PROJ-12")?.is_empty());
+                assert!(ids("skipped", "")?.is_empty());
+                assert!(ids("gone", "").is_err());
+                Ok(())
+            })
+            .unwrap();
+    }
 }

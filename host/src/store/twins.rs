@@ -342,3 +342,41 @@ pub fn connections_of(db: &dyn Sql, twin_id: &str) -> Result<Vec<String>> {
         |r| r.get(0),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unexalated_twin_keeps_its_first_tombstone_and_other_connections_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::NodeStore::open(&dir.path().join("node.db")).unwrap();
+        store
+            .write(|tx| {
+                let tx: &dyn Sql = tx;
+                insert(tx, "t1", "c", "A-1", 5)?;
+                assert!(
+                    !unexalate(tx, "other", "t1", 6)?,
+                    "not this connection's twin"
+                );
+                assert!(get(tx, "t1")?.is_some());
+                assert!(unexalate(tx, "c", "t1", 7)?);
+                assert!(is_unexalated(tx, "c", "t1")?);
+                // Made again under the same id and unexalated again: the tombstone stays.
+                insert(tx, "t1", "c", "A-2", 8)?;
+                assert!(unexalate(tx, "c", "t1", 9)?);
+                let tombstone: (String, i64) = tx
+                    .row(
+                        "SELECT local_key, at FROM unexalated WHERE twin_id = 't1'",
+                        &[],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?
+                    .unwrap();
+                assert_eq!(tombstone, ("A-1".into(), 7));
+                assert!(get(tx, "t1")?.is_none());
+                assert_eq!(connections_of(tx, "t1")?, ["c"]);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

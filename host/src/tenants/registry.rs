@@ -319,6 +319,36 @@ mod tests {
             let changed = registry.replace(&spec("a", "A2")).unwrap().unwrap();
             assert_eq!(changed.revision, 2);
             assert!(registry.set_token("a", "h3").unwrap());
+            registry.poke("a").unwrap();
+            registry.poke("a").unwrap();
+            registry.poke("b").unwrap();
+            let mut pokes = registry.pokes().unwrap();
+            pokes.sort();
+            assert_eq!(pokes, [("a".to_string(), 2), ("b".to_string(), 1)]);
+            let change = |side: &str, processor: Option<&str>| PluginChange {
+                id: 0,
+                at: 5,
+                by: "ops".into(),
+                action: "use".into(),
+                connection: "c".into(),
+                side: side.into(),
+                processor: processor.map(Into::into),
+                previous: None,
+            };
+            registry
+                .record_plugin_changes(
+                    "a",
+                    &[change("local", Some("plugin:p@1")), change("remote", None)],
+                )
+                .unwrap();
+            let changes = registry.plugin_changes("a").unwrap();
+            assert_eq!(changes.len(), 2);
+            assert!(changes[0].id < changes[1].id);
+            assert_eq!(changes[0].processor.as_deref(), Some("plugin:p@1"));
+            assert_eq!(
+                (changes[1].side.as_str(), changes[1].processor.as_deref()),
+                ("remote", None)
+            );
         }
         let registry = Registry::open(&path).unwrap();
         #[cfg(unix)]
@@ -332,6 +362,7 @@ mod tests {
         assert_eq!(entry.token_sha256, "h3");
         assert!(registry.remove("a").unwrap());
         assert!(!registry.remove("a").unwrap());
+        assert!(registry.plugin_changes("a").unwrap().is_empty());
         assert!(registry.list().unwrap().is_empty());
     }
 }
