@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::store::events::{self, Event};
+use crate::store::sql::Sql;
 use crate::store::{NodeStore, conflicts, outbox, twins};
 
 /// Events per state for one connection.
@@ -82,7 +83,7 @@ pub fn errors(store: &NodeStore) -> Result<Vec<ErrorRow>> {
     })
 }
 
-fn error_row(db: &Connection, event: Event) -> Result<ErrorRow> {
+fn error_row(db: &dyn Sql, event: Event) -> Result<ErrorRow> {
     let issue = twins::get(db, &event.twin_id)?.map(|t| t.local_key);
     let time = |ms: Option<i64>| ms.map(|ms| crate::clock::rfc3339(crate::clock::from_millis(ms)));
     Ok(ErrorRow {
@@ -270,7 +271,7 @@ pub fn twins_page(
 /// node's twins for an operator goes by [`twins_page`].
 pub fn twins(store: &NodeStore) -> Result<Vec<TwinRow>> {
     Ok(store
-        .read(twins::list)?
+        .read(|db| twins::list(db))?
         .into_iter()
         .map(|t| TwinRow {
             twin: t.twin_id,

@@ -3,9 +3,10 @@
 //! Entries carry the keys of both sides as they were then, so a twin stays findable by
 //! either key after it was unexalated. Kept as long as finished events are.
 
-use anyhow::Result;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use super::sql::{Row, Sql, args};
 
 /// Created with the rest of the schema (see `NodeStore::open`).
 pub const SCHEMA: &str = "
@@ -93,30 +94,30 @@ pub struct Entry {
     pub comments: Vec<AddedComment>,
 }
 
-pub fn append(db: &Connection, entry: &NewEntry<'_>, now_ms: i64) -> Result<()> {
+pub fn append(db: &dyn Sql, entry: &NewEntry<'_>, now_ms: i64) -> Result<()> {
     let (processor, sha256) = entry.processor.unzip();
-    db.prepare_cached(
+    db.execute(
         "INSERT INTO history (at, twin_id, connection, local_key, remote_key, event_id, direction,
             reason, hop, outcome, note, processor, processor_sha256, changes, comments)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )?
-    .execute(params![
-        now_ms,
-        entry.twin_id,
-        entry.connection,
-        entry.local_key,
-        entry.remote_key,
-        entry.event_id,
-        entry.direction,
-        entry.reason,
-        entry.hop,
-        entry.outcome,
-        entry.note,
-        processor,
-        sha256,
-        serde_json::to_string(entry.changes)?,
-        serde_json::to_string(entry.comments)?,
-    ])?;
+        args![
+            now_ms,
+            entry.twin_id,
+            entry.connection,
+            entry.local_key,
+            entry.remote_key,
+            entry.event_id,
+            entry.direction,
+            entry.reason,
+            entry.hop,
+            entry.outcome,
+            entry.note,
+            processor,
+            sha256,
+            &serde_json::to_string(entry.changes)?,
+            &serde_json::to_string(entry.comments)?,
+        ],
+    )?;
     Ok(())
 }
 
@@ -153,7 +154,7 @@ pub fn parse_time(text: &str) -> Result<i64> {
 }
 
 /// Entries matching `filter`, newest first.
-pub fn query(db: &Connection, filter: &Filter) -> Result<Vec<Entry>> {
+pub fn query(db: &dyn Sql, filter: &Filter) -> Result<Vec<Entry>> {
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     // A key names a twin, or an issue on either side at the time of the entry, or an issue
     // of a twin now (a remote key learnt after the first entries were written). Written
@@ -162,37 +163,34 @@ pub fn query(db: &Connection, filter: &Filter) -> Result<Vec<Entry>> {
         "(twin_id = ?1 OR local_key = ?1 OR remote_key = ?1
           OR twin_id IN (SELECT twin_id FROM twins WHERE local_key = ?1 OR remote_key = ?1))"
     } else {
-        "?1 IS NULL"
+        "CAST(?1 AS TEXT) IS NULL"
     };
     let sql = format!(
         "SELECT {COLUMNS} FROM history
          WHERE {key}
-           AND (?2 IS NULL OR connection = ?2)
-           AND (?3 IS NULL OR at >= ?3)
-           AND (?4 IS NULL OR at < ?4)
-           AND (?5 IS NULL OR seq < ?5)
+           AND (CAST(?2 AS TEXT) IS NULL OR connection = ?2)
+           AND (CAST(?3 AS BIGINT) IS NULL OR at >= ?3)
+           AND (CAST(?4 AS BIGINT) IS NULL OR at < ?4)
+           AND (CAST(?5 AS BIGINT) IS NULL OR seq < ?5)
          ORDER BY seq DESC LIMIT ?6"
     );
-    let mut stmt = db.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            filter.key,
-            filter.connection,
+    db.rows(
+        &sql,
+        args![
+            filter.key.as_ref(),
+            filter.connection.as_ref(),
             filter.since_ms,
             filter.until_ms,
             filter.before,
-            limit as i64
+            limit
         ],
         from_row,
-    )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    )
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
-    let json = |i: usize| -> rusqlite::Result<String> { row.get(i) };
-    let bad = |i: usize, e: serde_json::Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    };
+fn from_row(row: &dyn Row) -> Result<Entry> {
+    let json = |i: usize| -> Result<String> { row.get(i) };
+    let bad = |i: usize| format!("column {i}");
     let at_ms: i64 = row.get(1)?;
     Ok(Entry {
         seq: row.get(0)?,
@@ -210,31 +208,29 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
         note: row.get(11)?,
         processor: row.get(12)?,
         processor_sha256: row.get(13)?,
-        changes: serde_json::from_str(&json(14)?).map_err(|e| bad(14, e))?,
-        comments: serde_json::from_str(&json(15)?).map_err(|e| bad(15, e))?,
+        changes: serde_json::from_str(&json(14)?).with_context(|| bad(14))?,
+        comments: serde_json::from_str(&json(15)?).with_context(|| bad(15))?,
     })
 }
 
 /// Events finished per minute (entries with outcome `done`) for the `minutes` minutes
 /// before `now_ms`, oldest first, per connection when `connection` is given.
 pub fn per_minute(
-    db: &Connection,
+    db: &dyn Sql,
     connection: Option<&str>,
     now_ms: i64,
     minutes: usize,
 ) -> Result<Vec<u64>> {
     let start = now_ms - (minutes as i64) * 60_000;
     let mut counts = vec![0u64; minutes];
-    let mut stmt = db.prepare_cached(
+    let rows = db.rows(
         "SELECT (at - ?1) / 60000, count(*) FROM history
-         WHERE at >= ?1 AND at < ?2 AND outcome = 'done' AND (?3 IS NULL OR connection = ?3)
+         WHERE at >= ?1 AND at < ?2 AND outcome = 'done' AND (CAST(?3 AS TEXT) IS NULL OR connection = ?3)
          GROUP BY 1",
+        args![start, now_ms, connection],
+        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
     )?;
-    let rows = stmt.query_map(params![start, now_ms, connection], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    for row in rows {
-        let (minute, count) = row?;
+    for (minute, count) in rows {
         if let Some(slot) = usize::try_from(minute).ok().and_then(|m| counts.get_mut(m)) {
             *slot = count.max(0) as u64;
         }
@@ -243,21 +239,18 @@ pub fn per_minute(
 }
 
 /// The time of the last entry with outcome `done` per connection and direction.
-pub fn last_done(db: &Connection, connection: &str, direction: &str) -> Result<Option<i64>> {
-    Ok(db
-        .prepare_cached(
-            "SELECT at FROM history WHERE connection = ?1 AND direction = ?2 AND outcome = 'done'
-             ORDER BY at DESC LIMIT 1",
-        )?
-        .query_row(params![connection, direction], |r| r.get(0))
-        .optional()?)
+pub fn last_done(db: &dyn Sql, connection: &str, direction: &str) -> Result<Option<i64>> {
+    db.value(
+        "SELECT at FROM history WHERE connection = ?1 AND direction = ?2 AND outcome = 'done'
+         ORDER BY at DESC LIMIT 1",
+        args![connection, direction],
+    )
 }
 
 /// Delete up to `limit` entries written before `before_ms`; how many went.
-pub fn forget(db: &Connection, before_ms: i64, limit: usize) -> Result<usize> {
-    Ok(db
-        .prepare_cached(
-            "DELETE FROM history WHERE seq IN (SELECT seq FROM history WHERE at < ?1 LIMIT ?2)",
-        )?
-        .execute(params![before_ms, limit as i64])?)
+pub fn forget(db: &dyn Sql, before_ms: i64, limit: usize) -> Result<usize> {
+    db.execute(
+        "DELETE FROM history WHERE seq IN (SELECT seq FROM history WHERE at < ?1 LIMIT ?2)",
+        args![before_ms, limit],
+    )
 }

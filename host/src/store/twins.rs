@@ -1,13 +1,13 @@
 //! Twin links and the replicas remembered for each twin.
 
-use anyhow::Result;
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
+use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::model::fields::FieldStamps;
 use crate::model::{Issue, Replica};
+
+use super::sql::{Row, Sql, args};
 
 /// One local issue synced with one remote issue over one connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +78,7 @@ const COLUMNS: &str =
 /// Twins with the field stamps of their local issue.
 const FROM: &str = "twins LEFT JOIN issue_stamps ON issue_stamps.local_key = twins.local_key";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Twin> {
+fn from_row(row: &dyn Row) -> Result<Twin> {
     Ok(Twin {
         twin_id: row.get(0)?,
         connection: row.get(1)?,
@@ -96,90 +96,72 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Twin> {
     })
 }
 
-fn json<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
+fn json<T: DeserializeOwned>(row: &dyn Row, index: usize) -> Result<Option<T>> {
     let text: Option<String> = row.get(index)?;
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                index,
-                rusqlite::types::Type::Text,
-                Box::new(e),
-            )
-        })
-    })
-    .transpose()
+    text.map(|t| serde_json::from_str(&t).with_context(|| format!("column {index}")))
+        .transpose()
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("replicas and stamps always encode to JSON")
 }
 
-pub fn get(db: &Connection, twin_id: &str) -> Result<Option<Twin>> {
+pub fn get(db: &dyn Sql, twin_id: &str) -> Result<Option<Twin>> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.twin_id = ?1");
-    Ok(db
-        .prepare_cached(&sql)?
-        .query_row([twin_id], from_row)
-        .optional()?)
+    db.row(&sql, args![twin_id], from_row)
 }
 
-pub fn by_local_key(db: &Connection, connection: &str, local_key: &str) -> Result<Option<Twin>> {
+pub fn by_local_key(db: &dyn Sql, connection: &str, local_key: &str) -> Result<Option<Twin>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE twins.connection = ?1 AND twins.local_key = ?2"
     );
-    Ok(db
-        .prepare_cached(&sql)?
-        .query_row([connection, local_key], from_row)
-        .optional()?)
+    db.row(&sql, args![connection, local_key], from_row)
 }
 
 /// The twins of a local issue, one per connection it is synced on, as (twin id,
 /// connection): what is needed to queue events for them, without reading their replicas.
-pub fn of_issue(db: &Connection, local_key: &str) -> Result<Vec<(String, String)>> {
-    let mut stmt = db.prepare_cached(
+pub fn of_issue(db: &dyn Sql, local_key: &str) -> Result<Vec<(String, String)>> {
+    db.rows(
         "SELECT twin_id, connection FROM twins WHERE local_key = ?1 ORDER BY connection",
-    )?;
-    let rows = stmt.query_map([local_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        args![local_key],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// The local issue of a twin, if the twin exists.
-pub fn local_key(db: &Connection, twin_id: &str) -> Result<Option<String>> {
-    Ok(db
-        .prepare_cached("SELECT local_key FROM twins WHERE twin_id = ?1")?
-        .query_row([twin_id], |r| r.get(0))
-        .optional()?)
+pub fn local_key(db: &dyn Sql, twin_id: &str) -> Result<Option<String>> {
+    db.value(
+        "SELECT local_key FROM twins WHERE twin_id = ?1",
+        args![twin_id],
+    )
 }
 
 pub fn local_key_for_remote(
-    db: &Connection,
+    db: &dyn Sql,
     connection: &str,
     remote_key: &str,
 ) -> Result<Option<String>> {
-    Ok(db
-        .prepare_cached("SELECT local_key FROM twins WHERE connection = ?1 AND remote_key = ?2")?
-        .query_row([connection, remote_key], |r| r.get(0))
-        .optional()?)
+    db.value(
+        "SELECT local_key FROM twins WHERE connection = ?1 AND remote_key = ?2",
+        args![connection, remote_key],
+    )
 }
 
-pub fn list(db: &Connection) -> Result<Vec<Twin>> {
+pub fn list(db: &dyn Sql) -> Result<Vec<Twin>> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM} ORDER BY twins.connection, twins.local_key");
-    let mut stmt = db.prepare(&sql)?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.rows(&sql, &[], from_row)
 }
 
 /// Up to `limit` twins after `after` (a twin id) in id order: the next page of a walk over
 /// every twin that holds one page in memory at a time, however many twins there are.
-pub fn page(db: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<Twin>> {
+pub fn page(db: &dyn Sql, after: Option<&str>, limit: usize) -> Result<Vec<Twin>> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "SELECT {COLUMNS} FROM {FROM}
-             WHERE ?1 IS NULL OR twins.twin_id > ?1 ORDER BY twins.twin_id LIMIT ?2"
+             WHERE CAST(?1 AS TEXT) IS NULL OR twins.twin_id > ?1 ORDER BY twins.twin_id LIMIT ?2"
         )
     });
-    let mut stmt = db.prepare_cached(&SQL)?;
-    let rows = stmt.query_map(params![after, limit as i64], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.rows(&SQL, args![after, limit], from_row)
 }
 
 /// A twin as listed: its link, without its replicas.
@@ -193,67 +175,68 @@ pub struct Listed {
 }
 
 /// [`page`] without the replicas: what listing twins needs, a few hundred bytes a twin.
-pub fn listed_page(db: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<Listed>> {
-    let mut stmt = db.prepare_cached(
+pub fn listed_page(db: &dyn Sql, after: Option<&str>, limit: usize) -> Result<Vec<Listed>> {
+    db.rows(
         "SELECT twin_id, connection, local_key, remote_key, sent_seq FROM twins
-         WHERE ?1 IS NULL OR twin_id > ?1 ORDER BY twin_id LIMIT ?2",
-    )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![after, limit], |r| {
-        Ok(Listed {
-            twin_id: r.get(0)?,
-            connection: r.get(1)?,
-            local_key: r.get(2)?,
-            remote_key: r.get(3)?,
-            sent_seq: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+         WHERE CAST(?1 AS TEXT) IS NULL OR twin_id > ?1 ORDER BY twin_id LIMIT ?2",
+        args![after, limit],
+        |r| {
+            Ok(Listed {
+                twin_id: r.get(0)?,
+                connection: r.get(1)?,
+                local_key: r.get(2)?,
+                remote_key: r.get(3)?,
+                sent_seq: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// Start a twin on the exalating side: nothing sent or received yet.
 pub fn insert(
-    db: &Connection,
+    db: &dyn Sql,
     twin_id: &str,
     connection: &str,
     local_key: &str,
     now_ms: i64,
 ) -> Result<()> {
-    db.prepare_cached(
+    db.execute(
         "INSERT INTO twins (twin_id, connection, local_key, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![twin_id, connection, local_key, now_ms])?;
+        args![twin_id, connection, local_key, now_ms],
+    )?;
     Ok(())
 }
 
 /// Remember a replica sent as message `seq`, with its stamps; the first one sent is also
 /// the exalate replica.
 pub fn record_sent(
-    db: &Connection,
+    db: &dyn Sql,
     twin_id: &str,
     seq: i64,
     replica: &Replica,
     stamps: &FieldStamps,
 ) -> Result<()> {
     let replica = to_json(replica);
-    db.prepare_cached(
+    db.execute(
         "UPDATE twins SET sent_seq = ?2, last_sent = ?3, exalate_replica = coalesce(exalate_replica, ?3),
             sent_stamps = ?4
          WHERE twin_id = ?1",
-    )?
-    .execute(params![twin_id, seq, replica, to_json(stamps)])?;
+        args![twin_id, seq, &replica, &to_json(stamps)],
+    )?;
     Ok(())
 }
 
 /// Remember the local issue as synced now, with the stamps of its fields.
 pub fn record_local(
-    db: &Connection,
+    db: &dyn Sql,
     twin_id: &str,
     local: &Issue,
     stamps: &FieldStamps,
 ) -> Result<()> {
-    db.prepare_cached("UPDATE twins SET local_base = ?2 WHERE twin_id = ?1")?
-        .execute(params![twin_id, to_json(local)])?;
+    db.execute(
+        "UPDATE twins SET local_base = ?2 WHERE twin_id = ?1",
+        args![twin_id, &to_json(local)],
+    )?;
     if let Some(key) = &local.key {
         record_stamps(db, key, stamps, local)?;
     }
@@ -261,39 +244,34 @@ pub fn record_local(
 }
 
 /// Replace the stamps of local issue `local_key`, and the issue as they describe it.
-pub fn restamp(
-    db: &Connection,
-    local_key: &str,
-    stamps: &FieldStamps,
-    stamped: &Issue,
-) -> Result<()> {
+pub fn restamp(db: &dyn Sql, local_key: &str, stamps: &FieldStamps, stamped: &Issue) -> Result<()> {
     record_stamps(db, local_key, stamps, stamped)
 }
 
 fn record_stamps(
-    db: &Connection,
+    db: &dyn Sql,
     local_key: &str,
     stamps: &FieldStamps,
     stamped: &Issue,
 ) -> Result<()> {
-    db.prepare_cached(
+    db.execute(
         "INSERT INTO issue_stamps (local_key, stamps, stamped) VALUES (?1, ?2, ?3)
          ON CONFLICT (local_key) DO UPDATE SET stamps = excluded.stamps, stamped = excluded.stamped",
-    )?
-    .execute(params![local_key, to_json(stamps), to_json(stamped)])?;
+        args![local_key, &to_json(stamps), &to_json(stamped)],
+    )?;
     Ok(())
 }
 
 /// Remember a replica received and the local issue it led to, creating the twin on first
 /// sync.
 pub fn record_received(
-    db: &Connection,
+    db: &dyn Sql,
     twin: &Twin,
     replica: &Replica,
     local: &Issue,
     now_ms: i64,
 ) -> Result<()> {
-    let changed = db.prepare_cached(
+    let changed = db.execute(
         "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received, local_base,
             remote_stamps, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -304,17 +282,17 @@ pub fn record_received(
             local_base = excluded.local_base,
             remote_stamps = excluded.remote_stamps
          WHERE twins.connection = excluded.connection",
-    )?
-    .execute(params![
-        twin.twin_id,
-        twin.connection,
-        twin.local_key,
-        twin.remote_key,
-        to_json(replica),
-        to_json(local),
-        to_json(&twin.remote_stamps),
-        now_ms
-    ])?;
+        args![
+            &twin.twin_id,
+            &twin.connection,
+            &twin.local_key,
+            twin.remote_key.as_deref(),
+            &to_json(replica),
+            &to_json(local),
+            &to_json(&twin.remote_stamps),
+            now_ms
+        ],
+    )?;
     if changed == 0 {
         // Checked when the message arrived and again before processing: never reached.
         anyhow::bail!(
@@ -329,37 +307,76 @@ pub fn record_received(
 /// Forget a twin of `connection`: both issues stay, the link goes, and a tombstone
 /// remembers it so that messages still on their way are ignored. Returns whether the twin
 /// was under sync. A twin of another connection is left alone.
-pub fn unexalate(db: &Connection, connection: &str, twin_id: &str, now_ms: i64) -> Result<bool> {
-    db.prepare_cached(
-        "INSERT OR IGNORE INTO unexalated (twin_id, connection, local_key, remote_key, at)
+pub fn unexalate(db: &dyn Sql, connection: &str, twin_id: &str, now_ms: i64) -> Result<bool> {
+    // (The WHERE also keeps SQLite from reading `ON CONFLICT` as the SELECT's join.)
+    db.execute(
+        "INSERT INTO unexalated (twin_id, connection, local_key, remote_key, at)
          SELECT twin_id, connection, local_key, remote_key, ?2 FROM twins
-         WHERE twin_id = ?1 AND connection = ?3",
-    )?
-    .execute(params![twin_id, now_ms, connection])?;
-    Ok(db
-        .prepare_cached("DELETE FROM twins WHERE twin_id = ?1 AND connection = ?2")?
-        .execute([twin_id, connection])?
-        > 0)
+         WHERE twin_id = ?1 AND connection = ?3
+         ON CONFLICT DO NOTHING",
+        args![twin_id, now_ms, connection],
+    )?;
+    Ok(db.execute(
+        "DELETE FROM twins WHERE twin_id = ?1 AND connection = ?2",
+        args![twin_id, connection],
+    )? > 0)
 }
 
 /// Whether a twin of `connection` was unexalated on this node.
-pub fn is_unexalated(db: &Connection, connection: &str, twin_id: &str) -> Result<bool> {
-    Ok(db
-        .prepare_cached("SELECT 1 FROM unexalated WHERE twin_id = ?1 AND connection = ?2")?
-        .query_row([twin_id, connection], |_| Ok(()))
-        .optional()?
-        .is_some())
+pub fn is_unexalated(db: &dyn Sql, connection: &str, twin_id: &str) -> Result<bool> {
+    db.exists(
+        "SELECT 1 FROM unexalated WHERE twin_id = ?1 AND connection = ?2",
+        args![twin_id, connection],
+    )
 }
 
 /// The connections a twin id is known on: as a twin, an unexalated twin, or the twin of a
 /// received message. (Normally one; never more, since a peer may only name twins of its
 /// own connection.)
-pub fn connections_of(db: &Connection, twin_id: &str) -> Result<Vec<String>> {
-    let mut stmt = db.prepare_cached(
+pub fn connections_of(db: &dyn Sql, twin_id: &str) -> Result<Vec<String>> {
+    db.rows(
         "SELECT connection FROM twins WHERE twin_id = ?1
          UNION SELECT connection FROM unexalated WHERE twin_id = ?1
          UNION SELECT connection FROM events WHERE twin_id = ?1 AND direction = 'incoming'",
-    )?;
-    let rows = stmt.query_map([twin_id], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        args![twin_id],
+        |r| r.get(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unexalated_twin_keeps_its_first_tombstone_and_other_connections_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::NodeStore::open(&dir.path().join("node.db")).unwrap();
+        store
+            .write(|tx| {
+                let tx: &dyn Sql = tx;
+                insert(tx, "t1", "c", "A-1", 5)?;
+                assert!(
+                    !unexalate(tx, "other", "t1", 6)?,
+                    "not this connection's twin"
+                );
+                assert!(get(tx, "t1")?.is_some());
+                assert!(unexalate(tx, "c", "t1", 7)?);
+                assert!(is_unexalated(tx, "c", "t1")?);
+                // Made again under the same id and unexalated again: the tombstone stays.
+                insert(tx, "t1", "c", "A-2", 8)?;
+                assert!(unexalate(tx, "c", "t1", 9)?);
+                let tombstone: (String, i64) = tx
+                    .row(
+                        "SELECT local_key, at FROM unexalated WHERE twin_id = 't1'",
+                        &[],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?
+                    .unwrap();
+                assert_eq!(tombstone, ("A-1".into(), 7));
+                assert!(get(tx, "t1")?.is_none());
+                assert_eq!(connections_of(tx, "t1")?, ["c"]);
+                Ok(())
+            })
+            .unwrap();
+    }
 }

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
 use super::spec::TenantSpec;
+use crate::store::sql::{Row, Sql, args};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -96,79 +97,93 @@ impl Registry {
         Ok(Registry { db: Mutex::new(db) })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    /// Run `f` on the registry's database, without a transaction of its own.
+    fn with<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        f(&*db)
+    }
+
+    /// Run `f` in a transaction; commit if it returns `Ok`.
+    fn transaction<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = db.transaction()?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     /// Tell a running serve that the tenant's database was written outside it.
     pub fn poke(&self, tenant: &str) -> Result<()> {
-        self.db().execute(
-            "INSERT INTO pokes (tenant, count) VALUES (?1, 1)
-             ON CONFLICT (tenant) DO UPDATE SET count = count + 1",
-            [tenant],
-        )?;
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO pokes (tenant, count) VALUES (?1, 1)
+                 ON CONFLICT (tenant) DO UPDATE SET count = pokes.count + 1",
+                args![tenant],
+            )
+        })?;
         Ok(())
     }
 
     /// Each poked tenant's count: a count that moved since last read is a new poke.
     pub fn pokes(&self) -> Result<Vec<(String, i64)>> {
-        let db = self.db();
-        let mut stmt = db.prepare_cached("SELECT tenant, count FROM pokes")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with(|db| {
+            db.rows("SELECT tenant, count FROM pokes", &[], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
     }
 
     /// Every tenant, by name.
     pub fn list(&self) -> Result<Vec<Entry>> {
-        let db = self.db();
-        let mut stmt = db.prepare_cached(
-            "SELECT spec, revision, token_sha256, created_ms, updated_ms FROM tenants ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], row)?;
-        rows.map(|r| r?).collect()
+        self.with(|db| {
+            db.rows(
+                "SELECT spec, revision, token_sha256, created_ms, updated_ms FROM tenants ORDER BY name",
+                &[],
+                row,
+            )
+        })
     }
 
     pub fn get(&self, name: &str) -> Result<Option<Entry>> {
-        let db = self.db();
-        db.query_row(
-            "SELECT spec, revision, token_sha256, created_ms, updated_ms FROM tenants WHERE name = ?1",
-            [name],
-            row,
-        )
-        .optional()?
-        .transpose()
+        self.with(|db| {
+            db.row(
+                "SELECT spec, revision, token_sha256, created_ms, updated_ms FROM tenants WHERE name = ?1",
+                args![name],
+                row,
+            )
+        })
     }
 
     /// Register a new tenant (its spec checked already) with the hash of its token.
     pub fn add(&self, spec: &TenantSpec, token_sha256: &str) -> Result<Entry> {
         let now = now_ms();
-        let db = self.db();
-        taken(&db, spec, None)?;
-        db.execute(
-            "INSERT INTO tenants (name, instance, spec, revision, token_sha256, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5)",
-            params![spec.name, spec.instance, serde_json::to_string(spec)?, token_sha256, now],
-        )?;
-        drop(db);
+        self.with(|db| {
+            taken(db, spec, None)?;
+            db.execute(
+                "INSERT INTO tenants (name, instance, spec, revision, token_sha256, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5)",
+                args![&spec.name, &spec.instance, &serde_json::to_string(spec)?, token_sha256, now],
+            )
+        })?;
         self.get(&spec.name)?
             .ok_or_else(|| anyhow!("tenant `{}` vanished", spec.name))
     }
 
     /// Replace a tenant's spec (same name); its revision goes up, so it restarts.
     pub fn replace(&self, spec: &TenantSpec) -> Result<Option<Entry>> {
-        let db = self.db();
-        taken(&db, spec, Some(&spec.name))?;
-        let changed = db.execute(
-            "UPDATE tenants SET instance = ?2, spec = ?3, revision = revision + 1, updated_ms = ?4
-             WHERE name = ?1",
-            params![
-                spec.name,
-                spec.instance,
-                serde_json::to_string(spec)?,
-                now_ms()
-            ],
-        )?;
-        drop(db);
+        let changed = self.with(|db| {
+            taken(db, spec, Some(&spec.name))?;
+            db.execute(
+                "UPDATE tenants SET instance = ?2, spec = ?3, revision = revision + 1, updated_ms = ?4
+                 WHERE name = ?1",
+                args![
+                    &spec.name,
+                    &spec.instance,
+                    &serde_json::to_string(spec)?,
+                    now_ms()
+                ],
+            )
+        })?;
         if changed == 0 {
             return Ok(None);
         }
@@ -177,67 +192,76 @@ impl Registry {
 
     /// A new token hash for a tenant; whether it exists.
     pub fn set_token(&self, name: &str, token_sha256: &str) -> Result<bool> {
-        let changed = self.db().execute(
-            "UPDATE tenants SET token_sha256 = ?2, updated_ms = ?3 WHERE name = ?1",
-            params![name, token_sha256, now_ms()],
-        )?;
+        let changed = self.with(|db| {
+            db.execute(
+                "UPDATE tenants SET token_sha256 = ?2, updated_ms = ?3 WHERE name = ?1",
+                args![name, token_sha256, now_ms()],
+            )
+        })?;
         Ok(changed > 0)
     }
 
     /// Forget a tenant (its directory stays); whether it existed.
     pub fn remove(&self, name: &str) -> Result<bool> {
-        let db = self.db();
-        db.execute("DELETE FROM plugin_changes WHERE tenant = ?1", [name])?;
-        Ok(db.execute("DELETE FROM tenants WHERE name = ?1", [name])? > 0)
+        self.with(|db| {
+            db.execute("DELETE FROM plugin_changes WHERE tenant = ?1", args![name])?;
+            Ok(db.execute("DELETE FROM tenants WHERE name = ?1", args![name])? > 0)
+        })
     }
 
     /// Record switches of a tenant's connection sides, in one transaction.
     pub fn record_plugin_changes(&self, tenant: &str, changes: &[PluginChange]) -> Result<()> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        for c in changes {
-            tx.execute(
-                "INSERT INTO plugin_changes (tenant, at_ms, by, action, connection, side, processor, previous)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![tenant, c.at, c.by, c.action, c.connection, c.side, c.processor, c.previous],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.transaction(|tx| {
+            for c in changes {
+                tx.execute(
+                    "INSERT INTO plugin_changes (tenant, at_ms, by, action, connection, side, processor, previous)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    args![
+                        tenant,
+                        c.at,
+                        &c.by,
+                        &c.action,
+                        &c.connection,
+                        &c.side,
+                        c.processor.as_ref(),
+                        c.previous.as_ref()
+                    ],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// A tenant's switches, oldest first.
     pub fn plugin_changes(&self, tenant: &str) -> Result<Vec<PluginChange>> {
-        let db = self.db();
-        let mut stmt = db.prepare_cached(
-            "SELECT id, at_ms, by, action, connection, side, processor, previous FROM plugin_changes
-             WHERE tenant = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([tenant], |r| {
-            Ok(PluginChange {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                by: r.get(2)?,
-                action: r.get(3)?,
-                connection: r.get(4)?,
-                side: r.get(5)?,
-                processor: r.get(6)?,
-                previous: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with(|db| {
+            db.rows(
+                "SELECT id, at_ms, by, action, connection, side, processor, previous FROM plugin_changes
+                 WHERE tenant = ?1 ORDER BY id",
+                args![tenant],
+                |r| {
+                    Ok(PluginChange {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        by: r.get(2)?,
+                        action: r.get(3)?,
+                        connection: r.get(4)?,
+                        side: r.get(5)?,
+                        processor: r.get(6)?,
+                        previous: r.get(7)?,
+                    })
+                },
+            )
+        })
     }
 }
 
 /// A clear error instead of a constraint failure when the name or instance is taken.
-fn taken(db: &Connection, spec: &TenantSpec, except: Option<&str>) -> Result<()> {
-    let other: Option<String> = db
-        .query_row(
-            "SELECT name FROM tenants WHERE instance = ?1 AND name IS NOT ?2",
-            params![spec.instance, except],
-            |r| r.get(0),
-        )
-        .optional()?;
+fn taken(db: &dyn Sql, spec: &TenantSpec, except: Option<&str>) -> Result<()> {
+    let other: Option<String> = db.value(
+        "SELECT name FROM tenants WHERE instance = ?1 AND name IS DISTINCT FROM ?2",
+        args![&spec.instance, except],
+    )?;
     if let Some(other) = other {
         bail!(
             "tenant `{}`: instance `{}` is tenant `{other}`'s already",
@@ -245,22 +269,15 @@ fn taken(db: &Connection, spec: &TenantSpec, except: Option<&str>) -> Result<()>
             spec.instance
         );
     }
-    if except.is_none() {
-        let exists: bool = db.query_row(
-            "SELECT EXISTS (SELECT 1 FROM tenants WHERE name = ?1)",
-            [&spec.name],
-            |r| r.get(0),
-        )?;
-        if exists {
-            bail!("tenant `{}` exists already", spec.name);
-        }
+    if except.is_none() && db.exists("SELECT 1 FROM tenants WHERE name = ?1", args![&spec.name])? {
+        bail!("tenant `{}` exists already", spec.name);
     }
     Ok(())
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Entry>> {
+fn row(r: &dyn Row) -> Result<Entry> {
     let text: String = r.get(0)?;
-    let entry = serde_json::from_str(&text)
+    serde_json::from_str(&text)
         .context("a tenant's stored spec cannot be read")
         .map(|spec| Entry {
             spec,
@@ -268,8 +285,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Entry>> {
             token_sha256: r.get(2).unwrap_or_default(),
             created_ms: r.get(3).unwrap_or_default(),
             updated_ms: r.get(4).unwrap_or_default(),
-        });
-    Ok(entry)
+        })
 }
 
 fn now_ms() -> i64 {
@@ -303,6 +319,36 @@ mod tests {
             let changed = registry.replace(&spec("a", "A2")).unwrap().unwrap();
             assert_eq!(changed.revision, 2);
             assert!(registry.set_token("a", "h3").unwrap());
+            registry.poke("a").unwrap();
+            registry.poke("a").unwrap();
+            registry.poke("b").unwrap();
+            let mut pokes = registry.pokes().unwrap();
+            pokes.sort();
+            assert_eq!(pokes, [("a".to_string(), 2), ("b".to_string(), 1)]);
+            let change = |side: &str, processor: Option<&str>| PluginChange {
+                id: 0,
+                at: 5,
+                by: "ops".into(),
+                action: "use".into(),
+                connection: "c".into(),
+                side: side.into(),
+                processor: processor.map(Into::into),
+                previous: None,
+            };
+            registry
+                .record_plugin_changes(
+                    "a",
+                    &[change("local", Some("plugin:p@1")), change("remote", None)],
+                )
+                .unwrap();
+            let changes = registry.plugin_changes("a").unwrap();
+            assert_eq!(changes.len(), 2);
+            assert!(changes[0].id < changes[1].id);
+            assert_eq!(changes[0].processor.as_deref(), Some("plugin:p@1"));
+            assert_eq!(
+                (changes[1].side.as_str(), changes[1].processor.as_deref()),
+                ("remote", None)
+            );
         }
         let registry = Registry::open(&path).unwrap();
         #[cfg(unix)]
@@ -316,6 +362,7 @@ mod tests {
         assert_eq!(entry.token_sha256, "h3");
         assert!(registry.remove("a").unwrap());
         assert!(!registry.remove("a").unwrap());
+        assert!(registry.plugin_changes("a").unwrap().is_empty());
         assert!(registry.list().unwrap().is_empty());
     }
 }
