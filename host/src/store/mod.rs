@@ -14,9 +14,10 @@ use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, Transaction};
 
 use crate::runtime::TwinDirectory;
+use sql::{Sql, args};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -212,31 +213,30 @@ fn fresh_id() -> String {
 }
 
 /// A named value that survives restarts (the tracker cursor, id counters).
-pub fn get_meta(db: &Connection, name: &str) -> Result<Option<String>> {
-    Ok(db
-        .prepare_cached("SELECT value FROM meta WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()?)
+pub fn get_meta(db: &dyn Sql, name: &str) -> Result<Option<String>> {
+    db.value("SELECT value FROM meta WHERE name = ?1", args![name])
 }
 
-pub fn set_meta(db: &Connection, name: &str, value: &str) -> Result<()> {
-    db.prepare_cached(
+pub fn set_meta(db: &dyn Sql, name: &str, value: &str) -> Result<()> {
+    db.execute(
         "INSERT INTO meta (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    )?
-    .execute([name, value])?;
+        args![name, value],
+    )?;
     Ok(())
 }
 
 /// The next number of a counter, for ids that stay unique across restarts.
-pub fn next_number(db: &Connection, counter: &str) -> Result<i64> {
-    Ok(db
-        .prepare_cached(
-            "INSERT INTO meta (name, value) VALUES (?1, '1')
-         ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1
-         RETURNING CAST(value AS INTEGER)",
-        )?
-        .query_row([counter], |r| r.get(0))?)
+pub fn next_number(db: &dyn Sql, counter: &str) -> Result<i64> {
+    // `value` is text: the number is cast both ways, as PostgreSQL wants (SQLite would
+    // convert on its own). `meta.value`: PostgreSQL finds a bare `value` ambiguous next
+    // to `excluded.value`.
+    db.one(
+        "INSERT INTO meta (name, value) VALUES (?1, '1')
+         ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)
+         RETURNING CAST(value AS BIGINT)",
+        args![counter],
+    )
 }
 
 impl TwinDirectory for NodeStore {
@@ -364,7 +364,7 @@ mod tests {
                         0,
                     )?;
                 }
-                tx.execute("UPDATE events SET state = 'done'", [])?;
+                tx.execute("UPDATE events SET state = 'done'", &[])?;
                 Ok(())
             })
             .unwrap();
