@@ -515,3 +515,67 @@ pub fn next_retry_at(db: &dyn Sql, now_ms: i64) -> Result<Option<i64>> {
         args![now_ms],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> rusqlite::Connection {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch(crate::store::SCHEMA).unwrap();
+        for (id, twin, message_seq) in [
+            ("a1", "a", Some(1)),
+            ("a2", "a", Some(2)),
+            ("b1", "b", None),
+        ] {
+            let event = NewEvent {
+                id,
+                kind: if message_seq.is_some() {
+                    Kind::Incoming
+                } else {
+                    Kind::Outgoing
+                },
+                connection: "c",
+                twin_id: twin,
+                reason: SyncReason::LocalChange,
+                hop: 0,
+                message_seq,
+                message: message_seq.map(|_| "{}"),
+            };
+            insert(&db, &event, 0).unwrap();
+        }
+        db
+    }
+
+    /// Each filter of `events list` alone, both, and none (the statement binds a missing
+    /// one as NULL).
+    #[test]
+    fn list_filters_by_twin_and_state() {
+        let db = queue();
+        finish(&db, 1, "", "", 5).unwrap();
+        let ids = |twin, state| {
+            list(&db, twin, state)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(None, None), ["a1", "a2", "b1"]);
+        assert_eq!(ids(Some("a"), None), ["a1", "a2"]);
+        assert_eq!(ids(None, Some("pending")), ["a2", "b1"]);
+        assert_eq!(ids(Some("a"), Some("done")), ["a1"]);
+        assert!(ids(Some("b"), Some("done")).is_empty());
+    }
+
+    /// The last message received before an event counts only once it was applied.
+    #[test]
+    fn last_applied_before_is_the_highest_received_if_done() {
+        let db = queue();
+        assert_eq!(last_applied_before(&db, "a", 3).unwrap(), None);
+        finish(&db, 2, "", "", 5).unwrap();
+        assert_eq!(last_applied_before(&db, "a", 3).unwrap(), Some(2));
+        assert_eq!(last_applied_before(&db, "a", 2).unwrap(), None);
+        assert_eq!(last_message_seq(&db, "c", "a").unwrap(), 2);
+        assert_eq!(last_message_seq(&db, "c", "b").unwrap(), 0);
+    }
+}

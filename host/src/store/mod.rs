@@ -296,6 +296,19 @@ mod tests {
         assert_eq!(value, "Some(\"None+a\")+b");
     }
 
+    /// Counters count from 1, each on its own, and read back as text through `get_meta`.
+    #[test]
+    fn counters_count_on_from_one() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(SCHEMA).unwrap();
+        let numbers: Vec<i64> = (0..3).map(|_| next_number(&db, "x").unwrap()).collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        assert_eq!(next_number(&db, "y").unwrap(), 1);
+        assert_eq!(get_meta(&db, "x").unwrap().as_deref(), Some("3"));
+        set_meta(&db, "x", "41").unwrap();
+        assert_eq!(next_number(&db, "x").unwrap(), 42);
+    }
+
     /// A database made before events' messages and inputs moved to `event_bodies` opens
     /// with them where the code now looks, and nothing else of the event lost.
     #[test]
