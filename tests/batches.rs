@@ -67,7 +67,12 @@ fn signed(path: &str, id: &str, body: &[u8]) -> HeaderMap {
 }
 
 fn stored(pair: &Pair) -> usize {
-    pair.external.node.store().read(events::all).unwrap().len()
+    pair.external
+        .node
+        .store()
+        .read(|db| events::all(db))
+        .unwrap()
+        .len()
 }
 
 fn statuses(answer: &Value) -> Vec<&str> {
@@ -104,7 +109,7 @@ fn a_batch_is_stored_in_order_with_a_receipt_per_message() {
         .external
         .node
         .store()
-        .read(events::all)
+        .read(|db| events::all(db))
         .unwrap()
         .into_iter()
         .map(|e| (e.id, format!("{:?}", e.state)))

@@ -107,7 +107,13 @@ fn an_echo_of_what_the_other_side_sent_is_not_sent_back() {
 
     // Automation on External re-saves the issue it just got (adding an internal note):
     // a local change whose replica says nothing External has not got from Internal.
-    let sent_before = pair.external.node.store().read(events::all).unwrap().len();
+    let sent_before = pair
+        .external
+        .node
+        .store()
+        .read(|db| events::all(db))
+        .unwrap()
+        .len();
     edit(&pair.external, &external_key, |i| {
         i.comments.push(Comment {
             id: String::new(),
@@ -119,7 +125,12 @@ fn an_echo_of_what_the_other_side_sent_is_not_sent_back() {
         })
     });
     pair.run();
-    let events = pair.external.node.store().read(events::all).unwrap();
+    let events = pair
+        .external
+        .node
+        .store()
+        .read(|db| events::all(db))
+        .unwrap();
     let last = events.last().unwrap();
     assert_eq!(
         events.len(),

@@ -121,7 +121,7 @@ fn a_replay_decides_what_the_event_decided() {
         .internal
         .node
         .store()
-        .read(twinsync::store::events::all)
+        .read(|db| twinsync::store::events::all(db))
         .unwrap();
     let conflict = events
         .iter()
@@ -337,7 +337,7 @@ fn a_digest_mismatch_between_the_nodes_is_found_and_repaired() {
         .internal
         .node
         .store()
-        .read(twinsync::store::events::all)
+        .read(|db| twinsync::store::events::all(db))
         .unwrap()
         .into_iter()
         .filter_map(|e| e.note)

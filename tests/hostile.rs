@@ -27,7 +27,7 @@ fn run(behaviour: &str, limits: Limits) -> Event {
         .external
         .node
         .store()
-        .read(twinsync::store::events::all)
+        .read(|db| twinsync::store::events::all(db))
         .unwrap();
     events
         .into_iter()

@@ -179,7 +179,7 @@ fn install_try_use_and_roll_back_with_the_version_recorded_on_every_event() {
     // Every change, with who made it.
     let history: Vec<(String, String, Option<String>)> = node
         .store()
-        .read(store::changes)
+        .read(|db| store::changes(db))
         .unwrap()
         .into_iter()
         .map(|c| (c.action, c.by, c.version))
@@ -419,7 +419,7 @@ fn a_store_file_changed_on_disk_is_refused() {
 fn snapshot(pair: &Pair) -> String {
     let mut out = String::new();
     for node in [&pair.internal, &pair.external] {
-        let all = node.node.store().read(events::all).unwrap();
+        let all = node.node.store().read(|db| events::all(db)).unwrap();
         for e in all {
             out.push_str(&format!(
                 "{} {:?} {:?} {:?}\n",

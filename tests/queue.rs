@@ -116,7 +116,7 @@ fn a_tracker_that_is_down_makes_events_wait_and_drain_in_order() {
         .external
         .node
         .store()
-        .read(twinsync::store::events::all)
+        .read(|db| twinsync::store::events::all(db))
         .unwrap()
         .into_iter()
         .filter(|e| e.twin_id == twin && e.state == State::Done)

@@ -9,7 +9,7 @@ use twinsync::sync::{KEEP_EVENTS, Receipt};
 use twinsync_tests::{CONNECTION, Pair, Side, edit, failed, issue, scripted_issue};
 
 fn event_count(node: &twinsync::sync::Node) -> usize {
-    node.store().read(events::all).unwrap().len()
+    node.store().read(|db| events::all(db)).unwrap().len()
 }
 
 #[test]
@@ -52,7 +52,12 @@ fn old_finished_events_are_forgotten_and_what_matters_stays() {
     // External keeps the sync error and, for the good twin, the last message received.
     let forgotten = pair.external.node.forget_old_events(1_000).unwrap();
     assert_eq!(forgotten, 2, "the first two messages of the good twin");
-    let left = pair.external.node.store().read(events::all).unwrap();
+    let left = pair
+        .external
+        .node
+        .store()
+        .read(|db| events::all(db))
+        .unwrap();
     assert_eq!(left.len(), 2, "{left:?}");
     assert_eq!(failed(&pair.external.node)[0].twin_id, broken);
     let last_received = pair

@@ -39,7 +39,10 @@ fn wrong_settings_get_errors_in_words_without_the_password() {
     assert!(!wrong.contains("not-the-password"), "{wrong}");
 
     let missing = error_of(&with_database(&url, "no_such_db"), None);
-    assert!(missing.contains("there is no database `no_such_db`"), "{missing}");
+    assert!(
+        missing.contains("there is no database `no_such_db`"),
+        "{missing}"
+    );
 
     let not_a_url = error_of("postgres://a:b@127.0.0.1:notaport/x", None);
     assert!(not_a_url.contains("is not a PostgreSQL URL"), "{not_a_url}");
@@ -57,11 +60,21 @@ fn migrations_run_once_even_for_processes_starting_together() {
     let url = postgres_or_skip!();
     let ids: Vec<String> = std::thread::scope(|scope| {
         let starts: Vec<_> = (0..4)
-            .map(|_| scope.spawn(|| NodeStore::connect(&url, None, None).unwrap().id().to_string()))
+            .map(|_| {
+                scope.spawn(|| {
+                    NodeStore::connect(&url, None, None)
+                        .unwrap()
+                        .id()
+                        .to_string()
+                })
+            })
             .collect();
         starts.into_iter().map(|s| s.join().unwrap()).collect()
     });
-    assert!(ids.iter().all(|id| id == &ids[0] && !id.is_empty()), "{ids:?}");
+    assert!(
+        ids.iter().all(|id| id == &ids[0] && !id.is_empty()),
+        "{ids:?}"
+    );
     let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let versions: Vec<i64> = db
         .query("SELECT version FROM schema_version ORDER BY version", &[])
@@ -127,7 +140,9 @@ fn one_process_holds_a_role_and_another_takes_it_when_it_resigns() {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/tls")
+        .join(name)
 }
 
 /// `sslmode=require`: the server's certificate must be trusted (here through `ca-file`);
@@ -141,14 +156,20 @@ fn tls_checks_the_server_certificate() {
     for file in ["node-cert.pem", "node-key.pem"] {
         std::fs::copy(fixture(file), state.join(file)).unwrap();
     }
-    twinsync_tests::postgres::own_by_server(&[state.join("node-cert.pem"), state.join("node-key.pem")]);
+    twinsync_tests::postgres::own_by_server(&[
+        state.join("node-cert.pem"),
+        state.join("node-key.pem"),
+    ]);
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     for (setting, value) in [
         ("ssl_cert_file", state.join("node-cert.pem")),
         ("ssl_key_file", state.join("node-key.pem")),
     ] {
         admin
-            .batch_execute(&format!("ALTER SYSTEM SET {setting} = '{}'", value.display()))
+            .batch_execute(&format!(
+                "ALTER SYSTEM SET {setting} = '{}'",
+                value.display()
+            ))
             .unwrap();
     }
     admin.batch_execute("ALTER SYSTEM SET ssl = on").unwrap();
@@ -163,7 +184,12 @@ fn tls_checks_the_server_certificate() {
     assert!(refused.contains("cannot connect to"), "{refused}");
     let store = NodeStore::connect(&tls_url, None, Some(&fixture("ca.pem"))).unwrap();
     let over_tls: bool = store
-        .read(|db| db.one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]))
+        .read(|db| {
+            db.one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+        })
         .unwrap();
     assert!(over_tls, "the connection is encrypted");
 }

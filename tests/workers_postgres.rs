@@ -177,7 +177,8 @@ fn three_workers_of_one_node_survive_kill_9_every_second() {
                 let version = versions.entry(key.clone()).or_default();
                 *version += 1;
                 let mut edited: Issue = tracker.get(key).unwrap().unwrap();
-                edited.summary = format!("{} v{version}", edited.summary.split(" v").next().unwrap());
+                edited.summary =
+                    format!("{} v{version}", edited.summary.split(" v").next().unwrap());
                 tracker.update(&edited, Origin::User).unwrap();
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -218,7 +219,10 @@ fn three_workers_of_one_node_survive_kill_9_every_second() {
             .filter_map(|t| {
                 let remote = t["remote_key"].as_str()?.to_string();
                 let local = t["local_key"].as_str()?;
-                Some((remote, external.issue(local)?["summary"].as_str()?.to_string()))
+                Some((
+                    remote,
+                    external.issue(local)?["summary"].as_str()?.to_string(),
+                ))
             })
             .collect();
         let queue = any_running(&workers).get("/v1/queue");

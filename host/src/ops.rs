@@ -2,7 +2,6 @@
 //! connection, sync errors, events, twins, and retrying or skipping.
 
 use anyhow::{Result, bail};
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::store::events::{self, Event};
@@ -177,7 +176,7 @@ pub fn retry(store: &NodeStore, id: &str) -> Result<()> {
     })
 }
 
-fn retry_one(tx: &Connection, id: &str) -> Result<()> {
+fn retry_one(tx: &dyn Sql, id: &str) -> Result<()> {
     if outbox::is_held(tx, id)? {
         outbox::release(tx, id)?;
         return events::resume_sent(tx, id);
@@ -186,7 +185,7 @@ fn retry_one(tx: &Connection, id: &str) -> Result<()> {
 }
 
 /// The twin's history notes what an operator did to one of its events.
-fn operator_step(tx: &Connection, id: &str, outcome: &str, note: &str) -> Result<()> {
+fn operator_step(tx: &dyn Sql, id: &str, outcome: &str, note: &str) -> Result<()> {
     let now = crate::clock::millis(std::time::SystemTime::now());
     match events::get(tx, id)? {
         Some(event) => crate::sync::history::record_step(tx, &event, outcome, note, None, now),

@@ -83,9 +83,14 @@ pub fn open_store(config: &NodeConfig) -> Result<Arc<NodeStore>> {
         Some(url) => NodeStore::connect(
             url,
             config.store_password()?.as_ref(),
-            config.store.ca_file.as_ref().map(|f| config.resolve(f)).as_deref(),
+            config
+                .store
+                .ca_file
+                .as_ref()
+                .map(|f| config.resolve(f))
+                .as_deref(),
         )
-            .context("cannot use the node's store in PostgreSQL ([store] url)")?,
+        .context("cannot use the node's store in PostgreSQL ([store] url)")?,
     };
     Ok(Arc::new(store))
 }

@@ -293,7 +293,7 @@ pub fn failed(node: &Node) -> Vec<Event> {
 /// Events of a node that are not done yet (pending or failed).
 pub fn unfinished(node: &Node) -> Vec<Event> {
     node.store()
-        .read(events::all)
+        .read(|db| events::all(db))
         .expect("read")
         .into_iter()
         .filter(|e| matches!(e.state, State::Pending | State::Failed))

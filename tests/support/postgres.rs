@@ -40,8 +40,16 @@ pub fn own_by_server(files: &[PathBuf]) {
         let mut permissions = std::fs::metadata(file).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o600);
         std::fs::set_permissions(file, permissions).unwrap();
-        if Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") {
-            let status = Command::new("chown").arg("postgres").arg(file).status().unwrap();
+        if Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout == b"0\n")
+        {
+            let status = Command::new("chown")
+                .arg("postgres")
+                .arg(file)
+                .status()
+                .unwrap();
             assert!(status.success(), "chown postgres {}", file.display());
         }
     }

@@ -505,7 +505,7 @@ impl Sim {
     pub fn open_conflicts(&self) -> Vec<(usize, String, String)> {
         let mut found = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
-            let open = n.node.store().read(conflicts::open).unwrap();
+            let open = n.node.store().read(|db| conflicts::open(db)).unwrap();
             for c in open {
                 let key = n
                     .node
@@ -538,7 +538,7 @@ impl Sim {
     pub fn notes_containing(&self, text: &str) -> Vec<String> {
         self.nodes
             .iter()
-            .flat_map(|n| n.node.store().read(events::all).unwrap())
+            .flat_map(|n| n.node.store().read(|db| events::all(db)).unwrap())
             .filter(|e| e.note.as_deref().is_some_and(|note| note.contains(text)))
             .map(|e| format!("{}: {}", e.id, e.note.unwrap_or_default()))
             .collect()
@@ -569,7 +569,7 @@ impl Sim {
                     .collect();
                 out.push_str(&format!("tracker writes: {}\n", rows.join(" ")));
             }
-            for e in n.node.store().read(events::all).unwrap() {
+            for e in n.node.store().read(|db| events::all(db)).unwrap() {
                 let message = e
                     .message
                     .as_deref()

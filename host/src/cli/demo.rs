@@ -150,7 +150,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
 fn print_events(node: &Node) -> Result<()> {
     println!("{} events:", node.instance());
-    for event in node.store().read(events::all)? {
+    for event in node.store().read(|db| events::all(db))? {
         let outcome = event.note.or(event.error).unwrap_or_default();
         println!(
             "  {:<12} {:<8} {:<14} hop {}  {:?}: {outcome}",

@@ -224,7 +224,7 @@ pub fn run(command: PluginCommand) -> Result<()> {
         }
         PluginCommand::List { node, json } => {
             let store = twinsync::setup::open_store(&super::operate::config(&node)?)?;
-            let all = store.read(plugin_store::all)?;
+            let all = store.read(|db| plugin_store::all(db))?;
             if json {
                 return print_json(&all);
             }
@@ -310,7 +310,7 @@ pub fn run(command: PluginCommand) -> Result<()> {
         }
         PluginCommand::History { node, json } => {
             let store = twinsync::setup::open_store(&super::operate::config(&node)?)?;
-            let changes = store.read(plugin_store::changes)?;
+            let changes = store.read(|db| plugin_store::changes(db))?;
             if json {
                 return print_json(&changes);
             }

@@ -83,7 +83,7 @@ fn tenant_of<'a>(
 async fn list(State(admin): State<Arc<Admin>>, Extension(scope): Extension<Scope>) -> Answer {
     blocking(move || match tenant_of(&admin, &scope) {
         Some((host, tenants, name)) => to_json(tenant::packages(host, tenants, name)?),
-        None => to_json(scope.node.store().read(store::all)?),
+        None => to_json(scope.node.store().read(|db| store::all(db))?),
     })
     .await
 }
@@ -91,7 +91,7 @@ async fn list(State(admin): State<Arc<Admin>>, Extension(scope): Extension<Scope
 async fn changes(State(admin): State<Arc<Admin>>, Extension(scope): Extension<Scope>) -> Answer {
     blocking(move || match tenant_of(&admin, &scope) {
         Some((_, tenants, name)) => to_json(tenant::changes(tenants, name)?),
-        None => to_json(scope.node.store().read(store::changes)?),
+        None => to_json(scope.node.store().read(|db| store::changes(db))?),
     })
     .await
 }
@@ -258,7 +258,7 @@ async fn try_plugin(
 /// A package of the scope's plugin store (a version of it, if given), or 404: another
 /// tenant's is not found either.
 fn installed(scope: &Scope, name: &str, version: Option<&str>) -> Result<(), Failure> {
-    let all = scope.node.store().read(store::all)?;
+    let all = scope.node.store().read(|db| store::all(db))?;
     if all
         .iter()
         .any(|p| p.name == name && version.is_none_or(|v| p.version == v))

@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use anyhow::Result;
 use crate::store::sql::Sql;
+use anyhow::Result;
 
 use super::library::Library;
 use super::store::{self, Side};
@@ -102,11 +102,11 @@ impl Node {
             return Ok(false);
         };
         let mut seen = self.plugins.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let generation = self.store().read(store::generation)?;
+        let generation = self.store().read(|db| store::generation(db))?;
         if *seen == Some(generation) {
             return Ok(false);
         }
-        let uses = self.store().read(store::uses)?;
+        let uses = self.store().read(|db| store::uses(db))?;
         let mut changed = false;
         let mut errors = Vec::new();
         for (name, base) in configured {

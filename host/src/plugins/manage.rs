@@ -138,7 +138,7 @@ fn set(
 /// Move every side that runs `name` to `version` (default: the highest installed).
 /// Returns the sides moved, as `connection/side`.
 pub fn upgrade(node: &Node, name: &str, version: Option<&str>, by: &str) -> Result<Vec<String>> {
-    let installed = node.store().read(store::all)?;
+    let installed = node.store().read(|db| store::all(db))?;
     let target = match version {
         Some(v) => v.to_string(),
         None => installed
@@ -149,7 +149,7 @@ pub fn upgrade(node: &Node, name: &str, version: Option<&str>, by: &str) -> Resu
             .map(|(_, v)| v)
             .ok_or_else(|| anyhow!("no version of `{name}` is installed"))?,
     };
-    let uses = node.store().read(store::uses)?;
+    let uses = node.store().read(|db| store::uses(db))?;
     let mut moved = Vec::new();
     for u in uses
         .iter()
@@ -194,7 +194,7 @@ pub fn rollback(
         let to = previous.as_deref().map(parse_id).transpose()?;
         let settings = node
             .store()
-            .read(store::uses)?
+            .read(|db| store::uses(db))?
             .into_iter()
             .find(|u| u.connection == connection && u.side == side)
             .map(|u| u.settings)

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::manifest::Manifest;
 use crate::runtime::PluginIdentity;
+use crate::store::sql::{Sql, args};
 use crate::store::{get_meta, next_number};
 
 pub const SCHEMA: &str = include_str!("schema.sql");
@@ -90,13 +90,13 @@ pub struct Change {
 }
 
 /// A counter that every change moves on.
-pub fn generation(db: &Connection) -> Result<i64> {
+pub fn generation(db: &dyn Sql) -> Result<i64> {
     Ok(get_meta(db, GENERATION)?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
 }
 
-fn bump(db: &Connection) -> Result<()> {
+fn bump(db: &dyn Sql) -> Result<()> {
     next_number(db, GENERATION)?;
     Ok(())
 }
@@ -110,7 +110,7 @@ pub enum Installation {
 }
 
 pub fn install(
-    db: &Connection,
+    db: &dyn Sql,
     manifest: &Manifest,
     sha256: &str,
     size: usize,
@@ -128,19 +128,19 @@ pub fn install(
             existing.sha256
         );
     }
-    db.prepare_cached(
+    db.execute(
         "INSERT INTO plugins (name, version, sha256, size, manifest, installed_at, installed_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        manifest.name,
-        manifest.version,
-        sha256,
-        size as i64,
-        serde_json::to_string(manifest)?,
-        now,
-        by
-    ])?;
+        args![
+            &manifest.name,
+            &manifest.version,
+            sha256,
+            size,
+            &serde_json::to_string(manifest)?,
+            now,
+            by
+        ],
+    )?;
     change(
         db,
         now,
@@ -153,32 +153,32 @@ pub fn install(
     Ok(Installation::New)
 }
 
-pub fn get(db: &Connection, name: &str, version: &str) -> Result<Option<Installed>> {
+pub fn get(db: &dyn Sql, name: &str, version: &str) -> Result<Option<Installed>> {
     Ok(all(db)?
         .into_iter()
         .find(|p| p.name == name && p.version == version))
 }
 
 /// Every installed package, by name then version (oldest first).
-pub fn all(db: &Connection) -> Result<Vec<Installed>> {
+pub fn all(db: &dyn Sql) -> Result<Vec<Installed>> {
     let uses = uses(db)?;
-    let mut stmt = db.prepare_cached(
+    let rows = db.rows(
         "SELECT name, version, sha256, size, manifest, installed_at, installed_by FROM plugins",
+        &[],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<i64>(3)?,
+                r.get::<String>(4)?,
+                r.get::<i64>(5)?,
+                r.get::<String>(6)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, String>(6)?,
-        ))
-    })?;
     let mut all = Vec::new();
-    for row in rows {
-        let (name, version, sha256, size, manifest, installed_at, installed_by) = row?;
+    for (name, version, sha256, size, manifest, installed_at, installed_by) in rows {
         let manifest: Manifest = serde_json::from_str(&manifest)?;
         let used_by = uses
             .iter()
@@ -206,39 +206,38 @@ pub fn all(db: &Connection) -> Result<Vec<Installed>> {
 }
 
 /// What every connection side uses, by connection and side.
-pub fn uses(db: &Connection) -> Result<Vec<Use>> {
-    let mut stmt = db.prepare_cached(
+pub fn uses(db: &dyn Sql) -> Result<Vec<Use>> {
+    db.rows(
         "SELECT u.connection, u.side, u.name, u.version, p.sha256, u.settings FROM plugin_use u
          JOIN plugins p ON p.name = u.name AND p.version = u.version
          ORDER BY u.connection, u.side",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Use {
-            connection: r.get(0)?,
-            side: Side::parse(&r.get::<_, String>(1)?),
-            name: r.get(2)?,
-            version: r.get(3)?,
-            sha256: r.get(4)?,
-            settings: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        &[],
+        |r| {
+            Ok(Use {
+                connection: r.get(0)?,
+                side: Side::parse(&r.get::<String>(1)?),
+                name: r.get(2)?,
+                version: r.get(3)?,
+                sha256: r.get(4)?,
+                settings: serde_json::from_str(&r.get::<String>(5)?).unwrap_or_default(),
+            })
+        },
+    )
 }
 
-fn use_of(db: &Connection, connection: &str, side: Side) -> Result<Option<(String, String)>> {
-    Ok(db
-        .prepare_cached("SELECT name, version FROM plugin_use WHERE connection = ?1 AND side = ?2")?
-        .query_row(params![connection, side.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?)
+fn use_of(db: &dyn Sql, connection: &str, side: Side) -> Result<Option<(String, String)>> {
+    db.row(
+        "SELECT name, version FROM plugin_use WHERE connection = ?1 AND side = ?2",
+        args![connection, side.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// Make `connection`'s `side` run `name@version` (installed); `action` is how the history
 /// names the change (`use`, `upgrade`, `rollback`). Returns the version used before.
 #[allow(clippy::too_many_arguments)]
 pub fn set_use(
-    db: &Connection,
+    db: &dyn Sql,
     connection: &str,
     side: Side,
     to: Option<(&str, &str)>,
@@ -253,24 +252,26 @@ pub fn set_use(
             let Some(installed) = get(db, name, version)? else {
                 bail!("{name}@{version} is not installed (see `twinsync plugin list`)");
             };
-            db.prepare_cached(
+            db.execute(
                 "INSERT INTO plugin_use (connection, side, name, version, settings)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (connection, side) DO UPDATE SET name = excluded.name,
                      version = excluded.version, settings = excluded.settings",
-            )?
-            .execute(params![
-                connection,
-                side.as_str(),
-                name,
-                version,
-                serde_json::to_string(settings)?
-            ])?;
+                args![
+                    connection,
+                    side.as_str(),
+                    name,
+                    version,
+                    &serde_json::to_string(settings)?
+                ],
+            )?;
             Some(installed.sha256)
         }
         None => {
-            db.prepare_cached("DELETE FROM plugin_use WHERE connection = ?1 AND side = ?2")?
-                .execute(params![connection, side.as_str()])?;
+            db.execute(
+                "DELETE FROM plugin_use WHERE connection = ?1 AND side = ?2",
+                args![connection, side.as_str()],
+            )?;
             None
         }
     };
@@ -289,20 +290,16 @@ pub fn set_use(
 
 /// The version `connection`'s `side` ran before its current one, if it changed since the
 /// store knows it: `Some(None)` for the configuration's processor.
-pub fn previous(db: &Connection, connection: &str, side: Side) -> Result<Option<Option<String>>> {
-    Ok(db
-        .prepare_cached(
-            "SELECT previous FROM plugin_changes WHERE connection = ?1 AND side = ?2
-             ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row(params![connection, side.as_str()], |r| {
-            r.get::<_, Option<String>>(0)
-        })
-        .optional()?)
+pub fn previous(db: &dyn Sql, connection: &str, side: Side) -> Result<Option<Option<String>>> {
+    db.value(
+        "SELECT previous FROM plugin_changes WHERE connection = ?1 AND side = ?2
+         ORDER BY id DESC LIMIT 1",
+        args![connection, side.as_str()],
+    )
 }
 
 /// Forget an installed package; refused while a connection uses it. Returns its hash.
-pub fn remove(db: &Connection, name: &str, version: &str, by: &str, now: i64) -> Result<String> {
+pub fn remove(db: &dyn Sql, name: &str, version: &str, by: &str, now: i64) -> Result<String> {
     let Some(installed) = get(db, name, version)? else {
         bail!("{name}@{version} is not installed");
     };
@@ -313,8 +310,10 @@ pub fn remove(db: &Connection, name: &str, version: &str, by: &str, now: i64) ->
             installed.used_by.join(", ")
         );
     }
-    db.prepare_cached("DELETE FROM plugins WHERE name = ?1 AND version = ?2")?
-        .execute(params![name, version])?;
+    db.execute(
+        "DELETE FROM plugins WHERE name = ?1 AND version = ?2",
+        args![name, version],
+    )?;
     change(
         db,
         now,
@@ -328,16 +327,15 @@ pub fn remove(db: &Connection, name: &str, version: &str, by: &str, now: i64) ->
 }
 
 /// Whether any installed package has these bytes.
-pub fn sha_in_use(db: &Connection, sha256: &str) -> Result<bool> {
-    Ok(db
-        .prepare_cached("SELECT 1 FROM plugins WHERE sha256 = ?1 LIMIT 1")?
-        .query_row([sha256], |_| Ok(()))
-        .optional()?
-        .is_some())
+pub fn sha_in_use(db: &dyn Sql, sha256: &str) -> Result<bool> {
+    db.exists(
+        "SELECT 1 FROM plugins WHERE sha256 = ?1 LIMIT 1",
+        args![sha256],
+    )
 }
 
 fn change(
-    db: &Connection,
+    db: &dyn Sql,
     now: i64,
     by: &str,
     action: &str,
@@ -345,73 +343,74 @@ fn change(
     place: Option<(&str, Side)>,
     previous: Option<&str>,
 ) -> Result<()> {
-    db.prepare_cached(
+    db.execute(
         "INSERT INTO plugin_changes (at, by, action, name, version, sha256, connection, side, previous)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        now,
-        by,
-        action,
-        what.map(|w| w.0),
-        what.map(|w| w.1),
-        what.map(|w| w.2),
-        place.map(|p| p.0),
-        place.map(|p| p.1.as_str()),
-        previous
-    ])?;
+        args![
+            now,
+            by,
+            action,
+            what.map(|w| w.0),
+            what.map(|w| w.1),
+            what.map(|w| w.2),
+            place.map(|p| p.0),
+            place.map(|p| p.1.as_str()),
+            previous
+        ],
+    )?;
     bump(db)
 }
 
 /// The history of changes, oldest first.
-pub fn changes(db: &Connection) -> Result<Vec<Change>> {
-    let mut stmt = db.prepare_cached(
+pub fn changes(db: &dyn Sql) -> Result<Vec<Change>> {
+    db.rows(
         "SELECT id, at, by, action, name, version, sha256, connection, side, previous
          FROM plugin_changes ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Change {
-            id: r.get(0)?,
-            at: r.get(1)?,
-            by: r.get(2)?,
-            action: r.get(3)?,
-            name: r.get(4)?,
-            version: r.get(5)?,
-            sha256: r.get(6)?,
-            connection: r.get(7)?,
-            side: r.get(8)?,
-            previous: r.get(9)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        &[],
+        |r| {
+            Ok(Change {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                by: r.get(2)?,
+                action: r.get(3)?,
+                name: r.get(4)?,
+                version: r.get(5)?,
+                sha256: r.get(6)?,
+                connection: r.get(7)?,
+                side: r.get(8)?,
+                previous: r.get(9)?,
+            })
+        },
+    )
 }
 
 /// Remember which plugin processed an event (its latest attempt).
-pub fn record_event(db: &Connection, event_id: &str, plugin: &PluginIdentity) -> Result<()> {
-    db.prepare_cached(
+pub fn record_event(db: &dyn Sql, event_id: &str, plugin: &PluginIdentity) -> Result<()> {
+    db.execute(
         "INSERT INTO event_plugins (event_id, name, version, sha256) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (event_id) DO UPDATE SET name = excluded.name, version = excluded.version,
              sha256 = excluded.sha256",
-    )?
-    .execute(params![
-        event_id,
-        plugin.name,
-        plugin.version,
-        plugin.sha256
-    ])?;
+        args![
+            event_id,
+            &plugin.name,
+            plugin.version.as_deref(),
+            &plugin.sha256
+        ],
+    )?;
     Ok(())
 }
 
 /// The plugin that processed an event, if a processor ran for it.
-pub fn event_plugin(db: &Connection, event_id: &str) -> Result<Option<PluginIdentity>> {
-    Ok(db
-        .prepare_cached("SELECT name, version, sha256 FROM event_plugins WHERE event_id = ?1")?
-        .query_row([event_id], |r| {
+pub fn event_plugin(db: &dyn Sql, event_id: &str) -> Result<Option<PluginIdentity>> {
+    db.row(
+        "SELECT name, version, sha256 FROM event_plugins WHERE event_id = ?1",
+        args![event_id],
+        |r| {
             Ok(PluginIdentity {
                 name: r.get(0)?,
                 version: r.get(1)?,
                 sha256: r.get(2)?,
             })
-        })
-        .optional()?)
+        },
+    )
 }

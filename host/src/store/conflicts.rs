@@ -1,8 +1,9 @@
 //! Conflicts held for review: fields changed on both sides that an operator settles.
 
 use anyhow::{Result, bail};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
+
+use super::sql::{Row, Sql, args};
 
 /// A conflict as operators see it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub struct Conflict {
     pub resolution: Option<String>,
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Conflict> {
+fn from_row(row: &dyn Row) -> Result<Conflict> {
     Ok(Conflict {
         id: row.get(0)?,
         twin_id: row.get(1)?,
@@ -39,7 +40,7 @@ const COLUMNS: &str = "id, twin_id, connection, field, local_value, remote_value
 /// Record a conflict; an open one on the same field of the twin is replaced by it.
 #[allow(clippy::too_many_arguments)]
 pub fn record(
-    db: &Connection,
+    db: &dyn Sql,
     twin_id: &str,
     connection: &str,
     field: &str,
@@ -48,39 +49,35 @@ pub fn record(
     event_id: &str,
     now_ms: i64,
 ) -> Result<()> {
-    db.prepare_cached(
+    db.execute(
         "DELETE FROM conflicts WHERE twin_id = ?1 AND field = ?2 AND resolved_at IS NULL",
-    )?
-    .execute(params![twin_id, field])?;
-    db.prepare_cached(
+        args![twin_id, field],
+    )?;
+    db.execute(
         "INSERT INTO conflicts (twin_id, connection, field, local_value, remote_value, event_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![twin_id, connection, field, local_value, remote_value, event_id, now_ms])?;
+        args![twin_id, connection, field, local_value, remote_value, event_id, now_ms],
+    )?;
     Ok(())
 }
 
 /// Open conflicts, oldest first.
-pub fn open(db: &Connection) -> Result<Vec<Conflict>> {
+pub fn open(db: &dyn Sql) -> Result<Vec<Conflict>> {
     let sql = format!("SELECT {COLUMNS} FROM conflicts WHERE resolved_at IS NULL ORDER BY id");
-    let mut stmt = db.prepare_cached(&sql)?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.rows(&sql, &[], from_row)
 }
 
-pub fn get(db: &Connection, id: i64) -> Result<Option<Conflict>> {
+pub fn get(db: &dyn Sql, id: i64) -> Result<Option<Conflict>> {
     let sql = format!("SELECT {COLUMNS} FROM conflicts WHERE id = ?1");
-    Ok(db
-        .prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?)
+    db.row(&sql, args![id], from_row)
 }
 
 /// Close an open conflict with how it was settled.
-pub fn resolve(db: &Connection, id: i64, resolution: &str, now_ms: i64) -> Result<()> {
-    let changed = db
-        .prepare_cached("UPDATE conflicts SET resolved_at = ?2, resolution = ?3 WHERE id = ?1 AND resolved_at IS NULL")?
-        .execute(params![id, now_ms, resolution])?;
+pub fn resolve(db: &dyn Sql, id: i64, resolution: &str, now_ms: i64) -> Result<()> {
+    let changed = db.execute(
+        "UPDATE conflicts SET resolved_at = ?2, resolution = ?3 WHERE id = ?1 AND resolved_at IS NULL",
+        args![id, now_ms, resolution],
+    )?;
     if changed == 0 {
         bail!("there is no open conflict {id} (see `twinsync conflicts list`)");
     }
@@ -90,16 +87,13 @@ pub fn resolve(db: &Connection, id: i64, resolution: &str, now_ms: i64) -> Resul
 /// Close the open conflicts of a twin on the fields that are not in `still_differ`: both
 /// sides hold the same value now.
 pub fn close_converged(
-    db: &Connection,
+    db: &dyn Sql,
     twin_id: &str,
     still_differ: &[String],
     now_ms: i64,
 ) -> Result<()> {
     let sql = format!("SELECT {COLUMNS} FROM conflicts WHERE twin_id = ?1 AND resolved_at IS NULL");
-    let open: Vec<Conflict> = db
-        .prepare_cached(&sql)?
-        .query_map([twin_id], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let open: Vec<Conflict> = db.rows(&sql, args![twin_id], from_row)?;
     for conflict in open.iter().filter(|c| !still_differ.contains(&c.field)) {
         resolve(db, conflict.id, "converged", now_ms)?;
     }

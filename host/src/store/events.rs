@@ -1,9 +1,10 @@
 //! The sync queue: outgoing events (a local issue to send) and incoming events (a received
 //! message to apply), processed in order per twin.
 
-use anyhow::{Result, bail};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
+
+use super::sql::{Dialect, Row, Sql, args};
 
 use crate::model::SyncReason;
 
@@ -88,11 +89,8 @@ const COLUMNS: &str =
     "seq, id, direction, connection, twin_id, reason, hop, message, state, attempts,
     error_kind, error, log, note, created_at, first_attempt_at, last_attempt_at, next_attempt_at, input";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
-    let text = |i: usize| row.get::<_, String>(i);
-    let bad = |i: usize, what: String| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, what.into())
-    };
+fn from_row(row: &dyn Row) -> Result<Event> {
+    let text = |i: usize| row.get::<String>(i);
     Ok(Event {
         seq: row.get(0)?,
         id: row.get(1)?,
@@ -106,7 +104,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
         reason: {
             let reason = text(5)?;
             SyncReason::parse(&reason)
-                .ok_or_else(|| bad(5, format!("unknown reason `{reason}`")))?
+                .ok_or_else(|| anyhow!("column 5: unknown reason `{reason}`"))?
         },
         hop: row.get(6)?,
         message: row.get(7)?,
@@ -133,43 +131,38 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
 /// outgoing local change that has not started and waits behind another open event. That
 /// event reads the issue when it runs, so it will send this change too. (Only the first
 /// open event of a twin is ever being processed: one behind it has read nothing yet.)
-pub fn local_change_waiting(db: &Connection, twin_id: &str) -> Result<bool> {
-    let mut stmt = db.prepare_cached(
+pub fn local_change_waiting(db: &dyn Sql, twin_id: &str) -> Result<bool> {
+    let rows: Vec<(String, String, String, i64)> = db.rows(
         "SELECT direction, reason, state, attempts FROM events
          WHERE twin_id = ?1 AND state IN ('pending', 'failed') ORDER BY seq DESC LIMIT 2",
+        args![twin_id],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
     )?;
-    let rows: Vec<(String, String, String, i64)> = stmt
-        .query_map([twin_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
     Ok(rows.len() == 2
         && matches!(&rows[0], (direction, reason, state, 0)
             if direction == "outgoing" && reason == "local-change" && state == "pending"))
 }
 
-pub fn insert(db: &Connection, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
-    let seq: i64 = db
-        .prepare_cached(
-            "INSERT INTO events (id, direction, connection, twin_id, reason, hop, message_seq, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
-        )?
-        .query_row(
-            params![
-                event.id,
-                event.kind.as_str(),
-                event.connection,
-                event.twin_id,
-                event.reason.as_str(),
-                event.hop,
-                event.message_seq,
-                now_ms
-            ],
-            |r| r.get(0),
-        )?;
+pub fn insert(db: &dyn Sql, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
+    let seq: i64 = db.one(
+        "INSERT INTO events (id, direction, connection, twin_id, reason, hop, message_seq, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+        args![
+            event.id,
+            event.kind.as_str(),
+            event.connection,
+            event.twin_id,
+            event.reason.as_str(),
+            event.hop,
+            event.message_seq,
+            now_ms
+        ],
+    )?;
     if let Some(message) = event.message {
-        db.prepare_cached("INSERT INTO event_bodies (seq, message) VALUES (?1, ?2)")?
-            .execute(params![seq, message])?;
+        db.execute(
+            "INSERT INTO event_bodies (seq, message) VALUES (?1, ?2)",
+            args![seq, message],
+        )?;
     }
     Ok(())
 }
@@ -186,8 +179,8 @@ pub struct Head {
 
 /// Events that can run now: pending, not waiting for a retry time, and first in their twin's
 /// queue (no earlier event of the twin is pending or failed). At most one per twin.
-pub fn ready_heads(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Head>> {
-    let mut stmt = db.prepare_cached(
+pub fn ready_heads(db: &dyn Sql, now_ms: i64, limit: usize) -> Result<Vec<Head>> {
+    db.rows(
         "SELECT e.seq, e.twin_id, t.local_key FROM events e
          LEFT JOIN twins t ON t.twin_id = e.twin_id AND t.connection = e.connection
          WHERE e.state = 'pending'
@@ -196,19 +189,19 @@ pub fn ready_heads(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Hea
                SELECT 1 FROM events p
                WHERE p.twin_id = e.twin_id AND p.seq < e.seq AND p.state IN ('pending', 'failed'))
          ORDER BY e.seq LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now_ms, limit as i64], |row| {
-        Ok(Head {
-            seq: row.get(0)?,
-            twin_id: row.get(1)?,
-            local_key: row.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        args![now_ms, limit],
+        |row| {
+            Ok(Head {
+                seq: row.get(0)?,
+                twin_id: row.get(1)?,
+                local_key: row.get(2)?,
+            })
+        },
+    )
 }
 
 /// [`ready_heads`], each read whole, with the local issue of its twin.
-pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, Option<String>)>> {
+pub fn ready(db: &dyn Sql, now_ms: i64, limit: usize) -> Result<Vec<(Event, Option<String>)>> {
     let mut ready = Vec::new();
     for head in ready_heads(db, now_ms, limit)? {
         if let Some(event) = by_seq(db, head.seq)? {
@@ -219,67 +212,57 @@ pub fn ready(db: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(Event, O
 }
 
 /// The event numbered `seq`.
-pub fn by_seq(db: &Connection, seq: i64) -> Result<Option<Event>> {
+pub fn by_seq(db: &dyn Sql, seq: i64) -> Result<Option<Event>> {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE seq = ?1"));
-    Ok(db
-        .prepare_cached(&SQL)?
-        .query_row([seq], from_row)
-        .optional()?)
+    db.row(&SQL, args![seq], from_row)
 }
 
-pub fn get(db: &Connection, id: &str) -> Result<Option<Event>> {
+pub fn get(db: &dyn Sql, id: &str) -> Result<Option<Event>> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE id = ?1");
-    Ok(db
-        .prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?)
+    db.row(&sql, args![id], from_row)
 }
 
 /// Events in a state, oldest first.
-pub fn in_state(db: &Connection, state: &str) -> Result<Vec<Event>> {
+pub fn in_state(db: &dyn Sql, state: &str) -> Result<Vec<Event>> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE state = ?1 ORDER BY seq");
-    let mut stmt = db.prepare_cached(&sql)?;
-    let rows = stmt.query_map([state], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.rows(&sql, args![state], from_row)
 }
 
 /// Events of a twin, in a state, or both (`None`: any), oldest first.
-pub fn list(db: &Connection, twin: Option<&str>, state: Option<&str>) -> Result<Vec<Event>> {
+pub fn list(db: &dyn Sql, twin: Option<&str>, state: Option<&str>) -> Result<Vec<Event>> {
+    // The casts tell PostgreSQL the parameters' type, which a bare `?1 IS NULL` does not.
     let sql = format!(
         "SELECT {COLUMNS} FROM {FROM_EVENTS}
-         WHERE (?1 IS NULL OR twin_id = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY seq"
+         WHERE (CAST(?1 AS TEXT) IS NULL OR twin_id = ?1)
+           AND (CAST(?2 AS TEXT) IS NULL OR state = ?2)
+         ORDER BY seq"
     );
-    let mut stmt = db.prepare(&sql)?;
-    let rows = stmt.query_map(params![twin, state], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.rows(&sql, args![twin, state], from_row)
 }
 
 /// Every event, oldest first.
-pub fn all(db: &Connection) -> Result<Vec<Event>> {
+pub fn all(db: &dyn Sql) -> Result<Vec<Event>> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM_EVENTS} ORDER BY seq");
-    let mut stmt = db.prepare(&sql)?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.rows(&sql, &[], from_row)
 }
 
 /// Delete up to `limit` events that finished (done or skipped) before `before_ms`; how many
 /// went. (No `ORDER BY`: in index order the scan stops at `limit` old events instead of
 /// sorting every finished one.) The last message received for each twin stays: a redelivered
 /// older one is recognised by its number being lower.
-pub fn forget_finished(db: &Connection, before_ms: i64, limit: usize) -> Result<usize> {
-    Ok(db
-        .prepare_cached(
-            "DELETE FROM events WHERE seq IN (
-               SELECT e.seq FROM events e
-               WHERE e.state IN ('done', 'skipped')
-                 AND coalesce(e.last_attempt_at, e.created_at) < ?1
-                 AND NOT (e.direction = 'incoming' AND e.message_seq = (
-                     SELECT max(r.message_seq) FROM events r
-                     WHERE r.twin_id = e.twin_id AND r.direction = 'incoming'))
-               LIMIT ?2)",
-        )?
-        .execute(params![before_ms, limit as i64])?)
+pub fn forget_finished(db: &dyn Sql, before_ms: i64, limit: usize) -> Result<usize> {
+    db.execute(
+        "DELETE FROM events WHERE seq IN (
+           SELECT e.seq FROM events e
+           WHERE e.state IN ('done', 'skipped')
+             AND coalesce(e.last_attempt_at, e.created_at) < ?1
+             AND NOT (e.direction = 'incoming' AND e.message_seq = (
+                 SELECT max(r.message_seq) FROM events r
+                 WHERE r.twin_id = e.twin_id AND r.direction = 'incoming'))
+           LIMIT ?2)",
+        args![before_ms, limit],
+    )
 }
 
 /// What the queue holds under an event id, as far as telling a redelivered message from a
@@ -295,16 +278,15 @@ pub struct Stored {
 }
 
 /// The event stored under `id`, if any.
-pub fn stored(db: &Connection, id: &str) -> Result<Option<Stored>> {
-    Ok(db
-        .prepare_cached(
-            "SELECT connection, direction, twin_id, message_seq, message
-             FROM events LEFT JOIN event_bodies USING (seq) WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
+pub fn stored(db: &dyn Sql, id: &str) -> Result<Option<Stored>> {
+    db.row(
+        "SELECT connection, direction, twin_id, message_seq, message
+         FROM events LEFT JOIN event_bodies USING (seq) WHERE id = ?1",
+        args![id],
+        |r| {
             Ok(Stored {
                 connection: r.get(0)?,
-                kind: match r.get::<_, String>(1)?.as_str() {
+                kind: match r.get::<String>(1)?.as_str() {
                     "incoming" => "incoming",
                     "outgoing" => "outgoing",
                     _ => "unexalate",
@@ -313,112 +295,115 @@ pub fn stored(db: &Connection, id: &str) -> Result<Option<Stored>> {
                 message_seq: r.get(3)?,
                 message: r.get(4)?,
             })
-        })
-        .optional()?)
+        },
+    )
 }
 
 /// The id of the message received as number `seq` of a twin on a connection, if it is
 /// still stored.
 pub fn received_as(
-    db: &Connection,
+    db: &dyn Sql,
     connection: &str,
     twin_id: &str,
     seq: i64,
 ) -> Result<Option<String>> {
-    Ok(db
-        .prepare_cached(
-            "SELECT id FROM events
-             WHERE twin_id = ?1 AND direction = 'incoming' AND message_seq = ?2 AND connection = ?3",
-        )?
-        .query_row(params![twin_id, seq, connection], |r| r.get(0))
-        .optional()?)
+    db.value(
+        "SELECT id FROM events
+         WHERE twin_id = ?1 AND direction = 'incoming' AND message_seq = ?2 AND connection = ?3",
+        args![twin_id, seq, connection],
+    )
 }
 
 /// The highest message number received for a twin on a connection (0 when none).
-pub fn last_message_seq(db: &Connection, connection: &str, twin_id: &str) -> Result<i64> {
-    Ok(db
-        .prepare_cached(
-            "SELECT coalesce(max(message_seq), 0) FROM events
-             WHERE twin_id = ?1 AND direction = 'incoming' AND connection = ?2",
-        )?
-        .query_row([twin_id, connection], |r| r.get(0))?)
+pub fn last_message_seq(db: &dyn Sql, connection: &str, twin_id: &str) -> Result<i64> {
+    db.one(
+        "SELECT coalesce(max(message_seq), 0) FROM events
+         WHERE twin_id = ?1 AND direction = 'incoming' AND connection = ?2",
+        args![twin_id, connection],
+    )
 }
 
 /// The last message of a twin received before event `before` (a sequence number), if it
 /// was applied: its number.
-pub fn last_applied_before(db: &Connection, twin_id: &str, before: i64) -> Result<Option<i64>> {
-    let last: Option<(i64, String)> = db
-        .prepare_cached(
-            "SELECT message_seq, state FROM events
-             WHERE twin_id = ?1 AND direction = 'incoming' AND seq < ?2
-             ORDER BY message_seq DESC LIMIT 1",
-        )?
-        .query_row(params![twin_id, before], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+pub fn last_applied_before(db: &dyn Sql, twin_id: &str, before: i64) -> Result<Option<i64>> {
+    // `NULLS LAST` is SQLite's order already; PostgreSQL puts NULLs first in `DESC`.
+    let last: Option<(i64, String)> = db.row(
+        "SELECT message_seq, state FROM events
+         WHERE twin_id = ?1 AND direction = 'incoming' AND seq < ?2
+         ORDER BY message_seq DESC NULLS LAST LIMIT 1",
+        args![twin_id, before],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     Ok(last.and_then(|(message_seq, state)| (state == "done").then_some(message_seq)))
 }
 
 /// The event is processed.
-pub fn finish(db: &Connection, seq: i64, note: &str, log: &str, now_ms: i64) -> Result<()> {
-    db.prepare_cached(
+pub fn finish(db: &dyn Sql, seq: i64, note: &str, log: &str, now_ms: i64) -> Result<()> {
+    db.execute(
         "UPDATE events SET state = 'done', note = ?2, log = ?3, error_kind = NULL, error = NULL,
             attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?4), last_attempt_at = ?4,
             next_attempt_at = NULL
          WHERE seq = ?1",
-    )?
-    .execute(params![seq, note, non_empty(log), now_ms])?;
+        args![seq, note, non_empty(log), now_ms],
+    )?;
     Ok(())
 }
 
 /// Keep what the event's processor was given (JSON), for replays and for a repeat of the
 /// event after a crash.
-pub fn save_input(db: &Connection, seq: i64, input: &str) -> Result<()> {
+pub fn save_input(db: &dyn Sql, seq: i64, input: &str) -> Result<()> {
     set_input(db, seq, Some(input))
 }
 
-fn set_input(db: &Connection, seq: i64, input: Option<&str>) -> Result<()> {
-    db.prepare_cached(
+fn set_input(db: &dyn Sql, seq: i64, input: Option<&str>) -> Result<()> {
+    db.execute(
         "INSERT INTO event_bodies (seq, input) VALUES (?1, ?2)
          ON CONFLICT (seq) DO UPDATE SET input = excluded.input",
-    )?
-    .execute(params![seq, input])?;
+        args![seq, input],
+    )?;
     Ok(())
 }
 
 /// Whether a twin has an event not finished (pending, or a sync error).
-pub fn open_for_twin(db: &Connection, twin_id: &str) -> Result<bool> {
-    Ok(db
-        .prepare_cached(
-            "SELECT 1 FROM events WHERE twin_id = ?1 AND state IN ('pending', 'failed') LIMIT 1",
-        )?
-        .query_row([twin_id], |_| Ok(()))
-        .optional()?
-        .is_some())
+pub fn open_for_twin(db: &dyn Sql, twin_id: &str) -> Result<bool> {
+    db.exists(
+        "SELECT 1 FROM events WHERE twin_id = ?1 AND state IN ('pending', 'failed') LIMIT 1",
+        args![twin_id],
+    )
 }
 
 /// An incoming event of another twin of local issue `local_key` that stored its input and
 /// has not finished: it may have written the issue without the node knowing yet.
-pub fn writing(db: &Connection, local_key: &str, twin_id: &str) -> Result<Option<String>> {
-    Ok(db
-        .prepare_cached(
-            // The plan is forced (CROSS JOIN, `+` on the terms no index should serve): the
-            // issue's few twins, then their open events through `events_open_by_twin`, never
-            // every pending event of the node or every event the twin ever had.
+pub fn writing(db: &dyn Sql, local_key: &str, twin_id: &str) -> Result<Option<String>> {
+    let sql = match db.dialect() {
+        // The plan is forced (CROSS JOIN, `+` on the terms no index should serve): the
+        // issue's few twins, then their open events through `events_open_by_twin`, never
+        // every pending event of the node or every event the twin ever had.
+        Dialect::Sqlite => {
             "SELECT e.id FROM twins t CROSS JOIN events e ON e.twin_id = t.twin_id
              WHERE t.local_key = ?1 AND t.twin_id != ?2
                AND e.state IN ('pending', 'failed') AND +e.state = 'pending'
                AND +e.direction = 'incoming'
                AND (SELECT b.input FROM event_bodies b WHERE b.seq = e.seq) IS NOT NULL
-             LIMIT 1",
-        )?
-        .query_row([local_key, twin_id], |r| r.get(0))
-        .optional()?)
+             LIMIT 1"
+        }
+        // PostgreSQL has neither `CROSS JOIN ... ON` nor `+` on text, and plans this
+        // from its statistics.
+        Dialect::Postgres => {
+            "SELECT e.id FROM twins t JOIN events e ON e.twin_id = t.twin_id
+             WHERE t.local_key = ?1 AND t.twin_id != ?2
+               AND e.state = 'pending' AND e.direction = 'incoming'
+               AND (SELECT b.input FROM event_bodies b WHERE b.seq = e.seq) IS NOT NULL
+             LIMIT 1"
+        }
+    };
+    db.value(sql, args![local_key, twin_id])
 }
 
 /// The event failed: a sync error holding back its twin until an operator acts. `input`
 /// is what the processor was given, if it ran.
 pub fn fail(
-    db: &Connection,
+    db: &dyn Sql,
     seq: i64,
     kind: &str,
     error: &str,
@@ -432,7 +417,7 @@ pub fn fail(
 
 /// The event failed for a passing reason: it stays pending and runs again at `next_at`.
 pub fn defer(
-    db: &Connection,
+    db: &dyn Sql,
     seq: i64,
     kind: &str,
     error: &str,
@@ -445,7 +430,7 @@ pub fn defer(
 
 #[allow(clippy::too_many_arguments)]
 fn record_attempt(
-    db: &Connection,
+    db: &dyn Sql,
     seq: i64,
     state: &str,
     kind: &str,
@@ -454,19 +439,21 @@ fn record_attempt(
     now_ms: i64,
     next_at: Option<i64>,
 ) -> Result<()> {
-    db.prepare_cached(
+    db.execute(
         "UPDATE events SET state = ?2, error_kind = ?3, error = ?4, log = ?5, attempts = attempts + 1,
             first_attempt_at = coalesce(first_attempt_at, ?6), last_attempt_at = ?6, next_attempt_at = ?7
          WHERE seq = ?1",
-    )?
-    .execute(params![seq, state, kind, error, non_empty(log), now_ms, next_at])?;
+        args![seq, state, kind, error, non_empty(log), now_ms, next_at],
+    )?;
     Ok(())
 }
 
 /// Put a failed (or waiting) event back in the queue to run now.
-pub fn retry(db: &Connection, id: &str) -> Result<()> {
-    let changed = db.prepare_cached("UPDATE events SET state = 'pending', next_attempt_at = NULL WHERE id = ?1 AND state IN ('failed', 'pending')")?.execute(
-        [id],
+pub fn retry(db: &dyn Sql, id: &str) -> Result<()> {
+    let changed = db.execute(
+        "UPDATE events SET state = 'pending', next_attempt_at = NULL
+         WHERE id = ?1 AND state IN ('failed', 'pending')",
+        args![id],
     )?;
     if changed == 0 {
         bail!("no failed event with id `{id}`");
@@ -476,21 +463,20 @@ pub fn retry(db: &Connection, id: &str) -> Result<()> {
 
 /// A failed event whose message the other node refused is done again: the message goes
 /// out again as it was made.
-pub fn resume_sent(db: &Connection, id: &str) -> Result<()> {
-    db.prepare_cached(
+pub fn resume_sent(db: &dyn Sql, id: &str) -> Result<()> {
+    db.execute(
         "UPDATE events SET state = 'done', next_attempt_at = NULL WHERE id = ?1 AND state = 'failed'",
-    )?
-    .execute([id])?;
+        args![id],
+    )?;
     Ok(())
 }
 
 /// Drop a failed event; its twin's later events go on.
-pub fn skip(db: &Connection, id: &str) -> Result<()> {
-    let changed = db
-        .prepare_cached(
-            "UPDATE events SET state = 'skipped' WHERE id = ?1 AND state IN ('failed', 'pending')",
-        )?
-        .execute([id])?;
+pub fn skip(db: &dyn Sql, id: &str) -> Result<()> {
+    let changed = db.execute(
+        "UPDATE events SET state = 'skipped' WHERE id = ?1 AND state IN ('failed', 'pending')",
+        args![id],
+    )?;
     if changed == 0 {
         bail!("no failed event with id `{id}`");
     }
@@ -498,12 +484,12 @@ pub fn skip(db: &Connection, id: &str) -> Result<()> {
 }
 
 /// Number of events per connection and state.
-pub fn counts(db: &Connection) -> Result<Vec<(String, String, i64)>> {
-    let mut stmt = db.prepare(
+pub fn counts(db: &dyn Sql) -> Result<Vec<(String, String, i64)>> {
+    db.rows(
         "SELECT connection, state, count(*) FROM events GROUP BY connection, state ORDER BY 1, 2",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
 }
 
 fn non_empty(text: &str) -> Option<&str> {
@@ -512,23 +498,84 @@ fn non_empty(text: &str) -> Option<&str> {
 
 /// The last `limit` incoming and outgoing events of a connection (those a processor ran
 /// for, or will), newest first: what `plugin try` replays.
-pub fn recent_of_connection(db: &Connection, connection: &str, limit: usize) -> Result<Vec<Event>> {
+pub fn recent_of_connection(db: &dyn Sql, connection: &str, limit: usize) -> Result<Vec<Event>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE connection = ?1 AND direction IN ('incoming', 'outgoing')
          ORDER BY seq DESC LIMIT ?2"
     );
-    let mut stmt = db.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![connection, limit as i64], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.rows(&sql, args![connection, limit], from_row)
 }
 
 /// When the first pending event that waits to retry after a passing failure becomes ready
 /// (ms), if one waits: a scheduler that is not told about it looks again then.
-pub fn next_retry_at(db: &Connection, now_ms: i64) -> Result<Option<i64>> {
-    Ok(db
-        .prepare_cached(
-            "SELECT min(next_attempt_at) FROM events
-             WHERE state = 'pending' AND next_attempt_at > ?1",
-        )?
-        .query_row([now_ms], |r| r.get(0))?)
+pub fn next_retry_at(db: &dyn Sql, now_ms: i64) -> Result<Option<i64>> {
+    db.one(
+        "SELECT min(next_attempt_at) FROM events
+         WHERE state = 'pending' AND next_attempt_at > ?1",
+        args![now_ms],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> rusqlite::Connection {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch(crate::store::SCHEMA).unwrap();
+        for (id, twin, message_seq) in [
+            ("a1", "a", Some(1)),
+            ("a2", "a", Some(2)),
+            ("b1", "b", None),
+        ] {
+            let event = NewEvent {
+                id,
+                kind: if message_seq.is_some() {
+                    Kind::Incoming
+                } else {
+                    Kind::Outgoing
+                },
+                connection: "c",
+                twin_id: twin,
+                reason: SyncReason::LocalChange,
+                hop: 0,
+                message_seq,
+                message: message_seq.map(|_| "{}"),
+            };
+            insert(&db, &event, 0).unwrap();
+        }
+        db
+    }
+
+    /// Each filter of `events list` alone, both, and none (the statement binds a missing
+    /// one as NULL).
+    #[test]
+    fn list_filters_by_twin_and_state() {
+        let db = queue();
+        finish(&db, 1, "", "", 5).unwrap();
+        let ids = |twin, state| {
+            list(&db, twin, state)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(None, None), ["a1", "a2", "b1"]);
+        assert_eq!(ids(Some("a"), None), ["a1", "a2"]);
+        assert_eq!(ids(None, Some("pending")), ["a2", "b1"]);
+        assert_eq!(ids(Some("a"), Some("done")), ["a1"]);
+        assert!(ids(Some("b"), Some("done")).is_empty());
+    }
+
+    /// The last message received before an event counts only once it was applied.
+    #[test]
+    fn last_applied_before_is_the_highest_received_if_done() {
+        let db = queue();
+        assert_eq!(last_applied_before(&db, "a", 3).unwrap(), None);
+        finish(&db, 2, "", "", 5).unwrap();
+        assert_eq!(last_applied_before(&db, "a", 3).unwrap(), Some(2));
+        assert_eq!(last_applied_before(&db, "a", 2).unwrap(), None);
+        assert_eq!(last_message_seq(&db, "c", "a").unwrap(), 2);
+        assert_eq!(last_message_seq(&db, "c", "b").unwrap(), 0);
+    }
 }

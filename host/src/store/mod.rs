@@ -256,31 +256,30 @@ fn fresh_id() -> String {
 }
 
 /// A named value that survives restarts (the tracker cursor, id counters).
-pub fn get_meta(db: &Connection, name: &str) -> Result<Option<String>> {
-    Ok(db
-        .prepare_cached("SELECT value FROM meta WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()?)
+pub fn get_meta(db: &dyn Sql, name: &str) -> Result<Option<String>> {
+    db.value("SELECT value FROM meta WHERE name = ?1", args![name])
 }
 
-pub fn set_meta(db: &Connection, name: &str, value: &str) -> Result<()> {
-    db.prepare_cached(
+pub fn set_meta(db: &dyn Sql, name: &str, value: &str) -> Result<()> {
+    db.execute(
         "INSERT INTO meta (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    )?
-    .execute([name, value])?;
+        args![name, value],
+    )?;
     Ok(())
 }
 
 /// The next number of a counter, for ids that stay unique across restarts.
-pub fn next_number(db: &Connection, counter: &str) -> Result<i64> {
-    Ok(db
-        .prepare_cached(
-            "INSERT INTO meta (name, value) VALUES (?1, '1')
-         ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1
-         RETURNING CAST(value AS INTEGER)",
-        )?
-        .query_row([counter], |r| r.get(0))?)
+pub fn next_number(db: &dyn Sql, counter: &str) -> Result<i64> {
+    // `value` is text: the number is cast both ways, as PostgreSQL wants (SQLite would
+    // convert on its own). `meta.value`: PostgreSQL finds a bare `value` ambiguous next
+    // to `excluded.value`.
+    db.one(
+        "INSERT INTO meta (name, value) VALUES (?1, '1')
+         ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)
+         RETURNING CAST(value AS BIGINT)",
+        args![counter],
+    )
 }
 
 impl TwinDirectory for NodeStore {
@@ -338,6 +337,19 @@ mod tests {
         // The second saw the first's write: they ran one after the other.
         let value = a.read(|db| get_meta(db, "x")).unwrap().unwrap();
         assert_eq!(value, "Some(\"None+a\")+b");
+    }
+
+    /// Counters count from 1, each on its own, and read back as text through `get_meta`.
+    #[test]
+    fn counters_count_on_from_one() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(SCHEMA).unwrap();
+        let numbers: Vec<i64> = (0..3).map(|_| next_number(&db, "x").unwrap()).collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        assert_eq!(next_number(&db, "y").unwrap(), 1);
+        assert_eq!(get_meta(&db, "x").unwrap().as_deref(), Some("3"));
+        set_meta(&db, "x", "41").unwrap();
+        assert_eq!(next_number(&db, "x").unwrap(), 42);
     }
 
     /// A database made before events' messages and inputs moved to `event_bodies` opens
@@ -408,7 +420,7 @@ mod tests {
                         0,
                     )?;
                 }
-                tx.execute("UPDATE events SET state = 'done'", [])?;
+                tx.execute("UPDATE events SET state = 'done'", &[])?;
                 Ok(())
             })
             .unwrap();

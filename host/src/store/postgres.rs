@@ -75,10 +75,6 @@ impl PgStore {
         Ok(value)
     }
 
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
     /// Claim `issues` for this process for `lease_ms`: those it now holds (free ones, ones
     /// whose claim ran out, and its own, renewed).
     pub fn claim(&self, issues: &[String], lease_ms: i64) -> Result<Vec<String>> {

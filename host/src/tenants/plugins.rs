@@ -56,7 +56,7 @@ fn plugin_ref(name: &str, version: &str) -> String {
 /// is the host's business.
 pub fn packages(host: &Node, tenants: &Tenants, tenant: &str) -> Result<Vec<Installed>, Failure> {
     let spec = entry(tenants, tenant)?.spec;
-    let mut all = host.store().read(store::all)?;
+    let mut all = host.store().read(|db| store::all(db))?;
     for package in &mut all {
         let own = plugin_ref(&package.name, &package.version);
         package.installed_by = "the host".into();
@@ -128,7 +128,7 @@ pub fn upgrade(
     name: &str,
     to: Option<&str>,
 ) -> Result<Vec<PluginChange>, Failure> {
-    let all = host.store().read(store::all)?;
+    let all = host.store().read(|db| store::all(db))?;
     let target = match to {
         Some(v) => installed(host, name, v)?.version,
         None => all

@@ -38,7 +38,7 @@ pub async fn page(
         let installed = console
             .node
             .store()
-            .read(crate::plugins::store::all)
+            .read(|db| crate::plugins::store::all(db))
             .map_err(Problem::from)?;
         let packages: Vec<String> = installed
             .iter()
