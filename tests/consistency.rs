@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use twinsync::store::sql::args;
 
 use serde_json::json;
 use twinsync::runtime::ConflictPolicy;
@@ -163,15 +164,7 @@ fn verify_finds_and_repairs_a_tracker_changed_behind_its_back() {
     }
 
     let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
-    let db = rusqlite::Connection::open(
-        pair.external
-            .node
-            .store()
-            .read(|db| Ok(db.path().unwrap().to_string()))
-            .unwrap()
-            .replace("twinsync.db", "tracker.db"),
-    )
-    .unwrap();
+    let db = rusqlite::Connection::open(pair.tracker_file("External")).unwrap();
     let body: String = db
         .query_row(
             "SELECT body FROM issues WHERE key = ?1",
@@ -275,14 +268,7 @@ fn a_digest_mismatch_between_the_nodes_is_found_and_repaired() {
     let (key, twin) = pair.create_and_exalate(issue("Report totals"));
     pair.run();
     let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
-    let dir = pair
-        .external
-        .node
-        .store()
-        .read(|db| Ok(db.path().unwrap().to_string()))
-        .unwrap();
-    let node_db = rusqlite::Connection::open(&dir).unwrap();
-    let tracker_db = rusqlite::Connection::open(dir.replace("twinsync.db", "tracker.db")).unwrap();
+    let tracker_db = rusqlite::Connection::open(pair.tracker_file("External")).unwrap();
     let corrupt = |text: String| text.replace("Report totals", "Report totals (corrupted)");
     let body: String = tracker_db
         .query_row(
@@ -297,24 +283,29 @@ fn a_digest_mismatch_between_the_nodes_is_found_and_repaired() {
             [&external_key, &corrupt(body)],
         )
         .unwrap();
-    let (received, stamped): (String, String) = node_db
-        .query_row(
-            "SELECT t.last_received, s.stamped FROM twins t JOIN issue_stamps s ON s.local_key = t.local_key WHERE t.twin_id = ?1",
-            [&twin],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    node_db
-        .execute(
-            "UPDATE twins SET last_received = ?2 WHERE twin_id = ?1",
-            [&twin, &corrupt(received)],
-        )
-        .unwrap();
-    node_db
-        .execute(
-            "UPDATE issue_stamps SET stamped = ?2 WHERE local_key = ?1",
-            [&external_key, &corrupt(stamped)],
-        )
+    // The node's own record of the twin, changed the same way (on either store).
+    pair.external
+        .node
+        .store()
+        .write(|tx| {
+            let (received, stamped): (String, String) = tx
+                .row(
+                    "SELECT t.last_received, s.stamped FROM twins t
+                     JOIN issue_stamps s ON s.local_key = t.local_key WHERE t.twin_id = ?1",
+                    args![&twin],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
+                .expect("the twin and its stamps");
+            tx.execute(
+                "UPDATE twins SET last_received = ?2 WHERE twin_id = ?1",
+                args![&twin, &corrupt(received)],
+            )?;
+            tx.execute(
+                "UPDATE issue_stamps SET stamped = ?2 WHERE local_key = ?1",
+                args![&external_key, &corrupt(stamped)],
+            )?;
+            Ok(())
+        })
         .unwrap();
     assert_eq!(
         pair.external.node.verify(None).unwrap().fixed,

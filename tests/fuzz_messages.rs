@@ -504,12 +504,11 @@ fn signed_headers(secret: &Secret, path: &str, id: &str, body: &[u8]) -> HeaderM
 fn stored_events(node: &twinsync::sync::Node) -> Vec<(String, String, Option<i64>, String)> {
     node.store()
         .read(|db| {
-            let mut query =
-                db.prepare("SELECT id, twin_id, message_seq, state FROM events ORDER BY seq")?;
-            let rows = query.query_map([], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            db.rows(
+                "SELECT id, twin_id, message_seq, state FROM events ORDER BY seq",
+                &[],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
         })
         .unwrap()
 }

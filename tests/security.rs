@@ -546,7 +546,7 @@ fn a_message_refused_for_good_holds_only_its_twin() {
             let changed = tx.execute(
                 "UPDATE outbox SET body = replace(body, '\"version\":1', '\"version\":7')
                  WHERE seq = (SELECT min(seq) FROM outbox)",
-                [],
+                &[],
             )?;
             assert_eq!(changed, 1);
             Ok(())

@@ -203,6 +203,12 @@ impl Pair {
         }
     }
 
+    /// The reference tracker's SQLite file of node `name` (`Internal` or `External`), for a
+    /// test that changes it behind the tracker's back.
+    pub fn tracker_file(&self, name: &str) -> PathBuf {
+        self._dir.path().join(name).join("tracker.db")
+    }
+
     /// Put another tracker in front of External (to make it fail, say): External becomes a
     /// new node on the same database with this tracker.
     pub fn replace_external_tracker(&mut self, tracker: Arc<dyn Tracker>) {

@@ -395,11 +395,7 @@ mod tests {
         let store = NodeStore::open(&dir.path().join("twinsync.db")).unwrap();
         let bodies = |store: &NodeStore| {
             store
-                .read(|db| {
-                    Ok(db.query_row("SELECT count(*) FROM event_bodies", [], |r| {
-                        r.get::<_, i64>(0)
-                    })?)
-                })
+                .read(|db| db.one::<i64>("SELECT count(*) FROM event_bodies", &[]))
                 .unwrap()
         };
         store

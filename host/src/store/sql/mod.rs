@@ -113,12 +113,14 @@ impl dyn Sql + '_ {
 }
 
 /// The parameters of a statement: `args![a, b]` is `&[Value::from(a), Value::from(b)]`.
-macro_rules! args {
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sql_args {
     ($($value:expr),* $(,)?) => {
         &[$($crate::store::sql::Value::from($value)),*][..]
     };
 }
-pub(crate) use args;
+pub use __sql_args as args;
 
 impl<'a> From<&'a str> for Value<'a> {
     fn from(text: &'a str) -> Self {
