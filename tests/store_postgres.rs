@@ -141,7 +141,7 @@ fn one_process_holds_a_role_and_another_takes_it_when_it_resigns() {
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/tls")
+        .join("../tests/fixtures/tls")
         .join(name)
 }
 
