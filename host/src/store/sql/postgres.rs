@@ -14,16 +14,18 @@ use bytes::BytesMut;
 use postgres::config::SslMode;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, GenericClient, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Dialect, Row, Sql, Value};
 use crate::config::Secret;
 
 /// A connection, and the statements prepared on it (a statement is parsed and planned once
-/// per connection, as SQLite's statement cache does).
+/// per connection, as SQLite's statement cache does). As an [`Sql`] it runs each statement
+/// on its own (autocommit): reads need no transaction, since under READ COMMITTED each
+/// statement of a transaction sees a snapshot of its own anyway.
 pub struct PgConnection {
-    client: Client,
+    client: RefCell<Client>,
     statements: RefCell<HashMap<String, Statement>>,
 }
 
@@ -38,19 +40,19 @@ pub struct PgTx<'c> {
 impl PgConnection {
     pub fn new(client: Client) -> Self {
         PgConnection {
-            client,
+            client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
         }
     }
 
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.client.borrow().is_closed()
     }
 
     /// A transaction (READ COMMITTED, PostgreSQL's default), committed by [`PgTx::commit`]
     /// and rolled back if dropped.
     pub fn transaction(&mut self) -> Result<PgTx<'_>> {
-        let tx = self.client.transaction().map_err(from_postgres)?;
+        let tx = self.client.get_mut().transaction().map_err(from_postgres)?;
         Ok(PgTx {
             tx: RefCell::new(tx),
             statements: &self.statements,
@@ -62,26 +64,56 @@ impl PgTx<'_> {
     pub fn commit(self) -> Result<()> {
         self.tx.into_inner().commit().map_err(from_postgres)
     }
+}
 
-    fn statement(&self, sql: &str) -> Result<Statement> {
-        if let Some(statement) = self.statements.borrow().get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self
-            .tx
-            .borrow_mut()
-            .prepare(&numbered_parameters(sql)?)
-            .map_err(from_postgres)
-            .with_context(|| format!("cannot prepare: {sql}"))?;
-        self.statements
-            .borrow_mut()
-            .insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+/// `sql` prepared on `client` (once per connection).
+fn statement(
+    client: &mut impl GenericClient,
+    statements: &RefCell<HashMap<String, Statement>>,
+    sql: &str,
+) -> Result<Statement> {
+    if let Some(statement) = statements.borrow().get(sql) {
+        return Ok(statement.clone());
     }
+    let statement = client
+        .prepare(&numbered_parameters(sql)?)
+        .map_err(from_postgres)
+        .with_context(|| format!("cannot prepare: {sql}"))?;
+    statements
+        .borrow_mut()
+        .insert(sql.to_owned(), statement.clone());
+    Ok(statement)
 }
 
 fn as_params<'a>(params: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
     params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+fn execute(
+    client: &mut impl GenericClient,
+    statements: &RefCell<HashMap<String, Statement>>,
+    sql: &str,
+    params: &[Value<'_>],
+) -> Result<usize> {
+    let statement = statement(client, statements, sql)?;
+    let changed = client
+        .execute(&statement, &as_params(params))
+        .map_err(from_postgres)
+        .with_context(|| format!("in: {sql}"))?;
+    Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+}
+
+fn query(
+    client: &mut impl GenericClient,
+    statements: &RefCell<HashMap<String, Statement>>,
+    sql: &str,
+    params: &[Value<'_>],
+) -> Result<Vec<postgres::Row>> {
+    let statement = statement(client, statements, sql)?;
+    client
+        .query(&statement, &as_params(params))
+        .map_err(from_postgres)
+        .with_context(|| format!("in: {sql}"))
 }
 
 impl Sql for PgTx<'_> {
@@ -90,14 +122,7 @@ impl Sql for PgTx<'_> {
     }
 
     fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<usize> {
-        let statement = self.statement(sql)?;
-        let changed = self
-            .tx
-            .borrow_mut()
-            .execute(&statement, &as_params(params))
-            .map_err(from_postgres)
-            .with_context(|| format!("in: {sql}"))?;
-        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+        execute(&mut *self.tx.borrow_mut(), self.statements, sql, params)
     }
 
     fn query(
@@ -106,21 +131,50 @@ impl Sql for PgTx<'_> {
         params: &[Value<'_>],
         each: &mut dyn FnMut(&dyn Row) -> Result<()>,
     ) -> Result<()> {
-        let statement = self.statement(sql)?;
-        let rows = self
-            .tx
-            .borrow_mut()
-            .query(&statement, &as_params(params))
-            .map_err(from_postgres)
-            .with_context(|| format!("in: {sql}"))?;
-        for row in &rows {
-            each(row)?;
-        }
-        Ok(())
+        // The rows are read before `each` sees them: `each` may run statements of its own.
+        let rows = query(&mut *self.tx.borrow_mut(), self.statements, sql, params)?;
+        rows.iter().try_for_each(|row| each(row))
     }
 
     fn batch(&self, sql: &str) -> Result<()> {
         self.tx
+            .borrow_mut()
+            .batch_execute(sql)
+            .map_err(from_postgres)
+    }
+}
+
+impl Sql for PgConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<usize> {
+        execute(
+            &mut *self.client.borrow_mut(),
+            &self.statements,
+            sql,
+            params,
+        )
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        each: &mut dyn FnMut(&dyn Row) -> Result<()>,
+    ) -> Result<()> {
+        let rows = query(
+            &mut *self.client.borrow_mut(),
+            &self.statements,
+            sql,
+            params,
+        )?;
+        rows.iter().try_for_each(|row| each(row))
+    }
+
+    fn batch(&self, sql: &str) -> Result<()> {
+        self.client
             .borrow_mut()
             .batch_execute(sql)
             .map_err(from_postgres)
