@@ -38,7 +38,7 @@ enum Backend {
         db: Mutex<Option<Connection>>,
         path: PathBuf,
     },
-    Postgres(postgres::PgStore),
+    Postgres(Box<postgres::PgStore>),
 }
 
 impl NodeStore {
@@ -68,7 +68,7 @@ impl NodeStore {
     pub fn connect(url: &str, password: Option<&Secret>, ca_file: Option<&Path>) -> Result<Self> {
         let (pg, id) = postgres::PgStore::connect(url, password, ca_file)?;
         Ok(NodeStore {
-            backend: Backend::Postgres(pg),
+            backend: Backend::Postgres(Box::new(pg)),
             id: OnceLock::from(id),
         })
     }
