@@ -301,3 +301,65 @@ fn check_applied_once_and_in_order(data: &Path) {
     }
     assert!(!last.is_empty(), "External received nothing");
 }
+
+/// A store that cannot be used stops `serve` and the operator commands at once, saying
+/// why, without the password; a right password in a file (or the environment) works.
+#[test]
+fn a_wrong_store_setting_stops_the_node_with_its_reason() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (credentials, place) = rest.rsplit_once('@').unwrap();
+    let (user, password) = credentials.split_once(':').unwrap();
+    let config = |store: &str| {
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "instance = \"Internal\"\ndata-dir = \"data\"\n\n[store]\n{store}\n\n[tracker]\nkind = \"reference\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |path: &Path, args: &[&str]| {
+        let mut command = twinsync_tests::cli::command(twinsync_tests::twinsync_binary!(), args);
+        command.arg("--config").arg(path);
+        command.env_remove(twinsync::config::STORE_PASSWORD_ENV);
+        command
+    };
+
+    let wrong = config(&format!("url = \"{scheme}://{user}:nope-not-it@{place}\""));
+    let said = twinsync_tests::cli::fails(run(&wrong, &["serve"]));
+    assert!(said.contains("the password is wrong"), "{said}");
+    assert!(!said.contains("nope-not-it"), "{said}");
+    let said = twinsync_tests::cli::fails(run(&wrong, &["queue"]));
+    assert!(said.contains("the password is wrong"), "{said}");
+
+    let missing = config(&format!(
+        "url = \"{}/no_such_database\"",
+        url.rsplit_once('/').unwrap().0
+    ));
+    let said = twinsync_tests::cli::fails(run(&missing, &["queue"]));
+    assert!(
+        said.contains("there is no database `no_such_database`"),
+        "{said}"
+    );
+
+    let sqlite_path = config("url = \"data/twinsync.db\"");
+    let said = twinsync_tests::cli::fails(run(&sqlite_path, &["queue"]));
+    assert!(said.contains("must be a PostgreSQL URL"), "{said}");
+
+    // The password apart from the URL: from a file, or from the environment.
+    std::fs::write(dir.path().join("store.password"), format!("{password}\n")).unwrap();
+    let from_file = config(&format!(
+        "url = \"{scheme}://{user}@{place}\"\npassword-file = \"store.password\""
+    ));
+    twinsync_tests::cli::ok(run(&from_file, &["queue"]));
+    let from_env = config(&format!("url = \"{scheme}://{user}@{place}\""));
+    let mut command = run(&from_env, &["queue"]);
+    command.env(twinsync::config::STORE_PASSWORD_ENV, password);
+    twinsync_tests::cli::ok(command);
+}
