@@ -110,7 +110,7 @@ fn a_claim_is_one_process_s_until_it_gives_it_up_or_its_lease_runs_out() {
     assert_eq!(a.claim(&issues[..1]).unwrap(), vec![true]);
     assert_eq!(b.claim(&issues).unwrap(), vec![false, true]);
     // Renewing keeps it; the holder sees it held inside its transaction.
-    a.renew_claims().unwrap();
+    a.renew_claims(&issues[..1]).unwrap();
     assert!(a.write(|tx| a.holds_claim(tx, "issue:INT-1")).unwrap());
     assert!(!b.write(|tx| b.holds_claim(tx, "issue:INT-1")).unwrap());
     // Given up with a commit: the other process takes it at once.

@@ -99,12 +99,21 @@ impl PgStore {
         })
     }
 
-    /// Extend every claim this process holds by `lease_ms` from now.
-    pub fn renew_claims(&self, lease_ms: i64) -> Result<()> {
+    /// Extend this process's claims on `issues` by `lease_ms` from now. (Only those: a
+    /// claim it no longer works on runs out, and another process may take the issue.)
+    pub fn renew_claims(&self, issues: &[String], lease_ms: i64) -> Result<()> {
+        if issues.is_empty() {
+            return Ok(());
+        }
+        let issues = serde_json::to_string(issues)?;
         self.read(|db| {
             db.execute(
-                &format!("UPDATE claims SET until = {NOW_MS} + ?2 WHERE owner = ?1"),
-                args![&self.owner, lease_ms],
+                &format!(
+                    "UPDATE claims SET until = {NOW_MS} + ?3
+                     WHERE owner = ?1
+                       AND issue IN (SELECT json_array_elements_text(CAST(CAST(?2 AS TEXT) AS json)))"
+                ),
+                args![&self.owner, &issues, lease_ms],
             )
         })?;
         Ok(())

@@ -40,11 +40,11 @@ impl NodeStore {
         }
     }
 
-    /// Renew every claim this process holds.
-    pub fn renew_claims(&self) -> Result<()> {
+    /// Renew this process's claims on `issues` (the ones it works on); the others run out.
+    pub fn renew_claims(&self, issues: &[String]) -> Result<()> {
         match &self.backend {
             Backend::Sqlite { .. } => Ok(()),
-            Backend::Postgres(pg) => pg.renew_claims(lease_ms()),
+            Backend::Postgres(pg) => pg.renew_claims(issues, lease_ms()),
         }
     }
 

@@ -28,7 +28,7 @@ use super::effect::Prepared;
 use super::failure::{Failed, SyncFailure};
 use super::node::Node;
 use crate::service::Wake;
-use crate::store::events::{self, Event};
+use crate::store::events::{self, Event, State};
 
 /// An event prepared: the issue it held, its outcome, and the worker time it took.
 type Finished = (Event, String, Result<Prepared, Failed>, Duration);
@@ -280,7 +280,12 @@ pub struct Pipeline {
     /// How the events collected since [`Pipeline::take_ran`] ended, in queue order; kept
     /// only for a pipeline in a lane of shared workers (a host's tenant), which reads them.
     ran: Vec<Ran>,
+    /// When this process last renewed its claims (a shared store only).
+    renewed_at: Instant,
 }
+
+/// How often a process renews its claims: a fifth of their lease.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 impl Pipeline {
     /// Start `workers` threads preparing `node`'s events, shared out between its
@@ -310,6 +315,7 @@ impl Pipeline {
             finished,
             busy: HashSet::new(),
             ran: Vec::new(),
+            renewed_at: Instant::now(),
         }
     }
 
@@ -389,6 +395,14 @@ impl Pipeline {
     /// Hand out up to `most` of the ready events that can start (none of their issue in
     /// flight); how many went.
     pub fn hand_out(&mut self, most: usize) -> Result<usize> {
+        // The claims of the events in flight (a store shared with other processes only; see
+        // `store/shared.rs`), renewed well within their lease, busy or not: a process whose
+        // workers are all taken must keep its issues.
+        if self.node.store.is_shared() && self.renewed_at.elapsed() >= RENEW_EVERY {
+            let busy: Vec<String> = self.busy.iter().cloned().collect();
+            self.node.store.renew_claims(&busy)?;
+            self.renewed_at = Instant::now();
+        }
         let room = self.capacity.saturating_sub(self.busy.len()).min(most);
         // With work in flight, wait until a quarter of the room is free: the query costs the
         // same for one free place as for many, and the workers are busy meanwhile.
@@ -396,9 +410,6 @@ impl Pipeline {
             return Ok(0);
         }
         let now = self.node.now_ms();
-        // The claims of the events in flight, renewed every round (a store shared with
-        // other processes only; see `store/shared.rs`).
-        self.node.store.renew_claims()?;
         // Events in flight are still pending: ask for enough to find `room` others. Only
         // the heads are read here; the chosen events are read whole below.
         let limit = room + self.busy.len();
@@ -454,7 +465,9 @@ impl Pipeline {
         let mut handed = 0;
         for ((_, issue), event) in chosen.into_iter().zip(events) {
             match event {
-                Some(event) => {
+                // Still pending: another process may have finished it (and given its issue
+                // up) between the query and the claim.
+                Some(event) if event.state == State::Pending => {
                     let lane = self
                         .lane
                         .clone()
@@ -468,8 +481,9 @@ impl Pipeline {
                     });
                     handed += 1;
                 }
-                // Gone since the query (an operator skipped it): nothing to do.
-                None => {
+                // Gone or finished since the query (an operator skipped it, another process
+                // ran it): nothing to do.
+                _ => {
                     self.busy.remove(&issue);
                 }
             }
