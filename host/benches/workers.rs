@@ -9,7 +9,7 @@
 //! Each run starts from nothing: External (one process, SQLite) and Internal (P processes
 //! sharing a fresh store database and a fresh tracker database, or, for the SQLite run, one
 //! process with its store and tracker in its data directory), mirror both ways. The bench
-//! creates the issues in Internal's tracker, exalates them in one admin API call and waits
+//! creates the issues in Internal's tracker, exalates them through the admin API and waits
 //! until External has them all. Then it edits the issues' summaries (round robin, in
 //! transactions of up to 100 edits, as fast as it can) straight in Internal's tracker, and
 //! measures until External's tracker has every issue's last version and Internal's queue is
@@ -55,6 +55,8 @@ enum Backend {
 struct Run {
     label: String,
     wall: Duration,
+    /// Edits made in the measured phase.
+    changes: usize,
     events: i64,
     internal_cpu: Duration,
     external_cpu: Duration,
@@ -111,16 +113,16 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
     let text = external_config(&external_spec);
     let mut external =
         NodeProcess::start_with_config(binary, &dir.path().join("external"), external_spec, &text);
-    let mut internal: Vec<NodeProcess> = internal_ports
-        .iter()
-        .enumerate()
-        .map(|(n, &port)| {
-            let spec = spec("Internal", port, external_port);
-            let text = internal_config(n, &spec, &backend);
-            let node_dir = dir.path().join(format!("internal-{n}"));
-            NodeProcess::start_with_config(binary, &node_dir, spec, &text)
-        })
-        .collect();
+    let start_internal = |n: usize| {
+        let spec = spec("Internal", internal_ports[n], external_port);
+        let text = internal_config(n, &spec, &backend);
+        let node_dir = dir.path().join(format!("internal-{n}"));
+        NodeProcess::start_with_config(binary, &node_dir, spec, &text)
+    };
+    // Only the first process of Internal until the issues are exalated: with several, the
+    // exalate calls got slow enough to hit the test client's 10 s timeout (see
+    // BENCHMARKS.md); the measured phase runs with all of them.
+    let mut internal = vec![start_internal(0)];
 
     // Internal's tracker, as the bench's users see it: create and bulk-edit issues.
     let editor = Editor::open(&backend, &internal[0]);
@@ -154,22 +156,31 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
         })
     };
 
-    // Exalate them all in one call, through any process (here the first).
+    // Exalate them all, in calls of 100 keys (one call for 500 keys could take longer on
+    // PostgreSQL than the test client's 10 s timeout).
     let started = Instant::now();
-    let (status, body) = internal[0].send(
-        "POST",
-        "/v1/exalate",
-        json!({"connection": CONNECTION, "keys": keys}),
-    );
-    assert_eq!(status, 200, "exalate: {body}");
-    assert_eq!(body["errors"], json!([]), "exalate: {body}");
+    let mut calls = Duration::ZERO;
+    for chunk in keys.chunks(100) {
+        let call = Instant::now();
+        let (status, body) = internal[0].send(
+            "POST",
+            "/v1/exalate",
+            json!({"connection": CONNECTION, "keys": chunk}),
+        );
+        calls += call.elapsed();
+        assert_eq!(status, 200, "exalate: {body}");
+        assert_eq!(body["errors"], json!([]), "exalate: {body}");
+    }
     let first: Vec<(usize, usize)> = (0..issues).map(|n| (n, 0)).collect();
     arrivals.wait_for(&first, Duration::from_secs(1800));
     wait_idle(&internal[0]);
     println!(
-        "  exalate: {issues} issues on External after {:.1} s",
+        "  exalate: the admin calls took {:.1} s; {issues} issues on External after {:.1} s",
+        calls.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+
+    internal.extend((1..processes).map(start_internal));
 
     // The measured phase: CPU and events done before, the edits, the wait, CPU and events
     // done after. Every process stays up through it, so each delta is exact.
@@ -181,6 +192,11 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
     let internal_before = sum_cpu(&pids);
     let external_before = process_cpu(external_pid, false);
     let postgres_before = postmaster.map(cluster_cpu);
+    let databases_before = postmaster.map(|_| backends_cpu()).unwrap_or_default();
+    let commits_before = match &backend {
+        Backend::Postgres { store, tracker } => Some((commits(store), commits(tracker))),
+        Backend::Sqlite => None,
+    };
     let done_before = done(&internal[0]);
     let started = Instant::now();
 
@@ -208,6 +224,21 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
     let events = done(&internal[0]) - done_before;
     let internal_cpu = sum_cpu(&pids) - internal_before;
     let external_cpu = process_cpu(external_pid, false) - external_before;
+    if let Backend::Postgres { store, tracker } = &backend {
+        print_by_database(&databases_before, store, tracker);
+        // The statistics are sent by backends at most once a second.
+        thread::sleep(Duration::from_millis(1_500));
+        let (store_before, tracker_before) = commits_before.unwrap();
+        let per_event = |n: i64| n as f64 / events.max(1) as f64;
+        println!(
+            "  transactions committed in the phase (about; counted till 1.5 s after it): \
+             store {} ({:.1} per event), tracker {} ({:.1} per event)",
+            commits(store) - store_before,
+            per_event(commits(store) - store_before),
+            commits(tracker) - tracker_before,
+            per_event(commits(tracker) - tracker_before),
+        );
+    }
     let postgres_cpu = postmaster.zip(postgres_before).map(|(pm, before)| {
         cluster_cpu(pm)
             .checked_sub(before)
@@ -218,6 +249,19 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
          {events} events done by Internal",
         editing.as_secs_f64(),
         wall.as_secs_f64()
+    );
+
+    let ms = |cpu: Duration| cpu.as_secs_f64() * 1e3 / events.max(1) as f64;
+    println!(
+        "  CPU in the phase: Internal {:.2} s ({:.2} ms/event), PostgreSQL {}, External {:.2} s",
+        internal_cpu.as_secs_f64(),
+        ms(internal_cpu),
+        postgres_cpu.map_or("-".into(), |c| format!(
+            "{:.2} s ({:.2} ms/event)",
+            c.as_secs_f64(),
+            ms(c)
+        )),
+        external_cpu.as_secs_f64()
     );
 
     // Over each process's whole life (start, exalate and the measured phase), read just
@@ -238,6 +282,7 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
     Run {
         label: label.to_string(),
         wall,
+        changes,
         events,
         internal_cpu,
         external_cpu,
@@ -248,10 +293,10 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
 /// The table of every run.
 fn print_table(runs: &[Run]) {
     println!(
-        "\n| store | wall s | events | events/s | Internal CPU s | PostgreSQL CPU s | External CPU s | \
+        "\n| store | wall s | edits/s | events | events/s | Internal CPU s | PostgreSQL CPU s | External CPU s | \
          CPU ms/event: Internal | PostgreSQL | Internal + PostgreSQL |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in runs {
         let events = r.events.max(1) as f64;
         let per_event = |cpu: Duration| format!("{:.2}", cpu.as_secs_f64() * 1e3 / events);
@@ -264,9 +309,10 @@ fn print_table(runs: &[Run]) {
             }
         };
         println!(
-            "| {} | {:.1} | {} | {:.0} | {:.2} | {} | {:.2} | {} | {} | {} |",
+            "| {} | {:.1} | {:.0} | {} | {:.0} | {:.2} | {} | {:.2} | {} | {} | {} |",
             r.label,
             r.wall.as_secs_f64(),
+            r.changes as f64 / r.wall.as_secs_f64(),
             r.events,
             r.events as f64 / r.wall.as_secs_f64(),
             r.internal_cpu.as_secs_f64(),
@@ -479,6 +525,72 @@ fn cluster_cpu(postmaster: u32) -> Duration {
         }
     }
     total
+}
+
+/// The bench's own connection to the cluster (its `twinsync` database).
+fn cluster_client() -> ::postgres::Client {
+    let url = std::fs::read_to_string(postgres::state_dir().unwrap().join("url")).unwrap();
+    ::postgres::Client::connect(url.trim(), ::postgres::NoTls).unwrap()
+}
+
+/// Transactions committed so far in `database` (the statistics lag by up to a second).
+fn commits(database: &str) -> i64 {
+    let name = database.rsplit('/').next().unwrap_or_default();
+    let row = cluster_client()
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+            &[&name],
+        )
+        .unwrap();
+    row.get(0)
+}
+
+/// CPU time of each live backend of the cluster (whole life), with its database.
+fn backends_cpu() -> Vec<(u32, String, Duration)> {
+    let mut client = cluster_client();
+    let rows = client
+        .query(
+            "SELECT pid, datname FROM pg_stat_activity WHERE datname IS NOT NULL",
+            &[],
+        )
+        .unwrap();
+    rows.iter()
+        .filter_map(|row| {
+            let pid = u32::try_from(row.get::<_, i32>(0)).ok()?;
+            let fields = stat_fields(pid)?;
+            let cpu = Duration::from_millis((fields[11] + fields[12]) * 10);
+            Some((pid, row.get(1), cpu))
+        })
+        .collect()
+}
+
+/// Where the cluster's backends spent CPU in the phase: the store's database, the
+/// tracker's, other (the bench's own queries). Backends that ended within the phase are
+/// not seen here (the node's connections live as long as the processes).
+fn print_by_database(before: &[(u32, String, Duration)], store: &str, tracker: &str) {
+    let name = |url: &str| url.rsplit('/').next().unwrap_or_default().to_string();
+    let (store, tracker) = (name(store), name(tracker));
+    let mut by = [Duration::ZERO; 3];
+    for (pid, database, cpu) in backends_cpu() {
+        let earlier = before
+            .iter()
+            .find(|(p, d, _)| *p == pid && *d == database)
+            .map_or(Duration::ZERO, |b| b.2);
+        let slot = if database == store {
+            0
+        } else if database == tracker {
+            1
+        } else {
+            2
+        };
+        by[slot] += cpu.saturating_sub(earlier);
+    }
+    println!(
+        "  PostgreSQL backends' CPU in the phase, by database: store {:.2} s, tracker {:.2} s, other {:.2} s",
+        by[0].as_secs_f64(),
+        by[1].as_secs_f64(),
+        by[2].as_secs_f64()
+    );
 }
 
 /// A list of numbers given as `name 1,2,4` on the command line.
