@@ -224,6 +224,11 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
     let events = done(&internal[0]) - done_before;
     let internal_cpu = sum_cpu(&pids) - internal_before;
     let external_cpu = process_cpu(external_pid, false) - external_before;
+    let postgres_cpu = postmaster.zip(postgres_before).map(|(pm, before)| {
+        cluster_cpu(pm)
+            .checked_sub(before)
+            .expect("the cluster's CPU time only grows")
+    });
     if let Backend::Postgres { store, tracker } = &backend {
         print_by_database(&databases_before, store, tracker);
         // The statistics are sent by backends at most once a second.
@@ -239,11 +244,6 @@ fn run(label: &str, processes: usize, backend: Backend, issues: usize, changes: 
             per_event(commits(tracker) - tracker_before),
         );
     }
-    let postgres_cpu = postmaster.zip(postgres_before).map(|(pm, before)| {
-        cluster_cpu(pm)
-            .checked_sub(before)
-            .expect("the cluster's CPU time only grows")
-    });
     println!(
         "  {changes} edits written in {:.1} s; all on External and Internal's queue empty after {:.1} s; \
          {events} events done by Internal",
