@@ -328,7 +328,7 @@ fn print_table(runs: &[Run]) {
 /// Internal's tracker from the bench's side: the same reference tracker the node uses.
 enum Editor {
     Sqlite(ReferenceTracker),
-    Postgres(PostgresTracker),
+    Postgres(Box<PostgresTracker>),
 }
 
 impl Editor {
@@ -340,7 +340,7 @@ impl Editor {
                 Editor::Sqlite(ReferenceTracker::open(&path, "INT", clock).unwrap())
             }
             Backend::Postgres { tracker, .. } => {
-                Editor::Postgres(PostgresTracker::connect(tracker, "INT").unwrap())
+                Editor::Postgres(Box::new(PostgresTracker::connect(tracker, "INT").unwrap()))
             }
         }
     }
