@@ -172,6 +172,8 @@ pub struct Pair {
     pub network: LocalNetwork,
     pub clock: Arc<ManualClock>,
     _dir: TempDir,
+    /// Last: the nodes' PostgreSQL databases go once the nodes have.
+    _databases: store::Cleanup,
 }
 
 impl Pair {
@@ -199,6 +201,7 @@ impl Pair {
             external,
             network,
             clock,
+            _databases: store::Cleanup(dir.path().to_path_buf()),
             _dir: dir,
         }
     }

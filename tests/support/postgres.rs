@@ -20,8 +20,14 @@ fn script() -> PathBuf {
 /// The cluster of this test binary: the URL of its `twinsync` database.
 fn cluster() -> Option<&'static str> {
     static CLUSTER: OnceLock<Option<String>> = OnceLock::new();
-    CLUSTER.get_or_init(start).as_deref()
+    CLUSTER
+        .get_or_init(|| std::env::var(EXISTING).ok().or_else(start))
+        .as_deref()
 }
+
+/// The URL of a running cluster to use instead of a throwaway one (to look at it while a
+/// test or bench runs, with `pg_stat_statements` say); tests make their databases on it.
+const EXISTING: &str = "TWINSYNC_TEST_POSTGRES_URL";
 
 /// Where this test binary's cluster keeps its files.
 fn state() -> PathBuf {
@@ -96,6 +102,17 @@ pub fn database() -> Option<String> {
         "{}/{name}",
         url.rsplit_once('/').expect("a URL with a database").0
     ))
+}
+
+/// Drop a database [`database`] made (a test is done with it), whoever is still connected:
+/// a run that makes hundreds (the simulation) must not fill the disk.
+pub fn drop_database(url: &str) {
+    let (Some(cluster), Some((_, name))) = (cluster(), url.rsplit_once('/')) else {
+        return;
+    };
+    if let Ok(mut admin) = postgres::Client::connect(cluster, postgres::NoTls) {
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
 }
 
 /// For a test that needs PostgreSQL: a new database's URL, or return from the test.

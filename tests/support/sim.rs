@@ -88,6 +88,8 @@ pub struct Sim {
     links: Vec<Link>,
     wire: Vec<InFlight>,
     policy: ConflictPolicy,
+    /// The nodes' PostgreSQL databases, dropped with the simulation.
+    _databases: crate::store::Cleanup,
     /// Edits made by simulated people.
     pub edits: usize,
     /// Events the nodes processed after the set-up.
@@ -126,10 +128,12 @@ impl Sim {
         policy: ConflictPolicy,
         crash_percent: u64,
     ) -> Sim {
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut sim = Sim {
             seed,
             rng: Rng::new(seed),
-            dir: tempfile::tempdir().expect("temp dir"),
+            _databases: crate::store::Cleanup(dir.path().to_path_buf()),
+            dir,
             clock: Arc::new(ManualClock::starting_at(1_767_225_600_000)),
             nodes: Vec::new(),
             links: Vec::new(),

@@ -3,8 +3,8 @@
 //! `TWINSYNC_TEST_STORE=postgres`. The same tests run on both (`scripts/test` runs the
 //! scenario suites a second time on PostgreSQL): one source, two backends.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use twinsync::store::NodeStore;
 
@@ -35,8 +35,31 @@ pub fn open(dir: &Path) -> Arc<NodeStore> {
                 panic!("{STORE}=postgres, but PostgreSQL cannot be had here (see above)")
             });
             std::fs::write(&remembered, &url).expect("remember the store's URL");
+            MADE.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((dir.to_path_buf(), url.clone()));
             url
         }
     };
     Arc::new(NodeStore::connect(&url, None, None).expect("PostgreSQL store"))
+}
+
+/// The PostgreSQL databases made for nodes, by the node's directory.
+static MADE: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+
+/// Drops, when it is dropped, the PostgreSQL databases of the nodes under its directory: a
+/// field of what owns the nodes (`Pair`, `Sim`).
+pub struct Cleanup(pub PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        made.retain(|(dir, url)| {
+            let ours = dir.starts_with(&self.0);
+            if ours {
+                crate::postgres::drop_database(url);
+            }
+            !ours
+        });
+    }
 }
