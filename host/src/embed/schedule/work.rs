@@ -10,6 +10,7 @@ use anyhow::Result;
 use super::breaker::Breaker;
 use super::quota::{QuotaLimit, Quotas};
 use crate::embed::TenantConfig;
+use crate::service::workers::{POLL_ROLE, leads};
 use crate::store::events;
 use crate::sync::{Node, Pipeline, Workers};
 
@@ -110,7 +111,14 @@ impl Work {
         if let Some(at) = self.poll_at
             && at <= now
         {
-            match node.poll_changes() {
+            // One process of those hosting the tenant on one PostgreSQL database reads the
+            // feed (see `service::workers`); the others look again as often.
+            let polled = if leads(node, POLL_ROLE) {
+                node.poll_changes()
+            } else {
+                Ok(0)
+            };
+            match polled {
                 Ok(changes) => {
                     self.poll_failures = 0;
                     self.poll_at = Some(now + POLL_EVERY);
