@@ -73,8 +73,8 @@ impl Work {
         // clean up at once.
         let offset = crate::embed::verify::stagger(&config.name);
         Work {
+            quotas: Quotas::new(quota, database, now).measured_in(node.store()),
             pipeline: Pipeline::on(node, workers, Some(config.name.clone())),
-            quotas: Quotas::new(quota, database, now),
             breaker: Breaker::default(),
             bounded: quota.events_per_second.is_some(),
             fuel_bounded: quota.fuel_per_second.map(|_| at_once.max(1)),
