@@ -114,7 +114,7 @@ pub struct Registry {
 
 enum Db {
     Sqlite(Mutex<Connection>),
-    Postgres(PgSession),
+    Postgres(Box<PgSession>),
 }
 
 /// The registry of a serve data directory.
@@ -165,7 +165,7 @@ impl Registry {
                 )
             })?;
         Ok(Registry {
-            db: Db::Postgres(session),
+            db: Db::Postgres(Box::new(session)),
         })
     }
 
