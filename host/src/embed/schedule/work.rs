@@ -22,6 +22,9 @@ const FORGET_EVERY: Duration = Duration::from_secs(3600);
 const FORGET_BATCH: usize = 2_000;
 /// How often a tenant's plugin store is looked at (a cheap read of a counter).
 const PLUGINS_EVERY: Duration = Duration::from_millis(250);
+/// How soon a tenant on a shared store whose ready events another process claimed is
+/// looked at again (well within the claims' lease).
+const CLAIMED_LOOK: Duration = Duration::from_millis(500);
 /// How soon a tenant bound by an events quota is looked at again after a hand-out.
 const QUOTA_TICK: Duration = Duration::from_millis(50);
 
@@ -196,6 +199,19 @@ impl Work {
                         self.look_at = next.map(|at| {
                             now + Duration::from_millis((at - node_now(node)).max(0) as u64)
                         });
+                        // Ready, but claimed by another process sharing the store: it may
+                        // die (or leave them) without a word to this one, whose loop looks
+                        // only at tenants given work. Look again within the lease.
+                        if handed == 0
+                            && node.store().is_shared()
+                            && !node
+                                .store()
+                                .read(|db| events::ready_heads(db, node_now(node), 1))?
+                                .is_empty()
+                        {
+                            let again = now + CLAIMED_LOOK;
+                            self.look_at = Some(self.look_at.map_or(again, |at| at.min(again)));
+                        }
                     }
                 }
             }
