@@ -451,7 +451,18 @@ fn an_events_quota_holds_and_the_events_past_it_wait_and_say_so() {
 #[test]
 fn past_its_fuel_or_stored_bytes_a_tenants_events_wait_and_resume_once_there_is_room() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::start(HostConfig::new(dir.path())).unwrap();
+    // With TWINSYNC_TEST_STORE=postgres, the tenants' states in PostgreSQL: the stored
+    // bytes are then their tables'.
+    let postgres = twinsync_tests::store::on_postgres().then(|| twinsync::store::PgTarget {
+        url: twinsync_tests::postgres::database().expect("PostgreSQL"),
+        password: None,
+        ca_file: None,
+    });
+    let host = Host::start(HostConfig {
+        postgres,
+        ..HostConfig::new(dir.path())
+    })
+    .unwrap();
     // A thousand units of fuel a second: the first event runs (and burns far more), the
     // next ones wait for it to be paid back.
     let (sender, a, b, receiver) = pair(

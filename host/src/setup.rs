@@ -10,7 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{NodeConfig, TrackerConfig};
 use crate::plugins::Library;
 use crate::runtime::{Plugin, PoolConfig, Runtime, RuntimeConfig};
-use crate::store::NodeStore;
+use crate::store::{NodeStore, PgTarget};
 use crate::sync::{Connection, Node};
 use crate::tracker::{PostgresTracker, RedmineTracker, ReferenceTracker, Tracker};
 
@@ -78,21 +78,25 @@ pub struct ConfiguredNode {
 pub fn open_store(config: &NodeConfig) -> Result<Arc<NodeStore>> {
     let dir = config.data_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let store = match &config.store.url {
+    let store = match postgres(config)? {
         None => NodeStore::open(&dir.join("twinsync.db"))?,
-        Some(url) => NodeStore::connect(
-            url,
-            config.store_password()?.as_ref(),
-            config
-                .store
-                .ca_file
-                .as_ref()
-                .map(|f| config.resolve(f))
-                .as_deref(),
-        )
-        .context("cannot use the node's store in PostgreSQL ([store] url)")?,
+        Some(target) => NodeStore::connect_in_schema(&target, None)
+            .context("cannot use the node's store in PostgreSQL ([store] url)")?,
     };
     Ok(Arc::new(store))
+}
+
+/// The PostgreSQL database of `[store] url`, if the configuration names one: the node's
+/// state, and its tenants' (registry and states), are there.
+pub fn postgres(config: &NodeConfig) -> Result<Option<PgTarget>> {
+    let Some(url) = &config.store.url else {
+        return Ok(None);
+    };
+    Ok(Some(PgTarget {
+        url: url.clone(),
+        password: config.store_password()?,
+        ca_file: config.store.ca_file.as_ref().map(|f| config.resolve(f)),
+    }))
 }
 
 /// Everything the configuration describes: runtime (with the compile cache under the data

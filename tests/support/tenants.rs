@@ -10,7 +10,21 @@ use crate::process::{NodeProcess, NodeSpec, TOKEN, free_port};
 
 /// Start `binary` as a `twinsync serve` to add tenants to, with `extra` TOML appended to
 /// its configuration. Its own node, `Host`, syncs with nobody (its remote never answers).
+/// With `TWINSYNC_TEST_STORE=postgres` its store is a new PostgreSQL database (`[store]
+/// url`), and so are its tenants' registry and states.
 pub fn serve(binary: &Path, dir: &Path, extra: &'static str) -> NodeProcess {
+    let extra: &'static str = if crate::store::on_postgres() {
+        let url = crate::postgres::database().unwrap_or_else(|| {
+            panic!(
+                "{}=postgres, but PostgreSQL cannot be had here (see above)",
+                crate::store::STORE
+            )
+        });
+        // Leaked: the configuration is written again at each restart; a few bytes a test.
+        Box::leak(format!("{extra}\n[store]\nurl = \"{url}\"\n").into_boxed_str())
+    } else {
+        extra
+    };
     NodeProcess::start(
         binary,
         dir,

@@ -73,9 +73,7 @@ impl TargetArgs {
     /// a second (its host looks only at tenants given work, and this write gave it none).
     fn tell_serve(&self) -> anyhow::Result<()> {
         if let Some(name) = &self.tenant {
-            let data_dir = self.config()?.data_dir();
-            twinsync::tenants::Registry::open(&twinsync::tenants::registry::path_in(&data_dir))?
-                .poke(name)?;
+            twinsync::tenants::Registry::of_node(&self.config()?)?.poke(name)?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use twinsync::config::NodeConfig;
-use twinsync::tenants::registry::{self, Entry, Registry};
+use twinsync::tenants::registry::{Entry, Registry};
 use twinsync::tenants::{TenantSpec, processors, token};
 
 use super::NodeArgs;
@@ -181,7 +181,7 @@ impl SpecArgs {
 
 fn open(node: &NodeArgs) -> Result<(NodeConfig, Registry)> {
     let config = NodeConfig::load(&node.config)?;
-    let registry = Registry::open(&registry::path_in(&config.data_dir()))?;
+    let registry = Registry::of_node(&config)?;
     Ok((config, registry))
 }
 

@@ -15,6 +15,7 @@ use anyhow::Result;
 use super::Shared;
 use super::roster::{REREAD, Refresh, Roster};
 use super::tenant::Running;
+use crate::service::workers::leads;
 use crate::sync::Receipt;
 
 /// Messages moved per connection in one round: few enough that a tenant with a backlog
@@ -154,6 +155,12 @@ fn deliver_from(tenant: &Running, by_instance: &HashMap<String, Arc<Running>>) -
             continue;
         };
         if peer.stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        // One process of those hosting the tenant on one PostgreSQL database sends a
+        // connection's messages, in order (as the HTTP sender does); the others try again.
+        if !leads(node, &format!("send:{}", connection.name)) {
+            delivery.left = true;
             continue;
         }
         let messages = node.outbox(&connection.name, BATCH)?;

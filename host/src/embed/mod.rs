@@ -35,7 +35,7 @@ pub use tenant::{
 use crate::clock::SystemClock;
 use crate::runtime::{Plugin, PoolConfig, Runtime, RuntimeConfig};
 use crate::service::DataDirLock;
-use crate::store::NodeStore;
+use crate::store::{NodeStore, PgTarget};
 use crate::sync::{Connection, Node, Workers};
 use events::Subscribers;
 use schedule::Work;
@@ -57,6 +57,11 @@ pub struct HostConfig {
     /// Processor calls that can run at once in the whole host: instances are reserved up
     /// front for this many. At least `workers + 1` (the workers and reconciliation).
     pub max_parallel_calls: usize,
+    /// Keep each tenant's state in schema `tenant_NAME` of this PostgreSQL database (see
+    /// [`crate::store::tenant_schema`]) instead of `tenants/NAME/twinsync.db`: several
+    /// hosts on one database may then run the same tenants, each tenant's events claimed
+    /// and its sending and polling elected as a node's are. Default: none.
+    pub postgres: Option<PgTarget>,
 }
 
 impl HostConfig {
@@ -66,6 +71,7 @@ impl HostConfig {
             workers: crate::runtime::available_cores(),
             workers_per_tenant: 1,
             max_parallel_calls: 0,
+            postgres: None,
         }
     }
 }
@@ -112,6 +118,8 @@ type Loop = fn(&Shared);
 /// What the host's threads share.
 struct Shared {
     data_dir: PathBuf,
+    /// Where the tenants' states are, if not in their directories.
+    postgres: Option<PgTarget>,
     runtime: Arc<Runtime>,
     workers: Arc<Workers>,
     /// Events of one tenant that may run at once (`HostConfig::workers_per_tenant`).
@@ -153,6 +161,7 @@ impl Host {
         let event_rung = Arc::new(Rung::default());
         let shared = Arc::new(Shared {
             data_dir: dir.clone(),
+            postgres: config.postgres.clone(),
             runtime,
             workers: Workers::start(
                 workers,
@@ -220,13 +229,22 @@ impl Host {
         let database = dir.join("twinsync.db");
         // An existing database is opened when first needed; a new one now, so that a
         // directory it cannot be made in is refused here.
-        let store = Arc::new(if database.exists() {
-            NodeStore::open_lazily(&database)
-        } else {
-            let store = NodeStore::open(&database)?;
-            // Made: closed until its first look, like the others.
-            store.release();
-            store
+        let store = Arc::new(match &shared.postgres {
+            Some(target) => {
+                let schema = crate::store::tenant_schema(&config.name);
+                let store = NodeStore::connect_in_schema(target, Some(&schema))
+                    .with_context(|| format!("tenant `{}`", config.name))?;
+                // Set up: its connection closed until its first look, like the others.
+                store.release();
+                store
+            }
+            None if database.exists() => NodeStore::open_lazily(&database),
+            None => {
+                let store = NodeStore::open(&database)?;
+                // Made: closed until its first look, like the others.
+                store.release();
+                store
+            }
         });
         let node = Arc::new(Node::new(
             &config.instance,

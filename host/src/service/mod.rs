@@ -70,9 +70,11 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
             })?,
         );
     }
-    // The tenants of the registry (DATA_DIR/tenants.db), run beside this node; the registry
-    // is applied every second (the CLI may write it) and at once after an admin change.
+    // The tenants of the registry (DATA_DIR/tenants.db, or the PostgreSQL database of
+    // `[store] url` with their states), run beside this node; the registry is applied
+    // every second (the CLI may write it) and at once after an admin change.
     let mut host = crate::embed::HostConfig::new(config.data_dir());
+    host.postgres = crate::setup::postgres(config)?;
     if let Some(workers) = config.tenants.workers {
         host.workers = workers.max(1);
     }

@@ -226,11 +226,11 @@ pub fn sender_loop(
 }
 
 /// The role of the process that reads the tracker's changes.
-const POLL_ROLE: &str = "poll";
+pub(crate) const POLL_ROLE: &str = "poll";
 
 /// Whether this process holds `role` (taken or renewed now). A store that cannot be
 /// reached holds nothing: the loop tries again at its next round.
-fn leads(node: &Node, role: &str) -> bool {
+pub(crate) fn leads(node: &Node, role: &str) -> bool {
     node.store().lead(role).unwrap_or_else(|error| {
         tracing::warn!("cannot take or renew `{role}`: {error:#}");
         false

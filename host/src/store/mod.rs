@@ -6,7 +6,7 @@ pub mod events;
 pub mod history;
 pub mod links;
 pub mod outbox;
-mod postgres;
+pub(crate) mod postgres;
 pub mod shared;
 pub mod sql;
 pub mod twins;
@@ -20,6 +20,7 @@ use rusqlite::config::DbConfig;
 
 use crate::config::Secret;
 use crate::runtime::TwinDirectory;
+pub use postgres::{PgTarget, tenant_schema};
 use sql::{Sql, args};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -66,7 +67,19 @@ impl NodeStore {
     /// `sslmode=require` in the URL, the server's certificate may also be signed by the
     /// certificates of `ca_file`.
     pub fn connect(url: &str, password: Option<&Secret>, ca_file: Option<&Path>) -> Result<Self> {
-        let (pg, id) = postgres::PgStore::connect(url, password, ca_file)?;
+        let target = PgTarget {
+            url: url.to_string(),
+            password: password.cloned(),
+            ca_file: ca_file.map(Path::to_path_buf),
+        };
+        NodeStore::connect_in_schema(&target, None)
+    }
+
+    /// [`NodeStore::connect`], with the state in `schema` of the database (created if
+    /// missing) instead of the default one: each hosted tenant's state is in a schema of
+    /// its own (see [`tenant_schema`]), with a write lock of its own.
+    pub fn connect_in_schema(target: &PgTarget, schema: Option<&str>) -> Result<Self> {
+        let (pg, id) = postgres::PgStore::connect(target, schema)?;
         Ok(NodeStore {
             backend: Backend::Postgres(Box::new(pg)),
             id: OnceLock::from(id),
@@ -77,18 +90,22 @@ impl NodeStore {
     pub fn is_open(&self) -> bool {
         match &self.backend {
             Backend::Sqlite { db, .. } => db.try_lock().map_or(true, |db| db.is_some()),
-            Backend::Postgres(_) => true,
+            Backend::Postgres(pg) => pg.is_open(),
         }
     }
 
     /// Close the database connection if nothing uses it now; the next use opens it again.
-    /// A host with thousands of idle tenants keeps neither their files open nor their
-    /// page caches and parsed schemas in memory.
+    /// A host with thousands of idle tenants keeps neither their files (or PostgreSQL
+    /// connections) open nor their page caches and parsed schemas in memory.
     pub fn release(&self) {
-        if let Backend::Sqlite { db, .. } = &self.backend
-            && let Ok(mut db) = db.try_lock()
-        {
-            db.take();
+        match &self.backend {
+            Backend::Sqlite { db, .. } => {
+                if let Ok(mut db) = db.try_lock() {
+                    db.take();
+                }
+            }
+            // Its connection: the server keeps a process for each.
+            Backend::Postgres(pg) => pg.close(),
         }
     }
 

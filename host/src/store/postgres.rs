@@ -6,7 +6,7 @@
 //! apply them), and recorded in `schema_version`. A database whose version is newer than
 //! this binary knows is refused: an older binary must not write a layout it does not know.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
@@ -32,47 +32,168 @@ const NOW_MS: &str = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGIN
 pub struct PgStore {
     /// This process, as its claims and leases name it: random, new at every start.
     owner: String,
-    url: String,
-    password: Option<Secret>,
-    ca_file: Option<PathBuf>,
-    db: Mutex<PgConnection>,
+    /// The write lock of this store's schema.
+    lock: i64,
+    session: PgSession,
+}
+
+/// Where a node's (or a tenant's) state is in PostgreSQL: the database, how to log in, and
+/// the schema (`None`: the connection's default, `public`).
+#[derive(Clone)]
+pub struct PgTarget {
+    pub url: String,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password (nor one in the URL).
+        f.debug_struct("PgTarget")
+            .field("url", &redact(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection to one schema of a database, opened when first used, opened again if the
+/// server closed it (a restart, a proxy), and closed on request: a host of 10,000 idle
+/// tenants does not hold 10,000 connections.
+pub struct PgSession {
+    target: PgTarget,
+    schema: Option<String>,
+    db: Mutex<Option<PgConnection>>,
+}
+
+impl PgSession {
+    pub fn new(target: &PgTarget, schema: Option<&str>) -> Self {
+        PgSession {
+            target: target.clone(),
+            schema: schema.map(str::to_string),
+            db: Mutex::new(None),
+        }
+    }
+
+    /// `f` on the connection, opened if need be (the call that found it closed by the
+    /// server failed, and the next one goes on). The schema is the connection's
+    /// `search_path`, alone: a table missing there is an error, never another schema's.
+    pub fn with<T>(&self, f: impl FnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if db.as_ref().is_none_or(PgConnection::is_closed) {
+            *db = None;
+            let t = &self.target;
+            let connection =
+                PgConnection::new(connect(&t.url, t.password.as_ref(), t.ca_file.as_deref())?);
+            if let Some(schema) = &self.schema {
+                // It may not exist yet: `SET` does not care, and the first use creates it
+                // (see `create_schema`).
+                connection.batch(&format!("SET search_path TO {}", quote(schema)))?;
+            }
+            *db = Some(connection);
+        }
+        f(db.as_mut().expect("opened above"))
+    }
+
+    /// Close the connection if nobody uses it now; the next use opens it again.
+    pub fn release(&self) {
+        if let Ok(mut db) = self.db.try_lock() {
+            db.take();
+        }
+    }
+
+    /// Whether the connection is open (or in use).
+    pub fn is_open(&self) -> bool {
+        self.db.try_lock().map_or(true, |db| db.is_some())
+    }
+}
+
+/// An identifier quoted for PostgreSQL (names are checked already; quoted all the same).
+pub fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// The advisory lock that writers of `schema` take turns on: [`WRITE_LOCK`] for the
+/// default schema, a key of its own for each other one (tenants do not wait for each
+/// other's commits). Two schemas whose keys collide only take turns.
+pub fn lock_key(schema: Option<&str>) -> i64 {
+    let Some(schema) = schema else {
+        return WRITE_LOCK;
+    };
+    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash as i64) ^ WRITE_LOCK
+}
+
+/// In `tx`, which holds the schema's lock: create the schema if it is missing. (Two
+/// processes creating it at once would otherwise collide on its name.)
+pub fn create_schema(tx: &dyn Sql, schema: Option<&str>) -> Result<()> {
+    if let Some(schema) = schema {
+        tx.batch(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)))?;
+    }
+    Ok(())
+}
+
+/// The schema of a hosted tenant's state. Tenant names are 1 to 64 letters, digits, `-`
+/// and `_`; PostgreSQL's names at most 63 bytes: a long name is cut, and a hash of the
+/// whole keeps it apart from others cut alike.
+pub fn tenant_schema(name: &str) -> String {
+    let schema = format!("tenant_{name}");
+    if schema.len() <= 63 {
+        return schema;
+    }
+    let hash = lock_key(Some(name)) as u64;
+    let cut: String = name.chars().take(39).collect();
+    format!("tenant_{cut}_{hash:016x}")
 }
 
 impl PgStore {
     /// Connect, bring the schema up to date; the store and its id.
-    pub fn connect(
-        url: &str,
-        password: Option<&Secret>,
-        ca_file: Option<&Path>,
-    ) -> Result<(Self, String)> {
-        let mut db = PgConnection::new(connect(url, password, ca_file)?);
-        let id = migrate(&mut db)
-            .with_context(|| format!("cannot set up the node's database in {}", redact(url)))?;
+    pub fn connect(target: &PgTarget, schema: Option<&str>) -> Result<(Self, String)> {
+        let session = PgSession::new(target, schema);
+        let lock = lock_key(schema);
+        let id = session
+            .with(|db| migrate(db, lock, schema))
+            .with_context(|| match schema {
+                None => format!(
+                    "cannot set up the node's database in {}",
+                    redact(&target.url)
+                ),
+                Some(s) => format!(
+                    "cannot set up schema `{s}` of the database in {}",
+                    redact(&target.url)
+                ),
+            })?;
         let store = PgStore {
             owner: format!("{}-{}", std::process::id(), super::fresh_id()),
-            url: url.to_string(),
-            password: password.cloned(),
-            ca_file: ca_file.map(Path::to_path_buf),
-            db: Mutex::new(db),
+            lock,
+            session,
         };
         Ok((store, id))
     }
 
+    pub fn close(&self) {
+        self.session.release();
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.session.is_open()
+    }
+
     pub fn write<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
-        let mut db = self.connection()?;
-        let tx = db.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock(?1)", args![WRITE_LOCK])?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        self.session.with(|db| {
+            let tx = db.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock(?1)", args![self.lock])?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
     }
 
     /// `f` on the connection, each statement on its own: a read needs no transaction
     /// (under READ COMMITTED each statement sees a snapshot of its own anyway), and two
     /// round trips fewer.
     pub fn read<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
-        let db = self.connection()?;
-        f(&*db)
+        self.session.with(|db| f(&*db))
     }
 
     /// Claim `issues` for this process for `lease_ms`: those it now holds (free ones, ones
@@ -163,26 +284,13 @@ impl PgStore {
         })?;
         Ok(())
     }
-
-    /// The connection, opened again if the server closed it (a restart, a proxy): the
-    /// call that found it closed failed, and the next one goes on.
-    fn connection(&self) -> Result<std::sync::MutexGuard<'_, PgConnection>> {
-        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        if db.is_closed() {
-            *db = PgConnection::new(connect(
-                &self.url,
-                self.password.as_ref(),
-                self.ca_file.as_deref(),
-            )?);
-        }
-        Ok(db)
-    }
 }
 
 /// Apply the migrations the database lacks; the database's id.
-fn migrate(db: &mut PgConnection) -> Result<String> {
+fn migrate(db: &mut PgConnection, lock: i64, schema: Option<&str>) -> Result<String> {
     let tx = db.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock(?1)", args![WRITE_LOCK])?;
+    tx.execute("SELECT pg_advisory_xact_lock(?1)", args![lock])?;
+    create_schema(&tx, schema)?;
     tx.batch(
         "CREATE TABLE IF NOT EXISTS schema_version (
             version BIGINT NOT NULL,

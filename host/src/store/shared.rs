@@ -73,6 +73,25 @@ impl NodeStore {
         }
     }
 
+    /// The bytes its tables take on PostgreSQL (with their indexes and out-of-line values),
+    /// in its schema; `None` on SQLite, whose files say it.
+    pub fn stored_bytes(&self) -> Result<Option<u64>> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(None),
+            Backend::Postgres(pg) => {
+                let bytes: i64 = pg.read(|db| {
+                    db.one(
+                        "SELECT CAST(coalesce(sum(pg_total_relation_size(c.oid)), 0) AS BIGINT)
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+                        &[],
+                    )
+                })?;
+                Ok(Some(u64::try_from(bytes).unwrap_or(0)))
+            }
+        }
+    }
+
     /// Give `role` up (this process stops).
     pub fn resign(&self, role: &str) -> Result<()> {
         match &self.backend {

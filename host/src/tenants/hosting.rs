@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::registry::{self, Entry, Registry};
+use super::registry::{Entry, Registry};
 use super::spec::TenantSpec;
 use super::token;
 use crate::clock::Clock;
@@ -138,7 +138,7 @@ impl Tenants {
         retry_after: Duration,
     ) -> Result<Self> {
         let data_dir = config.data_dir.clone();
-        let registry = Registry::open(&registry::path_in(&data_dir))?;
+        let registry = Registry::of(&data_dir, config.postgres.as_ref())?;
         Ok(Tenants {
             config,
             data_dir,

@@ -1,12 +1,14 @@
 //! A tenant's node outside the host, for the CLI's `--tenant NAME`: its database and
-//! tracker in `DATA_DIR/tenants/NAME/`, its connections and processors from the registry.
+//! tracker in `DATA_DIR/tenants/NAME/` (its state in schema `tenant_NAME` of the
+//! PostgreSQL database instead, with `[store] url`), its connections and processors from
+//! the registry.
 //! Like the operator commands on serve's own node, it works whether `serve` runs or not.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::registry::{self, Registry};
+use super::registry::Registry;
 use crate::clock::{Clock, SystemClock};
 use crate::config::NodeConfig;
 use crate::runtime::{PoolConfig, Runtime, RuntimeConfig};
@@ -17,11 +19,11 @@ use crate::sync::{Connection, Node};
 /// The directory of a registered tenant, or an error naming the registry.
 fn tenant_dir(config: &NodeConfig, name: &str) -> Result<(std::path::PathBuf, super::TenantSpec)> {
     let data_dir = config.data_dir();
-    let path = registry::path_in(&data_dir);
-    let entry = Registry::open(&path)?.get(name)?.ok_or_else(|| {
+    let registry = Registry::of_node(config)?;
+    let entry = registry.get(name)?.ok_or_else(|| {
         anyhow!(
             "no tenant `{name}` in {} (see `twinsync tenants list`)",
-            path.display()
+            registry.place(&data_dir)
         )
     })?;
     Ok((data_dir.join("tenants").join(name), entry.spec))
@@ -30,6 +32,13 @@ fn tenant_dir(config: &NodeConfig, name: &str) -> Result<(std::path::PathBuf, su
 /// A registered tenant's database alone.
 pub fn open_store(config: &NodeConfig, name: &str) -> Result<Arc<NodeStore>> {
     let (dir, _) = tenant_dir(config, name)?;
+    if let Some(target) = crate::setup::postgres(config)? {
+        let schema = crate::store::tenant_schema(name);
+        return Ok(Arc::new(
+            NodeStore::connect_in_schema(&target, Some(&schema))
+                .with_context(|| format!("tenant `{name}`"))?,
+        ));
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(Arc::new(NodeStore::open(&dir.join("twinsync.db"))?))
 }

@@ -4,7 +4,10 @@
 //! stored bytes when the database shrinks or the quota is raised.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::store::NodeStore;
 
 /// What a tenant may use (`None`: no bound). See [`TenantConfig::quota`](crate::TenantConfig::quota).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -85,6 +88,8 @@ pub(in crate::embed) struct Quotas {
     size: Option<(u64, Instant)>,
     /// Fuel the node had burned when last charged.
     fuel_seen: u64,
+    /// Its store, if its size is not its files' (PostgreSQL).
+    store: Option<Arc<NodeStore>>,
 }
 
 impl Quotas {
@@ -100,7 +105,16 @@ impl Quotas {
                 .map(|max| (max, vec![database, PathBuf::from(log)])),
             size: None,
             fuel_seen: 0,
+            store: None,
         }
+    }
+
+    /// Its stored bytes are those of `store`'s tables (PostgreSQL), not of files.
+    pub(in crate::embed) fn measured_in(mut self, store: &Arc<NodeStore>) -> Self {
+        if store.is_shared() {
+            self.store = Some(store.clone());
+        }
+        self
     }
 
     /// How many events may start now (`usize::MAX`: no bound), or which quota they wait
@@ -122,11 +136,20 @@ impl Quotas {
             let size = match self.size {
                 Some((size, at)) if now.saturating_duration_since(at) < SIZE_EVERY => size,
                 _ => {
-                    let size = files
-                        .iter()
-                        .filter_map(|f| std::fs::metadata(f).ok())
-                        .map(|m| m.len())
-                        .sum();
+                    let on_postgres = self.store.as_ref().map(|s| s.stored_bytes());
+                    let size = match on_postgres {
+                        Some(Ok(Some(bytes))) => bytes,
+                        // Unknown this time: the last size known (the database may be down).
+                        Some(Err(error)) => {
+                            tracing::warn!("cannot read the size of the tenant's state: {error:#}");
+                            self.size.map_or(0, |(size, _)| size)
+                        }
+                        Some(Ok(None)) | None => files
+                            .iter()
+                            .filter_map(|f| std::fs::metadata(f).ok())
+                            .map(|m| m.len())
+                            .sum(),
+                    };
                     self.size = Some((size, now));
                     size
                 }

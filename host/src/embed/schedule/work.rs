@@ -10,6 +10,7 @@ use anyhow::Result;
 use super::breaker::Breaker;
 use super::quota::{QuotaLimit, Quotas};
 use crate::embed::TenantConfig;
+use crate::service::workers::{POLL_ROLE, leads};
 use crate::store::events;
 use crate::sync::{Node, Pipeline, Workers};
 
@@ -21,6 +22,9 @@ const FORGET_EVERY: Duration = Duration::from_secs(3600);
 const FORGET_BATCH: usize = 2_000;
 /// How often a tenant's plugin store is looked at (a cheap read of a counter).
 const PLUGINS_EVERY: Duration = Duration::from_millis(250);
+/// How soon a tenant on a shared store whose ready events another process claimed is
+/// looked at again (well within the claims' lease).
+const CLAIMED_LOOK: Duration = Duration::from_millis(500);
 /// How soon a tenant bound by an events quota is looked at again after a hand-out.
 const QUOTA_TICK: Duration = Duration::from_millis(50);
 
@@ -72,8 +76,8 @@ impl Work {
         // clean up at once.
         let offset = crate::embed::verify::stagger(&config.name);
         Work {
+            quotas: Quotas::new(quota, database, now).measured_in(node.store()),
             pipeline: Pipeline::on(node, workers, Some(config.name.clone())),
-            quotas: Quotas::new(quota, database, now),
             breaker: Breaker::default(),
             bounded: quota.events_per_second.is_some(),
             fuel_bounded: quota.fuel_per_second.map(|_| at_once.max(1)),
@@ -110,7 +114,14 @@ impl Work {
         if let Some(at) = self.poll_at
             && at <= now
         {
-            match node.poll_changes() {
+            // One process of those hosting the tenant on one PostgreSQL database reads the
+            // feed (see `service::workers`); the others look again as often.
+            let polled = if leads(node, POLL_ROLE) {
+                node.poll_changes()
+            } else {
+                Ok(0)
+            };
+            match polled {
                 Ok(changes) => {
                     self.poll_failures = 0;
                     self.poll_at = Some(now + POLL_EVERY);
@@ -188,6 +199,19 @@ impl Work {
                         self.look_at = next.map(|at| {
                             now + Duration::from_millis((at - node_now(node)).max(0) as u64)
                         });
+                        // Ready, but claimed by another process sharing the store: it may
+                        // die (or leave them) without a word to this one, whose loop looks
+                        // only at tenants given work. Look again within the lease.
+                        if handed == 0
+                            && node.store().is_shared()
+                            && !node
+                                .store()
+                                .read(|db| events::ready_heads(db, node_now(node), 1))?
+                                .is_empty()
+                        {
+                            let again = now + CLAIMED_LOOK;
+                            self.look_at = Some(self.look_at.map_or(again, |at| at.min(again)));
+                        }
                     }
                 }
             }
