@@ -203,8 +203,11 @@ impl PgStore {
             return Ok(Vec::new());
         }
         let issues = serde_json::to_string(issues)?;
-        // Not under the write lock: one row each, taken or not in one statement.
-        self.read(|db| {
+        // Under the write lock, as commits are: a commit locks the claim rows of its events
+        // one by one (`holds`), and a claim statement locking several rows at once beside it
+        // could wait on the commit while the commit waits on it (a deadlock PostgreSQL
+        // breaks after a second by failing one of them).
+        self.write(|db| {
             db.rows(
                 &format!(
                     "INSERT INTO claims (issue, owner, until)
@@ -227,7 +230,7 @@ impl PgStore {
             return Ok(());
         }
         let issues = serde_json::to_string(issues)?;
-        self.read(|db| {
+        self.write(|db| {
             db.execute(
                 &format!(
                     "UPDATE claims SET until = {NOW_MS} + ?3
