@@ -463,3 +463,19 @@ fn two_hosts_run_the_same_tenants_on_one_database() {
         }
     }
 }
+
+/// Processes sharing a store draw their processors' random bytes from one key: the first
+/// makes it, the others read it.
+#[test]
+fn processes_sharing_a_store_share_the_random_key() {
+    let url = postgres_or_skip!();
+    let (a, b) = (
+        NodeStore::connect(&url, None, None).unwrap(),
+        NodeStore::connect(&url, None, None).unwrap(),
+    );
+    let first = twinsync::setup::shared_random_key(&a).unwrap();
+    assert_eq!(twinsync::setup::shared_random_key(&b).unwrap(), first);
+    assert_ne!(first, [0; 32]);
+    let other = NodeStore::connect(&postgres_or_skip!(), None, None).unwrap();
+    assert_ne!(twinsync::setup::shared_random_key(&other).unwrap(), first);
+}

@@ -105,13 +105,20 @@ pub fn open_node(config: &NodeConfig) -> Result<ConfiguredNode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let dir = config.data_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let store = open_store(config)?;
+    // Processes sharing a store share the key too: an event one starts and another takes
+    // over draws the same random bytes in both.
+    let key = if store.is_shared() {
+        shared_random_key(&store)?
+    } else {
+        random_key(&dir.join("random.key"))?
+    };
     let runtime = Arc::new(Runtime::new(&RuntimeConfig {
         pool: Some(PoolConfig::for_workers(config.workers())),
         cache_dir: Some(dir.join("cache")),
-        random_key: Some(random_key(&dir.join("random.key"))?),
+        random_key: Some(key),
         ..RuntimeConfig::default()
     })?);
-    let store = open_store(config)?;
     let tracker: Arc<dyn Tracker> = match &config.tracker {
         TrackerConfig::Reference {
             project,
@@ -222,6 +229,21 @@ pub fn load_processor(runtime: &Runtime, spec: &str, base: &Path) -> Result<Arc<
         }
     };
     Ok(Arc::new(plugin))
+}
+
+/// [`random_key`], kept in a store several processes share: made by the first of them.
+pub fn shared_random_key(store: &NodeStore) -> Result<[u8; 32]> {
+    const NAME: &str = "random.key";
+    store.write(|tx| {
+        if let Some(text) = crate::store::get_meta(tx, NAME)? {
+            return crate::hex::decode(&text)
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| anyhow::anyhow!("the store's `{NAME}` is not a 32-byte key"));
+        }
+        let key: [u8; 32] = rand::random();
+        crate::store::set_meta(tx, NAME, &crate::hex::encode(&key))?;
+        Ok(key)
+    })
 }
 
 /// The node's key for the random bytes processors get (see `RuntimeConfig::random_key`):
