@@ -264,6 +264,10 @@ fn record_stamps(
 
 /// Remember a replica received and the local issue it led to, creating the twin on first
 /// sync.
+///
+/// The keys are written only when they change: setting an indexed column, even to the value
+/// it holds, makes SQLite delete and insert the row's entry in each index on it (three on
+/// `twins`), at random places in those indexes, on every incoming event.
 pub fn record_received(
     db: &dyn Sql,
     twin: &Twin,
@@ -271,29 +275,49 @@ pub fn record_received(
     local: &Issue,
     now_ms: i64,
 ) -> Result<()> {
-    let changed = db.execute(
-        "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received, local_base,
-            remote_stamps, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (twin_id) DO UPDATE SET
-            local_key = excluded.local_key,
-            remote_key = excluded.remote_key,
-            last_received = excluded.last_received,
-            local_base = excluded.local_base,
-            remote_stamps = excluded.remote_stamps
-         WHERE twins.connection = excluded.connection",
+    let (replica, local_json, remote_stamps) = (
+        to_json(replica),
+        to_json(local),
+        to_json(&twin.remote_stamps),
+    );
+    let updated = db.execute(
+        "UPDATE twins SET last_received = ?3, local_base = ?4, remote_stamps = ?5
+         WHERE twin_id = ?1 AND connection = ?2",
         args![
             &twin.twin_id,
             &twin.connection,
-            &twin.local_key,
-            twin.remote_key.as_deref(),
-            &to_json(replica),
-            &to_json(local),
-            &to_json(&twin.remote_stamps),
-            now_ms
+            &replica,
+            &local_json,
+            &remote_stamps
         ],
     )?;
-    if changed == 0 {
+    let recorded = if updated > 0 {
+        db.execute(
+            "UPDATE twins SET local_key = ?2, remote_key = ?3
+             WHERE twin_id = ?1
+               AND (local_key IS DISTINCT FROM ?2 OR remote_key IS DISTINCT FROM ?3)",
+            args![&twin.twin_id, &twin.local_key, twin.remote_key.as_deref()],
+        )?;
+        true
+    } else {
+        db.execute(
+            "INSERT INTO twins (twin_id, connection, local_key, remote_key, last_received,
+                local_base, remote_stamps, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (twin_id) DO NOTHING",
+            args![
+                &twin.twin_id,
+                &twin.connection,
+                &twin.local_key,
+                twin.remote_key.as_deref(),
+                &replica,
+                &local_json,
+                &remote_stamps,
+                now_ms
+            ],
+        )? > 0
+    };
+    if !recorded {
         // Checked when the message arrived and again before processing: never reached.
         anyhow::bail!(
             "twin {} belongs to another connection than `{}`",
@@ -346,6 +370,58 @@ pub fn connections_of(db: &dyn Sql, twin_id: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_received_replica_is_recorded_the_keys_only_when_they_change_and_never_on_another_connection()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::NodeStore::open(&dir.path().join("node.db")).unwrap();
+        let issue = |summary: &str| Issue {
+            summary: summary.into(),
+            ..Issue::default()
+        };
+        store
+            .write(|tx| {
+                let tx: &dyn Sql = tx;
+                // First sync: the twin is made.
+                let twin = Twin::received("t1".into(), "c".into(), "A-1".into(), "B-1".into());
+                record_received(tx, &twin, &issue("one"), &issue("one, here"), 5)?;
+                let got = get(tx, "t1")?.unwrap();
+                assert_eq!(got.last_received.unwrap().summary, "one");
+                assert_eq!(got.local_base.unwrap().summary, "one, here");
+                // Again with the same keys: the replicas move on.
+                record_received(tx, &twin, &issue("two"), &issue("two, here"), 6)?;
+                let got = get(tx, "t1")?.unwrap();
+                assert_eq!(got.last_received.unwrap().summary, "two");
+                assert_eq!(got.local_base.unwrap().summary, "two, here");
+                assert_eq!(of_issue(tx, "A-1")?, [("t1".to_string(), "c".to_string())]);
+                // The other side moved its issue: the new key is found, the old one is not.
+                let moved = Twin::received("t1".into(), "c".into(), "A-1".into(), "B-9".into());
+                record_received(tx, &moved, &issue("three"), &issue("three, here"), 7)?;
+                assert_eq!(
+                    local_key_for_remote(tx, "c", "B-9")?.as_deref(),
+                    Some("A-1")
+                );
+                assert_eq!(local_key_for_remote(tx, "c", "B-1")?, None);
+                // Another connection's message for this twin is refused and changes nothing.
+                let foreign = Twin::received("t1".into(), "d".into(), "A-7".into(), "B-7".into());
+                let refused = record_received(tx, &foreign, &issue("x"), &issue("x"), 8);
+                assert!(
+                    refused
+                        .unwrap_err()
+                        .to_string()
+                        .contains("another connection")
+                );
+                let got = get(tx, "t1")?.unwrap();
+                assert_eq!(
+                    (got.connection.as_str(), got.local_key.as_str()),
+                    ("c", "A-1")
+                );
+                assert_eq!(got.last_received.unwrap().summary, "three");
+                Ok(())
+            })
+            .unwrap();
+    }
 
     #[test]
     fn an_unexalated_twin_keeps_its_first_tombstone_and_other_connections_are_left_alone() {
