@@ -288,7 +288,14 @@ fn receiver_killed_between_tracker_write_and_commit_ends_equal() {
     for (int, ext) in int_keys.iter().zip(&ext_keys) {
         let a = internal.issue(int).unwrap();
         let b = external.issue(ext).unwrap();
-        assert_eq!(a["summary"], b["summary"], "{int} and {ext} differ");
+        assert!(
+            a["summary"] == b["summary"],
+            "{int} and {ext} differ: {} against {}\n{}\n{}",
+            a["summary"],
+            b["summary"],
+            twin_story(&internal, int),
+            twin_story(&external, ext)
+        );
     }
     for node in [&internal, &external] {
         assert_eq!(node.get("/v1/errors"), json!([]), "{}", node.spec.instance);
@@ -299,4 +306,19 @@ fn receiver_killed_between_tracker_write_and_commit_ends_equal() {
             node.spec.instance
         );
     }
+}
+
+/// What a node did with an issue, for a failure's message: its history (newest first) and
+/// the end of its log. Kept because a difference this test found once did not show again.
+fn twin_story(node: &NodeProcess, key: &str) -> String {
+    let history = node.get(&format!("/v1/history?key={key}&limit=40"));
+    let log = node.log();
+    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+    format!(
+        "--- {} history of {key}:\n{}\n--- {} log, last lines, newest first:\n{}",
+        node.spec.instance,
+        serde_json::to_string_pretty(&history).unwrap_or_default(),
+        node.spec.instance,
+        tail.join("\n")
+    )
 }
