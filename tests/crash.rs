@@ -312,10 +312,16 @@ fn receiver_killed_between_tracker_write_and_commit_ends_equal() {
 /// the end of its log. Kept because a difference this test found once did not show again.
 fn twin_story(node: &NodeProcess, key: &str) -> String {
     let history = node.get(&format!("/v1/history?key={key}&limit=40"));
+    let twin = history[0]["twin"].as_str().unwrap_or_default().to_string();
+    let events = node.get(&format!("/v1/events?twin={twin}"));
+    let queue = node.get("/v1/queue");
     let log = node.log();
     let tail: Vec<&str> = log.lines().rev().take(60).collect();
     format!(
-        "--- {} history of {key}:\n{}\n--- {} log, last lines, newest first:\n{}",
+        "--- {} queue: {queue}\n--- {} events of {twin}:\n{}\n--- {} history of {key}:\n{}\n--- {} log, last lines, newest first:\n{}",
+        node.spec.instance,
+        node.spec.instance,
+        serde_json::to_string_pretty(&events).unwrap_or_default(),
         node.spec.instance,
         serde_json::to_string_pretty(&history).unwrap_or_default(),
         node.spec.instance,
