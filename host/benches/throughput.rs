@@ -274,6 +274,7 @@ fn main() {
         "peak resident memory: {} MiB",
         resident_kib("VmHWM:") / 1024
     );
+    support::print_database_sizes(dir.path());
 }
 
 /// Queue `backlog` changes while the nodes are stopped, then drain them, sampling resident
