@@ -1,10 +1,11 @@
 //! The sync queue: outgoing events (a local issue to send) and incoming events (a received
 //! message to apply), processed in order per twin.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-use super::sql::{Dialect, Row, Sql, args};
+use super::bodies;
+use super::sql::{Dialect, Row, Sql, Value, args};
 
 use crate::model::SyncReason;
 
@@ -107,7 +108,7 @@ fn from_row(row: &dyn Row) -> Result<Event> {
                 .ok_or_else(|| anyhow!("column 5: unknown reason `{reason}`"))?
         },
         hop: row.get(6)?,
-        message: row.get(7)?,
+        message: bodies::unpack(row.value(7)?).context("column 7")?,
         state: match text(8)?.as_str() {
             "pending" => State::Pending,
             "failed" => State::Failed,
@@ -123,7 +124,7 @@ fn from_row(row: &dyn Row) -> Result<Event> {
         first_attempt_at: row.get(15)?,
         last_attempt_at: row.get(16)?,
         next_attempt_at: row.get(17)?,
-        input: row.get(18)?,
+        input: bodies::unpack(row.value(18)?).context("column 18")?,
     })
 }
 
@@ -159,9 +160,10 @@ pub fn insert(db: &dyn Sql, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
         ],
     )?;
     if let Some(message) = event.message {
+        let message = bodies::pack(db.dialect(), message)?;
         db.execute(
             "INSERT INTO event_bodies (seq, message) VALUES (?1, ?2)",
-            args![seq, message],
+            &[seq.into(), message.value()],
         )?;
     }
     Ok(())
@@ -293,7 +295,7 @@ pub fn stored(db: &dyn Sql, id: &str) -> Result<Option<Stored>> {
                 },
                 twin_id: r.get(2)?,
                 message_seq: r.get(3)?,
-                message: r.get(4)?,
+                message: bodies::unpack(r.value(4)?)?,
             })
         },
     )
@@ -356,10 +358,11 @@ pub fn save_input(db: &dyn Sql, seq: i64, input: &str) -> Result<()> {
 }
 
 fn set_input(db: &dyn Sql, seq: i64, input: Option<&str>) -> Result<()> {
+    let input = input.map(|input| bodies::pack(db.dialect(), input)).transpose()?;
     db.execute(
         "INSERT INTO event_bodies (seq, input) VALUES (?1, ?2)
          ON CONFLICT (seq) DO UPDATE SET input = excluded.input",
-        args![seq, input],
+        &[seq.into(), input.as_ref().map_or(Value::Null, |input| input.value())],
     )?;
     Ok(())
 }

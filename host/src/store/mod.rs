@@ -1,6 +1,7 @@
 //! The node's durable state in SQLite (WAL): twins, the sync queue, the outbox and the
 //! tracker cursor. Everything an event changes is written in one transaction.
 
+pub mod bodies;
 pub mod conflicts;
 pub mod events;
 pub mod history;
