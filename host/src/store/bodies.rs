@@ -104,7 +104,10 @@ mod tests {
     #[test]
     fn a_damaged_body_is_an_error_not_a_panic() {
         let error = unpack(Value::Blob(b"not zstd at all")).unwrap_err();
-        assert!(format!("{error:#}").contains("cannot be decompressed"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("cannot be decompressed"),
+            "{error:#}"
+        );
         let error = unpack(Value::Int(7)).unwrap_err();
         assert!(error.to_string().contains("neither text nor compressed"));
     }

@@ -358,11 +358,16 @@ pub fn save_input(db: &dyn Sql, seq: i64, input: &str) -> Result<()> {
 }
 
 fn set_input(db: &dyn Sql, seq: i64, input: Option<&str>) -> Result<()> {
-    let input = input.map(|input| bodies::pack(db.dialect(), input)).transpose()?;
+    let input = input
+        .map(|input| bodies::pack(db.dialect(), input))
+        .transpose()?;
     db.execute(
         "INSERT INTO event_bodies (seq, input) VALUES (?1, ?2)
          ON CONFLICT (seq) DO UPDATE SET input = excluded.input",
-        &[seq.into(), input.as_ref().map_or(Value::Null, |input| input.value())],
+        &[
+            seq.into(),
+            input.as_ref().map_or(Value::Null, |input| input.value()),
+        ],
     )?;
     Ok(())
 }
