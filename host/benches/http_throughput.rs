@@ -95,6 +95,8 @@ fn main() {
     );
 
     let done_before = processed(&internal) + processed(&external);
+    let nodes_before = nodes_usage([&internal, &external]);
+    let harness_before = support::Usage::now();
     let started = Instant::now();
     let made = support::make_changes(&internal_tracker, &keys, changes, rate, || {});
     let producing = started.elapsed();
@@ -114,6 +116,17 @@ fn main() {
         changes as f64 / total.as_secs_f64()
     );
     let events = processed(&internal) + processed(&external) - done_before;
+    // The nodes apart from the bench's watcher and change maker: the node's own cost.
+    nodes_usage([&internal, &external]).print_per_event(
+        nodes_before,
+        events,
+        "cost of the two serve processes",
+    );
+    support::Usage::now().print_per_event(
+        harness_before,
+        events,
+        "cost of the bench (making changes, watching)",
+    );
     println!(
         "queues empty after {:.1} s: {events} events processed on the two nodes = {:.0} events/s per node",
         idle_after.as_secs_f64(),
@@ -139,6 +152,23 @@ fn main() {
             kib("VmHWM:")
         );
     }
+}
+
+/// CPU time and bytes written of both `serve` processes together.
+fn nodes_usage(nodes: [&NodeProcess; 2]) -> support::Usage {
+    nodes
+        .iter()
+        .map(|node| support::Usage::of(&node.pid().unwrap_or(0).to_string()))
+        .fold(
+            support::Usage {
+                cpu: Duration::ZERO,
+                written: 0,
+            },
+            |total, usage| support::Usage {
+                cpu: total.cpu + usage.cpu,
+                written: total.written + usage.written,
+            },
+        )
 }
 
 /// Nothing pending or in flight on the node.

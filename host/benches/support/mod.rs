@@ -209,9 +209,14 @@ pub struct Usage {
 
 impl Usage {
     pub fn now() -> Usage {
-        // Fields 14 and 15 of /proc/self/stat (after the command name, which may hold spaces):
+        Usage::of("self")
+    }
+
+    /// What process `pid` (a number, or `self`) has used so far; zero if it cannot be read.
+    pub fn of(pid: &str) -> Usage {
+        // Fields 14 and 15 of /proc/PID/stat (after the command name, which may hold spaces):
         // user and system time in clock ticks.
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let ticks: Vec<u64> = after_name
             .split_whitespace()
@@ -221,7 +226,7 @@ impl Usage {
             .collect();
         // The kernel reports in USER_HZ, 100 on Linux.
         let cpu = Duration::from_millis(ticks.iter().sum::<u64>() * 10);
-        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
         let written = io
             .lines()
             .find_map(|l| l.strip_prefix("wchar:"))
