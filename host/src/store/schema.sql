@@ -95,6 +95,8 @@ CREATE INDEX IF NOT EXISTS events_received_by_twin ON events (twin_id, message_s
 -- What an event carries that is written once: the message received, and what its processor
 -- was given. Kept apart from the event's row, so that the event's changes of state rewrite a
 -- row of a hundred bytes rather than these kilobytes (and the pages they overflow into).
+-- Both are compressed (zstd, a BLOB) when written; text from earlier versions reads as it is
+-- (`bodies.rs`).
 CREATE TABLE IF NOT EXISTS event_bodies (
     seq INTEGER PRIMARY KEY,         -- the event's
     message TEXT,                    -- incoming: the message as received (JSON)
