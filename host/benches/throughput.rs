@@ -29,7 +29,9 @@ use twinsync::service::Wake;
 use twinsync::service::workers::event_loop;
 use twinsync::store::NodeStore;
 use twinsync::sync::{Connection, Flow, Node};
-use twinsync::tracker::{ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError};
+use twinsync::tracker::{
+    ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError, UpdateIf,
+};
 use twinsync::transport::local::{LocalNetwork, deliver_loop};
 
 mod support;
@@ -86,6 +88,13 @@ impl Tracker for Timed {
         let stored = self.inner.update_if(issue, origin, seen)?;
         self.arrived.note(&stored);
         Ok(stored)
+    }
+    fn update_many_if(&self, writes: &[UpdateIf<'_>]) -> Vec<Result<Issue, TrackerError>> {
+        let written = self.inner.update_many_if(writes);
+        for stored in written.iter().flatten() {
+            self.arrived.note(stored);
+        }
+        written
     }
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError> {
         self.inner.changes(cursor, limit)

@@ -98,7 +98,7 @@ pub(super) fn issue_of_twin(twin_id: &str, local_key: Option<&str>) -> String {
 pub const BATCH_TIME: Duration = Duration::from_millis(10);
 
 /// The span every log line about an event is in: event id, twin and connection.
-fn event_span(event: &Event) -> tracing::Span {
+pub(super) fn event_span(event: &Event) -> tracing::Span {
     tracing::info_span!("event", event = %event.id, twin = %event.twin_id, connection = %event.connection)
 }
 

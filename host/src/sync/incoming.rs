@@ -13,6 +13,7 @@
 //! instead of being overwritten.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::comment_ids;
 use super::connection::Connection;
@@ -24,33 +25,102 @@ use super::node::Node;
 use super::verify::digest;
 use crate::model::fields::{self, FieldStamps};
 use crate::model::{Issue, Replica};
-use crate::runtime::{Call, Plugin, SyncBack};
+use crate::runtime::{Call, RecordedConflict, SyncBack};
 use crate::store::events::{self, Event, Kind};
 use crate::store::links;
 use crate::store::twins::{self, Twin};
-use crate::tracker::{Origin, TrackerError};
+use crate::tracker::{Origin, TrackerError, UpdateIf};
 
 /// Runs of an event's processor, at most, when the issue keeps changing under it.
 const MAX_RUNS: u32 = 3;
 
-/// One run of an incoming event's processor on one reading of the local issue.
-struct Run<'a> {
-    event: &'a Event,
-    message: &'a SyncMessage,
-    twin: Option<&'a Twin>,
-    connection: &'a Connection,
-    plugin: &'a Plugin,
-    received: &'a Replica,
-    /// The local issue (empty on first sync).
-    local: Issue,
-    /// `local` is the issue an earlier run stored, not the tracker's now.
-    repeat: bool,
+/// An incoming event read and checked, ready for its processor.
+pub(super) struct Received {
+    message: SyncMessage,
+    twin: Option<Twin>,
+    connection: Arc<Connection>,
+    /// The replica the message carries.
+    replica: Replica,
     /// The other side applied something else than this side sent last: resync.
     disagrees: bool,
 }
 
+/// Where an incoming event stands after its first look.
+pub(super) enum Start {
+    /// Nothing to run: an unexalate, or a message for a twin unexalated since.
+    Done(Prepared),
+    /// Run the processor, on the issue an earlier run stored if there is one (`Some`).
+    Run(Received, Option<Issue>),
+}
+
+/// What a processor decided for an incoming event, before anything of it is stored.
+pub(super) struct Decided {
+    first_sync: bool,
+    /// `local` is the issue an earlier run stored, not the tracker's now.
+    repeat: bool,
+    /// The local issue the processor read (empty on first sync).
+    local: Issue,
+    /// The issue the processor returned.
+    result: Issue,
+    /// The processor's input as stored with the event.
+    input: String,
+    log: String,
+    local_stamps: FieldStamps,
+    now: i64,
+    sync_back: bool,
+    unexalate: bool,
+    conflicts: Vec<RecordedConflict>,
+}
+
+impl Decided {
+    /// The tracker is written: the local issue is not what the result holds, or there is
+    /// none yet.
+    fn writes(&self) -> bool {
+        self.first_sync || !self.result.same_content(&self.local)
+    }
+
+    /// The input is stored before the tracker write: if the node stops between that
+    /// write and its commit, the repeat starts from the issue read (see above). On first
+    /// sync there is no issue to start from (the tracker finds the one it created by the
+    /// event's id): the input is stored at commit, as when nothing is written.
+    pub(super) fn saved_before(&self) -> bool {
+        self.writes() && !self.first_sync
+    }
+
+    pub(super) fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// The conditional update this decision makes (see [`Decided::saved_before`]).
+    pub(super) fn update<'a>(&'a self, event: &'a Event) -> UpdateIf<'a> {
+        UpdateIf {
+            issue: &self.result,
+            origin: Origin::Sync {
+                event_id: &event.id,
+            },
+            seen: Some(&self.local),
+        }
+    }
+
+    pub(super) fn fail(&self, failure: SyncFailure) -> Failed {
+        Failed {
+            failure,
+            log: self.log.clone(),
+            input: Some(self.input.clone()),
+        }
+    }
+}
+
 impl Node {
     pub(super) fn prepare_incoming(&self, event: &Event) -> Result<Prepared, Failed> {
+        match self.start_incoming(event)? {
+            Start::Done(prepared) => Ok(prepared),
+            Start::Run(received, earlier) => self.run_incoming(event, &received, earlier, 1),
+        }
+    }
+
+    /// Read the message and the twin, and check that the event may run.
+    pub(super) fn start_incoming(&self, event: &Event) -> Result<Start, Failed> {
         let mut message: SyncMessage =
             serde_json::from_str(event.message.as_deref().unwrap_or_default()).map_err(|e| {
                 SyncFailure::CorruptMessage {
@@ -76,14 +146,14 @@ impl Node {
             } else {
                 "unexalate for a twin not under sync: nothing to do"
             };
-            return Ok(Prepared {
+            return Ok(Start::Done(Prepared {
                 effect: Effect::Unexalated {
                     twin_id: message.twin,
                 },
                 note: note.into(),
                 log: String::new(),
                 input: None,
-            });
+            }));
         }
         if twin.is_none()
             && self
@@ -92,20 +162,22 @@ impl Node {
         {
             // Sent before the other side learnt of the unexalate: applying it would create
             // the issue again.
-            return Ok(Prepared {
+            return Ok(Start::Done(Prepared {
                 effect: Effect::Nothing,
                 note: "the twin was unexalated: message ignored".into(),
                 log: String::new(),
                 input: None,
-            });
+            }));
         }
 
         let unknown = || SyncFailure::UnknownConnection {
             name: message.connection.clone(),
         };
         let connection = self.connection(&message.connection).ok_or_else(unknown)?;
-        let plugin = connection.incoming.as_ref().ok_or_else(unknown)?;
-        let received = message
+        if connection.incoming.is_none() {
+            return Err(unknown().into());
+        }
+        let replica = message
             .replica
             .take()
             .ok_or_else(|| SyncFailure::CorruptMessage {
@@ -143,64 +215,79 @@ impl Node {
         // committed. The issue it read is stored: starting from it, the processor decides
         // what it decided then, the tracker recognises the write (or makes it, if it did not
         // happen), and the value written is never taken for a local edit made since.
-        let mut earlier = match (&twin, event.input.as_deref()) {
+        let earlier = match (&twin, event.input.as_deref()) {
             (Some(_), Some(json)) => serde_json::from_str::<ProcessorInput<'_>>(json)
                 .ok()
                 .map(|input| input.issue.into_owned()),
             _ => None,
         };
-        let mut attempt = 0;
+        let received = Received {
+            message,
+            twin,
+            connection,
+            replica,
+            disagrees,
+        };
+        Ok(Start::Run(received, earlier))
+    }
+
+    /// Run the processor and apply its result, from `attempt` on: someone who writes the
+    /// issue while the processor runs makes it decide again on the issue as it is then.
+    pub(super) fn run_incoming(
+        &self,
+        event: &Event,
+        received: &Received,
+        mut earlier: Option<Issue>,
+        mut attempt: u32,
+    ) -> Result<Prepared, Failed> {
         loop {
-            attempt += 1;
-            let repeat = earlier.is_some();
-            let local = match (earlier.take(), &twin) {
-                (Some(local), _) => local,
-                (None, None) => Issue::default(),
-                (None, Some(twin)) => self.tracker.get(&twin.local_key)?.ok_or_else(|| {
-                    SyncFailure::LocalIssueMissing {
-                        key: twin.local_key.clone(),
-                    }
-                })?,
-            };
-            let run = Run {
-                event,
-                message: &message,
-                twin: twin.as_ref(),
-                connection: &connection,
-                plugin,
-                received: &received,
-                local,
-                repeat,
-                disagrees,
-            };
-            match self.apply_incoming(run) {
-                // Someone wrote the issue while the processor ran: decide again on it as it
-                // is now. (Passing: after a few tries the event waits and retries.)
+            let decided = self.decide_incoming(event, received, earlier.take())?;
+            match self.apply_decided(event, received, decided) {
+                // (Passing: after a few tries the event waits and retries.)
                 Err(failed)
                     if matches!(
                         failed.failure,
                         SyncFailure::Tracker(TrackerError::Changed(_))
                     ) && attempt < MAX_RUNS =>
                 {
-                    continue;
+                    attempt += 1;
                 }
                 outcome => return outcome,
             }
         }
     }
 
-    fn apply_incoming(&self, run: Run<'_>) -> Result<Prepared, Failed> {
-        let Run {
-            event,
+    /// Run the processor on the local issue: `earlier`, or the tracker's.
+    pub(super) fn decide_incoming(
+        &self,
+        event: &Event,
+        received: &Received,
+        earlier: Option<Issue>,
+    ) -> Result<Decided, Failed> {
+        let Received {
             message,
             twin,
             connection,
-            plugin,
-            received,
-            local,
-            repeat,
-            disagrees,
-        } = run;
+            replica: received,
+            disagrees: _,
+        } = received;
+        let twin = twin.as_ref();
+        let repeat = earlier.is_some();
+        let local = match (earlier, twin) {
+            (Some(local), _) => local,
+            (None, None) => Issue::default(),
+            (None, Some(twin)) => self.tracker.get(&twin.local_key)?.ok_or_else(|| {
+                SyncFailure::LocalIssueMissing {
+                    key: twin.local_key.clone(),
+                }
+            })?,
+        };
+        let plugin = connection
+            .incoming
+            .as_ref()
+            .ok_or_else(|| SyncFailure::UnknownConnection {
+                name: message.connection.clone(),
+            })?;
         let first_sync = twin.is_none();
         // The processor sees comment ids in the local side's terms (see `comment_ids`).
         let comment_links = match twin {
@@ -255,48 +342,103 @@ impl Node {
             merge_base: Some(Cow::Borrowed(&base)),
         };
         let input = serde_json::to_string(&input).map_err(anyhow::Error::from)?;
-        let fail = |failure: SyncFailure| Failed {
-            failure,
-            log: log.clone(),
-            input: Some(input.clone()),
-        };
         // The runtime has checked the result (`check_incoming`), as for `plugin check`.
-        let result = outcome.result.map_err(|e| fail(e.into()))?;
-
-        let origin = Origin::Sync {
-            event_id: &event.id,
+        let result = match outcome.result {
+            Ok(result) => result,
+            Err(error) => {
+                return Err(Failed {
+                    failure: error.into(),
+                    log,
+                    input: Some(input),
+                });
+            }
         };
-        let writes = first_sync || !result.same_content(&local);
-        // Stored before the tracker write: if the node stops between that write and its
-        // commit, the repeat starts from this issue (see above). On first sync there is no
-        // issue to start from (the tracker finds the one it created by the event's id): the
-        // input is stored at commit, as when nothing is written.
-        let saved_before = writes && !first_sync;
-        if saved_before {
+        Ok(Decided {
+            first_sync,
+            repeat,
+            local,
+            result,
+            input,
+            log,
+            local_stamps,
+            now,
+            sync_back: outcome.sync_back == SyncBack::Requested && connection.can_send(),
+            unexalate: outcome.unexalate,
+            conflicts: outcome.conflicts,
+        })
+    }
+
+    /// Write what the processor decided to the tracker, alone (see `grouped` for events
+    /// prepared together), and say what the event commits.
+    pub(super) fn apply_decided(
+        &self,
+        event: &Event,
+        received: &Received,
+        decided: Decided,
+    ) -> Result<Prepared, Failed> {
+        let stored = self.write_incoming(event, &decided)?;
+        self.finish_incoming(received, decided, stored)
+    }
+
+    /// Make the tracker hold what the processor decided; the issue as stored.
+    fn write_incoming(&self, event: &Event, decided: &Decided) -> Result<Issue, Failed> {
+        let writes = decided.writes();
+        if decided.saved_before() {
             self.store
-                .write(|tx| events::save_input(tx, event.seq, &input))
-                .map_err(|e| fail(e.into()))?;
+                .write(|tx| events::save_input(tx, event.seq, &decided.input))
+                .map_err(|e| decided.fail(e.into()))?;
         }
         if writes {
             self.crash_point(CrashPoint::BeforeTrackerWrite);
         }
-        let stored = if first_sync {
-            self.tracker.create(&result, origin)
+        let update = decided.update(event);
+        let stored = if decided.first_sync {
+            self.tracker.create(update.issue, update.origin)
         } else if writes {
-            self.tracker.update_if(&result, origin, Some(&local))
+            self.tracker.update_if(update.issue, update.origin, update.seen)
         } else {
-            Ok(local.clone())
+            Ok(decided.local.clone())
         }
-        .map_err(|e| fail(e.into()))?;
+        .map_err(|e| decided.fail(e.into()))?;
         if writes {
             self.crash_point(CrashPoint::AfterTrackerWrite);
         }
+        Ok(stored)
+    }
+
+    /// What the event commits, now that the tracker holds `stored`.
+    pub(super) fn finish_incoming(
+        &self,
+        received: &Received,
+        decided: Decided,
+        stored: Issue,
+    ) -> Result<Prepared, Failed> {
         let Some(local_key) = stored.key.clone() else {
-            return Err(fail(SyncFailure::Storage(
+            return Err(decided.fail(SyncFailure::Storage(
                 "the tracker stored the issue without a key".into(),
             )));
         };
-
+        let saved_before = decided.saved_before();
+        let Decided {
+            first_sync,
+            repeat,
+            local,
+            result,
+            input,
+            log,
+            mut local_stamps,
+            now,
+            sync_back,
+            unexalate,
+            conflicts,
+        } = decided;
+        let Received {
+            message,
+            replica: received,
+            disagrees,
+            ..
+        } = received;
+        let disagrees = *disagrees;
         if repeat {
             // The tracker returned the issue as it is now, which may hold writes made by
             // someone else since this event's write (while the node was down): the stamps
@@ -328,15 +470,11 @@ impl Node {
                 fields::stamp_write(&mut local_stamps, &field, now, &self.instance);
             }
         }
-        let sync_back = outcome.sync_back == SyncBack::Requested && connection.can_send();
         // A sync back goes before an unexalate asked for in the same event.
-        let follow_ups: Vec<Kind> = [
-            (sync_back, Kind::Outgoing),
-            (outcome.unexalate, Kind::Unexalate),
-        ]
-        .into_iter()
-        .filter_map(|(asked, kind)| asked.then_some(kind))
-        .collect();
+        let follow_ups: Vec<Kind> = [(sync_back, Kind::Outgoing), (unexalate, Kind::Unexalate)]
+            .into_iter()
+            .filter_map(|(asked, kind)| asked.then_some(kind))
+            .collect();
         let mut note = if first_sync {
             format!("created {local_key}")
         } else {
@@ -345,16 +483,16 @@ impl Node {
         if sync_back {
             note.push_str("; sync back queued");
         }
-        if outcome.unexalate {
+        if unexalate {
             note.push_str("; unexalate queued");
         }
         if disagrees {
             note.push_str("; the other side applied something else than was sent: resync queued");
         }
-        if !outcome.conflicts.is_empty() {
+        if !conflicts.is_empty() {
             note.push_str(&format!(
                 "; {} conflict(s) held for review",
-                outcome.conflicts.len()
+                conflicts.len()
             ));
         }
         let mut record = Twin::received(
@@ -374,7 +512,7 @@ impl Node {
                 replica: received.clone(),
                 local: stored,
                 follow_ups,
-                conflicts: outcome.conflicts,
+                conflicts,
                 resync: disagrees,
             },
             note,

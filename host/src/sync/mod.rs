@@ -8,6 +8,7 @@ mod connection;
 mod crash;
 mod effect;
 mod failure;
+mod grouped;
 pub(crate) mod history;
 pub mod ids;
 mod incoming;

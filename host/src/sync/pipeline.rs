@@ -67,6 +67,9 @@ struct Lanes<J> {
     closed: bool,
 }
 
+/// Events of one lane a worker takes at once, at most (see `grouped`).
+const GROUP: usize = 16;
+
 /// How often the lanes' used time is halved.
 const DECAY: Duration = Duration::from_secs(1);
 
@@ -112,9 +115,33 @@ impl<J> Lanes<J> {
         job.map(|job| (job, now))
     }
 
-    /// A job of `lane` that started at `started` has finished.
-    fn finished(&mut self, lane: &str, started: Instant) {
+    /// More jobs of `lane` for the worker that took one, at most `most`, as long as they are
+    /// `like` it (of the same node): they start now.
+    fn take_more(&mut self, lane: &str, most: usize, like: impl Fn(&J) -> bool) -> Vec<(J, Instant)> {
         let now = Instant::now();
+        let mut taken = Vec::new();
+        let Some(queue) = self.queued.get_mut(lane) else {
+            return taken;
+        };
+        while taken.len() < most && queue.front().is_some_and(&like) {
+            taken.extend(queue.pop_front().map(|job| (job, now)));
+        }
+        if queue.is_empty() {
+            self.queued.remove(lane);
+        }
+        let running = self.running.entry(lane.to_string()).or_default();
+        running.extend(taken.iter().map(|(_, started)| *started));
+        taken
+    }
+
+    /// Jobs of `lane` waiting for a worker.
+    fn queued_in(&self, lane: &str) -> usize {
+        self.queued.get(lane).map_or(0, VecDeque::len)
+    }
+
+    /// A job of `lane` that started at `started` has finished, having used `took` of a
+    /// worker's time.
+    fn finished(&mut self, lane: &str, started: Instant, took: Duration) {
         if let Some(running) = self.running.get_mut(lane) {
             if let Some(i) = running.iter().position(|at| *at == started) {
                 running.swap_remove(i);
@@ -123,7 +150,7 @@ impl<J> Lanes<J> {
                 self.running.remove(lane);
             }
         }
-        self.charge(lane, now - started);
+        self.charge(lane, took);
     }
 
     fn charge(&mut self, lane: &str, time: Duration) {
@@ -163,15 +190,24 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// The next job and when it started, waiting for one; `None` once closed.
-    fn next(&self) -> Option<(Job, Instant)> {
+    /// The next jobs and when they started, waiting for one; `None` once closed. A worker
+    /// of `workers` takes up to `group` jobs of one lane and node at once (its share of
+    /// what waits in that lane), which it prepares together (see `grouped`).
+    fn next(&self, group: usize, workers: usize) -> Option<Vec<(Job, Instant)>> {
         let mut lanes = self.lanes();
         loop {
             if lanes.closed {
                 return None;
             }
-            if let Some(taken) = lanes.take() {
-                return Some(taken);
+            if let Some(first) = lanes.take() {
+                let lane = first.0.lane.clone();
+                let share = lanes.queued_in(&lane) / workers.max(1);
+                let node = first.0.node.clone();
+                let mut jobs = vec![first];
+                jobs.extend(lanes.take_more(&lane, share.min(group - 1), |job| {
+                    Arc::ptr_eq(&job.node, &node)
+                }));
+                return Some(jobs);
             }
             lanes = self.wake.wait(lanes).unwrap_or_else(|e| e.into_inner());
         }
@@ -203,13 +239,16 @@ impl Workers {
         let count = count.max(1);
         let scheduler = Arc::new(Scheduler::default());
         scheduler.lanes().per_lane = per_lane.map(|n| n.max(1));
+        // Lanes with a bound (a host's tenants) keep one event per worker: the bound counts
+        // events, and a tenant's events prepared together would all wait for its slowest.
+        let group = if per_lane.is_some() { 1 } else { GROUP };
         let mut threads = Vec::with_capacity(count);
         for i in 0..count {
             let (scheduler, finished) = (scheduler.clone(), finished.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("twinsync-worker-{i}"))
-                    .spawn(move || work(&scheduler, finished.as_deref()))?,
+                    .spawn(move || work(&scheduler, finished.as_deref(), group, count))?,
             );
         }
         Ok(Arc::new(Workers {
@@ -517,34 +556,47 @@ fn ran(outcome: &Result<Prepared, Failed>, took: Duration) -> Option<Ran> {
     }
 }
 
-fn work(scheduler: &Scheduler, finished: Option<&Wake>) {
-    while let Some((job, started)) = scheduler.next() {
-        let Job {
-            node,
-            event,
-            issue,
-            lane,
-            done,
-        } = job;
+fn work(scheduler: &Scheduler, finished: Option<&Wake>, group: usize, workers: usize) {
+    while let Some(jobs) = scheduler.next(group, workers) {
+        let node = jobs[0].0.node.clone();
+        let (events, jobs): (Vec<Event>, Vec<_>) = jobs
+            .into_iter()
+            .map(|(job, started)| (job.event, (job.issue, job.lane, job.done, started)))
+            .unzip();
+        let began = Instant::now();
         // A bug that panics while preparing one event must not take a worker, and with it
         // the event's twin, out for good: the event waits and is tried again.
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.prepare(&event)))
-                .unwrap_or_else(|panic| {
-                    let what = crate::service::supervise::panic_message(&*panic);
+        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match events.as_slice() {
+                [event] => vec![node.prepare(event)],
+                events => node.prepare_many(events),
+            }
+        }))
+        .unwrap_or_else(|panic| {
+            let what = crate::service::supervise::panic_message(&*panic);
+            events
+                .iter()
+                .map(|_| {
                     Err(Failed::from(SyncFailure::Storage(format!(
                         "preparing the event panicked (a bug in twinsync): {what}"
                     ))))
-                });
-        // Sent before the lane counts it finished: a pipeline dropped meanwhile (its
-        // receiver gone) has waited for it, and its outcome is not committed.
-        let _ = done.send((event, issue, outcome, started.elapsed()));
-        let mut lanes = scheduler.lanes();
-        lanes.finished(&lane, started);
-        if !lanes.running.contains_key(&lane) {
-            scheduler.lane_idle.notify_all();
+                })
+                .collect()
+        });
+        // Events prepared together share the time they took.
+        let took = began.elapsed() / events.len() as u32;
+        for (event, ((issue, lane, done, started), outcome)) in
+            events.into_iter().zip(jobs.into_iter().zip(outcomes))
+        {
+            // Sent before the lane counts it finished: a pipeline dropped meanwhile (its
+            // receiver gone) has waited for it, and its outcome is not committed.
+            let _ = done.send((event, issue, outcome, took));
+            let mut lanes = scheduler.lanes();
+            lanes.finished(&lane, started, took);
+            if !lanes.running.contains_key(&lane) {
+                scheduler.lane_idle.notify_all();
+            }
         }
-        drop(lanes);
         if let Some(finished) = finished {
             finished.ring();
         }
@@ -598,7 +650,7 @@ mod tests {
         // "a" runs one already: "b" goes, however much time it used.
         assert_eq!(lanes.take().map(|j| j.0), Some(3));
         assert_eq!(lanes.take(), None);
-        lanes.finished("a", started);
+        lanes.finished("a", started, started.elapsed());
         assert_eq!(lanes.take().map(|j| j.0), Some(2));
     }
 }

@@ -21,6 +21,14 @@ pub enum Origin<'a> {
     Sync { event_id: &'a str },
 }
 
+/// One write of [`Tracker::update_many_if`]: the arguments of one [`Tracker::update_if`].
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateIf<'a> {
+    pub issue: &'a Issue,
+    pub origin: Origin<'a>,
+    pub seen: Option<&'a Issue>,
+}
+
 /// One change of one issue in the tracker's change feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -99,6 +107,18 @@ pub trait Tracker: Send + Sync {
             return Err(TrackerError::Changed(key.clone()));
         }
         self.update(issue, origin)
+    }
+
+    /// [`Tracker::update_if`] for several issues, one outcome per write, in order. Each write
+    /// stands alone: one that fails (`Changed` say) leaves the others as they are. A node
+    /// makes the writes of the incoming events a worker prepared together in one call: a
+    /// tracker that can (the reference tracker) makes them in one transaction, which costs
+    /// far less than one each. The default makes them one by one.
+    fn update_many_if(&self, writes: &[UpdateIf<'_>]) -> Vec<Result<Issue, TrackerError>> {
+        writes
+            .iter()
+            .map(|write| self.update_if(write.issue, write.origin, write.seen))
+            .collect()
     }
 
     /// Changes after `cursor` (`None`: from the beginning), oldest first, at most `limit`.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
-use super::{Change, ChangeBatch, Origin, Query, Tracker, TrackerError};
+use super::{Change, ChangeBatch, Origin, Query, Tracker, TrackerError, UpdateIf};
 use crate::clock::{Clock, rfc3339};
 use crate::model::Issue;
 use rows::Rows;
@@ -120,6 +120,36 @@ impl<S: Storage> Tracker for Reference<S> {
             let now = self.now();
             rows::write(tx, origin, |tx| rows::update(tx, issue, origin, seen, &now))
         })
+    }
+
+    /// In one transaction. A write that is refused, or finds its issue gone or changed, has
+    /// written nothing when it fails (`rows::update` checks before it writes), so the
+    /// others commit; any other failure is the storage's, and then none is written.
+    fn update_many_if(&self, writes: &[UpdateIf<'_>]) -> Vec<Result<Issue, TrackerError>> {
+        let checked: Vec<Result<(), TrackerError>> = writes
+            .iter()
+            .map(|write| rows::check(write.issue).and(rows::key_of(write.issue).map(drop)))
+            .collect();
+        let outcomes = self.storage.transaction(|tx| {
+            let now = self.now();
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for (write, checked) in writes.iter().zip(&checked) {
+                let outcome = checked.clone().and_then(|()| {
+                    rows::write(tx, write.origin, |tx| {
+                        rows::update(tx, write.issue, write.origin, write.seen, &now)
+                    })
+                });
+                match outcome {
+                    Err(error @ TrackerError::Unavailable(_)) => return Err(error),
+                    outcome => outcomes.push(outcome),
+                }
+            }
+            Ok(outcomes)
+        });
+        match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(error) => writes.iter().map(|_| Err(error.clone())).collect(),
+        }
     }
 
     fn search(&self, query: &Query) -> Result<Vec<String>, TrackerError> {
