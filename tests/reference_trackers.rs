@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use twinsync::model::{Comment, Issue};
-use twinsync::tracker::{Origin, PostgresTracker, Query, ReferenceTracker, Tracker, TrackerError};
+use twinsync::tracker::{
+    Origin, PostgresTracker, Query, ReferenceTracker, Tracker, TrackerError, UpdateIf,
+};
 use twinsync_tests::postgres;
 
 /// What the tests use of a reference tracker beyond the `Tracker` trait.
@@ -358,6 +360,94 @@ fn one_sync_event_written_twice_at_once_changes_the_tracker_once() {
         let changes = setup.changes(start.as_deref(), 1_000).unwrap().changes;
         assert_eq!(changes.len(), events, "{}: {changes:?}", storage.name());
         assert!(changes.iter().all(|c| c.by_sync));
+    }
+}
+
+/// Writes made together stand alone: one whose issue changed, one refused and one whose
+/// issue is gone fail and write nothing, the others are written (in one transaction), and a
+/// sync event's write made again changes nothing.
+#[test]
+fn writes_made_together_fail_or_succeed_one_by_one() {
+    for storage in Storage::both() {
+        let tracker = storage.open();
+        let name = storage.name();
+        let created: Vec<Issue> = ["a", "b", "c"]
+            .iter()
+            .map(|s| tracker.create(&issue(s), Origin::User).unwrap())
+            .collect();
+        let start = tracker.changes(None, 1_000).unwrap().cursor;
+        // Someone edits "b" after the writer read it.
+        let mut edited = created[1].clone();
+        edited.summary = "b, edited by a person".into();
+        tracker.update(&edited, Origin::User).unwrap();
+
+        let retitled = |i: usize, summary: &str| Issue {
+            summary: summary.into(),
+            ..created[i].clone()
+        };
+        let (a, b, c) = (retitled(0, "a2"), retitled(1, "b2"), retitled(2, "   "));
+        let gone = Issue {
+            key: Some("T-999".into()),
+            ..issue("gone")
+        };
+        let origin = |event_id| Origin::Sync { event_id };
+        let writes = [
+            UpdateIf {
+                issue: &a,
+                origin: origin("e1"),
+                seen: Some(&created[0]),
+            },
+            UpdateIf {
+                issue: &b,
+                origin: origin("e2"),
+                seen: Some(&created[1]),
+            },
+            UpdateIf {
+                issue: &c,
+                origin: origin("e3"),
+                seen: Some(&created[2]),
+            },
+            UpdateIf {
+                issue: &gone,
+                origin: origin("e4"),
+                seen: None,
+            },
+        ];
+        let written = tracker.update_many_if(&writes);
+        assert_eq!(written.len(), 4, "{name}");
+        assert_eq!(written[0].as_ref().unwrap().summary, "a2", "{name}");
+        assert!(
+            matches!(written[1], Err(TrackerError::Changed(_))),
+            "{name}: {:?}",
+            written[1]
+        );
+        assert!(
+            matches!(written[2], Err(TrackerError::Rejected(_))),
+            "{name}: {:?}",
+            written[2]
+        );
+        assert!(
+            matches!(written[3], Err(TrackerError::NotFound(_))),
+            "{name}: {:?}",
+            written[3]
+        );
+        let now: Vec<String> = tracker
+            .all()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.summary)
+            .collect();
+        assert_eq!(now, ["a2", "b, edited by a person", "c"], "{name}");
+
+        // The first write again, as a repeat after a crash: recognised, nothing changes.
+        let again = tracker.update_many_if(&writes[..1]);
+        assert_eq!(again[0].as_ref().unwrap().summary, "a2", "{name}");
+        let changes = tracker.changes(start.as_deref(), 1_000).unwrap().changes;
+        let keys: Vec<(&str, bool)> = changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.by_sync))
+            .collect();
+        assert_eq!(keys, [("T-2", false), ("T-1", true)], "{name}");
     }
 }
 

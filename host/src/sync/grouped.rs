@@ -20,8 +20,9 @@ use super::node::Node;
 use crate::store::events::{self, Event, Kind};
 use crate::tracker::{TrackerError, UpdateIf};
 
-/// The longest a decided write waits for the processors of the events after it: a
-/// processor that runs long holds up only the writes decided before it started.
+/// The longest a decided write waits for the processors of the events after it (and at
+/// most one processor's run past it: one that runs long holds up the writes decided before
+/// it started).
 const WRITE_WITHIN: Duration = Duration::from_millis(5);
 
 /// An incoming event whose processor decided a write, not made yet.
@@ -33,18 +34,29 @@ struct Waiting {
 }
 
 impl Node {
-    /// Prepare `events` (of distinct issues), one after the other; their outcomes in the
-    /// same order.
-    pub(super) fn prepare_many(&self, events: &[Event]) -> Vec<Result<Prepared, Failed>> {
-        let mut outcomes: Vec<Option<Result<Prepared, Failed>>> =
-            events.iter().map(|_| None).collect();
+    /// Prepare `events`, and those `more` gives while it gives some (added to `events`),
+    /// one after the other: all of distinct issues. Their outcomes, in the same order.
+    pub(super) fn prepare_many(
+        &self,
+        events: &mut Vec<Event>,
+        more: &mut dyn FnMut() -> Option<Event>,
+    ) -> Vec<Result<Prepared, Failed>> {
+        let mut outcomes: Vec<Option<Result<Prepared, Failed>>> = Vec::new();
         let mut waiting = Vec::new();
         let mut oldest: Option<Instant> = None;
-        for (at, event) in events.iter().enumerate() {
+        for at in 0.. {
+            if at == events.len() {
+                match more() {
+                    Some(event) => events.push(event),
+                    None => break,
+                }
+            }
             if oldest.is_some_and(|decided| decided.elapsed() >= WRITE_WITHIN) {
                 self.write_waiting(events, std::mem::take(&mut waiting), &mut outcomes);
                 oldest = None;
             }
+            let event = &events[at];
+            outcomes.push(None);
             if event.kind != Kind::Incoming {
                 outcomes[at] = Some(self.prepare(event));
                 continue;

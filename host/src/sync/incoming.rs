@@ -282,12 +282,13 @@ impl Node {
                 }
             })?,
         };
-        let plugin = connection
-            .incoming
-            .as_ref()
-            .ok_or_else(|| SyncFailure::UnknownConnection {
-                name: message.connection.clone(),
-            })?;
+        let plugin =
+            connection
+                .incoming
+                .as_ref()
+                .ok_or_else(|| SyncFailure::UnknownConnection {
+                    name: message.connection.clone(),
+                })?;
         let first_sync = twin.is_none();
         // The processor sees comment ids in the local side's terms (see `comment_ids`).
         let comment_links = match twin {
@@ -395,7 +396,8 @@ impl Node {
         let stored = if decided.first_sync {
             self.tracker.create(update.issue, update.origin)
         } else if writes {
-            self.tracker.update_if(update.issue, update.origin, update.seen)
+            self.tracker
+                .update_if(update.issue, update.origin, update.seen)
         } else {
             Ok(decided.local.clone())
         }

@@ -67,8 +67,10 @@ struct Lanes<J> {
     closed: bool,
 }
 
-/// Events of one lane a worker takes at once, at most (see `grouped`).
+/// Events of one lane a worker prepares together, at most (see `grouped`), and the time
+/// after which it takes no more.
 const GROUP: usize = 16;
+const GROUP_TIME: Duration = Duration::from_millis(5);
 
 /// How often the lanes' used time is halved.
 const DECAY: Duration = Duration::from_secs(1);
@@ -115,28 +117,26 @@ impl<J> Lanes<J> {
         job.map(|job| (job, now))
     }
 
-    /// More jobs of `lane` for the worker that took one, at most `most`, as long as they are
-    /// `like` it (of the same node): they start now.
-    fn take_more(&mut self, lane: &str, most: usize, like: impl Fn(&J) -> bool) -> Vec<(J, Instant)> {
-        let now = Instant::now();
-        let mut taken = Vec::new();
-        let Some(queue) = self.queued.get_mut(lane) else {
-            return taken;
-        };
-        while taken.len() < most && queue.front().is_some_and(&like) {
-            taken.extend(queue.pop_front().map(|job| (job, now)));
+    /// One more job of `lane` for a worker that is preparing some already, if it is `like`
+    /// them (of the same node) and more than `others` wait in the lane: the other workers
+    /// keep work of their own. It starts now.
+    fn take_more(
+        &mut self,
+        lane: &str,
+        others: usize,
+        like: impl Fn(&J) -> bool,
+    ) -> Option<(J, Instant)> {
+        let queue = self.queued.get_mut(lane)?;
+        if queue.len() <= others || !queue.front().is_some_and(like) {
+            return None;
         }
+        let job = queue.pop_front()?;
         if queue.is_empty() {
             self.queued.remove(lane);
         }
-        let running = self.running.entry(lane.to_string()).or_default();
-        running.extend(taken.iter().map(|(_, started)| *started));
-        taken
-    }
-
-    /// Jobs of `lane` waiting for a worker.
-    fn queued_in(&self, lane: &str) -> usize {
-        self.queued.get(lane).map_or(0, VecDeque::len)
+        let now = Instant::now();
+        self.running.entry(lane.to_string()).or_default().push(now);
+        Some((job, now))
     }
 
     /// A job of `lane` that started at `started` has finished, having used `took` of a
@@ -190,24 +190,15 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// The next jobs and when they started, waiting for one; `None` once closed. A worker
-    /// of `workers` takes up to `group` jobs of one lane and node at once (its share of
-    /// what waits in that lane), which it prepares together (see `grouped`).
-    fn next(&self, group: usize, workers: usize) -> Option<Vec<(Job, Instant)>> {
+    /// The next job and when it started, waiting for one; `None` once closed.
+    fn next(&self) -> Option<(Job, Instant)> {
         let mut lanes = self.lanes();
         loop {
             if lanes.closed {
                 return None;
             }
-            if let Some(first) = lanes.take() {
-                let lane = first.0.lane.clone();
-                let share = lanes.queued_in(&lane) / workers.max(1);
-                let node = first.0.node.clone();
-                let mut jobs = vec![first];
-                jobs.extend(lanes.take_more(&lane, share.min(group - 1), |job| {
-                    Arc::ptr_eq(&job.node, &node)
-                }));
-                return Some(jobs);
+            if let Some(taken) = lanes.take() {
+                return Some(taken);
             }
             lanes = self.wake.wait(lanes).unwrap_or_else(|e| e.into_inner());
         }
@@ -240,7 +231,7 @@ impl Workers {
         let scheduler = Arc::new(Scheduler::default());
         scheduler.lanes().per_lane = per_lane.map(|n| n.max(1));
         // Lanes with a bound (a host's tenants) keep one event per worker: the bound counts
-        // events, and a tenant's events prepared together would all wait for its slowest.
+        // events at once.
         let group = if per_lane.is_some() { 1 } else { GROUP };
         let mut threads = Vec::with_capacity(count);
         for i in 0..count {
@@ -556,23 +547,58 @@ fn ran(outcome: &Result<Prepared, Failed>, took: Duration) -> Option<Ran> {
     }
 }
 
+/// What a worker keeps of a job while it prepares its event.
+struct Taken {
+    issue: String,
+    lane: String,
+    done: Sender<Finished>,
+    started: Instant,
+}
+
 fn work(scheduler: &Scheduler, finished: Option<&Wake>, group: usize, workers: usize) {
-    while let Some(jobs) = scheduler.next(group, workers) {
-        let node = jobs[0].0.node.clone();
-        let (events, jobs): (Vec<Event>, Vec<_>) = jobs
-            .into_iter()
-            .map(|(job, started)| (job.event, (job.issue, job.lane, job.done, started)))
-            .unzip();
+    while let Some((first, started)) = scheduler.next() {
+        let Job {
+            node,
+            event,
+            issue,
+            lane,
+            done,
+        } = first;
         let began = Instant::now();
+        let mut taken = vec![Taken {
+            issue,
+            lane: lane.clone(),
+            done,
+            started,
+        }];
+        // More events of the lane, while they come quickly: a worker holds a lane no more
+        // than `GROUP_TIME` and one event, however slow that event's processor.
+        let mut more = || {
+            if taken.len() >= group || began.elapsed() >= GROUP_TIME {
+                return None;
+            }
+            let (job, started) = scheduler
+                .lanes()
+                .take_more(&lane, workers - 1, |job| Arc::ptr_eq(&job.node, &node))?;
+            taken.push(Taken {
+                issue: job.issue,
+                lane: job.lane,
+                done: job.done,
+                started,
+            });
+            Some(job.event)
+        };
         // A bug that panics while preparing one event must not take a worker, and with it
         // the event's twin, out for good: the event waits and is tried again.
-        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match events.as_slice() {
-                [event] => vec![node.prepare(event)],
-                events => node.prepare_many(events),
+        let mut events = vec![event];
+        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if group == 1 {
+                vec![node.prepare(&events[0])]
+            } else {
+                node.prepare_many(&mut events, &mut more)
             }
-        }))
-        .unwrap_or_else(|panic| {
+        }));
+        let outcomes = prepared.unwrap_or_else(|panic| {
             let what = crate::service::supervise::panic_message(&*panic);
             events
                 .iter()
@@ -584,16 +610,14 @@ fn work(scheduler: &Scheduler, finished: Option<&Wake>, group: usize, workers: u
                 .collect()
         });
         // Events prepared together share the time they took.
-        let took = began.elapsed() / events.len() as u32;
-        for (event, ((issue, lane, done, started), outcome)) in
-            events.into_iter().zip(jobs.into_iter().zip(outcomes))
-        {
+        let took = began.elapsed() / outcomes.len().max(1) as u32;
+        for ((event, outcome), taken) in events.into_iter().zip(outcomes).zip(taken) {
             // Sent before the lane counts it finished: a pipeline dropped meanwhile (its
             // receiver gone) has waited for it, and its outcome is not committed.
-            let _ = done.send((event, issue, outcome, took));
+            let _ = taken.done.send((event, taken.issue, outcome, took));
             let mut lanes = scheduler.lanes();
-            lanes.finished(&lane, started, took);
-            if !lanes.running.contains_key(&lane) {
+            lanes.finished(&taken.lane, taken.started, took);
+            if !lanes.running.contains_key(&taken.lane) {
                 scheduler.lane_idle.notify_all();
             }
         }
