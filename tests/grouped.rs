@@ -122,7 +122,11 @@ fn a_write_of_a_group_that_finds_its_issue_changed_decides_again_and_the_others_
     let started = Instant::now();
     while pending() > 0 {
         pipeline.step(Duration::from_millis(10)).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(30), "stuck");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "stuck: {:#?}",
+            pair.unfinished()
+        );
     }
     drop(pipeline);
 
@@ -157,6 +161,6 @@ fn a_write_of_a_group_that_finds_its_issue_changed_decides_again_and_the_others_
         .unwrap();
     assert!(done.iter().all(|e| e.state == State::Done));
     // The changed write was decided again at once, not left to wait for a retry.
-    let retried: Vec<_> = done.iter().filter(|e| e.attempts > 0).collect();
+    let retried: Vec<_> = done.iter().filter(|e| e.attempts > 1).collect();
     assert!(retried.is_empty(), "{retried:#?}");
 }
