@@ -137,6 +137,18 @@ impl Node {
         if ready.is_empty() {
             return Ok(Progress::default());
         }
+        if workers <= 1 {
+            // One after the other, prepared together as a running node's worker does (see
+            // `grouped`), taking no new event after the time budget.
+            let deadline = Instant::now() + BATCH_TIME;
+            let mut rest = ready.into_iter();
+            let mut events: Vec<Event> = rest.next().into_iter().collect();
+            let mut more = || rest.next().filter(|_| Instant::now() < deadline);
+            let outcomes = self.prepare_many(&mut events, &mut more);
+            let finished: Vec<(Event, Result<Prepared, Failed>)> =
+                events.into_iter().zip(outcomes).collect();
+            return self.commit_finished(&finished);
+        }
         let prepared = self.prepare_batch(&ready, workers);
         let finished: Vec<(Event, Result<Prepared, Failed>)> = ready
             .into_iter()
@@ -228,8 +240,8 @@ impl Node {
         Ok(progress)
     }
 
-    /// Prepare events with up to `workers` threads; `None` for events left for the next
-    /// batch because the time budget ran out.
+    /// Prepare events with `workers` threads; `None` for events left for the next batch
+    /// because the time budget ran out.
     fn prepare_batch(
         &self,
         ready: &[Event],
@@ -243,13 +255,6 @@ impl Node {
             // The first event of a batch always runs, however long it takes.
             (i < ready.len() && (i == 0 || Instant::now() < deadline)).then_some(i)
         };
-        if workers == 1 {
-            let mut prepared: Vec<_> = ready.iter().map(|_| None).collect();
-            while let Some(i) = take() {
-                prepared[i] = Some(self.prepare(&ready[i]));
-            }
-            return prepared;
-        }
         let slots: Vec<Mutex<Option<Result<Prepared, Failed>>>> =
             ready.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|scope| {
