@@ -1,8 +1,13 @@
-//! The worker pool of a running node. Worker threads prepare events (run their processors)
-//! one at a time each; the event loop hands them ready events and commits the ones that
-//! finished, in one transaction per round. Nothing waits for the slowest event of a group:
-//! an event that runs to its time limit holds one worker and its own twin, while the other
-//! workers go on with the other twins and their results commit within a round.
+//! The worker pool of a running node. Worker threads prepare events (run their processors);
+//! the event loop hands them ready events and commits the ones that finished, in one
+//! transaction per round. Nothing waits for the slowest event of a round: an event that
+//! runs to its time limit holds one worker and its own twin, while the other workers go on
+//! with the other twins and their results commit within a round.
+//!
+//! A worker takes the events waiting in its lane together, one after the other while the
+//! group is young (see `GROUP`), and prepares them as a group (see `grouped`): their
+//! tracker writes are made in one call. A slow processor ends its group, and holds up only
+//! the writes of the events before it in the group.
 //!
 //! Order per twin holds because an event is handed out only when no event of its local
 //! issue (or, before first sync, its twin) is being prepared, and `events::ready` offers only
