@@ -29,7 +29,7 @@ const WRITE_WITHIN: Duration = Duration::from_millis(5);
 struct Waiting {
     /// Its place in the group.
     at: usize,
-    received: Received,
+    received: Box<Received>,
     decided: Decided,
 }
 
@@ -62,10 +62,10 @@ impl Node {
                 continue;
             }
             let _span = event_span(event).entered();
-            let (received, earlier) = match self.start_incoming(event) {
-                Ok(Start::Run(received, earlier)) => (received, earlier),
+            let mut received = match self.start_incoming(event) {
+                Ok(Start::Run(received)) => received,
                 Ok(Start::Done(prepared)) => {
-                    outcomes[at] = Some(Ok(prepared));
+                    outcomes[at] = Some(Ok(*prepared));
                     continue;
                 }
                 Err(failed) => {
@@ -73,6 +73,7 @@ impl Node {
                     continue;
                 }
             };
+            let earlier = received.earlier.take();
             match self.decide_incoming(event, &received, earlier) {
                 Ok(decided) if decided.saved_before() => {
                     oldest.get_or_insert_with(Instant::now);

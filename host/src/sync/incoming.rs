@@ -43,14 +43,16 @@ pub(super) struct Received {
     replica: Replica,
     /// The other side applied something else than this side sent last: resync.
     disagrees: bool,
+    /// The issue an earlier run stored, to start from (taken by the first run).
+    pub(super) earlier: Option<Issue>,
 }
 
 /// Where an incoming event stands after its first look.
 pub(super) enum Start {
     /// Nothing to run: an unexalate, or a message for a twin unexalated since.
-    Done(Prepared),
-    /// Run the processor, on the issue an earlier run stored if there is one (`Some`).
-    Run(Received, Option<Issue>),
+    Done(Box<Prepared>),
+    /// Run the processor.
+    Run(Box<Received>),
 }
 
 /// What a processor decided for an incoming event, before anything of it is stored.
@@ -114,8 +116,11 @@ impl Decided {
 impl Node {
     pub(super) fn prepare_incoming(&self, event: &Event) -> Result<Prepared, Failed> {
         match self.start_incoming(event)? {
-            Start::Done(prepared) => Ok(prepared),
-            Start::Run(received, earlier) => self.run_incoming(event, &received, earlier, 1),
+            Start::Done(prepared) => Ok(*prepared),
+            Start::Run(mut received) => {
+                let earlier = received.earlier.take();
+                self.run_incoming(event, &received, earlier, 1)
+            }
         }
     }
 
@@ -146,14 +151,14 @@ impl Node {
             } else {
                 "unexalate for a twin not under sync: nothing to do"
             };
-            return Ok(Start::Done(Prepared {
+            return Ok(Start::Done(Box::new(Prepared {
                 effect: Effect::Unexalated {
                     twin_id: message.twin,
                 },
                 note: note.into(),
                 log: String::new(),
                 input: None,
-            }));
+            })));
         }
         if twin.is_none()
             && self
@@ -162,12 +167,12 @@ impl Node {
         {
             // Sent before the other side learnt of the unexalate: applying it would create
             // the issue again.
-            return Ok(Start::Done(Prepared {
+            return Ok(Start::Done(Box::new(Prepared {
                 effect: Effect::Nothing,
                 note: "the twin was unexalated: message ignored".into(),
                 log: String::new(),
                 input: None,
-            }));
+            })));
         }
 
         let unknown = || SyncFailure::UnknownConnection {
@@ -221,14 +226,14 @@ impl Node {
                 .map(|input| input.issue.into_owned()),
             _ => None,
         };
-        let received = Received {
+        Ok(Start::Run(Box::new(Received {
             message,
             twin,
             connection,
             replica,
             disagrees,
-        };
-        Ok(Start::Run(received, earlier))
+            earlier,
+        })))
     }
 
     /// Run the processor and apply its result, from `attempt` on: someone who writes the
@@ -269,7 +274,7 @@ impl Node {
             twin,
             connection,
             replica: received,
-            disagrees: _,
+            ..
         } = received;
         let twin = twin.as_ref();
         let repeat = earlier.is_some();

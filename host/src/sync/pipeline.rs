@@ -665,6 +665,29 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_takes_more_of_its_lane_only_while_the_others_keep_work_and_only_alike() {
+        let mut lanes = Lanes::default();
+        for (lane, seq) in [("a", 1), ("a", 2), ("a", 3), ("a", 4), ("b", 5)] {
+            queue(&mut lanes, lane, seq);
+        }
+        let (first, _) = lanes.take().unwrap();
+        assert_eq!(first, 1);
+        // Two other workers: more is taken while more than two wait.
+        let more = |lanes: &mut Lanes<i64>| lanes.take_more("a", 2, |_| true).map(|j| j.0);
+        assert_eq!(more(&mut lanes), Some(2));
+        assert_eq!(more(&mut lanes), None);
+        assert_eq!(lanes.running["a"].len(), 2);
+        // Alone, the worker takes the rest of its lane, but not a job unlike its own.
+        assert_eq!(
+            lanes.take_more("a", 0, |seq| *seq != 4).map(|j| j.0),
+            Some(3)
+        );
+        assert_eq!(lanes.take_more("a", 0, |seq| *seq != 4).map(|j| j.0), None);
+        assert_eq!(lanes.take_more("c", 0, |_| true).map(|j| j.0), None);
+        assert_eq!(lanes.take().map(|j| j.0), Some(5));
+    }
+
+    #[test]
     fn a_lane_at_its_bound_waits_even_if_it_used_the_least_time() {
         let mut lanes = Lanes {
             per_lane: Some(1),
