@@ -127,6 +127,19 @@ impl Node {
         let written = self.tracker.update_many_if(&updates);
         drop(updates);
         self.crash_point(CrashPoint::AfterTrackerWrite);
+        if written.len() != waiting.len() {
+            // A tracker's bug: which writes happened is not known. Each event waits and
+            // runs again; the tracker recognises the writes it made by their event ids.
+            let failure = SyncFailure::Tracker(TrackerError::Unavailable(format!(
+                "the tracker answered {} writes made together with {} outcomes",
+                waiting.len(),
+                written.len()
+            )));
+            for one in waiting {
+                outcomes[one.at] = Some(Err(one.decided.fail(failure.clone())));
+            }
+            return;
+        }
         for (one, written) in waiting.into_iter().zip(written) {
             let event = &events[one.at];
             let _span = event_span(event).entered();
