@@ -2,7 +2,7 @@
 //! three) from a seed: random edits on every side, messages delayed, reordered, duplicated
 //! and lost, links down, nodes restarting, and nodes crashing at every step of an event
 //! (after the processor, before and after the tracker write, before and after the commit),
-//! most often between the tracker write and the node's commit. After the network heals and
+//! aimed most often at the window between the tracker write and the node's commit. After the network heals and
 //! the queues drain:
 //!
 //! - with last-writer-wins, every synced field is equal on every node, and every comment is
