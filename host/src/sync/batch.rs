@@ -137,6 +137,7 @@ impl Node {
         if ready.is_empty() {
             return Ok(Progress::default());
         }
+        let workers = workers.min(ready.len());
         if workers <= 1 {
             // One after the other, prepared together as a running node's worker does (see
             // `grouped`), taking no new event after the time budget.
@@ -240,15 +241,14 @@ impl Node {
         Ok(progress)
     }
 
-    /// Prepare events with `workers` threads; `None` for events left for the next batch
-    /// because the time budget ran out.
+    /// Prepare events with `workers` threads (two or more, no more than the events); `None`
+    /// for events left for the next batch because the time budget ran out.
     fn prepare_batch(
         &self,
         ready: &[Event],
         workers: usize,
     ) -> Vec<Option<Result<Prepared, Failed>>> {
         let deadline = Instant::now() + BATCH_TIME;
-        let workers = workers.clamp(1, ready.len());
         let next = AtomicUsize::new(0);
         let take = || {
             let i = next.fetch_add(1, Ordering::Relaxed);

@@ -73,8 +73,7 @@ impl Node {
                     continue;
                 }
             };
-            let earlier = received.earlier.take();
-            match self.decide_incoming(event, &received, earlier) {
+            match self.decide_incoming(event, &mut received) {
                 Ok(decided) if decided.saved_before() => {
                     oldest.get_or_insert_with(Instant::now);
                     waiting.push(Waiting {
@@ -131,7 +130,8 @@ impl Node {
             // A tracker's bug: which writes happened is not known. Each event waits and
             // runs again; the tracker recognises the writes it made by their event ids.
             let failure = SyncFailure::Tracker(TrackerError::Unavailable(format!(
-                "the tracker answered {} writes made together with {} outcomes",
+                "the tracker answered {} writes made together with {} outcomes (a bug in its \
+                 `update_many_if`); the events run again",
                 waiting.len(),
                 written.len()
             )));
@@ -140,14 +140,14 @@ impl Node {
             }
             return;
         }
-        for (one, written) in waiting.into_iter().zip(written) {
+        for (mut one, written) in waiting.into_iter().zip(written) {
             let event = &events[one.at];
             let _span = event_span(event).entered();
             outcomes[one.at] = Some(match written {
                 Ok(stored) => self.finish_incoming(&one.received, one.decided, stored),
                 // Someone wrote the issue while the processor ran: decide again, alone, on
                 // the issue as it is now.
-                Err(TrackerError::Changed(_)) => self.run_incoming(event, &one.received, None, 2),
+                Err(TrackerError::Changed(_)) => self.run_incoming(event, &mut one.received, 2),
                 Err(error) => Err(one.decided.fail(error.into())),
             });
         }

@@ -25,7 +25,7 @@ use super::node::Node;
 use super::verify::digest;
 use crate::model::fields::{self, FieldStamps};
 use crate::model::{Issue, Replica};
-use crate::runtime::{Call, RecordedConflict, SyncBack};
+use crate::runtime::{Call, Plugin, RecordedConflict, SyncBack};
 use crate::store::events::{self, Event, Kind};
 use crate::store::links;
 use crate::store::twins::{self, Twin};
@@ -39,12 +39,14 @@ pub(super) struct Received {
     message: SyncMessage,
     twin: Option<Twin>,
     connection: Arc<Connection>,
+    /// The connection's incoming processor.
+    plugin: Arc<Plugin>,
     /// The replica the message carries.
     replica: Replica,
     /// The other side applied something else than this side sent last: resync.
     disagrees: bool,
     /// The issue an earlier run stored, to start from (taken by the first run).
-    pub(super) earlier: Option<Issue>,
+    earlier: Option<Issue>,
 }
 
 /// Where an incoming event stands after its first look.
@@ -117,10 +119,7 @@ impl Node {
     pub(super) fn prepare_incoming(&self, event: &Event) -> Result<Prepared, Failed> {
         match self.start_incoming(event)? {
             Start::Done(prepared) => Ok(*prepared),
-            Start::Run(mut received) => {
-                let earlier = received.earlier.take();
-                self.run_incoming(event, &received, earlier, 1)
-            }
+            Start::Run(mut received) => self.run_incoming(event, &mut received, 1),
         }
     }
 
@@ -179,9 +178,7 @@ impl Node {
             name: message.connection.clone(),
         };
         let connection = self.connection(&message.connection).ok_or_else(unknown)?;
-        if connection.incoming.is_none() {
-            return Err(unknown().into());
-        }
+        let plugin = connection.incoming.clone().ok_or_else(unknown)?;
         let replica = message
             .replica
             .take()
@@ -230,6 +227,7 @@ impl Node {
             message,
             twin,
             connection,
+            plugin,
             replica,
             disagrees,
             earlier,
@@ -241,12 +239,11 @@ impl Node {
     pub(super) fn run_incoming(
         &self,
         event: &Event,
-        received: &Received,
-        mut earlier: Option<Issue>,
+        received: &mut Received,
         mut attempt: u32,
     ) -> Result<Prepared, Failed> {
         loop {
-            let decided = self.decide_incoming(event, received, earlier.take())?;
+            let decided = self.decide_incoming(event, received)?;
             match self.apply_decided(event, received, decided) {
                 // (Passing: after a few tries the event waits and retries.)
                 Err(failed)
@@ -262,20 +259,22 @@ impl Node {
         }
     }
 
-    /// Run the processor on the local issue: `earlier`, or the tracker's.
+    /// Run the processor on the local issue: the one an earlier run stored the first time,
+    /// the tracker's after that.
     pub(super) fn decide_incoming(
         &self,
         event: &Event,
-        received: &Received,
-        earlier: Option<Issue>,
+        received: &mut Received,
     ) -> Result<Decided, Failed> {
+        let earlier = received.earlier.take();
         let Received {
             message,
             twin,
             connection,
+            plugin,
             replica: received,
             ..
-        } = received;
+        } = &*received;
         let twin = twin.as_ref();
         let repeat = earlier.is_some();
         let local = match (earlier, twin) {
@@ -287,13 +286,6 @@ impl Node {
                 }
             })?,
         };
-        let plugin =
-            connection
-                .incoming
-                .as_ref()
-                .ok_or_else(|| SyncFailure::UnknownConnection {
-                    name: message.connection.clone(),
-                })?;
         let first_sync = twin.is_none();
         // The processor sees comment ids in the local side's terms (see `comment_ids`).
         let comment_links = match twin {

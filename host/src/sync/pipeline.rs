@@ -552,10 +552,10 @@ fn ran(outcome: &Result<Prepared, Failed>, took: Duration) -> Option<Ran> {
     }
 }
 
-/// What a worker keeps of a job while it prepares its event.
+/// What a worker keeps of a job while it prepares its event (all of its group are of one
+/// lane).
 struct Taken {
     issue: String,
-    lane: String,
     done: Sender<Finished>,
     started: Instant,
 }
@@ -572,7 +572,6 @@ fn work(scheduler: &Scheduler, finished: Option<&Wake>, group: usize, workers: u
         let began = Instant::now();
         let mut taken = vec![Taken {
             issue,
-            lane: lane.clone(),
             done,
             started,
         }];
@@ -587,7 +586,6 @@ fn work(scheduler: &Scheduler, finished: Option<&Wake>, group: usize, workers: u
                 .take_more(&lane, workers - 1, |job| Arc::ptr_eq(&job.node, &node))?;
             taken.push(Taken {
                 issue: job.issue,
-                lane: job.lane,
                 done: job.done,
                 started,
             });
@@ -597,11 +595,7 @@ fn work(scheduler: &Scheduler, finished: Option<&Wake>, group: usize, workers: u
         // the event's twin, out for good: the event waits and is tried again.
         let mut events = vec![event];
         let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if group == 1 {
-                vec![node.prepare(&events[0])]
-            } else {
-                node.prepare_many(&mut events, &mut more)
-            }
+            node.prepare_many(&mut events, &mut more)
         }));
         let outcomes = prepared.unwrap_or_else(|panic| {
             let what = crate::service::supervise::panic_message(&*panic);
@@ -616,16 +610,21 @@ fn work(scheduler: &Scheduler, finished: Option<&Wake>, group: usize, workers: u
         });
         // Events prepared together share the time they took.
         let took = began.elapsed() / outcomes.len().max(1) as u32;
+        let mut started = Vec::with_capacity(taken.len());
         for ((event, outcome), taken) in events.into_iter().zip(outcomes).zip(taken) {
             // Sent before the lane counts it finished: a pipeline dropped meanwhile (its
             // receiver gone) has waited for it, and its outcome is not committed.
             let _ = taken.done.send((event, taken.issue, outcome, took));
-            let mut lanes = scheduler.lanes();
-            lanes.finished(&taken.lane, taken.started, took);
-            if !lanes.running.contains_key(&taken.lane) {
-                scheduler.lane_idle.notify_all();
-            }
+            started.push(taken.started);
         }
+        let mut lanes = scheduler.lanes();
+        for started in started {
+            lanes.finished(&lane, started, took);
+        }
+        if !lanes.running.contains_key(&lane) {
+            scheduler.lane_idle.notify_all();
+        }
+        drop(lanes);
         if let Some(finished) = finished {
             finished.ring();
         }

@@ -123,18 +123,15 @@ impl<S: Storage> Tracker for Reference<S> {
     }
 
     /// In one transaction. A write that is refused, or finds its issue gone or changed, has
-    /// written nothing when it fails (`rows::update` checks before it writes), so the
-    /// others commit; any other failure is the storage's, and then none is written.
+    /// written nothing when it fails (`rows::check` writes nothing, `rows::update` checks
+    /// before it writes), so the others commit; any other failure is the storage's, and
+    /// then none is written.
     fn update_many_if(&self, writes: &[UpdateIf<'_>]) -> Vec<Result<Issue, TrackerError>> {
-        let checked: Vec<Result<(), TrackerError>> = writes
-            .iter()
-            .map(|write| rows::check(write.issue).and(rows::key_of(write.issue).map(drop)))
-            .collect();
         let outcomes = self.storage.transaction(|tx| {
             let now = self.now();
             let mut outcomes = Vec::with_capacity(writes.len());
-            for (write, checked) in writes.iter().zip(&checked) {
-                let outcome = checked.clone().and_then(|()| {
+            for write in writes {
+                let outcome = rows::check(write.issue).and_then(|()| {
                     rows::write(tx, write.origin, |tx| {
                         rows::update(tx, write.issue, write.origin, write.seen, &now)
                     })
