@@ -10,6 +10,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use twinsync::model::{Comment, Direction, Issue, SyncContext, SyncReason, sample_issue};
 use twinsync::runtime::{Call, Limits, NoTwins, Plugin, Runtime, RuntimeConfig};
 
+// The allocator of the `twinsync` binary, so that this bench measures what users run.
+#[global_allocator]
+static ALLOCATOR: twinsync::Allocator = twinsync::Allocator;
+
 fn context() -> SyncContext {
     SyncContext {
         connection: "internal-external".into(),

@@ -15,6 +15,10 @@ use twinsync::runtime::{Call, Compiled, Limits, NoTwins, Outcome, Plugin, Runtim
 use twinsync_tests::languages;
 use twinsync_tests::processor_wasm;
 
+// The allocator of the `twinsync` binary, so that this bench measures what users run.
+#[global_allocator]
+static ALLOCATOR: twinsync::Allocator = twinsync::Allocator;
+
 fn main() {
     let iterations = option("--iterations").map_or(500, |n| n.parse().expect("--iterations N"));
     let only = option("--only");

@@ -36,6 +36,10 @@ use twinsync::transport::local::{LocalNetwork, deliver_loop};
 
 mod support;
 
+// The allocator of the `twinsync` binary, so that this bench measures what users run.
+#[global_allocator]
+static ALLOCATOR: twinsync::Allocator = twinsync::Allocator;
+
 use support::{Arrivals, arg, flag, resident_kib};
 
 struct Options {

@@ -2,6 +2,9 @@
 
 mod cli;
 
+#[global_allocator]
+static ALLOCATOR: twinsync::Allocator = twinsync::Allocator;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }
