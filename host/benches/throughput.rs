@@ -109,6 +109,7 @@ impl Tracker for Timed {
 }
 
 fn main() {
+    twinsync::keep_freed_c_memory();
     let options = options();
     let dir = tempfile::tempdir().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -87,6 +87,7 @@
 //! API and change without notice. Modules nothing outside the crate uses are private.
 
 pub(crate) mod admin;
+mod allocator;
 pub(crate) mod console;
 pub(crate) mod hex;
 
@@ -103,12 +104,7 @@ pub use runtime::{ConflictPolicy, Limits};
 pub use sync::{Flow, Policies};
 pub use tracker::Tracker;
 
-/// The memory allocator the `twinsync` binary runs with: an event allocates and frees many
-/// small values (JSON, the strings lifted from a processor's result), and glibc's `malloc`
-/// and `free` took 18 % of a saturated node's time, about 10 % more CPU per event than this.
-/// A host embedding twinsync may use it too:
-/// `#[global_allocator] static A: twinsync::Allocator = twinsync::Allocator;`.
-pub use mimalloc::MiMalloc as Allocator;
+pub use allocator::{Allocator, keep_freed_c_memory};
 
 // Internals: public for the binary, tests/ and the benchmarks (see "What is public" above).
 #[doc(hidden)]

@@ -6,5 +6,6 @@ mod cli;
 static ALLOCATOR: twinsync::Allocator = twinsync::Allocator;
 
 fn main() -> std::process::ExitCode {
+    twinsync::keep_freed_c_memory();
     cli::main()
 }
