@@ -11,9 +11,17 @@ use crate::clock::{Clock, millis};
 use crate::sync::{BATCH_TIME, Node, Pipeline, Receipt};
 use crate::transport::client::Sender;
 
-/// How long an idle loop sleeps before looking again without being woken: the tracker is
-/// polled for changes this often.
+/// How long an idle loop sleeps before looking again without being woken: a quiet tracker
+/// is polled for changes this often.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long an idle loop sleeps while the tracker is busy (it had changes within
+/// `BUSY_FOR`). A tracker written by its users in another process rings nobody: at
+/// `IDLE_POLL`, a loop that had caught up left each new change waiting 50 ms on average
+/// before it saw it (over HTTP at 2,000 changes a second, a p50 of 83 ms from change to
+/// applied). A tracker whose feed is costly to read keeps its own pace (Redmine's
+/// `poll_interval`).
+const BUSY_POLL: Duration = Duration::from_millis(20);
+const BUSY_FOR: Duration = Duration::from_secs(1);
 /// How often finished events past their keeping time are deleted, and how many at most
 /// per round of the loop (a big first cleanup must not hold up the events).
 const FORGET_EVERY: Duration = Duration::from_secs(3600);
@@ -57,6 +65,7 @@ pub fn event_loop_with(
         }
     };
     let mut tracker_backoff = Backoff::default();
+    let mut changed_at: Option<Instant> = None;
     let mut forget_at = Instant::now();
     let mut plugins_at = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -87,6 +96,9 @@ pub fn event_loop_with(
             match node.poll_changes() {
                 Ok(changes) => {
                     tracker_backoff.reset();
+                    if changes > 0 {
+                        changed_at = Some(Instant::now());
+                    }
                     work += changes;
                 }
                 Err(error) => {
@@ -110,7 +122,8 @@ pub fn event_loop_with(
         }
         // With events in flight, `step` itself waits for the next to finish.
         if work == 0 && pipeline.in_flight() == 0 {
-            wake.wait(seen, IDLE_POLL);
+            let busy = changed_at.is_some_and(|at| at.elapsed() < BUSY_FOR);
+            wake.wait(seen, if busy { BUSY_POLL } else { IDLE_POLL });
         }
     }
 }
