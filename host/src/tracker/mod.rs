@@ -122,6 +122,9 @@ pub trait Tracker: Send + Sync {
     }
 
     /// Changes after `cursor` (`None`: from the beginning), oldest first, at most `limit`.
+    /// A node that polls its tracker calls this every 20 ms while changes keep coming and it
+    /// has nothing else to do, every 100 ms once the tracker is quiet: a tracker whose feed
+    /// is costly to read keeps its own pace (the Redmine tracker's `poll_interval`).
     fn changes(&self, cursor: Option<&str>, limit: usize) -> Result<ChangeBatch, TrackerError>;
 
     /// Keys of the issues a query selects, for bulk exalate.
