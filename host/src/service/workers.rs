@@ -122,9 +122,16 @@ pub fn event_loop_with(
         }
         // With events in flight, `step` itself waits for the next to finish.
         if work == 0 && pipeline.in_flight() == 0 {
-            let busy = changed_at.is_some_and(|at| at.elapsed() < BUSY_FOR);
-            wake.wait(seen, if busy { BUSY_POLL } else { IDLE_POLL });
+            wake.wait(seen, idle_wait(changed_at, Instant::now()));
         }
+    }
+}
+
+/// How long an idle loop sleeps at `now`, the tracker's last changes found at `changed_at`.
+fn idle_wait(changed_at: Option<Instant>, now: Instant) -> Duration {
+    match changed_at {
+        Some(at) if now.saturating_duration_since(at) < BUSY_FOR => BUSY_POLL,
+        _ => IDLE_POLL,
     }
 }
 
@@ -281,5 +288,21 @@ impl Backoff {
         self.until.map_or(Duration::ZERO, |until| {
             until.saturating_duration_since(std::time::Instant::now())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tracker_is_polled_sooner_for_a_second_after_it_had_changes() {
+        let now = Instant::now() + Duration::from_secs(10);
+        assert_eq!(idle_wait(None, now), IDLE_POLL);
+        assert_eq!(idle_wait(Some(now), now), BUSY_POLL);
+        let earlier = |ms| now - Duration::from_millis(ms);
+        assert_eq!(idle_wait(Some(earlier(999)), now), BUSY_POLL);
+        assert_eq!(idle_wait(Some(earlier(1_000)), now), IDLE_POLL);
+        assert!(BUSY_POLL < IDLE_POLL);
     }
 }
