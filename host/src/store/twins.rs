@@ -207,23 +207,27 @@ pub fn insert(
     Ok(())
 }
 
-/// Remember a replica sent as message `seq`, with its stamps; the first one sent is also
-/// the exalate replica.
+/// Remember a replica sent as message `seq` (the first one sent is also the exalate
+/// replica), with its stamps, and the local issue it was made from as synced now. One
+/// UPDATE, not one for the replica and one for the local issue: SQLite rewrites the whole
+/// row on every UPDATE, its replicas included (with realistic issues, several overflow pages
+/// each time).
 pub fn record_sent(
     db: &dyn Sql,
     twin_id: &str,
     seq: i64,
     replica: &Replica,
+    local: &Issue,
     stamps: &FieldStamps,
 ) -> Result<()> {
     let replica = to_json(replica);
     db.execute(
         "UPDATE twins SET sent_seq = ?2, last_sent = ?3, exalate_replica = coalesce(exalate_replica, ?3),
-            sent_stamps = ?4
+            sent_stamps = ?4, local_base = ?5
          WHERE twin_id = ?1",
-        args![twin_id, seq, &replica, &to_json(stamps)],
+        args![twin_id, seq, &replica, &to_json(stamps), &to_json(local)],
     )?;
-    Ok(())
+    stamp_local(db, local, stamps)
 }
 
 /// Remember the local issue as synced now, with the stamps of its fields.
@@ -237,10 +241,15 @@ pub fn record_local(
         "UPDATE twins SET local_base = ?2 WHERE twin_id = ?1",
         args![twin_id, &to_json(local)],
     )?;
-    if let Some(key) = &local.key {
-        record_stamps(db, key, stamps, local)?;
+    stamp_local(db, local, stamps)
+}
+
+/// The stamps of the fields of `local`, kept per local issue.
+fn stamp_local(db: &dyn Sql, local: &Issue, stamps: &FieldStamps) -> Result<()> {
+    match &local.key {
+        Some(key) => record_stamps(db, key, stamps, local),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Replace the stamps of local issue `local_key`, and the issue as they describe it.

@@ -87,13 +87,13 @@ impl Node {
                 send,
                 local,
                 local_stamps,
-            } => {
-                if let Some(out) = send {
+            } => match send {
+                Some(out) => {
                     outbox::insert(tx, &out.message_id, &event.connection, &out.body)?;
-                    twins::record_sent(tx, twin_id, out.seq, &out.replica, local_stamps)?;
+                    twins::record_sent(tx, twin_id, out.seq, &out.replica, local, local_stamps)?;
                 }
-                twins::record_local(tx, twin_id, local, local_stamps)?;
-            }
+                None => twins::record_local(tx, twin_id, local, local_stamps)?,
+            },
             Effect::Applied {
                 twin,
                 replica,
