@@ -208,10 +208,8 @@ pub fn insert(
 }
 
 /// Remember a replica sent as message `seq` (the first one sent is also the exalate
-/// replica), with its stamps, and the local issue it was made from as synced now. One
-/// UPDATE, not one for the replica and one for the local issue: SQLite rewrites the whole
-/// row on every UPDATE, its replicas included (with realistic issues, several overflow pages
-/// each time).
+/// replica), with its stamps, and the local issue it was made from as synced now: one
+/// UPDATE of the twin, where [`record_local`] would be a second one.
 pub fn record_sent(
     db: &dyn Sql,
     twin_id: &str,
@@ -427,6 +425,47 @@ mod tests {
                     ("c", "A-1")
                 );
                 assert_eq!(got.last_received.unwrap().summary, "three");
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_sent_replica_is_recorded_with_the_local_issue_and_only_the_first_is_the_exalate_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::NodeStore::open(&dir.path().join("node.db")).unwrap();
+        let issue = |summary: &str| Issue {
+            key: Some("A-1".into()),
+            summary: summary.into(),
+            ..Issue::default()
+        };
+        let mut stamps = FieldStamps::default();
+        crate::model::fields::stamp_write(&mut stamps, "summary", 5, "Here");
+        store
+            .write(|tx| {
+                let tx: &dyn Sql = tx;
+                insert(tx, "t1", "c", "A-1", 1)?;
+                record_sent(tx, "t1", 1, &issue("one"), &issue("one, here"), &stamps)?;
+                let got = get(tx, "t1")?.unwrap();
+                assert_eq!(got.sent_seq, 1);
+                assert_eq!(got.last_sent.unwrap().summary, "one");
+                assert_eq!(got.exalate_replica.unwrap().summary, "one");
+                assert_eq!(got.local_base.unwrap().summary, "one, here");
+                assert_eq!(got.stamped.unwrap().summary, "one, here");
+                assert_eq!(got.sent_stamps, stamps);
+                assert_eq!(got.local_stamps, stamps);
+                record_sent(tx, "t1", 2, &issue("two"), &issue("two, here"), &stamps)?;
+                let got = get(tx, "t1")?.unwrap();
+                assert_eq!(got.sent_seq, 2);
+                assert_eq!(got.last_sent.unwrap().summary, "two");
+                assert_eq!(got.exalate_replica.unwrap().summary, "one");
+                assert_eq!(got.local_base.unwrap().summary, "two, here");
+                // Nothing sent: the local issue alone moves on.
+                record_local(tx, "t1", &issue("three, here"), &stamps)?;
+                let got = get(tx, "t1")?.unwrap();
+                assert_eq!(got.last_sent.unwrap().summary, "two");
+                assert_eq!(got.local_base.unwrap().summary, "three, here");
+                assert_eq!(got.stamped.unwrap().summary, "three, here");
                 Ok(())
             })
             .unwrap();
