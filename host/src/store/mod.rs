@@ -8,6 +8,7 @@ pub mod history;
 pub mod links;
 pub mod outbox;
 pub(crate) mod postgres;
+pub mod readers;
 pub mod shared;
 pub mod sql;
 pub mod twins;
@@ -38,6 +39,8 @@ enum Backend {
     Sqlite {
         /// `None` until first used, and while released (see [`NodeStore::release`]).
         db: Mutex<Option<Connection>>,
+        /// Connections that read while `db` is busy (see [`NodeStore::read`]).
+        readers: readers::Readers,
         path: PathBuf,
     },
     Postgres(Box<postgres::PgStore>),
@@ -57,6 +60,7 @@ impl NodeStore {
         NodeStore {
             backend: Backend::Sqlite {
                 db: Mutex::new(None),
+                readers: readers::Readers::new(path),
                 path: path.to_path_buf(),
             },
             id: OnceLock::new(),
@@ -100,10 +104,11 @@ impl NodeStore {
     /// connections) open nor their page caches and parsed schemas in memory.
     pub fn release(&self) {
         match &self.backend {
-            Backend::Sqlite { db, .. } => {
+            Backend::Sqlite { db, readers, .. } => {
                 if let Ok(mut db) = db.try_lock() {
                     db.take();
                 }
+                readers.close();
             }
             // Its connection: the server keeps a process for each.
             Backend::Postgres(pg) => pg.close(),
@@ -136,11 +141,31 @@ impl NodeStore {
         }
     }
 
-    /// Run `f` for reading: on the connection (SQLite), or in a transaction of its own
-    /// (PostgreSQL), so that what it reads is one consistent state on either.
+    /// Run `f` for reading, so that what it reads is one consistent state: on SQLite, on
+    /// the connection while no other thread of this process uses it (nothing of this
+    /// process writes meanwhile), or else in a read transaction on a connection of its
+    /// own; on PostgreSQL, in a transaction of its own.
+    ///
+    /// A worker reading what its event needs thus never waits for the event loop's commit
+    /// or a delivery's write: in WAL mode readers and the writer do not block each other.
+    /// (With one connection for everything, at 5,000 changes/s the incoming worker spent a
+    /// third of its time waiting for it, with a quarter of the two cores idle.)
     pub fn read<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
         match &self.backend {
-            Backend::Sqlite { .. } => self.with_sqlite(|db| f(db)),
+            Backend::Sqlite { db, readers, .. } => {
+                // Before the schema is set up (the first use), only on the connection.
+                if self.id.get().is_some() {
+                    match db.try_lock() {
+                        Ok(db) if db.is_some() => return f(db.as_ref().expect("open")),
+                        Err(std::sync::TryLockError::WouldBlock) => {
+                            return readers.read(|db| f(db));
+                        }
+                        // Released, or poisoned: `with_sqlite` opens it or takes it over.
+                        _ => {}
+                    }
+                }
+                self.with_sqlite(|db| f(db))
+            }
             Backend::Postgres(pg) => pg.read(f),
         }
     }
@@ -148,7 +173,7 @@ impl NodeStore {
     /// Run `f` on the SQLite connection, opened again if it was released (the schema was
     /// set up when the store was opened).
     fn with_sqlite<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let Backend::Sqlite { db, path } = &self.backend else {
+        let Backend::Sqlite { db, path, .. } = &self.backend else {
             unreachable!("called for the SQLite backend only");
         };
         let mut db = db.lock().unwrap_or_else(|e| e.into_inner());
@@ -355,6 +380,36 @@ mod tests {
         // The second saw the first's write: they ran one after the other.
         let value = a.read(|db| get_meta(db, "x")).unwrap().unwrap();
         assert_eq!(value, "Some(\"None+a\")+b");
+    }
+
+    /// A read while another thread's write transaction is open goes on (on a reader
+    /// connection) and sees what was committed before it, not what the write has done yet.
+    #[test]
+    fn a_read_does_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(&dir.path().join("twinsync.db")).unwrap();
+        store.write(|tx| set_meta(tx, "x", "before")).unwrap();
+        let read_x = || store.read(|db| get_meta(db, "x")).unwrap();
+        let (wrote, written) = std::sync::mpsc::channel();
+        let (done, read) = std::sync::mpsc::channel();
+        let seen = std::thread::scope(|scope| {
+            let store = &store;
+            let writer = scope.spawn(move || {
+                store.write(|tx| {
+                    set_meta(tx, "x", "after")?;
+                    wrote.send(()).unwrap();
+                    // Held open until the read is done: a read that waited for the
+                    // connection would never be done.
+                    read.recv_timeout(std::time::Duration::from_secs(10))
+                        .context("the read waited for the write")
+                })
+            });
+            written.recv().unwrap();
+            done.send(read_x()).unwrap();
+            writer.join().unwrap()
+        });
+        assert_eq!(seen.unwrap().as_deref(), Some("before"));
+        assert_eq!(read_x().as_deref(), Some("after"));
     }
 
     /// Counters count from 1, each on its own, and read back as text through `get_meta`.
