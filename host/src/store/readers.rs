@@ -44,12 +44,18 @@ impl Readers {
         };
         db.execute_batch("BEGIN")?;
         let value = f(&db);
-        db.execute_batch(if value.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < IDLE && db.is_autocommit() {
-            idle.push(db);
+        let ended = db.execute_batch(if value.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        // A connection whose transaction did not end is not used again.
+        if ended.is_ok() && db.is_autocommit() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE {
+                idle.push(db);
+            }
         }
-        value
+        // `f`'s own error first: it says more than a failed end of its transaction.
+        let value = value?;
+        ended?;
+        Ok(value)
     }
 
     /// Close the idle connections (the next read opens one again).
