@@ -141,10 +141,12 @@ impl NodeStore {
         }
     }
 
-    /// Run `f` for reading, so that what it reads is one consistent state: on SQLite, on
-    /// the connection while no other thread of this process uses it (nothing of this
-    /// process writes meanwhile), or else in a read transaction on a connection of its
-    /// own; on PostgreSQL, in a transaction of its own.
+    /// Run `f` for reading. On SQLite it runs in one read transaction, so what it reads is
+    /// one snapshot: on the connection while no other thread of this process uses it, or
+    /// else on a reader connection of its own. (A worker reads what its event needs in one
+    /// `read`: each read transaction takes and drops a lock of the WAL's index.) On
+    /// PostgreSQL each statement sees what was committed when it started (see
+    /// `postgres.rs`).
     ///
     /// A worker reading what its event needs thus never waits for the event loop's commit
     /// or a delivery's write: in WAL mode readers and the writer do not block each other.
@@ -156,7 +158,17 @@ impl NodeStore {
                 // Before the schema is set up (the first use), only on the connection.
                 if self.id.get().is_some() {
                     match db.try_lock() {
-                        Ok(db) if db.is_some() => return f(db.as_ref().expect("open")),
+                        Ok(mut db) if db.is_some() => {
+                            let (value, ended) =
+                                readers::in_read_transaction(db.as_ref().expect("open"), |db| {
+                                    f(db)
+                                });
+                            // Still in its transaction: opened afresh by the next use.
+                            if !ended {
+                                db.take();
+                            }
+                            return value;
+                        }
                         Err(std::sync::TryLockError::WouldBlock) => {
                             return readers.read(|db| f(db));
                         }
@@ -164,7 +176,7 @@ impl NodeStore {
                         _ => {}
                     }
                 }
-                self.with_sqlite(|db| f(db))
+                self.with_sqlite(|db| readers::in_read_transaction(db, |db| f(db)).0)
             }
             Backend::Postgres(pg) => pg.read(f),
         }
@@ -410,6 +422,34 @@ mod tests {
         });
         assert_eq!(seen.unwrap().as_deref(), Some("before"));
         assert_eq!(read_x().as_deref(), Some("after"));
+    }
+
+    /// A read on the node's own connection is one snapshot too: what another process
+    /// commits between two of its statements is not seen by the second.
+    #[test]
+    fn a_read_on_the_connection_sees_one_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twinsync.db");
+        let store = NodeStore::open(&path).unwrap();
+        store.write(|tx| set_meta(tx, "x", "before")).unwrap();
+        let other = open_wal(&path).unwrap();
+        let (first, second) = store
+            .read(|db| {
+                let first = get_meta(db, "x")?;
+                set_meta(&other, "x", "after")?;
+                Ok((first, get_meta(db, "x")?))
+            })
+            .unwrap();
+        assert_eq!(first.as_deref(), Some("before"));
+        assert_eq!(
+            second.as_deref(),
+            Some("before"),
+            "the read saw a later commit"
+        );
+        assert_eq!(
+            store.read(|db| get_meta(db, "x")).unwrap().as_deref(),
+            Some("after")
+        );
     }
 
     /// Counters count from 1, each on its own, and read back as text through `get_meta`.

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use crate::model::fields::FieldStamps;
 use crate::model::{Issue, Replica};
 
-use super::sql::{Row, Sql, args};
+use super::sql::{Row, Sql, Value, args};
 
 /// One local issue synced with one remote issue over one connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,9 +97,14 @@ fn from_row(row: &dyn Row) -> Result<Twin> {
 }
 
 fn json<T: DeserializeOwned>(row: &dyn Row, index: usize) -> Result<Option<T>> {
-    let text: Option<String> = row.get(index)?;
-    text.map(|t| serde_json::from_str(&t).with_context(|| format!("column {index}")))
-        .transpose()
+    // Decoded from the row's own text, not from a copy of it: a twin's columns are
+    // kilobytes, and every event reads its twin.
+    let decoded = match row.value(index)? {
+        Value::Null => return Ok(None),
+        Value::Text(text) => serde_json::from_str(text),
+        _ => serde_json::from_str(&row.get::<String>(index)?),
+    };
+    decoded.map(Some).with_context(|| format!("column {index}"))
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -107,8 +112,11 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 pub fn get(db: &dyn Sql, twin_id: &str) -> Result<Option<Twin>> {
-    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.twin_id = ?1");
-    db.row(&sql, args![twin_id], from_row)
+    // Formatted once: every event reads its twin.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.twin_id = ?1")
+    });
+    db.row(&SQL, args![twin_id], from_row)
 }
 
 pub fn by_local_key(db: &dyn Sql, connection: &str, local_key: &str) -> Result<Option<Twin>> {

@@ -47,6 +47,18 @@ pub(super) struct Received {
     disagrees: bool,
     /// The issue an earlier run stored, to start from (taken by the first run).
     earlier: Option<Issue>,
+    /// The twin's comment links, as (local id, remote id).
+    comment_links: Vec<(String, String)>,
+}
+
+/// What an incoming event's first look reads of the store, in one read.
+struct Stored {
+    twin: Option<Twin>,
+    /// Another twin's unfinished write to the twin's issue.
+    writing: Option<String>,
+    comment_links: Vec<(String, String)>,
+    /// No twin, and it was unexalated.
+    unexalated: bool,
 }
 
 /// Where an incoming event stands after its first look.
@@ -131,7 +143,28 @@ impl Node {
                     reason: e.to_string(),
                 }
             })?;
-        let twin = self.store.read(|db| twins::get(db, &message.twin))?;
+        let Stored {
+            twin,
+            writing,
+            comment_links,
+            unexalated,
+        } = self.store.read(|db| {
+            let twin = twins::get(db, &message.twin)?;
+            Ok(match &twin {
+                Some(found) => Stored {
+                    writing: events::writing(db, &found.local_key, &found.twin_id)?,
+                    comment_links: links::all(db, &found.twin_id)?,
+                    unexalated: false,
+                    twin,
+                },
+                None => Stored {
+                    unexalated: twins::is_unexalated(db, &event.connection, &message.twin)?,
+                    twin,
+                    writing: None,
+                    comment_links: Vec::new(),
+                },
+            })
+        })?;
         // Every lookup is tied to the event's connection: checked when the message
         // arrived, and again here in case the database says otherwise since.
         if let Some(twin) = &twin
@@ -159,11 +192,7 @@ impl Node {
                 input: None,
             })));
         }
-        if twin.is_none()
-            && self
-                .store
-                .read(|db| twins::is_unexalated(db, &event.connection, &message.twin))?
-        {
+        if unexalated {
             // Sent before the other side learnt of the unexalate: applying it would create
             // the issue again.
             return Ok(Start::Done(Box::new(Prepared {
@@ -186,9 +215,7 @@ impl Node {
                 reason: "update without replica".into(),
             })?;
         if let Some(twin) = &twin
-            && let Some(writing) = self
-                .store
-                .read(|db| events::writing(db, &twin.local_key, &twin.twin_id))?
+            && let Some(writing) = writing
         {
             // Another connection's event may have written the issue before a crash: read
             // now, its write would pass for a local edit. It runs first.
@@ -231,6 +258,7 @@ impl Node {
             replica,
             disagrees,
             earlier,
+            comment_links,
         })))
     }
 
@@ -273,6 +301,7 @@ impl Node {
             connection,
             plugin,
             replica: received,
+            comment_links,
             ..
         } = &*received;
         let twin = twin.as_ref();
@@ -288,15 +317,11 @@ impl Node {
         };
         let first_sync = twin.is_none();
         // The processor sees comment ids in the local side's terms (see `comment_ids`).
-        let comment_links = match twin {
-            Some(twin) => self.store.read(|db| links::all(db, &twin.twin_id))?,
-            None => Vec::new(),
-        };
         let mut replica = received.clone();
-        comment_ids::for_processor(&mut replica, &comment_links);
+        comment_ids::for_processor(&mut replica, comment_links);
         let previous = twin.and_then(Twin::previous).map(|previous| {
             let mut previous = previous.clone();
-            comment_ids::for_processor(&mut previous, &comment_links);
+            comment_ids::for_processor(&mut previous, comment_links);
             previous
         });
         let mut local_stamps = twin.map(|t| t.local_stamps.clone()).unwrap_or_default();

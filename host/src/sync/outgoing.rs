@@ -20,7 +20,20 @@ use crate::store::twins::{self, Twin};
 
 impl Node {
     pub(super) fn prepare_outgoing(&self, event: &Event) -> Result<Prepared, Failed> {
-        let Some(twin) = self.store.read(|db| twins::get(db, &event.twin_id))? else {
+        // What the event needs of the store, in one read.
+        let stored = self.store.read(|db| {
+            let Some(twin) = twins::get(db, &event.twin_id)? else {
+                return Ok(None);
+            };
+            let writing = events::writing(db, &twin.local_key, &twin.twin_id)?;
+            let comment_links = links::all(db, &twin.twin_id)?;
+            let applied = match &twin.last_received {
+                Some(_) => events::last_applied_before(db, &twin.twin_id, event.seq)?,
+                None => None,
+            };
+            Ok(Some((twin, writing, comment_links, applied)))
+        })?;
+        let Some((twin, writing, comment_links, applied)) = stored else {
             // Unexalated since the event was queued: nothing to send any more.
             return Ok(nothing(
                 "twin no longer under sync: nothing sent",
@@ -32,10 +45,7 @@ impl Node {
         };
         let connection = self.connection(&event.connection).ok_or_else(unknown)?;
         let plugin = connection.outgoing.as_ref().ok_or_else(unknown)?;
-        if let Some(writing) = self
-            .store
-            .read(|db| events::writing(db, &twin.local_key, &twin.twin_id))?
-        {
+        if let Some(writing) = writing {
             // That event may have written the issue before a crash: read now, its write
             // would pass for a local edit. It runs first.
             return Err(SyncFailure::IssueBusy {
@@ -107,7 +117,6 @@ impl Node {
                 local_stamps,
             ));
         };
-        let comment_links = self.store.read(|db| links::all(db, &twin.twin_id))?;
         comment_ids::for_remote(&mut replica, &comment_links);
         if let Some(note) = check_bounce(event, &twin, &replica, &local_stamps).map_err(fail)? {
             return Ok(local_only(note, log, issue, local_stamps));
@@ -115,16 +124,12 @@ impl Node {
 
         let seq = twin.sent_seq + 1;
         // What this side last applied from the other, for the other side to check.
-        let applied = match &twin.last_received {
-            Some(received) => self
-                .store
-                .read(|db| events::last_applied_before(db, &twin.twin_id, event.seq))?
-                .map(|seq| Applied {
-                    seq,
-                    digest: digest(received),
-                }),
-            None => None,
-        };
+        let applied = applied
+            .zip(twin.last_received.as_ref())
+            .map(|(seq, received)| Applied {
+                seq,
+                digest: digest(received),
+            });
         let mut message = SyncMessage {
             version: MESSAGE_VERSION,
             id: event.id.clone(),
