@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Issue;
+use super::{FieldValue, Issue};
 
 /// The core fields by name, as policies and field times name them (custom fields are
 /// `custom-field:NAME`). Comments and attachments are merged as sets, not by policy.
@@ -55,11 +55,52 @@ pub fn names(issue: &Issue) -> impl Iterator<Item = String> + '_ {
 
 /// The fields whose values differ between `before` and `after`.
 pub fn changed(before: &Issue, after: &Issue) -> Vec<String> {
-    let mut fields: Vec<String> = names(before).chain(names(after)).collect();
+    // Several times per event: only the names of the fields that differ are built.
+    let core = CORE_FIELDS
+        .iter()
+        .filter(|field| !same(before, after, field))
+        .map(|field| field.to_string());
+    let custom = (before.custom_fields.iter())
+        .chain(&after.custom_fields)
+        .map(|field| field.name.as_str())
+        .filter(|name| !same_custom(before, after, name))
+        .map(|name| format!("custom-field:{name}"));
+    let mut fields: Vec<String> = core.chain(custom).collect();
     fields.sort();
     fields.dedup();
-    fields.retain(|f| value(before, f) != value(after, f));
     fields
+}
+
+/// Whether core field `field` compares equal in both issues, as [`value`] compares it,
+/// without building the values where equal fields show it.
+fn same(before: &Issue, after: &Issue, field: &str) -> bool {
+    let equal = match field {
+        "summary" => before.summary == after.summary,
+        "description" => before.description == after.description,
+        "status" => before.status == after.status,
+        "priority" => before.priority == after.priority,
+        "resolution" => before.resolution == after.resolution,
+        "issue-type" => before.issue_type == after.issue_type,
+        "assignee" => {
+            before.assignee.as_ref().map(|u| &u.id) == after.assignee.as_ref().map(|u| &u.id)
+        }
+        "due-date" => before.due_date == after.due_date,
+        "parent-key" => before.parent_key == after.parent_key,
+        // Joined, two lists can compare equal where they differ (a name holding the
+        // separator): equal lists say so, others are compared as `value` does.
+        "labels" => before.labels == after.labels,
+        "components" => before.components == after.components,
+        _ => false,
+    };
+    equal || value(before, field) == value(after, field)
+}
+
+/// Whether custom field `name` compares equal in both issues, as [`value`] compares it.
+fn same_custom(before: &Issue, after: &Issue, name: &str) -> bool {
+    let (a, b) = (before.custom_field(name), after.custom_field(name));
+    // Equal values print alike, except numbers (0.0 and -0.0 are equal).
+    let equal = a == b && !matches!(a, Some(FieldValue::Number(_)));
+    equal || a.map(|v| format!("{v:?}")) == b.map(|v| format!("{v:?}"))
 }
 
 /// Set `field` of `to` to its value in `from`. Returns false for an unknown field name.
@@ -154,7 +195,7 @@ pub fn stamp_write(stamps: &mut FieldStamps, field: &str, now: i64, instance: &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FieldValue;
+    use crate::model::{CustomField, User};
 
     #[test]
     fn a_write_is_stamped_after_the_one_it_replaces() {
@@ -180,5 +221,68 @@ mod tests {
         after.set_custom_field("tier", FieldValue::Text("Gold".into()));
         assert_eq!(changed(&before, &after), ["custom-field:tier", "status"]);
         assert!(changed(&before, &before).is_empty());
+    }
+
+    /// `changed` finds what comparing every field's `value` finds, on the cases where
+    /// equal Rust values and equal `value`s part: lists that join alike, numbers that are
+    /// equal but print apart (or print alike but are not equal), a user's other details,
+    /// custom fields on one side only or named twice.
+    #[test]
+    fn changed_finds_what_comparing_every_value_finds() {
+        fn by_value(before: &Issue, after: &Issue) -> Vec<String> {
+            let mut fields: Vec<String> = names(before).chain(names(after)).collect();
+            fields.sort();
+            fields.dedup();
+            fields.retain(|f| value(before, f) != value(after, f));
+            fields
+        }
+        let custom = |name: &str, value: FieldValue| CustomField {
+            name: name.into(),
+            value,
+        };
+        let user = |id: &str, name: &str| User {
+            id: id.into(),
+            display_name: name.into(),
+            email: None,
+        };
+        let issues = [
+            Issue::default(),
+            Issue {
+                labels: vec!["a\u{1f}b".into()],
+                components: vec!["x".into()],
+                assignee: Some(user("u1", "Ann")),
+                custom_fields: vec![
+                    custom("n", FieldValue::Number(0.0)),
+                    custom("t", FieldValue::Text("x".into())),
+                ],
+                ..Issue::default()
+            },
+            Issue {
+                labels: vec!["a".into(), "b".into()],
+                components: vec!["x".into()],
+                assignee: Some(user("u1", "Ann B.")),
+                custom_fields: vec![
+                    custom("n", FieldValue::Number(-0.0)),
+                    custom("t", FieldValue::Option("x".into())),
+                    custom("t", FieldValue::Text("y".into())),
+                ],
+                ..Issue::default()
+            },
+            Issue {
+                summary: "s".into(),
+                description: Some(String::new()),
+                assignee: Some(user("u2", "Ann")),
+                custom_fields: vec![
+                    custom("n", FieldValue::Number(f64::NAN)),
+                    custom("u", FieldValue::User(user("u1", "Ann"))),
+                ],
+                ..Issue::default()
+            },
+        ];
+        for before in &issues {
+            for after in &issues {
+                assert_eq!(changed(before, after), by_value(before, after));
+            }
+        }
     }
 }

@@ -226,14 +226,16 @@ pub fn record_sent(
     local: &Issue,
     stamps: &FieldStamps,
 ) -> Result<()> {
-    let replica = to_json(replica);
+    // The stamps and the local issue go to the twin and to the issue's stamps alike:
+    // encoded once (an issue of 20 comments is kilobytes of JSON).
+    let (replica, stamps, local_json) = (to_json(replica), to_json(stamps), to_json(local));
     db.execute(
         "UPDATE twins SET sent_seq = ?2, last_sent = ?3, exalate_replica = coalesce(exalate_replica, ?3),
             sent_stamps = ?4, local_base = ?5
          WHERE twin_id = ?1",
-        args![twin_id, seq, &replica, &to_json(stamps), &to_json(local)],
+        args![twin_id, seq, &replica, &stamps, &local_json],
     )?;
-    stamp_local(db, local, stamps)
+    stamp_local(db, local, &stamps, &local_json)
 }
 
 /// Remember the local issue as synced now, with the stamps of its fields.
@@ -243,36 +245,33 @@ pub fn record_local(
     local: &Issue,
     stamps: &FieldStamps,
 ) -> Result<()> {
+    let local_json = to_json(local);
     db.execute(
         "UPDATE twins SET local_base = ?2 WHERE twin_id = ?1",
-        args![twin_id, &to_json(local)],
+        args![twin_id, &local_json],
     )?;
-    stamp_local(db, local, stamps)
+    stamp_local(db, local, &to_json(stamps), &local_json)
 }
 
-/// The stamps of the fields of `local`, kept per local issue.
-fn stamp_local(db: &dyn Sql, local: &Issue, stamps: &FieldStamps) -> Result<()> {
+/// The stamps of the fields of `local` (both as JSON), kept per local issue.
+fn stamp_local(db: &dyn Sql, local: &Issue, stamps: &str, local_json: &str) -> Result<()> {
     match &local.key {
-        Some(key) => record_stamps(db, key, stamps, local),
+        Some(key) => record_stamps(db, key, stamps, local_json),
         None => Ok(()),
     }
 }
 
 /// Replace the stamps of local issue `local_key`, and the issue as they describe it.
 pub fn restamp(db: &dyn Sql, local_key: &str, stamps: &FieldStamps, stamped: &Issue) -> Result<()> {
-    record_stamps(db, local_key, stamps, stamped)
+    record_stamps(db, local_key, &to_json(stamps), &to_json(stamped))
 }
 
-fn record_stamps(
-    db: &dyn Sql,
-    local_key: &str,
-    stamps: &FieldStamps,
-    stamped: &Issue,
-) -> Result<()> {
+/// `stamps` and `stamped` as JSON.
+fn record_stamps(db: &dyn Sql, local_key: &str, stamps: &str, stamped: &str) -> Result<()> {
     db.execute(
         "INSERT INTO issue_stamps (local_key, stamps, stamped) VALUES (?1, ?2, ?3)
          ON CONFLICT (local_key) DO UPDATE SET stamps = excluded.stamps, stamped = excluded.stamped",
-        args![local_key, &to_json(stamps), &to_json(stamped)],
+        args![local_key, stamps, stamped],
     )?;
     Ok(())
 }
@@ -340,7 +339,12 @@ pub fn record_received(
             twin.connection
         );
     }
-    record_stamps(db, &twin.local_key, &twin.local_stamps, local)
+    record_stamps(
+        db,
+        &twin.local_key,
+        &to_json(&twin.local_stamps),
+        &local_json,
+    )
 }
 
 /// Forget a twin of `connection`: both issues stay, the link goes, and a tombstone
