@@ -75,6 +75,13 @@ const COLUMNS: &str =
     CASE WHEN twins.last_received IS NULL THEN twins.exalate_replica END, twins.last_sent,
     twins.last_received, twins.local_base, issue_stamps.stamps,
     twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps";
+/// The same columns for an outgoing event: sending reads neither the replica this side
+/// exalated with nor the merge base, each an issue of up to kilobytes of JSON to decode.
+const COLUMNS_TO_SEND: &str =
+    "twins.twin_id, twins.connection, twins.local_key, twins.remote_key, twins.sent_seq,
+    NULL, twins.last_sent,
+    twins.last_received, NULL, issue_stamps.stamps,
+    twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps";
 /// Twins with the field stamps of their local issue.
 const FROM: &str = "twins LEFT JOIN issue_stamps ON issue_stamps.local_key = twins.local_key";
 
@@ -115,6 +122,15 @@ pub fn get(db: &dyn Sql, twin_id: &str) -> Result<Option<Twin>> {
     // Formatted once: every event reads its twin.
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!("SELECT {COLUMNS} FROM {FROM} WHERE twins.twin_id = ?1")
+    });
+    db.row(&SQL, args![twin_id], from_row)
+}
+
+/// Twin `twin_id` as an outgoing event reads it: without `exalate_replica` and
+/// `local_base` (both `None`), which sending does not use.
+pub fn get_to_send(db: &dyn Sql, twin_id: &str) -> Result<Option<Twin>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {COLUMNS_TO_SEND} FROM {FROM} WHERE twins.twin_id = ?1")
     });
     db.row(&SQL, args![twin_id], from_row)
 }
@@ -478,6 +494,17 @@ mod tests {
                 assert_eq!(got.last_sent.unwrap().summary, "two");
                 assert_eq!(got.local_base.unwrap().summary, "three, here");
                 assert_eq!(got.stamped.unwrap().summary, "three, here");
+                // As an outgoing event reads it: the same, but for the two it does not use.
+                let whole = get(tx, "t1")?.unwrap();
+                let to_send = get_to_send(tx, "t1")?.unwrap();
+                assert_eq!(
+                    to_send,
+                    Twin {
+                        exalate_replica: None,
+                        local_base: None,
+                        ..whole
+                    }
+                );
                 Ok(())
             })
             .unwrap();

@@ -22,7 +22,7 @@ impl Node {
     pub(super) fn prepare_outgoing(&self, event: &Event) -> Result<Prepared, Failed> {
         // What the event needs of the store, in one read.
         let stored = self.store.read(|db| {
-            let Some(twin) = twins::get(db, &event.twin_id)? else {
+            let Some(twin) = twins::get_to_send(db, &event.twin_id)? else {
                 return Ok(None);
             };
             let writing = events::writing(db, &twin.local_key, &twin.twin_id)?;
