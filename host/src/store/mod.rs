@@ -424,6 +424,27 @@ mod tests {
         assert_eq!(read_x().as_deref(), Some("after"));
     }
 
+    /// A read that panics (a bug, caught further up, as preparing an event is) leaves no
+    /// transaction open behind it: the store reads and writes on afterwards.
+    #[test]
+    fn a_read_that_panics_leaves_the_store_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(&dir.path().join("twinsync.db")).unwrap();
+        store.write(|tx| set_meta(tx, "x", "before")).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.read(|db| -> Result<()> {
+                get_meta(db, "x")?;
+                panic!("a bug in a read");
+            })
+        }));
+        assert!(panicked.is_err());
+        store.write(|tx| set_meta(tx, "x", "after")).unwrap();
+        assert_eq!(
+            store.read(|db| get_meta(db, "x")).unwrap().as_deref(),
+            Some("after")
+        );
+    }
+
     /// A read on the node's own connection is one snapshot too: what another process
     /// commits between two of its statements is not seen by the second.
     #[test]

@@ -76,6 +76,9 @@ pub fn in_read_transaction<T>(
     {
         return (Err(error.into()), db.is_autocommit());
     }
+    // A panic in `f` (a bug, caught further up) must not leave the transaction open: every
+    // later read and write of the connection would fail.
+    let _unwinding = RollbackOnPanic(db);
     let value = f(db);
     let end = if value.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = db.prepare_cached(end).and_then(|mut end| end.execute([]));
@@ -90,6 +93,17 @@ pub fn in_read_transaction<T>(
         (Ok(value), Ok(_)) => Ok(value),
     };
     (value, out)
+}
+
+/// Rolls back `0`'s open transaction if dropped while the thread panics.
+struct RollbackOnPanic<'a>(&'a Connection);
+
+impl Drop for RollbackOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.0.is_autocommit() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 #[cfg(test)]
