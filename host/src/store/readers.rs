@@ -76,15 +76,13 @@ pub fn in_read_transaction<T>(
     {
         return (Err(error.into()), db.is_autocommit());
     }
-    // A panic in `f` (a bug, caught further up) must not leave the transaction open: every
-    // later read and write of the connection would fail.
-    let _unwinding = RollbackOnPanic(db);
+    // Neither a panic in `f` (a bug, caught further up) nor an end that failed may leave
+    // the transaction open: every later read and write of the connection would fail.
+    let open = RollbackIfOpen(db);
     let value = f(db);
     let end = if value.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = db.prepare_cached(end).and_then(|mut end| end.execute([]));
-    if !db.is_autocommit() {
-        let _ = db.execute_batch("ROLLBACK");
-    }
+    drop(open);
     let out = ended.is_ok() && db.is_autocommit();
     // `f`'s own error first: it says more than a failed end of its transaction.
     let value = match (value, ended) {
@@ -95,12 +93,12 @@ pub fn in_read_transaction<T>(
     (value, out)
 }
 
-/// Rolls back `0`'s open transaction if dropped while the thread panics.
-struct RollbackOnPanic<'a>(&'a Connection);
+/// Rolls back the connection's transaction if it is still open when dropped.
+struct RollbackIfOpen<'a>(&'a Connection);
 
-impl Drop for RollbackOnPanic<'_> {
+impl Drop for RollbackIfOpen<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() && !self.0.is_autocommit() {
+        if !self.0.is_autocommit() {
             let _ = self.0.execute_batch("ROLLBACK");
         }
     }

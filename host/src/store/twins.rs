@@ -69,19 +69,27 @@ impl Twin {
     }
 }
 
+/// The columns `from_row` reads, given the expressions of the exalate replica and the
+/// merge base.
+macro_rules! columns {
+    ($exalate_replica:literal, $local_base:literal) => {
+        concat!(
+            "twins.twin_id, twins.connection, twins.local_key, twins.remote_key, twins.sent_seq, ",
+            $exalate_replica,
+            ", twins.last_sent, twins.last_received, ",
+            $local_base,
+            ", issue_stamps.stamps, twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps"
+        )
+    };
+}
 // The exalate replica is only read while nothing was received: it is `previous` until then.
-const COLUMNS: &str =
-    "twins.twin_id, twins.connection, twins.local_key, twins.remote_key, twins.sent_seq,
-    CASE WHEN twins.last_received IS NULL THEN twins.exalate_replica END, twins.last_sent,
-    twins.last_received, twins.local_base, issue_stamps.stamps,
-    twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps";
+const COLUMNS: &str = columns!(
+    "CASE WHEN twins.last_received IS NULL THEN twins.exalate_replica END",
+    "twins.local_base"
+);
 /// The same columns for an outgoing event: sending reads neither the replica this side
 /// exalated with nor the merge base, each an issue of up to kilobytes of JSON to decode.
-const COLUMNS_TO_SEND: &str =
-    "twins.twin_id, twins.connection, twins.local_key, twins.remote_key, twins.sent_seq,
-    NULL, twins.last_sent,
-    twins.last_received, NULL, issue_stamps.stamps,
-    twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps";
+const COLUMNS_TO_SEND: &str = columns!("NULL", "NULL");
 /// Twins with the field stamps of their local issue.
 const FROM: &str = "twins LEFT JOIN issue_stamps ON issue_stamps.local_key = twins.local_key";
 
