@@ -135,10 +135,16 @@ pub fn copy(field: &str, from: &Issue, to: &mut Issue) -> bool {
 pub struct Stamp {
     pub at: i64,
     pub by: String,
-    #[serde(default)]
+    // Left out while empty, as most stamps are: stamps are stored with every twin and
+    // issue and sent with every replica, and these two were a third of their JSON.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub replaced_at: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub replaced_by: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl Stamp {
@@ -196,6 +202,31 @@ pub fn stamp_write(stamps: &mut FieldStamps, field: &str, now: i64, instance: &s
 mod tests {
     use super::*;
     use crate::model::{CustomField, User};
+
+    #[test]
+    fn a_stamp_leaves_out_an_empty_replacement_and_reads_either_form() {
+        let fresh = Stamp {
+            at: 5,
+            by: "A".into(),
+            ..Stamp::default()
+        };
+        let json = serde_json::to_string(&fresh).unwrap();
+        assert_eq!(json, r#"{"at":5,"by":"A"}"#);
+        let spelled_out = r#"{"at":5,"by":"A","replaced_at":0,"replaced_by":""}"#;
+        assert_eq!(serde_json::from_str::<Stamp>(spelled_out).unwrap(), fresh);
+
+        let replacing = Stamp {
+            replaced_at: 4,
+            replaced_by: "B".into(),
+            ..fresh
+        };
+        let json = serde_json::to_string(&replacing).unwrap();
+        assert_eq!(
+            json,
+            r#"{"at":5,"by":"A","replaced_at":4,"replaced_by":"B"}"#
+        );
+        assert_eq!(serde_json::from_str::<Stamp>(&json).unwrap(), replacing);
+    }
 
     #[test]
     fn a_write_is_stamped_after_the_one_it_replaces() {

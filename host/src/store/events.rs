@@ -145,9 +145,9 @@ pub fn local_change_waiting(db: &dyn Sql, twin_id: &str) -> Result<bool> {
 }
 
 pub fn insert(db: &dyn Sql, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
-    let seq: i64 = db.one(
+    let seq = db.insert_keyed(
         "INSERT INTO events (id, direction, connection, twin_id, reason, hop, message_seq, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         args![
             event.id,
             event.kind.as_str(),
@@ -158,6 +158,7 @@ pub fn insert(db: &dyn Sql, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
             event.message_seq,
             now_ms
         ],
+        "seq",
     )?;
     if let Some(message) = event.message {
         let message = bodies::pack(db.dialect(), message)?;

@@ -59,6 +59,13 @@ impl Sql for rusqlite::Connection {
     fn batch(&self, sql: &str) -> Result<()> {
         Ok(self.execute_batch(sql)?)
     }
+
+    fn insert_keyed(&self, sql: &str, params: &[Value<'_>], _key: &str) -> Result<i64> {
+        // The key is the row id (an `INTEGER PRIMARY KEY`). No trigger can change what
+        // `last_insert_rowid` says: SQLite restores it when a trigger ends.
+        Sql::execute(self, sql, params)?;
+        Ok(self.last_insert_rowid())
+    }
 }
 
 impl Sql for rusqlite::Transaction<'_> {
@@ -81,5 +88,9 @@ impl Sql for rusqlite::Transaction<'_> {
 
     fn batch(&self, sql: &str) -> Result<()> {
         Sql::batch(&**self, sql)
+    }
+
+    fn insert_keyed(&self, sql: &str, params: &[Value<'_>], key: &str) -> Result<i64> {
+        Sql::insert_keyed(&**self, sql, params, key)
     }
 }
