@@ -30,13 +30,16 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// A body ready to be bound as a statement's parameter.
-pub enum Packed<'a> {
-    Text(&'a str),
+/// A body ready to be bound as a statement's parameter. Packed before the transaction
+/// that stores it, by the thread that made it: compressing a processor's input is tens of
+/// microseconds, which a write transaction would hold the database's write lock for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Packed {
+    Text(String),
     Compressed(Vec<u8>),
 }
 
-impl Packed<'_> {
+impl Packed {
     pub fn value(&self) -> Value<'_> {
         match self {
             Packed::Text(text) => Value::Text(text),
@@ -46,9 +49,9 @@ impl Packed<'_> {
 }
 
 /// `json` as it is stored on a database of `dialect`.
-pub fn pack(dialect: Dialect, json: &str) -> Result<Packed<'_>> {
+pub fn pack(dialect: Dialect, json: &str) -> Result<Packed> {
     if dialect == Dialect::Postgres {
-        return Ok(Packed::Text(json));
+        return Ok(Packed::Text(json.to_owned()));
     }
     COMPRESSOR.with_borrow_mut(|slot| {
         let compressor = match slot {

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-use super::bodies;
+use super::bodies::{self, Packed};
 use super::sql::{Dialect, Row, Sql, Value, args};
 
 use crate::model::SyncReason;
@@ -80,7 +80,8 @@ pub struct NewEvent<'a> {
     pub reason: SyncReason,
     pub hop: u32,
     pub message_seq: Option<i64>,
-    pub message: Option<&'a str>,
+    /// Incoming: the message as received, packed (see [`bodies::pack`]).
+    pub message: Option<&'a Packed>,
 }
 
 /// Events with what they carry (see `event_bodies` in the schema).
@@ -161,7 +162,6 @@ pub fn insert(db: &dyn Sql, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
         "seq",
     )?;
     if let Some(message) = event.message {
-        let message = bodies::pack(db.dialect(), message)?;
         db.execute(
             "INSERT INTO event_bodies (seq, message) VALUES (?1, ?2)",
             &[seq.into(), message.value()],
@@ -354,21 +354,15 @@ pub fn finish(db: &dyn Sql, seq: i64, note: &str, log: &str, now_ms: i64) -> Res
 
 /// Keep what the event's processor was given (JSON), for replays and for a repeat of the
 /// event after a crash.
-pub fn save_input(db: &dyn Sql, seq: i64, input: &str) -> Result<()> {
+pub fn save_input(db: &dyn Sql, seq: i64, input: &Packed) -> Result<()> {
     set_input(db, seq, Some(input))
 }
 
-fn set_input(db: &dyn Sql, seq: i64, input: Option<&str>) -> Result<()> {
-    let input = input
-        .map(|input| bodies::pack(db.dialect(), input))
-        .transpose()?;
+fn set_input(db: &dyn Sql, seq: i64, input: Option<&Packed>) -> Result<()> {
     db.execute(
         "INSERT INTO event_bodies (seq, input) VALUES (?1, ?2)
          ON CONFLICT (seq) DO UPDATE SET input = excluded.input",
-        &[
-            seq.into(),
-            input.as_ref().map_or(Value::Null, |input| input.value()),
-        ],
+        &[seq.into(), input.map_or(Value::Null, Packed::value)],
     )?;
     Ok(())
 }
@@ -420,7 +414,11 @@ pub fn fail(
     input: Option<&str>,
     now_ms: i64,
 ) -> Result<()> {
-    set_input(db, seq, input)?;
+    // A rare path: packed here, in the transaction.
+    let input = input
+        .map(|input| bodies::pack(db.dialect(), input))
+        .transpose()?;
+    set_input(db, seq, input.as_ref())?;
     record_attempt(db, seq, "failed", kind, error, log, now_ms, None)
 }
 
@@ -532,6 +530,7 @@ mod tests {
     fn queue() -> rusqlite::Connection {
         let db = rusqlite::Connection::open_in_memory().unwrap();
         db.execute_batch(crate::store::SCHEMA).unwrap();
+        let message = bodies::pack(Dialect::Sqlite, "{}").unwrap();
         for (id, twin, message_seq) in [
             ("a1", "a", Some(1)),
             ("a2", "a", Some(2)),
@@ -549,7 +548,7 @@ mod tests {
                 reason: SyncReason::LocalChange,
                 hop: 0,
                 message_seq,
-                message: message_seq.map(|_| "{}"),
+                message: message_seq.map(|_| &message),
             };
             insert(&db, &event, 0).unwrap();
         }

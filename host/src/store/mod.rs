@@ -23,7 +23,7 @@ use rusqlite::config::DbConfig;
 use crate::config::Secret;
 use crate::runtime::TwinDirectory;
 pub use postgres::{PgTarget, tenant_schema};
-use sql::{Sql, args};
+use sql::{Dialect, Sql, args};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -89,6 +89,15 @@ impl NodeStore {
             backend: Backend::Postgres(Box::new(pg)),
             id: OnceLock::from(id),
         })
+    }
+
+    /// Which database holds the store, for what is prepared ahead of its transactions
+    /// (see [`bodies::pack`]).
+    pub fn dialect(&self) -> Dialect {
+        match &self.backend {
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     /// Whether the database connection is open (or in use).
@@ -534,6 +543,7 @@ mod tests {
         };
         store
             .write(|tx| {
+                let message = bodies::pack(sql::Dialect::Sqlite, "{}")?;
                 for (id, seq) in [("m1", 1), ("m2", 2)] {
                     events::insert(
                         tx,
@@ -545,7 +555,7 @@ mod tests {
                             reason: crate::model::SyncReason::LocalChange,
                             hop: 0,
                             message_seq: Some(seq),
-                            message: Some("{}"),
+                            message: Some(&message),
                         },
                         0,
                     )?;

@@ -10,6 +10,7 @@ use super::node::Node;
 use crate::model::fields::FieldStamps;
 use crate::model::{Issue, Replica, SyncReason};
 use crate::runtime::RecordedConflict;
+use crate::store::bodies::{self, Packed};
 use crate::store::events::{self, Event, Kind, NewEvent};
 use crate::store::twins::{self, Twin};
 use crate::store::{conflicts, links, outbox};
@@ -19,9 +20,9 @@ pub(super) struct Prepared {
     pub effect: Effect,
     pub note: String,
     pub log: String,
-    /// What the processor was given (JSON), to store with the event if it was not stored
-    /// already.
-    pub input: Option<String>,
+    /// What the processor was given (JSON, packed by the worker), to store with the event
+    /// if it was not stored already.
+    pub input: Option<Packed>,
 }
 
 /// A message ready to queue for the other node.
@@ -71,6 +72,12 @@ pub(super) enum Effect {
 }
 
 impl Node {
+    /// `json` packed for this node's store, before the transaction that stores it (see
+    /// [`bodies::pack`]).
+    pub(super) fn pack(&self, json: &str) -> Result<Packed> {
+        bodies::pack(self.store.dialect(), json)
+    }
+
     /// Write a prepared event's effects and finish it, inside the batch's transaction.
     pub(super) fn commit(
         &self,

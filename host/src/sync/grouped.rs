@@ -11,6 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
+
 use super::batch::event_span;
 use super::crash::CrashPoint;
 use super::effect::Prepared;
@@ -105,12 +107,19 @@ impl Node {
         if waiting.is_empty() {
             return;
         }
-        let saved = self.store.write(|tx| {
-            for one in &waiting {
-                events::save_input(tx, events[one.at].seq, one.decided.input())?;
-            }
-            Ok(())
-        });
+        // Packed before the transaction: compressing is not done holding the write lock.
+        let saved = waiting
+            .iter()
+            .map(|one| self.pack(one.decided.input()))
+            .collect::<Result<Vec<_>>>()
+            .and_then(|inputs| {
+                self.store.write(|tx| {
+                    for (one, input) in waiting.iter().zip(&inputs) {
+                        events::save_input(tx, events[one.at].seq, input)?;
+                    }
+                    Ok(())
+                })
+            });
         if let Err(error) = saved {
             let failure = SyncFailure::from(error);
             for one in waiting {

@@ -407,8 +407,11 @@ impl Node {
     fn write_incoming(&self, event: &Event, decided: &Decided) -> Result<Issue, Failed> {
         let writes = decided.writes();
         if decided.saved_before() {
+            let input = self
+                .pack(&decided.input)
+                .map_err(|e| decided.fail(e.into()))?;
             self.store
-                .write(|tx| events::save_input(tx, event.seq, &decided.input))
+                .write(|tx| events::save_input(tx, event.seq, &input))
                 .map_err(|e| decided.fail(e.into()))?;
         }
         if writes {
@@ -442,13 +445,20 @@ impl Node {
                 "the tracker stored the issue without a key".into(),
             )));
         };
-        let saved_before = decided.saved_before();
+        // Stored at commit, unless it was stored before the tracker write.
+        let input = match decided.saved_before() {
+            true => None,
+            false => Some(
+                self.pack(decided.input())
+                    .map_err(|e| decided.fail(e.into()))?,
+            ),
+        };
         let Decided {
             first_sync,
             repeat,
             local,
             result,
-            input,
+            input: _,
             log,
             mut local_stamps,
             now,
@@ -541,7 +551,7 @@ impl Node {
             },
             note,
             log,
-            input: (!saved_before).then_some(input),
+            input,
         })
     }
 }

@@ -361,10 +361,17 @@ impl Node {
     /// Take several messages in one transaction, in order; one receipt each.
     pub fn receive_all(&self, messages: &[SyncMessage]) -> Result<Vec<Receipt>> {
         let now = self.now_ms();
+        // Encoded and packed before the transaction, so as not to hold the write lock for
+        // it (a message refused or seen before is packed for nothing: those are rare).
+        let bodies = messages
+            .iter()
+            .map(|message| self.pack(&serde_json::to_string(message)?))
+            .collect::<Result<Vec<_>>>()?;
         self.store.write(|tx| {
             messages
                 .iter()
-                .map(|message| self.accept(tx, message, now))
+                .zip(&bodies)
+                .map(|(message, body)| self.accept(tx, message, body, now))
                 .collect()
         })
     }
@@ -441,8 +448,12 @@ impl Node {
 
     /// A fresh event id, unique across nodes and across resets of this node's database.
     pub(super) fn next_event_id(&self, db: &dyn Sql) -> Result<String> {
+        // The number is zero-padded, so that ids sort in the order they are made and each
+        // index keyed by an event id (the events', the outbox's, a tracker's record of its
+        // sync writes) grows at its end. Unpadded, `…-10001` sorts beside `…-1000`, and a
+        // batch of events wrote a leaf page of such an index for every ten ids.
         Ok(format!(
-            "{}-{}-{}",
+            "{}-{}-{:010}",
             self.instance,
             self.store.id(),
             next_number(db, "event")?

@@ -92,6 +92,7 @@ impl Node {
             merge_base: None,
         };
         let input = serde_json::to_string(&input).map_err(anyhow::Error::from)?;
+        let packed = self.pack(&input)?;
         let fail = |failure: SyncFailure| Failed {
             failure,
             log: log.clone(),
@@ -107,7 +108,7 @@ impl Node {
             },
             note: note.into(),
             log,
-            input: Some(input.clone()),
+            input: Some(packed.clone()),
         };
         let Some(mut replica) = replica else {
             return Ok(local_only(
@@ -161,7 +162,7 @@ impl Node {
                 local_stamps: message.stamps,
             },
             log,
-            input: Some(input),
+            input: Some(packed),
         })
     }
 

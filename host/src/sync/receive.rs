@@ -23,12 +23,21 @@ use anyhow::Result;
 use super::ids;
 use super::message::{Receipt, SyncMessage};
 use super::node::Node;
+use crate::store::bodies::Packed;
 use crate::store::events::{self, Kind, NewEvent};
 use crate::store::sql::Sql;
 use crate::store::twins;
 
 impl Node {
-    pub(super) fn accept(&self, tx: &dyn Sql, message: &SyncMessage, now: i64) -> Result<Receipt> {
+    /// Store `message` as an incoming event, if it may be; `body` is the message packed
+    /// for the store.
+    pub(super) fn accept(
+        &self,
+        tx: &dyn Sql,
+        message: &SyncMessage,
+        body: &Packed,
+        now: i64,
+    ) -> Result<Receipt> {
         if let Err(reason) = message.validate() {
             return Ok(Receipt::Refused { reason });
         }
@@ -87,7 +96,6 @@ impl Node {
         if message.seq > next {
             return Ok(Receipt::OutOfOrder { expected: next });
         }
-        let body = serde_json::to_string(message)?;
         events::insert(
             tx,
             &NewEvent {
@@ -98,7 +106,7 @@ impl Node {
                 reason: message.reason,
                 hop: message.hop,
                 message_seq: Some(message.seq),
-                message: Some(&body),
+                message: Some(body),
             },
             now,
         )?;
