@@ -42,6 +42,9 @@ pub(super) enum Effect {
     /// times, and queue the message if there is one.
     Outgoing {
         twin_id: String,
+        /// The twin's keys, for its history entry (read with the twin: no event of the
+        /// twin can change them before this one commits).
+        keys: (String, Option<String>),
         send: Option<Outbound>,
         local: Issue,
         local_stamps: FieldStamps,
@@ -91,6 +94,7 @@ impl Node {
             Effect::Nothing => {}
             Effect::Outgoing {
                 twin_id,
+                keys: _,
                 send,
                 local,
                 local_stamps,

@@ -149,14 +149,18 @@ impl Node {
         prepared: &Prepared,
         now: i64,
     ) -> Result<()> {
-        // An applied event carries its twin's keys (the sender's key came with the message);
-        // the others look them up.
+        // An applied event carries its twin's keys (the sender's key came with the message),
+        // an outgoing one those it read with the twin; the others look them up.
         let (local_key, remote_key, diff) = match &prepared.effect {
             Effect::Applied { twin, diff, .. } => (
                 Some(twin.local_key.clone()),
                 twin.remote_key.clone(),
                 Some(diff),
             ),
+            Effect::Outgoing {
+                keys: (local_key, remote_key),
+                ..
+            } => (Some(local_key.clone()), remote_key.clone(), None),
             _ => {
                 let (local_key, remote_key) = keys(tx, &event.twin_id)?;
                 (local_key, remote_key, None)

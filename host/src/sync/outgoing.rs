@@ -102,6 +102,7 @@ impl Node {
         let local_only = |note: &str, log: String, issue, local_stamps| Prepared {
             effect: Effect::Outgoing {
                 twin_id: twin.twin_id.clone(),
+                keys: (twin.local_key.clone(), twin.remote_key.clone()),
                 send: None,
                 local: issue,
                 local_stamps,
@@ -152,6 +153,7 @@ impl Node {
             note: format!("sent as message {seq} of twin {}", twin.twin_id),
             effect: Effect::Outgoing {
                 twin_id: twin.twin_id,
+                keys: (twin.local_key, twin.remote_key),
                 send: Some(Outbound {
                     message_id: message.id,
                     body,
