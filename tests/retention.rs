@@ -74,3 +74,54 @@ fn old_finished_events_are_forgotten_and_what_matters_stays() {
     pair.run();
     assert_eq!(pair.external_issue(&twin).unwrap(), external_before);
 }
+
+#[test]
+fn a_message_stored_in_another_form_is_known_when_it_comes_again() {
+    use twinsync::store::bodies;
+    use twinsync::store::sql::{Sql, Value};
+
+    let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let (key, _) = pair.create_and_exalate(issue("Checkout fails"));
+    pair.run();
+    edit(&pair.internal, &key, |i| {
+        i.summary = "Checkout fails on Safari".into()
+    });
+    pair.internal.node.poll_changes().unwrap();
+    pair.internal.node.process_ready(10).unwrap();
+    let resent = pair.internal.node.outbox(CONNECTION, 10).unwrap();
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    pair.run();
+
+    // External holds the message as a release before 2026-12-01 wrote it: every stamp with
+    // its `replaced_at` and `replaced_by`, even when they are 0 and empty.
+    let id = resent[0].id.as_str();
+    pair.external
+        .node
+        .store()
+        .write(|tx| {
+            let stored = events::stored(tx, id)?.unwrap().message.unwrap();
+            let mut message: serde_json::Value = serde_json::from_str(&stored)?;
+            let stamps = message["stamps"].as_object_mut().unwrap();
+            assert!(!stamps.is_empty());
+            for stamp in stamps.values_mut() {
+                let stamp = stamp.as_object_mut().unwrap();
+                stamp.entry("replaced_at").or_insert(0.into());
+                stamp.entry("replaced_by").or_insert("".into());
+            }
+            let earlier_form = serde_json::to_string(&message)?;
+            assert_ne!(earlier_form, stored);
+            let packed = bodies::pack(tx.dialect(), &earlier_form)?;
+            tx.execute(
+                "UPDATE event_bodies SET message = ?1
+                 WHERE seq = (SELECT seq FROM events WHERE id = ?2)",
+                &[packed.value(), Value::Text(id)],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+
+    // Delivered again (its receipt was lost): the same message, not a contradiction.
+    let receipts = pair.external.node.receive_all(&resent).unwrap();
+    assert_eq!(receipts, vec![Receipt::Duplicate]);
+    assert!(failed(&pair.external.node).is_empty());
+}

@@ -92,13 +92,14 @@ impl Node {
             merge_base: None,
         };
         let input = serde_json::to_string(&input).map_err(anyhow::Error::from)?;
-        let packed = self.pack(&input)?;
         let fail = |failure: SyncFailure| Failed {
             failure,
             log: log.clone(),
             input: Some(input.clone()),
         };
         let replica = outcome.result.map_err(|e| fail(e.into()))?;
+        // Packed once the processor succeeded: a failure stores the input itself.
+        let packed = self.pack(&input)?;
         let local_only = |note: &str, log: String, issue, local_stamps| Prepared {
             effect: Effect::Outgoing {
                 twin_id: twin.twin_id.clone(),

@@ -114,7 +114,9 @@ impl Node {
     }
 
     /// `Duplicate` for a message stored before exactly as it is; a refusal when its id or
-    /// its number is stored with something else; `None` when neither is stored.
+    /// its number is stored with something else; `None` when neither is stored. Compared as
+    /// messages, not as text: a release that writes the same message differently (a stamp
+    /// without its empty `replaced_at`) still knows a message an earlier one stored.
     fn seen_before(&self, tx: &dyn Sql, message: &SyncMessage) -> Result<Option<Receipt>> {
         let conflict = |reason: String| {
             tracing::error!(
@@ -130,7 +132,11 @@ impl Node {
                 && stored.connection == message.connection
                 && stored.twin_id == message.twin
                 && stored.message_seq == Some(message.seq)
-                && stored.message.as_deref() == Some(serde_json::to_string(message)?.as_str());
+                && stored
+                    .message
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str::<SyncMessage>(text).ok())
+                    .is_some_and(|stored| stored == *message);
             if same {
                 return Ok(Some(Receipt::Duplicate));
             }
