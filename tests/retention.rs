@@ -78,7 +78,7 @@ fn old_finished_events_are_forgotten_and_what_matters_stays() {
 #[test]
 fn a_message_stored_in_another_form_is_known_when_it_comes_again() {
     use twinsync::store::bodies;
-    use twinsync::store::sql::{Sql, Value};
+    use twinsync::store::sql::Value;
 
     let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
     let (key, _) = pair.create_and_exalate(issue("Checkout fails"));
