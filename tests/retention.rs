@@ -5,11 +5,25 @@
 use std::time::Duration;
 
 use twinsync::store::events;
-use twinsync::sync::{KEEP_EVENTS, Receipt};
+use twinsync::sync::{KEEP_EVENTS, Receipt, SyncMessage};
 use twinsync_tests::{CONNECTION, Pair, Side, edit, failed, issue, scripted_issue};
 
 fn event_count(node: &twinsync::sync::Node) -> usize {
     node.store().read(|db| events::all(db)).unwrap().len()
+}
+
+/// Change issue `key` on Internal and sync it, keeping the message that carried the change
+/// (to deliver it again).
+fn change_and_keep_its_message(pair: &Pair, key: &str) -> Vec<SyncMessage> {
+    edit(&pair.internal, key, |i| {
+        i.summary = "Checkout fails on Safari".into()
+    });
+    pair.internal.node.poll_changes().unwrap();
+    pair.internal.node.process_ready(10).unwrap();
+    let message = pair.internal.node.outbox(CONNECTION, 10).unwrap();
+    assert_eq!(message.len(), 1, "{message:?}");
+    pair.run();
+    message
 }
 
 #[test]
@@ -20,14 +34,7 @@ fn old_finished_events_are_forgotten_and_what_matters_stays() {
     pair.run();
 
     // A later change, whose message we keep to deliver it again once its event is gone.
-    edit(&pair.internal, &key, |i| {
-        i.summary = "Checkout fails on Safari".into()
-    });
-    pair.internal.node.poll_changes().unwrap();
-    pair.internal.node.process_ready(10).unwrap();
-    let resent = pair.internal.node.outbox(CONNECTION, 10).unwrap();
-    assert_eq!(resent.len(), 1, "{resent:?}");
-    pair.run();
+    let resent = change_and_keep_its_message(&pair, &key);
     edit(&pair.internal, &key, |i| {
         i.summary = "Checkout fails everywhere".into()
     });
@@ -83,14 +90,7 @@ fn a_message_stored_in_another_form_is_known_when_it_comes_again() {
     let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
     let (key, _) = pair.create_and_exalate(issue("Checkout fails"));
     pair.run();
-    edit(&pair.internal, &key, |i| {
-        i.summary = "Checkout fails on Safari".into()
-    });
-    pair.internal.node.poll_changes().unwrap();
-    pair.internal.node.process_ready(10).unwrap();
-    let resent = pair.internal.node.outbox(CONNECTION, 10).unwrap();
-    assert_eq!(resent.len(), 1, "{resent:?}");
-    pair.run();
+    let resent = change_and_keep_its_message(&pair, &key);
 
     // External holds the message as a release before 2026-12-01 wrote it: every stamp with
     // its `replaced_at` and `replaced_by`, even when they are 0 and empty.
