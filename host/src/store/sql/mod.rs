@@ -49,7 +49,7 @@ pub trait Sql {
 
     /// Run an `INSERT` of one row into a table whose integer key (column `key`) the
     /// database assigns, and return the key. (On SQLite, `RETURNING` builds a temporary
-    /// table for the rows it returns, a page cache opened and closed per row: the
+    /// table for the rows it returns, a page cache opened and closed per statement: the
     /// connection there returns the row id it already knows instead.)
     fn insert_keyed(&self, sql: &str, params: &[Value<'_>], key: &str) -> Result<i64> {
         let mut id = None;
