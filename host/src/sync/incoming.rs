@@ -446,12 +446,11 @@ impl Node {
             )));
         };
         // Stored at commit, unless it was stored before the tracker write.
-        let input = match decided.saved_before() {
-            true => None,
-            false => Some(
-                self.pack(decided.input())
-                    .map_err(|e| decided.fail(e.into()))?,
-            ),
+        let input = if decided.saved_before() {
+            None
+        } else {
+            let packed = self.pack(decided.input());
+            Some(packed.map_err(|e| decided.fail(e.into()))?)
         };
         let Decided {
             first_sync,
