@@ -249,6 +249,8 @@ fn set_up(db: &Connection, path: &Path) -> Result<String> {
     }
     move_event_bodies(db)
         .with_context(|| format!("cannot move events' messages in {}", path.display()))?;
+    spell_out_event_checks(db)
+        .with_context(|| format!("cannot rebuild the events' table in {}", path.display()))?;
     db.pragma_update(None, "user_version", schema_version())?;
     Ok(get_meta(db, "store.id")?.unwrap_or_default())
 }
@@ -286,6 +288,63 @@ fn move_event_bodies(db: &Connection) -> Result<()> {
          ALTER TABLE events DROP COLUMN input;
          COMMIT;",
     )?;
+    Ok(())
+}
+
+/// Databases made before the events' checks compared with `=` check every insert and every
+/// change of state through a temporary table (`IN` of three or more values, see
+/// `schema.sql`). SQLite cannot change a table's checks in place: the table is made again
+/// from the schema, with its rows, indexes, triggers and numbering, once.
+fn spell_out_event_checks(db: &Connection) -> Result<()> {
+    // Looked at inside the write transaction: another process opening the database at the
+    // same time finds the table rebuilt once its turn comes.
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    let rebuilt = (|| -> Result<()> {
+        let table: String = db.query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !table.contains(" IN (") {
+            return Ok(());
+        }
+        let columns: Vec<String> = db
+            .prepare("SELECT name FROM pragma_table_info('events')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let columns = columns.join(", ");
+        db.execute_batch("ALTER TABLE events RENAME TO events_before_checks")?;
+        // Its indexes and triggers went with it, under the names the schema gives them on
+        // the new table.
+        let attached: Vec<(String, String)> = db
+            .prepare(
+                "SELECT type, name FROM sqlite_schema
+                 WHERE tbl_name = 'events_before_checks' AND type IN ('index', 'trigger')
+                   AND sql IS NOT NULL",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (kind, name) in attached {
+            db.execute_batch(&format!("DROP {kind} \"{name}\""))?;
+        }
+        db.execute_batch(SCHEMA)?;
+        db.execute_batch(crate::plugins::store::SCHEMA)?;
+        db.execute_batch(&format!(
+            "INSERT INTO events ({columns}) SELECT {columns} FROM events_before_checks;
+             -- AUTOINCREMENT: the numbers of events already forgotten are never given again.
+             DELETE FROM sqlite_sequence WHERE name = 'events';
+             UPDATE sqlite_sequence SET name = 'events' WHERE name = 'events_before_checks';
+             DROP TABLE events_before_checks;"
+        ))?;
+        Ok(())
+    })();
+    match rebuilt {
+        Ok(()) => db.execute_batch("COMMIT")?,
+        Err(error) => {
+            let _ = db.execute_batch("ROLLBACK");
+            return Err(error);
+        }
+    }
     Ok(())
 }
 
@@ -333,17 +392,30 @@ pub fn set_meta(db: &dyn Sql, name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// The next number of a counter, for ids that stay unique across restarts.
+/// The next number of a counter, for ids that stay unique across restarts. In a write
+/// transaction, as every caller runs it: on SQLite the number is counted and read by two
+/// statements.
 pub fn next_number(db: &dyn Sql, counter: &str) -> Result<i64> {
     // `value` is text: the number is cast both ways, as PostgreSQL wants (SQLite would
     // convert on its own). `meta.value`: PostgreSQL finds a bare `value` ambiguous next
     // to `excluded.value`.
-    db.one(
-        "INSERT INTO meta (name, value) VALUES (?1, '1')
-         ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)
-         RETURNING CAST(value AS BIGINT)",
-        args![counter],
-    )
+    const COUNT: &str = "INSERT INTO meta (name, value) VALUES (?1, '1')
+         ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)";
+    match db.dialect() {
+        // SQLite gathers what `RETURNING` yields in a temporary table, made and dropped per
+        // statement: more work than reading the row again (every event id is counted here).
+        Dialect::Sqlite => {
+            db.execute(COUNT, args![counter])?;
+            db.one(
+                "SELECT CAST(value AS BIGINT) FROM meta WHERE name = ?1",
+                args![counter],
+            )
+        }
+        Dialect::Postgres => db.one(
+            &format!("{COUNT} RETURNING CAST(value AS BIGINT)"),
+            args![counter],
+        ),
+    }
 }
 
 impl TwinDirectory for NodeStore {
@@ -529,6 +601,82 @@ mod tests {
         let store = NodeStore::open(&path).unwrap();
         let first = store.read(|db| events::get(db, "m1")).unwrap().unwrap();
         assert_eq!(first.message.as_deref(), Some("{\"m\":1}"));
+    }
+
+    /// A database whose events' checks use `IN (...)` gets the table of this schema, with
+    /// its rows, numbering, indexes, triggers and checks.
+    #[test]
+    fn an_older_database_gets_the_events_checks_spelled_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twinsync.db");
+        let old_schema = SCHEMA
+            .replace(
+                "CHECK (direction = 'outgoing' OR direction = 'incoming' OR direction = 'unexalate')",
+                "CHECK (direction IN ('outgoing', 'incoming', 'unexalate'))",
+            )
+            .replace(
+                "CHECK (state = 'pending' OR state = 'failed' OR state = 'done' OR state = 'skipped')",
+                "CHECK (state IN ('pending', 'failed', 'done', 'skipped'))",
+            );
+        assert_ne!(old_schema, SCHEMA, "the test no longer makes the old table");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&old_schema).unwrap();
+        old.execute_batch(crate::plugins::store::SCHEMA).unwrap();
+        old.execute_batch(
+            "INSERT INTO events (id, direction, connection, twin_id, reason, message_seq, state, created_at)
+                 VALUES ('m1', 'incoming', 'c', 't1', 'local-change', 1, 'done', 5),
+                        ('e2', 'outgoing', 'c', 't2', 'local-change', NULL, 'pending', 6),
+                        ('e3', 'outgoing', 'c', 't2', 'local-change', NULL, 'pending', 7);
+             INSERT INTO event_bodies (seq, input) VALUES (1, 'i1'), (2, 'i2');
+             DELETE FROM events WHERE id = 'e3';",
+        )
+        .unwrap();
+        drop(old);
+
+        let store = NodeStore::open(&path).unwrap();
+        let check = |sql: &str| store.read(|db| db.one::<String>(sql, &[])).unwrap();
+        let table = check("SELECT sql FROM sqlite_schema WHERE name = 'events'");
+        assert!(!table.contains(" IN ("), "{table}");
+        let attached = check(
+            "SELECT group_concat(name, ' ') FROM
+             (SELECT name FROM sqlite_schema WHERE tbl_name = 'events' AND sql IS NOT NULL
+              AND type IN ('index', 'trigger') ORDER BY name)",
+        );
+        assert_eq!(
+            attached,
+            "event_bodies_go_with_their_event event_plugins_forget events_by_state \
+             events_open_by_twin events_received_by_twin"
+        );
+        let m1 = store.read(|db| events::get(db, "m1")).unwrap().unwrap();
+        assert_eq!((m1.twin_id.as_str(), m1.created_at), ("t1", 5));
+        assert_eq!(m1.input.as_deref(), Some("i1"));
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO events (id, direction, connection, twin_id, reason, created_at)
+                     VALUES ('e4', 'outgoing', 'c', 't2', 'local-change', 8)",
+                    &[],
+                )?;
+                // The number of the forgotten e3 is not given again.
+                assert_eq!(
+                    tx.one::<i64>("SELECT seq FROM events WHERE id = 'e4'", &[])?,
+                    4
+                );
+                let refused = tx.execute("UPDATE events SET state = 'gone' WHERE id = 'e4'", &[]);
+                assert!(refused.is_err(), "the state's check is gone");
+                // An event still takes its body with it.
+                tx.execute("DELETE FROM events WHERE id = 'e2'", &[])?;
+                assert_eq!(tx.one::<i64>("SELECT count(*) FROM event_bodies", &[])?, 1);
+                Ok(())
+            })
+            .unwrap();
+        // Opened again: nothing rebuilt twice.
+        drop(store);
+        let store = NodeStore::open(&path).unwrap();
+        let count = store
+            .read(|db| db.one::<i64>("SELECT count(*) FROM events", &[]))
+            .unwrap();
+        assert_eq!(count, 2);
     }
 
     /// An event's body goes with it when finished events are forgotten.

@@ -65,16 +65,22 @@ CREATE TABLE IF NOT EXISTS unexalated (
 
 -- The sync queue. Events of one twin are processed in `seq` order; a failed event holds
 -- back the later events of its twin, and only those.
+--
+-- The checks compare with `=` rather than `IN (...)`: SQLite evaluates a list of three or
+-- more values by building a temporary table of it, on every insert and every change of
+-- state (see `spell_out_event_checks` in `mod.rs`).
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,         -- event id; for incoming events the sender's message id
-    direction TEXT NOT NULL CHECK (direction IN ('outgoing', 'incoming', 'unexalate')),
+    direction TEXT NOT NULL
+        CHECK (direction = 'outgoing' OR direction = 'incoming' OR direction = 'unexalate'),
     connection TEXT NOT NULL,
     twin_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     hop INTEGER NOT NULL DEFAULT 0,
     message_seq INTEGER,             -- incoming: the sender's number for this twin
-    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed', 'done', 'skipped')),
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state = 'pending' OR state = 'failed' OR state = 'done' OR state = 'skipped'),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,         -- ms since epoch; a transient failure waits until then
     error_kind TEXT,
