@@ -401,17 +401,35 @@ pub fn is_unexalated(db: &dyn Sql, connection: &str, twin_id: &str) -> Result<bo
     )
 }
 
-/// The connections a twin id is known on: as a twin, an unexalated twin, or the twin of a
-/// received message. (Normally one; never more, since a peer may only name twins of its
-/// own connection.)
-pub fn connections_of(db: &dyn Sql, twin_id: &str) -> Result<Vec<String>> {
-    db.rows(
-        "SELECT connection FROM twins WHERE twin_id = ?1
-         UNION SELECT connection FROM unexalated WHERE twin_id = ?1
-         UNION SELECT connection FROM events WHERE twin_id = ?1 AND direction = 'incoming'",
-        args![twin_id],
-        |r| r.get(0),
-    )
+/// Where a twin id is known, as seen from one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// Nowhere yet: a new twin.
+    Nowhere,
+    /// On this connection only.
+    Here,
+    /// On another connection (a peer may only name twins of its own connection).
+    Elsewhere,
+}
+
+/// Where the twin id is known, for a message on `connection`: as a twin, an unexalated
+/// twin, or the twin of a received message.
+pub fn known_on(db: &dyn Sql, twin_id: &str, connection: &str) -> Result<Known> {
+    // `UNION ALL` under an aggregate: a plain `UNION` would remove duplicates through a
+    // temporary table, made for every message received.
+    let elsewhere: Option<i64> = db.one(
+        "SELECT max(CASE WHEN connection = ?2 THEN 0 ELSE 1 END) FROM (
+             SELECT connection FROM twins WHERE twin_id = ?1
+             UNION ALL SELECT connection FROM unexalated WHERE twin_id = ?1
+             UNION ALL SELECT connection FROM events WHERE twin_id = ?1 AND direction = 'incoming'
+         ) AS known",
+        args![twin_id, connection],
+    )?;
+    Ok(match elsewhere {
+        None => Known::Nowhere,
+        Some(0) => Known::Here,
+        Some(_) => Known::Elsewhere,
+    })
 }
 
 #[cfg(test)]
@@ -549,7 +567,9 @@ mod tests {
                     .unwrap();
                 assert_eq!(tombstone, ("A-1".into(), 7));
                 assert!(get(tx, "t1")?.is_none());
-                assert_eq!(connections_of(tx, "t1")?, ["c"]);
+                assert_eq!(known_on(tx, "t1", "c")?, Known::Here);
+                assert_eq!(known_on(tx, "t1", "d")?, Known::Elsewhere);
+                assert_eq!(known_on(tx, "t2", "c")?, Known::Nowhere);
                 Ok(())
             })
             .unwrap();

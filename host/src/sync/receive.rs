@@ -26,7 +26,7 @@ use super::node::Node;
 use crate::store::bodies::Packed;
 use crate::store::events::{self, Kind, NewEvent};
 use crate::store::sql::Sql;
-use crate::store::twins;
+use crate::store::twins::{self, Known};
 
 impl Node {
     /// Store `message` as an incoming event, if it may be; `body` is the message packed
@@ -66,8 +66,8 @@ impl Node {
                 ),
             });
         }
-        let known_on = twins::connections_of(tx, &message.twin)?;
-        if known_on.iter().any(|c| *c != message.connection) {
+        let known = twins::known_on(tx, &message.twin, &message.connection)?;
+        if known == Known::Elsewhere {
             return Ok(Receipt::Forbidden {
                 reason: format!(
                     "twin `{}` is not a twin of connection `{}`",
@@ -75,7 +75,7 @@ impl Node {
                 ),
             });
         }
-        if known_on.is_empty() && ids::twin_owner(&message.twin) != Some(remote) {
+        if known == Known::Nowhere && ids::twin_owner(&message.twin) != Some(remote) {
             return Ok(Receipt::Forbidden {
                 reason: format!(
                     "twin `{}` is not a twin of connection `{}`, and a new twin is named by {remote} ({remote}-DATABASE-tN)",

@@ -138,24 +138,23 @@ impl Rows for Transaction<'_> {
     }
 
     fn next(&mut self, name: &str) -> Result<i64, TrackerError> {
-        self.prepare_cached(
+        count(
+            self,
             "INSERT INTO counters (name, value) VALUES (?1, 1)
-             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+             ON CONFLICT (name) DO UPDATE SET value = value + 1",
+            "SELECT value FROM counters WHERE name = ?1",
+            name,
         )
-        .map_err(unavailable)?
-        .query_row([name], |r| r.get(0))
-        .map_err(unavailable)
     }
 
     fn next_number(&mut self, project: &str) -> Result<i64, TrackerError> {
-        self.prepare_cached(
+        count(
+            self,
             "INSERT INTO projects (project, last_number) VALUES (?1, 1)
-             ON CONFLICT (project) DO UPDATE SET last_number = last_number + 1
-             RETURNING last_number",
+             ON CONFLICT (project) DO UPDATE SET last_number = last_number + 1",
+            "SELECT last_number FROM projects WHERE project = ?1",
+            project,
         )
-        .map_err(unavailable)?
-        .query_row([project], |r| r.get(0))
-        .map_err(unavailable)
     }
 
     fn record_change(&mut self, key: &str, sync_event: Option<&str>) -> Result<(), TrackerError> {
@@ -181,6 +180,21 @@ impl Rows for Transaction<'_> {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// Move the counter `name` on with `upsert` and read its new value with `read`, in the
+/// write transaction. Two statements rather than one with `RETURNING`, which SQLite answers
+/// through a temporary table made for every statement (and every comment of a new issue
+/// takes a number).
+fn count(tx: &Transaction<'_>, upsert: &str, read: &str, name: &str) -> Result<i64, TrackerError> {
+    tx.prepare_cached(upsert)
+        .map_err(unavailable)?
+        .execute([name])
+        .map_err(unavailable)?;
+    tx.prepare_cached(read)
+        .map_err(unavailable)?
+        .query_row([name], |r| r.get(0))
+        .map_err(unavailable)
 }
 
 fn load(db: &Connection, key: &str) -> Result<Option<Issue>, TrackerError> {
