@@ -247,10 +247,15 @@ fn set_up(db: &Connection, path: &Path) -> Result<String> {
         let _ = db.execute_batch("ROLLBACK");
         return Err(error);
     }
-    move_event_bodies(db)
-        .with_context(|| format!("cannot move events' messages in {}", path.display()))?;
-    spell_out_event_checks(db)
-        .with_context(|| format!("cannot rebuild the events' table in {}", path.display()))?;
+    db.busy_timeout(SET_UP_WAIT)?;
+    let migrated = move_event_bodies(db)
+        .with_context(|| format!("cannot move events' messages in {}", path.display()))
+        .and_then(|()| {
+            spell_out_event_checks(db)
+                .with_context(|| format!("cannot rebuild the events' table in {}", path.display()))
+        });
+    db.busy_timeout(BUSY_WAIT)?;
+    migrated?;
     db.pragma_update(None, "user_version", schema_version())?;
     Ok(get_meta(db, "store.id")?.unwrap_or_default())
 }
@@ -272,23 +277,37 @@ fn schema_version() -> i32 {
 /// Databases made before `event_bodies` existed kept each event's message and input in the
 /// event's row: move them there, once.
 fn move_event_bodies(db: &Connection) -> Result<()> {
-    let old: i64 = db.query_row(
-        "SELECT count(*) FROM pragma_table_info('events') WHERE name IN ('message', 'input')",
-        [],
-        |r| r.get(0),
-    )?;
-    if old == 0 {
-        return Ok(());
+    in_write_transaction(db, || {
+        let old: i64 = db.query_row(
+            "SELECT count(*) FROM pragma_table_info('events') WHERE name IN ('message', 'input')",
+            [],
+            |r| r.get(0),
+        )?;
+        if old == 0 {
+            return Ok(());
+        }
+        db.execute_batch(
+            "INSERT OR IGNORE INTO event_bodies (seq, message, input)
+                 SELECT seq, message, input FROM events WHERE message IS NOT NULL OR input IS NOT NULL;
+             ALTER TABLE events DROP COLUMN message;
+             ALTER TABLE events DROP COLUMN input;",
+        )?;
+        Ok(())
+    })
+}
+
+/// Run `change` in a write transaction of `db`, committed if it succeeds. A migration looks
+/// at the layout inside it: another process opening the database at the same time finds
+/// the change made once its turn comes.
+fn in_write_transaction(db: &Connection, change: impl FnOnce() -> Result<()>) -> Result<()> {
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    match change() {
+        Ok(()) => Ok(db.execute_batch("COMMIT")?),
+        Err(error) => {
+            let _ = db.execute_batch("ROLLBACK");
+            Err(error)
+        }
     }
-    db.execute_batch(
-        "BEGIN IMMEDIATE;
-         INSERT OR IGNORE INTO event_bodies (seq, message, input)
-             SELECT seq, message, input FROM events WHERE message IS NOT NULL OR input IS NOT NULL;
-         ALTER TABLE events DROP COLUMN message;
-         ALTER TABLE events DROP COLUMN input;
-         COMMIT;",
-    )?;
-    Ok(())
 }
 
 /// Databases made before the events' checks compared with `=` check every insert and every
@@ -296,16 +315,13 @@ fn move_event_bodies(db: &Connection) -> Result<()> {
 /// `schema.sql`). SQLite cannot change a table's checks in place: the table is made again
 /// from the schema, with its rows, indexes, triggers and numbering, once.
 fn spell_out_event_checks(db: &Connection) -> Result<()> {
-    // Looked at inside the write transaction: another process opening the database at the
-    // same time finds the table rebuilt once its turn comes.
-    db.execute_batch("BEGIN IMMEDIATE")?;
-    let rebuilt = (|| -> Result<()> {
+    in_write_transaction(db, || {
         let table: String = db.query_row(
             "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'events'",
             [],
             |r| r.get(0),
         )?;
-        if !table.contains(" IN (") {
+        if !table.contains("direction IN (") && !table.contains("state IN (") {
             return Ok(());
         }
         let columns: Vec<String> = db
@@ -314,8 +330,8 @@ fn spell_out_event_checks(db: &Connection) -> Result<()> {
             .collect::<rusqlite::Result<_>>()?;
         let columns = columns.join(", ");
         db.execute_batch("ALTER TABLE events RENAME TO events_before_checks")?;
-        // Its indexes and triggers went with it, under the names the schema gives them on
-        // the new table.
+        // Its indexes and triggers moved to the old table under the names the schema gives
+        // them: dropped, and made again on the new table by the schema.
         let attached: Vec<(String, String)> = db
             .prepare(
                 "SELECT type, name FROM sqlite_schema
@@ -337,16 +353,14 @@ fn spell_out_event_checks(db: &Connection) -> Result<()> {
              DROP TABLE events_before_checks;"
         ))?;
         Ok(())
-    })();
-    match rebuilt {
-        Ok(()) => db.execute_batch("COMMIT")?,
-        Err(error) => {
-            let _ = db.execute_batch("ROLLBACK");
-            return Err(error);
-        }
-    }
-    Ok(())
+    })
 }
+
+/// How long a connection waits for another's write (another process's, on the same file).
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the set-up of a database waits: another process may be moving a large table on
+/// to a new layout, once.
+const SET_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A connection to a database in WAL mode, set up as every twinsync database is.
 pub fn open_wal(path: &Path) -> Result<Connection> {
@@ -355,7 +369,7 @@ pub fn open_wal(path: &Path) -> Result<Connection> {
     // In WAL mode NORMAL loses nothing on a process crash: a commit is in the log before
     // it returns. (Only a power loss can take back the last commits.)
     db.pragma_update(None, "synchronous", "NORMAL")?;
-    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    db.busy_timeout(BUSY_WAIT)?;
     // Keep each cached statement's query plan. Otherwise SQLite (3.54) marks a statement
     // for re-preparing on every new value bound to `col = ?` or `LIMIT ?`, and parsing
     // again took a fifth of the CPU of a busy node.
@@ -577,9 +591,12 @@ mod tests {
         old.execute_batch(
             "CREATE TABLE events (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
-                direction TEXT NOT NULL, connection TEXT NOT NULL, twin_id TEXT NOT NULL,
+                direction TEXT NOT NULL CHECK (direction IN ('outgoing', 'incoming', 'unexalate')),
+                connection TEXT NOT NULL, twin_id TEXT NOT NULL,
                 reason TEXT NOT NULL, hop INTEGER NOT NULL DEFAULT 0, message_seq INTEGER,
-                message TEXT, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                message TEXT, state TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'failed', 'done', 'skipped')),
+                attempts INTEGER NOT NULL DEFAULT 0,
                 next_attempt_at INTEGER, error_kind TEXT, error TEXT, log TEXT, input TEXT,
                 note TEXT, created_at INTEGER NOT NULL, first_attempt_at INTEGER, last_attempt_at INTEGER);
              INSERT INTO events (id, direction, connection, twin_id, reason, message_seq, message, input, created_at)
@@ -596,6 +613,11 @@ mod tests {
         assert_eq!((first.twin_id.as_str(), first.created_at), ("t1", 5));
         let second = store.read(|db| events::get(db, "e2")).unwrap().unwrap();
         assert_eq!((second.message, second.input), (None, None));
+        // Its checks, too, moved on (see the next test).
+        let table = store
+            .read(|db| db.one::<String>("SELECT sql FROM sqlite_schema WHERE name = 'events'", &[]))
+            .unwrap();
+        assert!(!table.contains(" IN ("), "{table}");
         // Opened again: nothing to move, nothing moved twice.
         drop(store);
         let store = NodeStore::open(&path).unwrap();
@@ -670,13 +692,20 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        // Opened again: nothing rebuilt twice.
+        // Opened again: nothing rebuilt twice, nothing left over.
         drop(store);
         let store = NodeStore::open(&path).unwrap();
-        let count = store
-            .read(|db| db.one::<i64>("SELECT count(*) FROM events", &[]))
+        let left = store
+            .read(|db| {
+                db.one::<String>(
+                    "SELECT (SELECT count(*) FROM events) || ' ' ||
+                            (SELECT group_concat(name || '=' || seq) FROM sqlite_sequence) || ' ' ||
+                            (SELECT count(*) FROM sqlite_schema WHERE name = 'events_before_checks')",
+                    &[],
+                )
+            })
             .unwrap();
-        assert_eq!(count, 2);
+        assert_eq!(left, "2 events=4 0");
     }
 
     /// An event's body goes with it when finished events are forgotten.

@@ -570,6 +570,13 @@ mod tests {
                 assert_eq!(known_on(tx, "t1", "c")?, Known::Here);
                 assert_eq!(known_on(tx, "t1", "d")?, Known::Elsewhere);
                 assert_eq!(known_on(tx, "t2", "c")?, Known::Nowhere);
+                // Known here and, from a message, on another connection too.
+                tx.execute(
+                    "INSERT INTO events (id, direction, connection, twin_id, reason, created_at)
+                     VALUES ('m1', 'incoming', 'd', 't1', 'local-change', 10)",
+                    &[],
+                )?;
+                assert_eq!(known_on(tx, "t1", "c")?, Known::Elsewhere);
                 Ok(())
             })
             .unwrap();
