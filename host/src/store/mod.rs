@@ -223,41 +223,37 @@ fn set_up(db: &Connection, path: &Path) -> Result<String> {
     {
         return Ok(id);
     }
-    // In one transaction: one commit, not one per statement.
-    db.execute_batch("BEGIN IMMEDIATE")?;
-    let created = db
-        .execute_batch(SCHEMA)
-        .and_then(|()| db.execute_batch(crate::plugins::store::SCHEMA))
-        .with_context(|| format!("cannot set up the database in {}", path.display()))
-        .and_then(|()| {
-            db.execute_batch(history::SCHEMA)
-                .with_context(|| format!("cannot set up the history in {}", path.display()))
-        })
-        .and_then(|()| {
-            // A random name for this database, part of every id it makes: a node whose
-            // database was reset must not reuse ids that trackers and other nodes remember.
-            db.execute(
-                "INSERT OR IGNORE INTO meta (name, value) VALUES ('store.id', ?1)",
-                [fresh_id()],
-            )
-            .map_err(Into::into)
-        })
-        .and_then(|_| db.execute_batch("COMMIT").map_err(Into::into));
-    if let Err(error) = created {
-        let _ = db.execute_batch("ROLLBACK");
-        return Err(error);
-    }
+    // Another process may be setting the same database up, and moving a large table on to
+    // a new layout takes longer than the usual wait.
     db.busy_timeout(SET_UP_WAIT)?;
-    let migrated = move_event_bodies(db)
-        .with_context(|| format!("cannot move events' messages in {}", path.display()))
-        .and_then(|()| {
-            spell_out_event_checks(db)
-                .with_context(|| format!("cannot rebuild the events' table in {}", path.display()))
-        });
+    let done = create_and_migrate(db, path);
     db.busy_timeout(BUSY_WAIT)?;
-    migrated?;
+    done?;
     db.pragma_update(None, "user_version", schema_version())?;
     Ok(get_meta(db, "store.id")?.unwrap_or_default())
+}
+
+/// Create what is missing of the schema, in one transaction (one commit, not one per
+/// statement), then move old layouts on.
+fn create_and_migrate(db: &Connection, path: &Path) -> Result<()> {
+    in_write_transaction(db, || {
+        db.execute_batch(SCHEMA)?;
+        db.execute_batch(crate::plugins::store::SCHEMA)?;
+        db.execute_batch(history::SCHEMA)
+            .context("cannot set up the history")?;
+        // A random name for this database, part of every id it makes: a node whose
+        // database was reset must not reuse ids that trackers and other nodes remember.
+        db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('store.id', ?1)",
+            [fresh_id()],
+        )?;
+        Ok(())
+    })
+    .with_context(|| format!("cannot set up the database in {}", path.display()))?;
+    move_event_bodies(db)
+        .with_context(|| format!("cannot move events' messages in {}", path.display()))?;
+    spell_out_event_checks(db)
+        .with_context(|| format!("cannot rebuild the events' table in {}", path.display()))
 }
 
 /// A number that changes with the schema's text (FNV-1a of it): a database whose
@@ -692,7 +688,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        // Opened again: nothing rebuilt twice, nothing left over.
+        // Opened again: the same rows and numbering, and nothing of the rebuild left over.
         drop(store);
         let store = NodeStore::open(&path).unwrap();
         let left = store
