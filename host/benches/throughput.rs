@@ -4,7 +4,7 @@
 //! fixed rate; a change counts as synced when External's tracker stores it.
 //!
 //! ```text
-//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC] [--realistic]
+//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC] [--realistic] [--data-dir DIR]
 //! cargo bench -p twinsync --bench throughput -- --backlog 1000000 [--twins N]
 //! ```
 //!
@@ -14,9 +14,14 @@
 //! written in one tracker transaction, so that making 20,000 a second costs the harness
 //! less than syncing them costs the nodes.
 //!
+//! `--data-dir DIR` keeps the two trackers' and the two nodes' databases in DIR, to look at
+//! afterwards (`scripts/train-bodies-dictionary` reads the nodes' stored bodies from them);
+//! by default they are in a temporary directory, removed at the end.
+//!
 //! Prints: bulk exalate rate, sustained changes per second, latency p50/p90/p99/max, peak
 //! resident memory; with `--backlog`, resident memory sampled while the backlog drains.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -40,7 +45,7 @@ mod support;
 #[global_allocator]
 static ALLOCATOR: twinsync::Allocator = twinsync::Allocator;
 
-use support::{Arrivals, arg, flag, resident_kib};
+use support::{Arrivals, arg, flag, resident_kib, text_arg};
 
 struct Options {
     twins: usize,
@@ -49,6 +54,7 @@ struct Options {
     backlog: Option<usize>,
     workers: usize,
     realistic: bool,
+    data_dir: Option<PathBuf>,
 }
 
 fn options() -> Options {
@@ -59,6 +65,7 @@ fn options() -> Options {
         backlog: arg("--backlog"),
         workers: arg("--workers").unwrap_or(1),
         realistic: flag("--realistic"),
+        data_dir: text_arg("--data-dir").map(PathBuf::from),
     }
 }
 
@@ -111,7 +118,19 @@ impl Tracker for Timed {
 fn main() {
     twinsync::keep_freed_c_memory();
     let options = options();
-    let dir = tempfile::tempdir().unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = match &options.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).unwrap();
+            assert!(
+                std::fs::read_dir(dir).unwrap().next().is_none(),
+                "--data-dir {} is not empty",
+                dir.display()
+            );
+            dir.clone()
+        }
+        None => temp.path().to_path_buf(),
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let runtime = Arc::new(
         Runtime::new(&RuntimeConfig {
@@ -132,22 +151,13 @@ fn main() {
         )
         .unwrap()
     };
-    let open = |name: &str| NodeStore::open(&dir.path().join(format!("{name}.db"))).unwrap();
+    let open = |name: &str| NodeStore::open(&dir.join(format!("{name}.db"))).unwrap();
     let internal_tracker = Arc::new(
-        ReferenceTracker::open(
-            &dir.path().join("internal-tracker.db"),
-            "INT",
-            clock.clone(),
-        )
-        .unwrap(),
+        ReferenceTracker::open(&dir.join("internal-tracker.db"), "INT", clock.clone()).unwrap(),
     );
     let external_tracker = Arc::new(Timed {
-        inner: ReferenceTracker::open(
-            &dir.path().join("external-tracker.db"),
-            "EXT",
-            clock.clone(),
-        )
-        .unwrap(),
+        inner: ReferenceTracker::open(&dir.join("external-tracker.db"), "EXT", clock.clone())
+            .unwrap(),
         arrived: Arrivals::default(),
     });
     let internal = Arc::new(
@@ -295,7 +305,7 @@ fn main() {
         "peak resident memory: {} MiB",
         resident_kib("VmHWM:") / 1024
     );
-    support::print_database_sizes(dir.path());
+    support::print_database_sizes(&dir);
 }
 
 /// Queue `backlog` changes while the nodes are stopped, then drain them, sampling resident

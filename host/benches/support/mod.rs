@@ -182,13 +182,21 @@ pub fn resident_kib(field: &str) -> u64 {
 
 /// A number given as `name N` on the command line.
 pub fn arg(name: &str) -> Option<usize> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    let value = args.get(i + 1)?;
-    Some(
+    text_arg(name).map(|value| {
         value
             .parse()
-            .unwrap_or_else(|_| panic!("{name} takes a number")),
+            .unwrap_or_else(|_| panic!("{name} takes a number"))
+    })
+}
+
+/// The text after `name` on the command line.
+pub fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    Some(
+        args.get(i + 1)
+            .unwrap_or_else(|| panic!("{name} takes a value"))
+            .clone(),
     )
 }
 

@@ -3,15 +3,23 @@
 //! redelivery). They were most of a node's database: about 4.6 KB per incoming event, where a
 //! twin's own state is 2 KB, and a node keeps its events for `keep-events-days`.
 //!
-//! On SQLite they are stored compressed (zstd at its fastest level: about 3 times smaller,
-//! a few microseconds per event), so that a node's database with a million twins stays a
-//! fraction of the OS page cache and each event writes fewer pages to the log. PostgreSQL
-//! compresses values this size itself (TOAST), so there they stay text. Text written by
-//! earlier versions reads as it is.
+//! On SQLite they are stored compressed (zstd at its fastest level), so that a node's
+//! database with a million twins stays a fraction of the OS page cache and each event writes
+//! fewer pages to the log. PostgreSQL compresses values this size itself (TOAST), so there
+//! they stay text. Text written by earlier versions reads as it is.
+//!
+//! Compression uses a dictionary trained on such bodies (`bodies.dict`, made by
+//! `scripts/train-bodies-dictionary`). A body of a few kilobytes is too short for zstd to
+//! learn much from itself: with no dictionary it built its entropy tables afresh for every
+//! body, a tenth of a saturated node's instructions, for 2.5 to 5 times smaller. The
+//! dictionary brings the tables and the JSON the contract repeats (keys, stamps, context):
+//! bodies are 2 to 4 times smaller again and compress 2 to 3 times faster.
 
 use std::cell::RefCell;
+use std::sync::LazyLock;
 
 use anyhow::{Context, Result, bail};
+use zstd::dict::{DecoderDictionary, EncoderDictionary};
 
 use super::sql::{Dialect, Value};
 
@@ -24,14 +32,29 @@ const LEVEL: i32 = 1;
 /// processor's input holds three issues within the limits of one.
 const MAX_UNPACKED: usize = 256 << 20;
 
+/// The dictionary bodies are compressed with. Each compressed body names it by its id, and
+/// is read back with it, so a dictionary in use is never changed: a better one would be
+/// added beside it with a new id, and this one kept to read what it compressed. Bodies
+/// stored before it existed name none and read without one.
+const DICTIONARY: &[u8] = include_bytes!("bodies.dict");
+const DICTIONARY_ID: u32 = 0x7473_0001;
+
+// Prepared once per process: preparing costs more than compressing a few bodies.
+static ENCODER: LazyLock<EncoderDictionary<'static>> =
+    LazyLock::new(|| EncoderDictionary::copy(DICTIONARY, LEVEL));
+static DECODER: LazyLock<DecoderDictionary<'static>> =
+    LazyLock::new(|| DecoderDictionary::copy(DICTIONARY));
+
 thread_local! {
     // A context per thread, reused: setting one up costs more than compressing a body.
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    // For bodies stored before the dictionary.
+    static PLAIN_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
 /// A body ready to be bound as a statement's parameter. Packed before the transaction
-/// that stores it, by the thread that made it: compressing a processor's input is tens of
+/// that stores it, by the thread that made it: compressing a processor's input is
 /// microseconds, which a write transaction would hold the database's write lock for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packed {
@@ -56,7 +79,7 @@ pub fn pack(dialect: Dialect, json: &str) -> Result<Packed> {
     COMPRESSOR.with_borrow_mut(|slot| {
         let compressor = match slot {
             Some(compressor) => compressor,
-            None => slot.insert(zstd::bulk::Compressor::new(LEVEL)?),
+            None => slot.insert(zstd::bulk::Compressor::with_prepared_dictionary(&ENCODER)?),
         };
         Ok(Packed::Compressed(compressor.compress(json.as_bytes())?))
     })
@@ -70,10 +93,23 @@ pub fn unpack(value: Value<'_>) -> Result<Option<String>> {
         Value::Blob(bytes) => bytes,
         other => bail!("an event's body is stored as {other:?}, neither text nor compressed"),
     };
-    let json = DECOMPRESSOR.with_borrow_mut(|slot| -> Result<Vec<u8>> {
+    // The frame names its dictionary. Never decode with another: zstd would not notice on a
+    // frame that names none, and would read garbage.
+    let (slot, dictionary) = match zstd::zstd_safe::get_dict_id_from_frame(bytes) {
+        None => (&PLAIN_DECOMPRESSOR, None),
+        Some(id) if id.get() == DICTIONARY_ID => (&DECOMPRESSOR, Some(&*DECODER)),
+        Some(id) => bail!(
+            "an event's stored body was compressed with dictionary {id}, which this version \
+             of twinsync does not have"
+        ),
+    };
+    let json = slot.with_borrow_mut(|slot| -> Result<Vec<u8>> {
         let decompressor = match slot {
             Some(decompressor) => decompressor,
-            None => slot.insert(zstd::bulk::Decompressor::new()?),
+            None => slot.insert(match dictionary {
+                Some(dictionary) => zstd::bulk::Decompressor::with_prepared_dictionary(dictionary)?,
+                None => zstd::bulk::Decompressor::new()?,
+            }),
         };
         Ok(decompressor.decompress(bytes, MAX_UNPACKED)?)
     });
@@ -95,6 +131,8 @@ mod tests {
             panic!("SQLite stores bodies compressed");
         };
         assert!(bytes.len() < json.len());
+        let named = zstd::zstd_safe::get_dict_id_from_frame(bytes).map(|id| id.get());
+        assert_eq!(named, Some(DICTIONARY_ID), "a body names its dictionary");
         assert_eq!(unpack(packed.value()).unwrap().as_deref(), Some(json));
 
         let packed = pack(Dialect::Postgres, json).unwrap();
@@ -113,5 +151,47 @@ mod tests {
         );
         let error = unpack(Value::Int(7)).unwrap_err();
         assert!(error.to_string().contains("neither text nor compressed"));
+    }
+
+    #[test]
+    fn the_dictionary_is_the_one_its_id_names() {
+        let id = zstd::zstd_safe::get_dict_id_from_dict(DICTIONARY).map(|id| id.get());
+        assert_eq!(id, Some(DICTIONARY_ID));
+    }
+
+    #[test]
+    fn a_body_stored_before_the_dictionary_still_reads() {
+        let json = r#"{"replica":{"summary":"stored by an earlier version"}}"#;
+        let plain = zstd::bulk::compress(json.as_bytes(), LEVEL).unwrap();
+        assert_eq!(zstd::zstd_safe::get_dict_id_from_frame(&plain), None);
+        assert_eq!(unpack(Value::Blob(&plain)).unwrap().as_deref(), Some(json));
+    }
+
+    #[test]
+    fn a_body_stored_with_this_dictionary_reads_forever() {
+        // Packed by the version that brought the dictionary in. Should this fail, the
+        // dictionary was changed under bodies already stored with it.
+        const STORED: &[u8] = &[
+            40, 181, 47, 253, 35, 1, 0, 115, 116, 72, 229, 0, 0, 48, 123, 55, 51, 34, 125, 125, 6,
+            252, 53, 69, 135, 40, 43, 89, 238, 41, 79, 252, 110, 235, 94, 133, 88, 73, 180, 5, 40,
+        ];
+        let json = r#"{"replica":{"key":"INT-7","summary":"issue 7 rev 3","labels":["bench"]}}"#;
+        assert_eq!(unpack(Value::Blob(STORED)).unwrap().as_deref(), Some(json));
+    }
+
+    #[test]
+    fn a_body_compressed_with_an_unknown_dictionary_is_a_clear_error() {
+        // The same dictionary under another id, as a later version's would be.
+        let mut other = DICTIONARY.to_vec();
+        other[4..8].copy_from_slice(&0x7473_0002u32.to_le_bytes());
+        let mut compressor = zstd::bulk::Compressor::with_dictionary(LEVEL, &other).unwrap();
+        let bytes = compressor.compress(b"{}").unwrap();
+        let error = unpack(Value::Blob(&bytes)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("dictionary 1953693698, which this version"),
+            "{error:#}"
+        );
     }
 }
