@@ -14,9 +14,11 @@
 //! written in one tracker transaction, so that making 20,000 a second costs the harness
 //! less than syncing them costs the nodes.
 //!
-//! `--data-dir DIR` keeps the two trackers' and the two nodes' databases in DIR, to look at
-//! afterwards (`scripts/train-bodies-dictionary` reads the nodes' stored bodies from them);
-//! by default they are in a temporary directory, removed at the end.
+//! `--data-dir DIR` keeps the two trackers' and the two nodes' databases in DIR (made if
+//! absent, and it must be empty; a relative path is taken from `host/` under `cargo
+//! bench`), to look at afterwards: `scripts/train-bodies-dictionary` reads the nodes'
+//! stored bodies from them. By default they are in a temporary directory, removed at the
+//! end.
 //!
 //! Prints: bulk exalate rate, sustained changes per second, latency p50/p90/p99/max, peak
 //! resident memory; with `--backlog`, resident memory sampled while the backlog drains.

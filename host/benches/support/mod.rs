@@ -189,12 +189,14 @@ pub fn arg(name: &str) -> Option<usize> {
     })
 }
 
-/// The text after `name` on the command line.
+/// The text after `name` on the command line. (`cargo bench` adds `--bench` after the
+/// arguments it passes on: a value that starts with `--` is the next option, not a value.)
 pub fn text_arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     let i = args.iter().position(|a| a == name)?;
     Some(
         args.get(i + 1)
+            .filter(|value| !value.starts_with("--"))
             .unwrap_or_else(|| panic!("{name} takes a value"))
             .clone(),
     )

@@ -3,7 +3,7 @@
 //! redelivery). They were most of a node's database: about 4.6 KB per incoming event, where a
 //! twin's own state is 2 KB, and a node keeps its events for `keep-events-days`.
 //!
-//! On SQLite they are stored compressed (zstd at its fastest level), so that a node's
+//! On SQLite they are stored compressed (zstd at its fastest regular level), so that a node's
 //! database with a million twins stays a fraction of the OS page cache and each event writes
 //! fewer pages to the log. PostgreSQL compresses values this size itself (TOAST), so there
 //! they stay text. Text written by earlier versions reads as it is.
@@ -11,9 +11,14 @@
 //! Compression uses a dictionary trained on such bodies (`bodies.dict`, made by
 //! `scripts/train-bodies-dictionary`). A body of a few kilobytes is too short for zstd to
 //! learn much from itself: with no dictionary it built its entropy tables afresh for every
-//! body, a tenth of a saturated node's instructions, for 2.5 to 5 times smaller. The
-//! dictionary brings the tables and the JSON the contract repeats (keys, stamps, context):
-//! bodies are 2 to 4 times smaller again and compress 2 to 3 times faster.
+//! body, about a tenth of a busy node's instructions. The dictionary brings the tables and
+//! the JSON the contract repeats (keys, stamps, context): on the throughput bench's bodies
+//! they are 3 to 4 times smaller again, on the demo's 1.4 to 2.3 times, and compressing
+//! takes a third of the instructions (BENCHMARKS.md, "Events' bodies compressed with a
+//! trained dictionary"). Builds before the dictionary cannot read what it compresses.
+//!
+//! Each body carries a checksum of its text, so that a damaged one is an error rather
+//! than other text.
 
 use std::cell::RefCell;
 use std::sync::LazyLock;
@@ -79,7 +84,11 @@ pub fn pack(dialect: Dialect, json: &str) -> Result<Packed> {
     COMPRESSOR.with_borrow_mut(|slot| {
         let compressor = match slot {
             Some(compressor) => compressor,
-            None => slot.insert(zstd::bulk::Compressor::with_prepared_dictionary(&ENCODER)?),
+            None => {
+                let mut compressor = zstd::bulk::Compressor::with_prepared_dictionary(&ENCODER)?;
+                compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+                slot.insert(compressor)
+            }
         };
         Ok(Packed::Compressed(compressor.compress(json.as_bytes())?))
     })
@@ -90,17 +99,20 @@ pub fn unpack(value: Value<'_>) -> Result<Option<String>> {
     let bytes = match value {
         Value::Null => return Ok(None),
         Value::Text(text) => return Ok(Some(text.to_string())),
+        // Every frame, even of empty text, has a few bytes: none is a damaged body.
+        Value::Blob([]) => bail!("an event's stored body is empty"),
         Value::Blob(bytes) => bytes,
         other => bail!("an event's body is stored as {other:?}, neither text nor compressed"),
     };
-    // The frame names its dictionary. Never decode with another: zstd would not notice on a
-    // frame that names none, and would read garbage.
+    // The frame names its dictionary. zstd refuses a frame that names another one, but
+    // cannot tell whether one that names none was made with a dictionary: decode those
+    // without, so that a damaged one cannot reach into the dictionary.
     let (slot, dictionary) = match zstd::zstd_safe::get_dict_id_from_frame(bytes) {
         None => (&PLAIN_DECOMPRESSOR, None),
         Some(id) if id.get() == DICTIONARY_ID => (&DECOMPRESSOR, Some(&*DECODER)),
         Some(id) => bail!(
-            "an event's stored body was compressed with dictionary {id}, which this version \
-             of twinsync does not have"
+            "an event's stored body names zstd dictionary {id}, which this version of \
+             twinsync does not have (a later version's, or the body is damaged)"
         ),
     };
     let json = slot.with_borrow_mut(|slot| -> Result<Vec<u8>> {
@@ -133,6 +145,8 @@ mod tests {
         assert!(bytes.len() < json.len());
         let named = zstd::zstd_safe::get_dict_id_from_frame(bytes).map(|id| id.get());
         assert_eq!(named, Some(DICTIONARY_ID), "a body names its dictionary");
+        // The frame header's descriptor: bit 2, a checksum of the content follows it.
+        assert_ne!(bytes[4] & 0b100, 0, "a body carries its checksum");
         assert_eq!(unpack(packed.value()).unwrap().as_deref(), Some(json));
 
         let packed = pack(Dialect::Postgres, json).unwrap();
@@ -151,6 +165,18 @@ mod tests {
         );
         let error = unpack(Value::Int(7)).unwrap_err();
         assert!(error.to_string().contains("neither text nor compressed"));
+        let error = unpack(Value::Blob(&[])).unwrap_err();
+        assert!(error.to_string().contains("is empty"), "{error:#}");
+
+        // One byte of a body's compressed content changed: its checksum no longer matches.
+        let json = r#"{"replica":{"summary":"a summary that is long enough to compress"}}"#;
+        let Packed::Compressed(mut bytes) = pack(Dialect::Sqlite, json).unwrap() else {
+            panic!("SQLite stores bodies compressed");
+        };
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        let read = unpack(Value::Blob(&bytes));
+        assert!(read.is_err(), "a damaged body read as {read:?}");
     }
 
     #[test]
@@ -172,8 +198,9 @@ mod tests {
         // Packed by the version that brought the dictionary in. Should this fail, the
         // dictionary was changed under bodies already stored with it.
         const STORED: &[u8] = &[
-            40, 181, 47, 253, 35, 1, 0, 115, 116, 72, 229, 0, 0, 48, 123, 55, 51, 34, 125, 125, 6,
+            40, 181, 47, 253, 39, 1, 0, 115, 116, 72, 229, 0, 0, 48, 123, 55, 51, 34, 125, 125, 6,
             252, 53, 69, 135, 40, 43, 89, 238, 41, 79, 252, 110, 235, 94, 133, 88, 73, 180, 5, 40,
+            105, 62, 15, 147,
         ];
         let json = r#"{"replica":{"key":"INT-7","summary":"issue 7 rev 3","labels":["bench"]}}"#;
         assert_eq!(unpack(Value::Blob(STORED)).unwrap().as_deref(), Some(json));
