@@ -120,7 +120,7 @@ impl Tracker for Timed {
 fn main() {
     twinsync::keep_freed_c_memory();
     let options = options();
-    let temp = tempfile::tempdir().unwrap();
+    let temp;
     let dir = match &options.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).unwrap();
@@ -131,7 +131,10 @@ fn main() {
             );
             dir.clone()
         }
-        None => temp.path().to_path_buf(),
+        None => {
+            temp = tempfile::tempdir().unwrap();
+            temp.path().to_path_buf()
+        }
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let runtime = Arc::new(

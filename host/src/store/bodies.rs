@@ -21,7 +21,9 @@
 //! than other text.
 
 use std::cell::RefCell;
+use std::io;
 use std::sync::LazyLock;
+use std::thread::LocalKey;
 
 use anyhow::{Context, Result, bail};
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
@@ -81,17 +83,15 @@ pub fn pack(dialect: Dialect, json: &str) -> Result<Packed> {
     if dialect == Dialect::Postgres {
         return Ok(Packed::Text(json.to_owned()));
     }
-    COMPRESSOR.with_borrow_mut(|slot| {
-        let compressor = match slot {
-            Some(compressor) => compressor,
-            None => {
-                let mut compressor = zstd::bulk::Compressor::with_prepared_dictionary(&ENCODER)?;
-                compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-                slot.insert(compressor)
-            }
-        };
-        Ok(Packed::Compressed(compressor.compress(json.as_bytes())?))
-    })
+    let make = || {
+        let mut compressor = zstd::bulk::Compressor::with_prepared_dictionary(&ENCODER)?;
+        compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+        Ok(compressor)
+    };
+    let bytes = with_reused(&COMPRESSOR, make, |compressor| {
+        compressor.compress(json.as_bytes())
+    })?;
+    Ok(Packed::Compressed(bytes))
 }
 
 /// A stored body as JSON text, whichever way it was stored; `None` for none.
@@ -107,28 +107,43 @@ pub fn unpack(value: Value<'_>) -> Result<Option<String>> {
     // The frame names its dictionary. zstd refuses a frame that names another one, but
     // cannot tell whether one that names none was made with a dictionary: decode those
     // without, so that a damaged one cannot reach into the dictionary.
-    let (slot, dictionary) = match zstd::zstd_safe::get_dict_id_from_frame(bytes) {
-        None => (&PLAIN_DECOMPRESSOR, None),
-        Some(id) if id.get() == DICTIONARY_ID => (&DECOMPRESSOR, Some(&*DECODER)),
+    let decompress =
+        |decompressor: &mut zstd::bulk::Decompressor| decompressor.decompress(bytes, MAX_UNPACKED);
+    let json = match zstd::zstd_safe::get_dict_id_from_frame(bytes) {
+        None => with_reused(
+            &PLAIN_DECOMPRESSOR,
+            zstd::bulk::Decompressor::new,
+            decompress,
+        ),
+        Some(id) if id.get() == DICTIONARY_ID => with_reused(
+            &DECOMPRESSOR,
+            || zstd::bulk::Decompressor::with_prepared_dictionary(&DECODER),
+            decompress,
+        ),
         Some(id) => bail!(
             "an event's stored body names zstd dictionary {id}, which this version of \
              twinsync does not have (a later version's, or the body is damaged)"
         ),
     };
-    let json = slot.with_borrow_mut(|slot| -> Result<Vec<u8>> {
-        let decompressor = match slot {
-            Some(decompressor) => decompressor,
-            None => slot.insert(match dictionary {
-                Some(dictionary) => zstd::bulk::Decompressor::with_prepared_dictionary(dictionary)?,
-                None => zstd::bulk::Decompressor::new()?,
-            }),
-        };
-        Ok(decompressor.decompress(bytes, MAX_UNPACKED)?)
-    });
     let json = json.context("an event's stored body cannot be decompressed")?;
     String::from_utf8(json)
         .map(Some)
         .context("an event's stored body is not UTF-8")
+}
+
+/// `work` with this thread's context in `slot`, made by `make` the first time.
+fn with_reused<C: 'static, R>(
+    slot: &'static LocalKey<RefCell<Option<C>>>,
+    make: impl FnOnce() -> io::Result<C>,
+    work: impl FnOnce(&mut C) -> io::Result<R>,
+) -> io::Result<R> {
+    slot.with_borrow_mut(|slot| {
+        let context = match slot {
+            Some(context) => context,
+            None => slot.insert(make()?),
+        };
+        work(context)
+    })
 }
 
 #[cfg(test)]
