@@ -205,18 +205,28 @@ fn main() {
     internal.poll_changes().unwrap();
     while internal.poll_changes().unwrap() > 0 {}
 
-    let wake = Arc::new(Wake::default());
+    // Each node has its own bell, as each `serve` process does, and the delivery between
+    // them one for the messages waiting in the nodes' outboxes: a change on Internal wakes
+    // Internal's event loop only, a delivery only the node it delivered to.
+    let wake = Bells::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let start_loops = |wake: &Arc<Wake>, stop: &Arc<AtomicBool>| {
+    let start_loops = |wake: &Bells, stop: &Arc<AtomicBool>| {
         let mut threads = Vec::new();
-        for node in [internal.clone(), external.clone()] {
-            let (wake, stop) = (wake.clone(), stop.clone());
+        for (node, bell) in [internal.clone(), external.clone()]
+            .into_iter()
+            .zip(&wake.nodes)
+        {
+            let (bell, outbox, stop) = (bell.clone(), wake.outbox.clone(), stop.clone());
             let workers = options.workers;
-            threads.push(thread::spawn(move || event_loop(node, workers, wake, stop)));
+            threads.push(thread::spawn(move || {
+                event_loop(node, workers, bell, outbox, stop)
+            }));
         }
         let network = LocalNetwork::new(vec![internal.clone(), external.clone()]);
         let (wake, stop) = (wake.clone(), stop.clone());
-        threads.push(thread::spawn(move || deliver_loop(&network, &wake, &stop)));
+        threads.push(thread::spawn(move || {
+            deliver_loop(&network, &wake.outbox, &wake.nodes, &stop)
+        }));
         threads
     };
 
@@ -266,7 +276,7 @@ fn main() {
         options.changes,
         options.rate,
         // As a tracker's webhook would: the node learns of the changes at once.
-        || wake.ring(),
+        || wake.internal().ring(),
     );
     let producing = started.elapsed();
     let maker = support::Usage::of("thread-self");
@@ -313,6 +323,27 @@ fn main() {
     support::print_database_sizes(&dir);
 }
 
+/// The bells the bench's loops sleep on: one per node (Internal's first), which its event
+/// loop waits on, and the outboxes', which the delivery waits on.
+#[derive(Clone, Default)]
+struct Bells {
+    nodes: [Arc<Wake>; 2],
+    outbox: Arc<Wake>,
+}
+
+impl Bells {
+    /// Internal's, where the bench makes its changes.
+    fn internal(&self) -> &Wake {
+        &self.nodes[0]
+    }
+
+    /// Every bell: to start, and to stop.
+    fn ring(&self) {
+        self.nodes.iter().for_each(|bell| bell.ring());
+        self.outbox.ring();
+    }
+}
+
 /// Queue `backlog` changes while the nodes are stopped, then drain them, sampling resident
 /// memory every second.
 #[allow(clippy::too_many_arguments)]
@@ -321,9 +352,9 @@ fn drain_backlog(
     keys: &[String],
     [internal, external]: [&Arc<Node>; 2],
     tracker: &Arc<ReferenceTracker>,
-    wake: &Arc<Wake>,
+    wake: &Bells,
     stop: &Arc<AtomicBool>,
-    start_loops: impl Fn(&Arc<Wake>, &Arc<AtomicBool>) -> Vec<thread::JoinHandle<()>>,
+    start_loops: impl Fn(&Bells, &Arc<AtomicBool>) -> Vec<thread::JoinHandle<()>>,
     arrived: impl Fn(usize, usize) -> Option<Instant>,
 ) {
     for key in keys {

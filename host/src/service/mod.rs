@@ -36,7 +36,10 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     let opened = open_node(config)?;
     crate::setup::use_plugin_store(&opened.node)?;
     let node = opened.node.clone();
+    // The event loop sleeps on `wake`, the senders on `outbox`: a received message or a
+    // change wakes only the event loop, and its new messages only the senders.
     let wake = Arc::new(Wake::default());
+    let outbox = Arc::new(Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -53,12 +56,12 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     let supervisor = Arc::new(supervise::Supervisor::default());
     let mut threads = Vec::new();
     {
-        let (node, wake, stop) = (node.clone(), wake.clone(), stop.clone());
+        let (node, wake, outbox, stop) = (node.clone(), wake.clone(), outbox.clone(), stop.clone());
         let workers = config.workers();
         let poll = config.poll_tracker();
         threads.push(
             supervisor.spawn("the event loop".into(), stop.clone(), move || {
-                workers::event_loop_with(node, workers, wake, stop, poll)
+                workers::event_loop_with(node, workers, wake, outbox, stop, poll)
             })?,
         );
     }
@@ -117,7 +120,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         let sender = Sender::new(&name, url, secret, ca.as_deref())?;
         let (node, wake, stop, clock, peers) = (
             node.clone(),
-            wake.clone(),
+            outbox.clone(),
             stop.clone(),
             opened.clock.clone(),
             peers.clone(),
@@ -178,20 +181,27 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
             servers.spawn(serve_on(listener, app, tls.clone(), handle.clone()));
         }
         if let (Some(admin_config), Some(token)) = (&config.admin, config.admin_token()?) {
-            let ring = wake.clone();
+            // What an operator does may make work for either loop.
+            let ring = (wake.clone(), outbox.clone());
             let mut app = admin::router(Arc::new(Admin {
                 node: node.clone(),
                 token: token.clone(),
-                on_change: Arc::new(move || ring.ring()),
+                on_change: Arc::new(move || {
+                    ring.0.ring();
+                    ring.1.ring();
+                }),
                 tenants: Some(tenants.clone()),
             }));
             if let Some(console) = config.console.as_ref().filter(|c| c.enabled) {
-                let ring = wake.clone();
+                let ring = (wake.clone(), outbox.clone());
                 app = app.merge(crate::console::router(Arc::new(crate::console::Console {
                     host: Arc::new(crate::console::View {
                         node: node.clone(),
                         peers: peers.clone(),
-                        on_change: Box::new(move || ring.ring()),
+                        on_change: Box::new(move || {
+                            ring.0.ring();
+                            ring.1.ring();
+                        }),
                     }),
                     token,
                     secure_cookie: console.secure_cookie,
@@ -224,6 +234,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     // Processors still running stop at the next epoch tick; their events stay queued.
     opened.runtime.interrupt_all();
     wake.ring();
+    outbox.ring();
     for thread in threads {
         let _ = thread.join();
     }

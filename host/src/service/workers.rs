@@ -42,9 +42,18 @@ fn refresh_plugins(node: &Node) {
 }
 
 /// Poll the tracker and process events until `stop` is set. `workers` threads run the
-/// processors; this loop hands them events and commits what they finish.
-pub fn event_loop(node: Arc<Node>, workers: usize, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
-    event_loop_with(node, workers, wake, stop, true)
+/// processors; this loop hands them events and commits what they finish. It sleeps on
+/// `wake` (rung when work may have come: a change, a received message) and rings `outbox`
+/// when it may have put messages there: two bells, so that neither the senders nor this
+/// loop are woken for the other's work.
+pub fn event_loop(
+    node: Arc<Node>,
+    workers: usize,
+    wake: Arc<Wake>,
+    outbox: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+) {
+    event_loop_with(node, workers, wake, outbox, stop, true)
 }
 
 /// [`event_loop`], reading the tracker's change feed only if `poll_tracker`: a tracker that
@@ -54,6 +63,7 @@ pub fn event_loop_with(
     node: Arc<Node>,
     workers: usize,
     wake: Arc<Wake>,
+    outbox: Arc<Wake>,
     stop: Arc<AtomicBool>,
     poll_tracker: bool,
 ) {
@@ -114,7 +124,7 @@ pub fn event_loop_with(
             Ok(progress) => {
                 if progress.done > 0 {
                     // New messages may be in the outbox.
-                    wake.ring();
+                    outbox.ring();
                 }
                 work += progress.done + progress.failed;
             }

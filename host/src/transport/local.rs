@@ -39,12 +39,23 @@ impl LocalNetwork {
 
     /// Deliver waiting messages once. Returns how many the receivers accepted or already had.
     pub fn deliver(&self) -> Result<usize> {
-        let mut delivered = 0;
+        Ok(self.deliver_each()?.iter().sum())
+    }
+
+    /// [`deliver`](Self::deliver), counted by receiver: one count per node, in the order
+    /// the network was made with.
+    fn deliver_each(&self) -> Result<Vec<usize>> {
+        let mut delivered = vec![0; self.nodes.len()];
         for node in &self.nodes {
             for connection in node.connections() {
-                let Some(peer) = self.node(&connection.remote_instance) else {
+                let Some(to) = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.instance() == connection.remote_instance)
+                else {
                     continue;
                 };
+                let peer = &self.nodes[to];
                 let messages = node.outbox(&connection.name, BATCH)?;
                 let receipts = peer.receive_all(&messages)?;
                 // As the HTTP sender does: what the peer took is acknowledged, a message it
@@ -62,7 +73,7 @@ impl LocalNetwork {
                     }
                 }
                 node.acknowledge(&taken)?;
-                delivered += taken.len();
+                delivered[to] += taken.len();
             }
         }
         Ok(delivered)
@@ -103,16 +114,25 @@ impl LocalNetwork {
 }
 
 /// Deliver messages between the nodes of `network` until `stop` is set: the in-process
-/// counterpart of the HTTP senders, for running nodes on threads in one process.
-pub fn deliver_loop(network: &LocalNetwork, wake: &Wake, stop: &AtomicBool) {
+/// counterpart of the HTTP senders, for running nodes on threads in one process. It sleeps
+/// on `outbox`, which the nodes' event loops ring, and rings the bell in `wakes` of each
+/// node it delivered to (one per node, in the network's order), as a receiving `serve`
+/// wakes only its own event loop.
+pub fn deliver_loop(network: &LocalNetwork, outbox: &Wake, wakes: &[Arc<Wake>], stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        let seen = wake.rings();
-        match network.deliver() {
-            Ok(0) => wake.wait(seen, Duration::from_millis(100)),
-            Ok(_) => wake.ring(),
+        let seen = outbox.rings();
+        match network.deliver_each() {
+            Ok(counts) if counts.iter().any(|&n| n > 0) => {
+                for (count, wake) in counts.iter().zip(wakes) {
+                    if *count > 0 {
+                        wake.ring();
+                    }
+                }
+            }
+            Ok(_) => outbox.wait(seen, Duration::from_millis(100)),
             Err(error) => {
                 tracing::error!("cannot deliver messages: {error:#}");
-                wake.wait(seen, Duration::from_millis(100));
+                outbox.wait(seen, Duration::from_millis(100));
             }
         }
     }
