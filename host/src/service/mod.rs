@@ -37,7 +37,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     crate::setup::use_plugin_store(&opened.node)?;
     let node = opened.node.clone();
     // The event loop sleeps on `wake`, the senders on `outbox`: a received message or a
-    // change wakes only the event loop, and its new messages only the senders.
+    // tracker change wakes only the event loop, and its new messages only the senders.
     let wake = Arc::new(Wake::default());
     let outbox = Arc::new(Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -118,7 +118,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
                 None => None,
             };
         let sender = Sender::new(&name, url, secret, ca.as_deref())?;
-        let (node, wake, stop, clock, peers) = (
+        let (node, outbox, stop, clock, peers) = (
             node.clone(),
             outbox.clone(),
             stop.clone(),
@@ -128,7 +128,7 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         threads.push(supervisor.spawn(
             format!("the sender of connection `{name}`"),
             stop.clone(),
-            move || workers::sender_loop(node, name, sender, clock, wake, stop, peers),
+            move || workers::sender_loop(node, name, sender, clock, outbox, stop, peers),
         )?);
     }
 

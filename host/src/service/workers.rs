@@ -43,9 +43,9 @@ fn refresh_plugins(node: &Node) {
 
 /// Poll the tracker and process events until `stop` is set. `workers` threads run the
 /// processors; this loop hands them events and commits what they finish. It sleeps on
-/// `wake` (rung when work may have come: a change, a received message) and rings `outbox`
-/// when it may have put messages there: two bells, so that neither the senders nor this
-/// loop are woken for the other's work.
+/// `wake` (rung when work may have come: a tracker change, a received message, a repair by
+/// `verify`, an operator's action) and rings `outbox` when it may have put messages there:
+/// two bells, so that neither the senders nor this loop are woken for the other's work.
 pub fn event_loop(
     node: Arc<Node>,
     workers: usize,
@@ -153,22 +153,22 @@ pub fn sender_loop(
     connection: String,
     sender: Sender,
     clock: Arc<dyn Clock>,
-    wake: Arc<Wake>,
+    outbox: Arc<Wake>,
     stop: Arc<AtomicBool>,
     peers: Arc<super::Peers>,
 ) {
     let mut backoff = Backoff::default();
     let send_role = format!("send:{connection}");
     while !stop.load(Ordering::Relaxed) {
-        let seen = wake.rings();
+        let seen = outbox.rings();
         if !backoff.ready() {
-            wake.wait(seen, backoff.remaining().min(IDLE_POLL));
+            outbox.wait(seen, backoff.remaining().min(IDLE_POLL));
             continue;
         }
         // One process of the node sends a connection's messages: two would send the same
         // ones at once, and a later one ahead of an earlier one.
         if !leads(&node, &send_role) {
-            wake.wait(seen, IDLE_POLL);
+            outbox.wait(seen, IDLE_POLL);
             continue;
         }
         let batch = match node.outbox(&connection, 64) {
@@ -180,7 +180,7 @@ pub fn sender_loop(
             }
         };
         if batch.is_empty() {
-            wake.wait(seen, IDLE_POLL);
+            outbox.wait(seen, IDLE_POLL);
             continue;
         }
         let mut acknowledged = Vec::new();

@@ -119,6 +119,7 @@ impl LocalNetwork {
 /// node it delivered to (one per node, in the network's order), as a receiving `serve`
 /// wakes only its own event loop.
 pub fn deliver_loop(network: &LocalNetwork, outbox: &Wake, wakes: &[Arc<Wake>], stop: &AtomicBool) {
+    assert_eq!(wakes.len(), network.nodes.len(), "one bell per node");
     while !stop.load(Ordering::Relaxed) {
         let seen = outbox.rings();
         match network.deliver_each() {
