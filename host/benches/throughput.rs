@@ -208,24 +208,24 @@ fn main() {
     // Each node has its own bell, as each `serve` process does, and the delivery between
     // them one for the messages waiting in the nodes' outboxes: a change on Internal wakes
     // Internal's event loop only, a delivery only the node it delivered to.
-    let wake = Bells::default();
+    let bells = Bells::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let start_loops = |wake: &Bells, stop: &Arc<AtomicBool>| {
+    let start_loops = |bells: &Bells, stop: &Arc<AtomicBool>| {
         let mut threads = Vec::new();
         for (node, bell) in [internal.clone(), external.clone()]
             .into_iter()
-            .zip(&wake.nodes)
+            .zip(&bells.nodes)
         {
-            let (bell, outbox, stop) = (bell.clone(), wake.outbox.clone(), stop.clone());
+            let (bell, outbox, stop) = (bell.clone(), bells.outbox.clone(), stop.clone());
             let workers = options.workers;
             threads.push(thread::spawn(move || {
                 event_loop(node, workers, bell, outbox, stop)
             }));
         }
         let network = LocalNetwork::new(vec![internal.clone(), external.clone()]);
-        let (wake, stop) = (wake.clone(), stop.clone());
+        let (bells, stop) = (bells.clone(), stop.clone());
         threads.push(thread::spawn(move || {
-            deliver_loop(&network, &wake.outbox, &wake.nodes, &stop)
+            deliver_loop(&network, &bells.outbox, &bells.nodes, &stop)
         }));
         threads
     };
@@ -241,19 +241,19 @@ fn main() {
             &keys,
             [&internal, &external],
             &internal_tracker,
-            &wake,
+            &bells,
             &stop,
             start_loops,
             arrived,
         );
     }
 
-    let threads = start_loops(&wake, &stop);
+    let threads = start_loops(&bells, &stop);
     let started = Instant::now();
     for key in &keys {
         internal.exalate("internal-external", key).unwrap();
     }
-    wake.ring();
+    bells.ring();
     let first: Vec<(usize, usize)> = (0..options.twins).map(|n| (n, 0)).collect();
     wait_for(&first, Duration::from_secs(3600));
     let exalate_time = started.elapsed();
@@ -276,11 +276,11 @@ fn main() {
         options.changes,
         options.rate,
         // As a tracker's webhook would: the node learns of the changes at once.
-        || wake.internal().ring(),
+        || bells.internal().ring(),
     );
     let producing = started.elapsed();
     let maker = support::Usage::of("thread-self");
-    wake.ring();
+    bells.ring();
     let all: Vec<(usize, usize)> = made.iter().map(|&(n, rev, _)| (n, rev)).collect();
     wait_for(&all, Duration::from_secs(3600));
     let total = started.elapsed();
@@ -289,7 +289,7 @@ fn main() {
     wait_until_idle([&internal, &external]);
     let idle = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    wake.ring();
+    bells.ring();
     for thread in threads {
         thread.join().unwrap();
     }
@@ -352,7 +352,7 @@ fn drain_backlog(
     keys: &[String],
     [internal, external]: [&Arc<Node>; 2],
     tracker: &Arc<ReferenceTracker>,
-    wake: &Bells,
+    bells: &Bells,
     stop: &Arc<AtomicBool>,
     start_loops: impl Fn(&Bells, &Arc<AtomicBool>) -> Vec<thread::JoinHandle<()>>,
     arrived: impl Fn(usize, usize) -> Option<Instant>,
@@ -383,7 +383,7 @@ fn drain_backlog(
         resident_kib("VmRSS:") / 1024
     );
     let done_before = [processed([internal]), processed([external])];
-    let threads = start_loops(wake, stop);
+    let threads = start_loops(bells, stop);
     let started = Instant::now();
     let mut samples = Vec::new();
     while !idle([internal, external]) {
@@ -401,7 +401,7 @@ fn drain_backlog(
         );
     }
     stop.store(true, Ordering::Relaxed);
-    wake.ring();
+    bells.ring();
     for thread in threads {
         thread.join().unwrap();
     }

@@ -182,26 +182,18 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
         }
         if let (Some(admin_config), Some(token)) = (&config.admin, config.admin_token()?) {
             // What an operator does may make work for either loop.
-            let ring = (wake.clone(), outbox.clone());
             let mut app = admin::router(Arc::new(Admin {
                 node: node.clone(),
                 token: token.clone(),
-                on_change: Arc::new(move || {
-                    ring.0.ring();
-                    ring.1.ring();
-                }),
+                on_change: Arc::new(ring_both(&wake, &outbox)),
                 tenants: Some(tenants.clone()),
             }));
             if let Some(console) = config.console.as_ref().filter(|c| c.enabled) {
-                let ring = (wake.clone(), outbox.clone());
                 app = app.merge(crate::console::router(Arc::new(crate::console::Console {
                     host: Arc::new(crate::console::View {
                         node: node.clone(),
                         peers: peers.clone(),
-                        on_change: Box::new(move || {
-                            ring.0.ring();
-                            ring.1.ring();
-                        }),
+                        on_change: Box::new(ring_both(&wake, &outbox)),
                     }),
                     token,
                     secure_cookie: console.secure_cookie,
@@ -233,14 +225,22 @@ pub fn serve(config: &NodeConfig) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     // Processors still running stop at the next epoch tick; their events stay queued.
     opened.runtime.interrupt_all();
-    wake.ring();
-    outbox.ring();
+    ring_both(&wake, &outbox)();
     for thread in threads {
         let _ = thread.join();
     }
     tenants.stop();
     tracing::info!("stopped");
     served
+}
+
+/// Ring the event loop's bell and the senders': for what may make work for either.
+fn ring_both(wake: &Arc<Wake>, outbox: &Arc<Wake>) -> impl Fn() + Send + Sync + 'static {
+    let (wake, outbox) = (wake.clone(), outbox.clone());
+    move || {
+        wake.ring();
+        outbox.ring();
+    }
 }
 
 /// Apply the tenant registry every second: what the CLI wrote while serve runs.

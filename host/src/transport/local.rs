@@ -34,7 +34,12 @@ impl LocalNetwork {
     }
 
     pub fn node(&self, instance: &str) -> Option<&Arc<Node>> {
-        self.nodes.iter().find(|n| n.instance() == instance)
+        self.position(instance).map(|at| &self.nodes[at])
+    }
+
+    /// Where the node named `instance` is in the network's order.
+    fn position(&self, instance: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.instance() == instance)
     }
 
     /// Deliver waiting messages once. Returns how many the receivers accepted or already had.
@@ -48,11 +53,7 @@ impl LocalNetwork {
         let mut delivered = vec![0; self.nodes.len()];
         for node in &self.nodes {
             for connection in node.connections() {
-                let Some(to) = self
-                    .nodes
-                    .iter()
-                    .position(|n| n.instance() == connection.remote_instance)
-                else {
+                let Some(to) = self.position(&connection.remote_instance) else {
                     continue;
                 };
                 let peer = &self.nodes[to];
