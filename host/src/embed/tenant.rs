@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -276,6 +276,9 @@ pub(super) struct Bell {
     outbox: AtomicBool,
     event_loop: Arc<Rung>,
     delivery: Arc<Rung>,
+    /// Rung when its events are committed, besides the in-process delivery: `serve`'s HTTP
+    /// senders of the tenant, if it has any (set once, when they start).
+    senders: OnceLock<Arc<Wake>>,
 }
 
 impl Bell {
@@ -286,6 +289,7 @@ impl Bell {
             outbox: AtomicBool::new(false),
             event_loop,
             delivery,
+            senders: OnceLock::new(),
         }
     }
 
@@ -295,6 +299,15 @@ impl Bell {
             self.event_loop.push(&self.name);
         }
         self.outbox_changed();
+    }
+
+    /// Its events were committed: the messages they queued wait in its outbox, for the
+    /// in-process delivery or for its HTTP senders.
+    pub(super) fn committed(&self) {
+        self.outbox_changed();
+        if let Some(senders) = self.senders.get() {
+            senders.ring();
+        }
     }
 
     pub(super) fn outbox_changed(&self) {
@@ -495,5 +508,11 @@ impl Tenant {
     /// Wake the tenant's loops: something it should act on changed (an admin request).
     pub(crate) fn wake(&self) {
         self.running.wake.ring();
+    }
+
+    /// Ring `senders` whenever the tenant commits events: `serve`'s HTTP senders of its
+    /// connections, which sleep until their outbox may have messages. Set once.
+    pub(crate) fn ring_on_commit(&self, senders: Arc<Wake>) {
+        let _ = self.running.wake.senders.set(senders);
     }
 }

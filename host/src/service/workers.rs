@@ -145,6 +145,21 @@ fn idle_wait(changed_at: Option<Instant>, now: Instant) -> Duration {
     }
 }
 
+/// How long a sender with an empty outbox sleeps unless its bell rings: `IDLE_POLL`. In
+/// debug builds `TWINSYNC_TEST_SENDER_IDLE_MS` sets it, so that a test can tell a message
+/// sent because its commit rang the bell from one the next poll happened to find
+/// (`tests/wake_ups.rs`).
+fn sender_idle_poll() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("TWINSYNC_TEST_SENDER_IDLE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    IDLE_POLL
+}
+
 /// Send one connection's outbox to the other node until `stop` is set. A message leaves
 /// the outbox only when the other node acknowledged it, so nothing is lost when either
 /// side goes down; the other node recognises a message it already has.
@@ -180,7 +195,7 @@ pub fn sender_loop(
             }
         };
         if batch.is_empty() {
-            outbox.wait(seen, IDLE_POLL);
+            outbox.wait(seen, sender_idle_poll());
             continue;
         }
         let mut acknowledged = Vec::new();

@@ -477,27 +477,24 @@ impl Tenants {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(thread);
         }
-        let ring = (tenant.clone(), senders.wake.clone());
+        // The senders sleep until the tenant commits events (which queue their messages);
+        // a message received or a change notified is work for its event loop only.
+        tenant.ring_on_commit(senders.wake.clone());
         let webhooks = spec.webhook_secret.as_deref().map(|secret| {
-            let ring = ring.clone();
+            let tenant = tenant.clone();
             Arc::new(crate::webhooks::Webhooks::new(
                 node.clone(),
                 Secret::new(secret),
                 self.clock.clone(),
-                Box::new(move || {
-                    ring.0.wake();
-                    ring.1.ring();
-                }),
+                Box::new(move || tenant.wake()),
             ))
         });
+        let on_accept = tenant.clone();
         let receiver = Arc::new(Receiver {
             node,
             secrets,
             clock: self.clock.clone(),
-            on_accept: Box::new(move || {
-                ring.0.wake();
-                ring.1.ring();
-            }),
+            on_accept: Box::new(move || on_accept.wake()),
         });
         Ok(Live {
             tenant,

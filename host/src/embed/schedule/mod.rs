@@ -134,7 +134,7 @@ impl Shared {
             Ok(Ok(round)) => {
                 self.waiting(tenant, round.waiting);
                 if round.committed > 0 {
-                    tenant.wake.outbox_changed();
+                    tenant.wake.committed();
                 }
                 // Opened only to find nothing to do (as every tenant is looked at once when
                 // it is added): closed again at once, so that 10,000 tenants starting do
