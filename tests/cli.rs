@@ -77,7 +77,10 @@ fn inspect_shows_worlds_and_imports() {
         "{text}"
     );
     assert!(
-        text.contains("twinsync:processor/sync-helper@0.2.0"),
+        text.contains(&format!(
+            "twinsync:processor/sync-helper@{}",
+            twinsync::runtime::CONTRACT_VERSION
+        )),
         "{text}"
     );
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use twinsync::runtime::CONTRACT_VERSION;
 use twinsync_tests::cli::{fails, ok, run};
 use twinsync_tests::process::{NodeProcess, eventually, pair};
 use twinsync_tests::twinsync;
@@ -21,7 +22,7 @@ fn pack(dir: &Path, builtin: &str, version: &str) -> String {
         &manifest,
         format!(
             "name = \"acme-sync\"\nvendor = \"Acme\"\nversion = \"{version}\"\n\
-             description = \"test\"\ncontract = \"0.2.0\"\n\
+             description = \"test\"\ncontract = \"{CONTRACT_VERSION}\"\n\
              worlds = [\"incoming-processor\", \"outgoing-processor\"]\n\
              homepage = \"https://example.invalid/acme\"\n[limits]\nfuel = 50000000\n"
         ),
@@ -318,7 +319,7 @@ fn inspect_lists_what_a_refused_component_imports_and_which_flag_removes_wasi_ht
     assert!(stdout.contains("imports:"), "{stdout}");
     assert!(stdout.contains("  wasi:http/"), "{stdout}");
     assert!(
-        stdout.contains("  twinsync:processor/incoming@0.2.0"),
+        stdout.contains(&format!("  twinsync:processor/incoming@{CONTRACT_VERSION}")),
         "{stdout}"
     );
     assert!(stderr.contains("this host will not run it"), "{stderr}");

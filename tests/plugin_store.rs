@@ -27,7 +27,7 @@ fn package_of(wasm: &[u8], version: &str) -> Vec<u8> {
         vendor: "Acme".into(),
         version: version.into(),
         description: "test package".into(),
-        contract: "0.2.0".into(),
+        contract: twinsync::runtime::CONTRACT_VERSION.into(),
         worlds: vec!["incoming-processor".into(), "outgoing-processor".into()],
         limits: AskedLimits::default(),
         homepage: Some("https://example.invalid/acme".into()),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use twinsync::model::{Issue, sample_issue};
-use twinsync::runtime::{Call, Limits, NoTwins, PluginError};
+use twinsync::runtime::{CONTRACT_VERSION, Call, Limits, NoTwins, PluginError};
 use twinsync::sync::{Connection, Flow};
 use twinsync_tests::*;
 
@@ -74,12 +74,9 @@ fn the_examples_implement_both_worlds() {
             );
         }
     }
-    assert!(
-        processor("remote-key")
-            .info
-            .imports
-            .contains(&"twinsync:processor/sync-helper@0.2.0".to_string())
-    );
+    assert!(processor("remote-key").info.imports.contains(&format!(
+        "twinsync:processor/sync-helper@{CONTRACT_VERSION}"
+    )));
 }
 
 #[test]

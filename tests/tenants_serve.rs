@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use twinsync::runtime::CONTRACT_VERSION;
 use twinsync_tests::cli::ok;
 use twinsync_tests::console::ConsoleClient;
 use twinsync_tests::process::{NodeProcess, NodeSpec, TOKEN, eventually, free_port};
@@ -34,7 +35,7 @@ fn install_scripted_version(dir: &Path, node: &NodeProcess, version: &str) {
         &manifest,
         format!(
             "name = \"scripted-test\"\nvendor = \"Tests\"\nversion = \"{version}\"\n\
-             description = \"test\"\ncontract = \"0.2.0\"\n\
+             description = \"test\"\ncontract = \"{CONTRACT_VERSION}\"\n\
              worlds = [\"incoming-processor\", \"outgoing-processor\"]\n"
         ),
     )

@@ -22,7 +22,6 @@ from wit_world.imports.types import (
     FieldStamp,
     Issue,
     LogLevel,
-    MergeBase,
     ProcessorError,
     SyncContext,
 )
@@ -191,10 +190,6 @@ CORE_FIELDS = [
 ]
 
 
-def _stamp(stamps: List[FieldStamp], field: str) -> Optional[FieldStamp]:
-    return next((stamp for stamp in stamps if stamp.field == field), None)
-
-
 def _same_stamp(a: FieldStamp, b: FieldStamp) -> bool:
     return a.at == b.at and a.by == b.by
 
@@ -204,19 +199,17 @@ class Merger:
 
     A change on the remote side only is taken, a change on the local side only is kept, and
     a change on both sides (a conflict) is settled by the field's policy. Which is which
-    comes from the stamps the host keeps per field (`field-stamp` in the WIT).
+    comes from the stamps the host keeps per field (`field-stamp` in the WIT), asked for
+    each field that differs when it is settled (`read-field-base`): cheaper than copying
+    every field's stamps and the local issue in (`read-merge-base`).
     """
 
     def __init__(self, ctx: SyncContext) -> None:
         self.ctx = ctx
-        self.base: MergeBase = sync_helper.read_merge_base()
 
     def policy(self, field: str) -> ConflictPolicy:
         """The policy of `field` on this connection."""
-        for entry in self.base.policies:
-            if entry.field == field:
-                return entry.policy
-        return self.base.default_policy
+        return sync_helper.read_field_base(field).policy
 
     def take_remote(self, field: str, mine: object, theirs: object) -> bool:
         """Whether the local value `mine` of `field` should become the remote `theirs`
@@ -233,15 +226,16 @@ class Merger:
         return take
 
     def _decide(self, field: str, mine: object, theirs: object) -> "tuple[bool, str]":
-        policy = self.policy(field)
+        base = sync_helper.read_field_base(field)
+        policy = base.policy
         if policy == ConflictPolicy.OVERWRITE:
             return True, "policy overwrite"
-        remote = _stamp(self.base.remote_stamps, field)
+        remote = base.remote
         if remote is None:
             return False, "the other side sent no stamp for it"
-        local = _stamp(self.base.local_stamps, field)
+        local = base.local
         # A write this side has seen already: its own, or the one the other side sent before.
-        previous = _stamp(self.base.previous_remote_stamps, field)
+        previous = base.previous_remote
         seen = (
             (local is not None and _same_stamp(local, remote))
             or remote.by == self.ctx.local_instance

@@ -1,14 +1,22 @@
 //! The per-event hot path: one invocation of the `mirror` incoming processor on a realistic
 //! issue (10 custom fields, 20 comments): new store, instantiate, call, drop. Beside it, the
-//! same mapping compiled natively into the host, and the on-demand allocator.
+//! same mapping compiled natively into the host, and the on-demand allocator. The first
+//! figures give the processor an empty merge base; "with its merge base" gives it what a
+//! real incoming event gets (the local issue at the last sync, a stamp for every field).
 //!
 //! `cargo bench -p twinsync --bench invocation`
 
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use twinsync::model::fields::{FieldStamps, stamp_local_writes, stamp_write};
 use twinsync::model::{Comment, Direction, Issue, SyncContext, SyncReason, sample_issue};
-use twinsync::runtime::{Call, Limits, NoTwins, Plugin, Runtime, RuntimeConfig};
+use twinsync::runtime::{
+    Call, ConflictPolicy, FieldStamp, Limits, MergeBase, NoTwins, Plugin, Runtime, RuntimeConfig,
+};
+
+/// `mirror` built for contract 0.2.0, kept as a binary (`tests/fixtures/`).
+const MIRROR_V0_2_0: &[u8] = include_bytes!("../../tests/fixtures/mirror-v0.2.0.wasm");
 
 // The allocator of the `twinsync` binary, so that this bench measures what users run.
 #[global_allocator]
@@ -40,11 +48,44 @@ fn inputs() -> (Issue, Issue, Issue) {
     (replica, previous, local)
 }
 
+/// The merge base a real incoming event with `inputs` gets: the local issue as it was at
+/// the last sync, and each side's stamp of every field; the replica's summary was written
+/// on Internal after the previous replica.
+fn merge_base(inputs: &(Issue, Issue, Issue)) -> MergeBase {
+    let (_, previous, local) = inputs;
+    let stamps = |issue: &Issue, by: &str| {
+        let mut stamps = FieldStamps::new();
+        stamp_local_writes(&mut stamps, None, issue, 1_767_225_600_000, by);
+        stamps
+    };
+    let previous_remote = stamps(previous, "Internal");
+    let mut remote = previous_remote.clone();
+    stamp_write(&mut remote, "summary", 1_767_225_700_000, "Internal");
+    MergeBase {
+        local: Some(local.clone()),
+        local_stamps: FieldStamp::list(&stamps(local, "External")),
+        remote_stamps: FieldStamp::list(&remote),
+        previous_remote_stamps: FieldStamp::list(&previous_remote),
+        default_policy: ConflictPolicy::LastWriterWins,
+        policies: Vec::new(),
+    }
+}
+
 fn invoke(
     runtime: &Runtime,
     plugin: &Plugin,
     limits: &Limits,
     inputs: &(Issue, Issue, Issue),
+) -> Issue {
+    invoke_with(runtime, plugin, limits, inputs, MergeBase::default())
+}
+
+fn invoke_with(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    limits: &Limits,
+    inputs: &(Issue, Issue, Issue),
+    merge_base: MergeBase,
 ) -> Issue {
     let (replica, previous, local) = inputs;
     let call = Call {
@@ -52,7 +93,7 @@ fn invoke(
         limits,
         can_send: true,
         directory: Arc::new(NoTwins),
-        merge_base: Default::default(),
+        merge_base,
     };
     let outcome = plugin.run_incoming(runtime, call, replica, Some(previous), local);
     outcome.result.expect("mirror succeeds")
@@ -84,6 +125,26 @@ fn wasm(c: &mut Criterion) {
             b.iter(|| invoke(&runtime, &plugin, &limits, &inputs))
         });
     }
+    let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
+    let plugin = runtime.load("mirror", twinsync::builtin::MIRROR).unwrap();
+    let base = merge_base(&inputs);
+    assert_eq!(
+        invoke_with(&runtime, &plugin, &limits, &inputs, base.clone()),
+        native_mirror(&inputs),
+        "the merge base changes nothing here: only the summary changed, on Internal"
+    );
+    // The base is cloned as the node builds one per event from the twin it stores.
+    group.bench_function("wasm, pooling allocator, with its merge base", |b| {
+        b.iter(|| invoke_with(&runtime, &plugin, &limits, &inputs, base.clone()))
+    });
+    // `mirror` as built for contract 0.2.0, which read the whole merge base where the
+    // current one asks for the stamps of the fields that differ (`read-field-base`).
+    let whole_base = runtime.load("mirror-v0.2.0", MIRROR_V0_2_0).unwrap();
+    assert_eq!(whole_base.info.contract, "0.2.0");
+    group.bench_function(
+        "wasm, pooling allocator, with its merge base, read whole (contract 0.2.0)",
+        |b| b.iter(|| invoke_with(&runtime, &whole_base, &limits, &inputs, base.clone())),
+    );
     group.bench_function("native, same mapping", |b| {
         b.iter(|| native_mirror(&inputs))
     });

@@ -32,11 +32,16 @@ use twinsync::transport::local::{LocalNetwork, RunStats};
 pub const SCRIPTED: &str = env!("TWINSYNC_TEST_SCRIPTED");
 /// A valid component that is not a processor.
 pub const WRONG_WORLD: &str = env!("TWINSYNC_TEST_WRONG_WORLD");
-/// A processor of contract 0.2.0 that labels what it sees (origin, its `greeting` setting).
+/// A processor of the current contract that labels what it sees (origin, its `greeting`
+/// setting: both new in 0.2.0).
 pub const CONTRACT_PROBE: &str = env!("TWINSYNC_TEST_CONTRACT_PROBE");
 /// `mirror` as built from the frozen contract 0.1.0, kept as a binary (built once, never
 /// rebuilt): a plugin shipped for 0.1.0 must keep running.
 pub const MIRROR_V0_1_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/mirror-v0.1.0.wasm");
+/// `mirror` as built for contract 0.2.0, which reads the whole merge base
+/// (`read-merge-base`) where the current one asks for the fields it settles
+/// (`read-field-base`, 0.2.1); kept as a binary like the 0.1.0 one.
+pub const MIRROR_V0_2_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/mirror-v0.2.0.wasm");
 /// A processor that imports `wasi:http`, which the host does not provide.
 pub const HTTP_IMPORTER: &str = env!("TWINSYNC_TEST_HTTP_IMPORTER");
 /// The custom field that tells `scripted` what to do.

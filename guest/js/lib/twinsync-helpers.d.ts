@@ -9,10 +9,9 @@ import type {
   FieldValue,
   Issue,
   LogLevel,
-  MergeBase,
   Replica,
   SyncContext,
-} from 'twinsync:processor/types@0.2.0';
+} from 'twinsync:processor/types@0.2.1';
 
 export type IncomingProcess = (
   ctx: SyncContext,
@@ -66,7 +65,6 @@ export const CORE_FIELDS: ReadonlyArray<readonly [string, keyof Issue]>;
 export class Merger {
   constructor(ctx: SyncContext);
   readonly ctx: SyncContext;
-  readonly base: MergeBase;
   policy(field: string): ConflictPolicy;
   takeRemote(field: string, mine: unknown, theirs: unknown): boolean;
 }

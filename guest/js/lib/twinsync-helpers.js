@@ -15,9 +15,9 @@
 import {
   syncBackAfterProcessing as hostSyncBack,
   log as hostLog,
-  readMergeBase,
+  readFieldBase,
   recordConflict,
-} from 'twinsync:processor/sync-helper@0.2.0';
+} from 'twinsync:processor/sync-helper@0.2.1';
 
 // --- Custom fields by name -----------------------------------------------------------
 
@@ -260,25 +260,25 @@ function compareCodePoints(a, b) {
   return x.length - y.length;
 }
 
-const findStamp = (stamps, field) => stamps.find((stamp) => stamp.field === field);
 const sameStamp = (a, b) => a.at === b.at && a.by === b.by;
 
 /**
  * Merges one replica into one local issue, field by field, as the Rust SDK's `Merger`: a
  * change on the remote side only is taken, a change on the local side only is kept, and a
  * change on both sides (a conflict) is settled by the field's policy. Which is which comes
- * from the stamps the host keeps per field (`field-stamp` in the WIT).
+ * from the stamps the host keeps per field (`field-stamp` in the WIT), asked for each field
+ * that differs when it is settled (`read-field-base`): cheaper than copying every field's
+ * stamps and the local issue in (`read-merge-base`).
  */
 export class Merger {
-  /** A merger for the event being processed; asks the host for the merge base. */
+  /** A merger for the event being processed. */
   constructor(ctx) {
     this.ctx = ctx;
-    this.base = readMergeBase();
   }
 
   /** The policy of `field` on this connection: 'overwrite', 'remote-wins', ... */
   policy(field) {
-    return this.base.policies.find((entry) => entry.field === field)?.policy ?? this.base.defaultPolicy;
+    return readFieldBase(field).policy;
   }
 
   /**
@@ -297,12 +297,9 @@ export class Merger {
   }
 
   #decide(field, mine, theirs) {
-    const policy = this.policy(field);
+    const { policy, remote, local, previousRemote: previous } = readFieldBase(field);
     if (policy === 'overwrite') return [true, 'policy overwrite'];
-    const remote = findStamp(this.base.remoteStamps, field);
     if (remote === undefined) return [false, 'the other side sent no stamp for it'];
-    const local = findStamp(this.base.localStamps, field);
-    const previous = findStamp(this.base.previousRemoteStamps, field);
     // A write this side has seen already: its own, or the one the other side sent before.
     const seen =
       (local !== undefined && sameStamp(local, remote)) ||

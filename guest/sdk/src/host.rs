@@ -30,10 +30,17 @@ pub fn is_under_sync(local_key: &str) -> bool {
     sync_helper::is_under_sync(local_key)
 }
 
-/// What a three-way merge needs: the local issue at the last sync, field times, policies.
-/// See [`Merger`](crate::Merger), which uses it.
+/// Everything a three-way merge may need: the local issue at the last sync, every field's
+/// stamps on each side, the policies. All of it is copied into the processor: to settle a
+/// few fields, [`read_field_base`] is cheaper.
 pub fn read_merge_base() -> crate::MergeBase {
     sync_helper::read_merge_base()
+}
+
+/// What a three-way merge needs to settle `field`: its stamps on each side and its policy.
+/// [`Merger`](crate::Merger) asks this for each field that differs.
+pub fn read_field_base(field: &str) -> crate::FieldBase {
+    sync_helper::read_field_base(field)
 }
 
 /// Record a conflict on `field` for an operator to resolve (policy `hold-for-review`).

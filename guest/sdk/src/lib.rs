@@ -56,8 +56,8 @@ pub mod bindings {
 
 pub use attachments::merge_attachments;
 pub use bindings::twinsync::processor::types::{
-    Attachment, Comment, ConflictPolicy, CustomField, Direction, FieldValue, Issue, LogLevel,
-    MergeBase, Origin, ProcessorError, SyncContext, SyncReason, User,
+    Attachment, Comment, ConflictPolicy, CustomField, Direction, FieldBase, FieldStamp, FieldValue,
+    Issue, LogLevel, MergeBase, Origin, ProcessorError, SyncContext, SyncReason, User,
 };
 pub use comments::merge_comments;
 pub use fields::IssueFields;

@@ -6,32 +6,29 @@
 //! WIT): a remote write that replaced the local one is a later change; one that neither side
 //! had seen when the other wrote is a conflict.
 
-use crate::bindings::twinsync::processor::types::{ConflictPolicy, FieldStamp, MergeBase};
-use crate::host::{log, read_merge_base, record_conflict};
+use crate::bindings::twinsync::processor::types::{ConflictPolicy, FieldStamp};
+use crate::host::{log, read_field_base, record_conflict};
 use crate::{FieldValue, Issue, IssueFields, LogLevel, Replica, SyncContext, merge_comments};
 
 /// Merges one replica into one local issue.
+///
+/// It asks the host for the stamps and policy of each field that differs, when it settles
+/// it (`read-field-base`): an event usually changes a few fields, and the whole merge base
+/// (`read-merge-base`: every field's stamps and the local issue at the last sync) would
+/// cost more to copy in than the merge itself.
 pub struct Merger<'a> {
     ctx: &'a SyncContext,
-    base: MergeBase,
 }
 
 impl<'a> Merger<'a> {
-    /// A merger for the event being processed; asks the host for the merge base.
+    /// A merger for the event being processed.
     pub fn new(ctx: &'a SyncContext) -> Self {
-        Merger {
-            ctx,
-            base: read_merge_base(),
-        }
+        Merger { ctx }
     }
 
     /// The policy of `field` on this connection.
     pub fn policy(&self, field: &str) -> ConflictPolicy {
-        self.base
-            .policies
-            .iter()
-            .find(|p| p.field == field)
-            .map_or(self.base.default_policy, |p| p.policy)
+        read_field_base(field).policy
     }
 
     /// Whether the local value of `field` should become the remote one.
@@ -63,18 +60,22 @@ impl<'a> Merger<'a> {
         mine: &dyn std::fmt::Debug,
         theirs: &dyn std::fmt::Debug,
     ) -> (bool, &'static str) {
-        let policy = self.policy(field);
+        let base = read_field_base(field);
+        let policy = base.policy;
         if policy == ConflictPolicy::Overwrite {
             return (true, "policy overwrite");
         }
-        let Some(remote) = stamp(&self.base.remote_stamps, field) else {
+        let Some(remote) = &base.remote else {
             return (false, "the other side sent no stamp for it");
         };
-        let local = stamp(&self.base.local_stamps, field);
+        let local = base.local.as_ref();
         // A write this side has seen already: its own, or the one the other side sent before.
         let seen = local.is_some_and(|l| same(l, remote))
             || remote.by == self.ctx.local_instance
-            || stamp(&self.base.previous_remote_stamps, field).is_some_and(|p| same(p, remote));
+            || base
+                .previous_remote
+                .as_ref()
+                .is_some_and(|p| same(p, remote));
         if seen {
             return (false, "not changed on the other side since");
         }
@@ -102,10 +103,6 @@ impl<'a> Merger<'a> {
             }
         }
     }
-}
-
-fn stamp<'s>(stamps: &'s [FieldStamp], field: &str) -> Option<&'s FieldStamp> {
-    stamps.iter().find(|s| s.field == field)
 }
 
 fn same(a: &FieldStamp, b: &FieldStamp) -> bool {

@@ -27,11 +27,11 @@ pub(super) trait Signature {
 
 /// `incoming.process` of contract 0.1.0.
 pub(super) enum IncomingV1 {}
-/// `incoming.process` of contract 0.2.0.
+/// `incoming.process` of contracts 0.2.0 and 0.2.1.
 pub(super) enum IncomingV2 {}
 /// `outgoing.process` of contract 0.1.0.
 pub(super) enum OutgoingV1 {}
-/// `outgoing.process` of contract 0.2.0.
+/// `outgoing.process` of contracts 0.2.0 and 0.2.1.
 pub(super) enum OutgoingV2 {}
 
 impl Signature for IncomingV1 {

@@ -108,7 +108,7 @@ impl Plugin {
                     let params = (&ctx, replica, previous, issue);
                     Ok(process.call(&mut *store, params)?.0)
                 }
-                IncomingIndices::V0_2_0(export) => {
+                IncomingIndices::V0_2(export) => {
                     let process = export.func(&mut *store, instance)?;
                     Ok(process
                         .call(&mut *store, (&ctx, replica, previous, issue))?
@@ -146,7 +146,7 @@ impl Plugin {
                     let ctx = wit_types_v1::SyncContext::from(&ctx);
                     Ok(process.call(&mut *store, (&ctx, issue))?.0)
                 }
-                OutgoingIndices::V0_2_0(export) => {
+                OutgoingIndices::V0_2(export) => {
                     let process = export.func(&mut *store, instance)?;
                     Ok(process.call(&mut *store, (&ctx, issue))?.0)
                 }

@@ -24,4 +24,4 @@ pub use invoke::{Call, Outcome};
 pub use limits::Limits;
 pub use plugin::{Contract, Plugin, PluginError, PluginIdentity, PluginInfo};
 pub use state::{NoTwins, RecordedConflict, SyncBack, TwinDirectory};
-pub use wit_types::{ConflictPolicy, FieldPolicy, FieldStamp, MergeBase};
+pub use wit_types::{ConflictPolicy, FieldBase, FieldPolicy, FieldStamp, MergeBase};

@@ -10,7 +10,7 @@ use wasmtime::component::InstancePre;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::bindings::{SUPPORTED_VERSIONS, v0_1_0, v0_2_0};
+use super::bindings::{SUPPORTED_VERSIONS, v0_1_0, v0_2_0, v0_2_1};
 use super::cache::{self, Compiled, sha256_hex};
 use super::engine::Runtime;
 use super::exports::{Export, IncomingV1, IncomingV2, OutgoingV1, OutgoingV2};
@@ -89,6 +89,8 @@ pub enum Contract {
     V0_1_0,
     /// `twinsync:processor@0.2.0`: the context's `origin`, the `setting` host call.
     V0_2_0,
+    /// `twinsync:processor@0.2.1`: the `read-field-base` host call.
+    V0_2_1,
 }
 
 impl Contract {
@@ -96,6 +98,7 @@ impl Contract {
         match self {
             Contract::V0_1_0 => v0_1_0::VERSION,
             Contract::V0_2_0 => v0_2_0::VERSION,
+            Contract::V0_2_1 => v0_2_1::VERSION,
         }
     }
 
@@ -103,6 +106,7 @@ impl Contract {
         match version {
             v0_1_0::VERSION => Some(Contract::V0_1_0),
             v0_2_0::VERSION => Some(Contract::V0_2_0),
+            v0_2_1::VERSION => Some(Contract::V0_2_1),
             _ => None,
         }
     }
@@ -111,6 +115,7 @@ impl Contract {
         match self {
             Contract::V0_1_0 => v0_1_0::INCOMING,
             Contract::V0_2_0 => v0_2_0::INCOMING,
+            Contract::V0_2_1 => v0_2_1::INCOMING,
         }
     }
 
@@ -118,22 +123,23 @@ impl Contract {
         match self {
             Contract::V0_1_0 => v0_1_0::OUTGOING,
             Contract::V0_2_0 => v0_2_0::OUTGOING,
+            Contract::V0_2_1 => v0_2_1::OUTGOING,
         }
     }
 }
 
-/// A component's incoming export, per contract version.
+/// A component's incoming export, per contract version (0.2.0 and 0.2.1 have the same).
 #[derive(Clone)]
 pub(super) enum IncomingIndices {
     V0_1_0(Export<IncomingV1>),
-    V0_2_0(Export<IncomingV2>),
+    V0_2(Export<IncomingV2>),
 }
 
-/// A component's outgoing export, per contract version.
+/// A component's outgoing export, per contract version (0.2.0 and 0.2.1 have the same).
 #[derive(Clone)]
 pub(super) enum OutgoingIndices {
     V0_1_0(Export<OutgoingV1>),
-    V0_2_0(Export<OutgoingV2>),
+    V0_2(Export<OutgoingV2>),
 }
 
 /// A compiled processor, ready to instantiate once per event.
@@ -252,8 +258,8 @@ impl Runtime {
                 Contract::V0_1_0 => {
                     IncomingIndices::V0_1_0(Export::find(&pre, v0_1_0::INCOMING).map_err(typed)?)
                 }
-                Contract::V0_2_0 => {
-                    IncomingIndices::V0_2_0(Export::find(&pre, v0_2_0::INCOMING).map_err(typed)?)
+                Contract::V0_2_0 | Contract::V0_2_1 => {
+                    IncomingIndices::V0_2(Export::find(&pre, incoming_name).map_err(typed)?)
                 }
             })
         };
@@ -265,8 +271,8 @@ impl Runtime {
                 Contract::V0_1_0 => {
                     OutgoingIndices::V0_1_0(Export::find(&pre, v0_1_0::OUTGOING).map_err(typed)?)
                 }
-                Contract::V0_2_0 => {
-                    OutgoingIndices::V0_2_0(Export::find(&pre, v0_2_0::OUTGOING).map_err(typed)?)
+                Contract::V0_2_0 | Contract::V0_2_1 => {
+                    OutgoingIndices::V0_2(Export::find(&pre, outgoing_name).map_err(typed)?)
                 }
             })
         };
@@ -426,8 +432,8 @@ fn missing_world_reason(exports: &[String]) -> String {
         "it implements neither world `incoming-processor` nor `outgoing-processor`: it exports \
          {found}, and a processor must export `{}` or `{}` (or those of another contract \
          version this host runs: {})",
-        v0_2_0::INCOMING,
-        v0_2_0::OUTGOING,
+        v0_2_1::INCOMING,
+        v0_2_1::OUTGOING,
         SUPPORTED_VERSIONS.join(", ")
     )
 }

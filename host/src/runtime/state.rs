@@ -13,7 +13,7 @@ use super::Limits;
 use super::bindings::{sync_helper, v0_1_0};
 use super::log::EventLog;
 use super::sandbox::VirtualTime;
-use super::wit_types::{self as types, MergeBase};
+use super::wit_types::{self as types, FieldBase, FieldStamp, MergeBase};
 
 /// Look-ups a processor may make about twins on its connection (`local-key-for-remote`,
 /// `is-under-sync`). The sync engine answers from its store.
@@ -347,6 +347,23 @@ impl State {
         Ok(self.helper.merge_base.clone())
     }
 
+    fn field_base(&mut self, field: String) -> wasmtime::Result<FieldBase> {
+        self.helper.count_call(&[&field])?;
+        let base = &self.helper.merge_base;
+        let stamp = |stamps: &[FieldStamp]| stamps.iter().find(|s| s.field == field).cloned();
+        let policy = base
+            .policies
+            .iter()
+            .find(|p| p.field == field)
+            .map_or(base.default_policy, |p| p.policy);
+        Ok(FieldBase {
+            local: stamp(&base.local_stamps),
+            remote: stamp(&base.remote_stamps),
+            previous_remote: stamp(&base.previous_remote_stamps),
+            policy,
+        })
+    }
+
     fn conflict(
         &mut self,
         field: String,
@@ -426,9 +443,14 @@ impl sync_helper::Host for State {
         self.helper.count_call(&[&name])?;
         Ok(self.helper.settings.get(&name).cloned())
     }
+
+    fn read_field_base(&mut self, field: String) -> wasmtime::Result<FieldBase> {
+        self.field_base(field)
+    }
 }
 
-/// Contract 0.1.0's `sync-helper`: the same functions, without `setting`.
+/// Contract 0.1.0's `sync-helper`: the same functions, without `setting` and
+/// `read-field-base`.
 impl v0_1_0::sync_helper::Host for State {
     shared_helpers!();
 }

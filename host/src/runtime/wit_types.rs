@@ -80,6 +80,17 @@ impl FieldStamp {
     }
 }
 
+/// `types.field-base` (0.2.1): one field's stamps and policy.
+#[derive(Debug, Clone, PartialEq, ComponentType, Lift, Lower)]
+#[component(record)]
+pub struct FieldBase {
+    pub local: Option<FieldStamp>,
+    pub remote: Option<FieldStamp>,
+    #[component(name = "previous-remote")]
+    pub previous_remote: Option<FieldStamp>,
+    pub policy: ConflictPolicy,
+}
+
 /// `types.field-policy`.
 #[derive(Debug, Clone, PartialEq, ComponentType, Lift, Lower)]
 #[component(record)]

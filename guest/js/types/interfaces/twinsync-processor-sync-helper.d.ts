@@ -1,6 +1,6 @@
 // Generated from wit/processor.wit by `scripts/build-polyglot --types` (jco 1.35.0); do not edit.
 /// <reference path="./twinsync-processor-types.d.ts" />
-declare module 'twinsync:processor/sync-helper@0.2.0' {
+declare module 'twinsync:processor/sync-helper@0.2.1' {
   /**
    * Ask the host to send this issue back to the other side once this incoming processing
    * is committed, as if the issue had changed locally. The typical use is on first sync:
@@ -45,6 +45,14 @@ declare module 'twinsync:processor/sync-helper@0.2.0' {
    */
   export function readMergeBase(): MergeBase;
   /**
+   * What a three-way merge needs to settle `field` (a name as in `field-stamp`): the same
+   * stamps and policy `read-merge-base` gives for it, for one field. Cheaper when a
+   * processor settles the few fields that differ: `read-merge-base` copies every field's
+   * stamps and the whole local issue into the processor. Only for incoming processors;
+   * an outgoing processor gets no stamps and the policy `overwrite`. (New in 0.2.1.)
+   */
+  export function readFieldBase(field: string): FieldBase;
+  /**
    * Record a conflict on `field` for an operator to resolve (the `hold-for-review`
    * policy). The values are shown as given. Takes effect if the processing succeeds.
    */
@@ -60,6 +68,7 @@ declare module 'twinsync:processor/sync-helper@0.2.0' {
    * each with its own settings. (New in 0.2.0.)
    */
   export function setting(name: string): string | undefined;
-  export type LogLevel = import('twinsync:processor/types@0.2.0').LogLevel;
-  export type MergeBase = import('twinsync:processor/types@0.2.0').MergeBase;
+  export type LogLevel = import('twinsync:processor/types@0.2.1').LogLevel;
+  export type MergeBase = import('twinsync:processor/types@0.2.1').MergeBase;
+  export type FieldBase = import('twinsync:processor/types@0.2.1').FieldBase;
 }

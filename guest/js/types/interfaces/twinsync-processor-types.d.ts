@@ -1,5 +1,5 @@
 // Generated from wit/processor.wit by `scripts/build-polyglot --types` (jco 1.35.0); do not edit.
-declare module 'twinsync:processor/types@0.2.0' {
+declare module 'twinsync:processor/types@0.2.1' {
   /**
    * A calendar date in ISO 8601 form, for example `2026-11-27`.
    */
@@ -430,6 +430,30 @@ declare module 'twinsync:processor/types@0.2.0' {
    */
   export interface FieldPolicy {
     field: string,
+    policy: ConflictPolicy,
+  }
+  /**
+   * What a three-way merge needs to settle one field: the field's stamps and its policy.
+   * (New in 0.2.1: `read-field-base` answers it for the fields a processor asks about,
+   * where `read-merge-base` hands over every field's stamps and the whole local issue.)
+   */
+  export interface FieldBase {
+    /**
+     * The stamp of the local value, if the field was ever written here or synced.
+     */
+    local?: FieldStamp,
+    /**
+     * The stamp of the value in `replica`, if the other side sent one.
+     */
+    remote?: FieldStamp,
+    /**
+     * The stamp of the value in `previous`: a remote stamp that did not move means the
+     * field has not changed on the other side since.
+     */
+    previousRemote?: FieldStamp,
+    /**
+     * How the connection settles this field.
+     */
     policy: ConflictPolicy,
   }
   /**
