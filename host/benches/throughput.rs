@@ -4,7 +4,7 @@
 //! fixed rate; a change counts as synced when External's tracker stores it.
 //!
 //! ```text
-//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC] [--realistic] [--data-dir DIR]
+//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC] [--realistic] [--data-dir DIR] [--processor FILE]
 //! cargo bench -p twinsync --bench throughput -- --backlog 1000000 [--twins N]
 //! ```
 //!
@@ -19,6 +19,10 @@
 //! bench`), to look at afterwards: `scripts/train-bodies-dictionary` reads the nodes'
 //! stored bodies from them. By default they are in a temporary directory, removed at the
 //! end.
+//!
+//! `--processor FILE` runs the component in FILE on both nodes, both ways, instead of the
+//! built-in `mirror` (`tests/fixtures/mirror-v0.2.0.wasm`, say, against the current one);
+//! a relative path is taken from `host/`.
 //!
 //! Prints: bulk exalate rate, sustained changes per second, latency p50/p90/p99/max, peak
 //! resident memory; with `--backlog`, resident memory sampled while the backlog drains.
@@ -57,6 +61,9 @@ struct Options {
     workers: usize,
     realistic: bool,
     data_dir: Option<PathBuf>,
+    /// A component to run on both nodes instead of the built-in `mirror`: an A/B of two
+    /// builds of a processor on one bench binary.
+    processor: Option<PathBuf>,
 }
 
 fn options() -> Options {
@@ -68,6 +75,7 @@ fn options() -> Options {
         workers: arg("--workers").unwrap_or(1),
         realistic: flag("--realistic"),
         data_dir: text_arg("--data-dir").map(PathBuf::from),
+        processor: text_arg("--processor").map(PathBuf::from),
     }
 }
 
@@ -144,7 +152,14 @@ fn main() {
         })
         .unwrap(),
     );
-    let mirror = Arc::new(runtime.load("mirror", twinsync::builtin::MIRROR).unwrap());
+    let mirror = match &options.processor {
+        Some(file) => {
+            let wasm = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            runtime.load(&file.display().to_string(), &wasm).unwrap()
+        }
+        None => runtime.load("mirror", twinsync::builtin::MIRROR).unwrap(),
+    };
+    let mirror = Arc::new(mirror);
     let connection = |remote: &str| {
         Connection::new(
             "internal-external",

@@ -1,8 +1,9 @@
 //! Host bindings generated from the contract, one module per version the host runs side
 //! by side: `v0_2_1` from `wit/processor.wit` (current) and `v0_1_0` from the frozen copy
-//! in `wit/since_v0_1_0/`, which never changes. Contract 0.2.0 needs no bindings of its
-//! own: 0.2.1 only added to it, and the linker gives a component that imports a 0.2.0
-//! interface the 0.2.1 one (semver-compatible names resolve to each other).
+//! in `wit/since_v0_1_0/`, which never changes. Contract 0.2.0 (frozen in
+//! `wit/since_v0_2_0/`, for its builders) needs no bindings of its own: 0.2.1 only added to
+//! it, and the linker gives a component that imports a 0.2.0 interface the 0.2.1 one
+//! (semver-compatible names resolve to each other).
 
 /// The contract as it is now.
 pub mod v0_2_1 {
