@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use twinsync::model::fields::{FieldStamps, stamp_local_writes, stamp_write};
-use twinsync::model::{Comment, Direction, Issue, SyncContext, SyncReason, sample_issue};
-use twinsync::runtime::{
-    Call, ConflictPolicy, FieldStamp, Limits, MergeBase, NoTwins, Plugin, Runtime, RuntimeConfig,
-};
+use twinsync::model::{Comment, Issue};
+use twinsync::runtime::{Call, Limits, MergeBase, NoTwins, Plugin, Runtime, RuntimeConfig};
+
+#[path = "support/event.rs"]
+mod event;
+use event::{Inputs, context, inputs, merge_base};
 
 /// `mirror` built for contract 0.2.0, kept as a binary (`tests/fixtures/`).
 const MIRROR_V0_2_0: &[u8] = include_bytes!("../../tests/fixtures/mirror-v0.2.0.wasm");
@@ -22,61 +23,7 @@ const MIRROR_V0_2_0: &[u8] = include_bytes!("../../tests/fixtures/mirror-v0.2.0.
 #[global_allocator]
 static ALLOCATOR: twinsync::Allocator = twinsync::Allocator;
 
-fn context() -> SyncContext {
-    SyncContext {
-        connection: "internal-external".into(),
-        local_instance: "External".into(),
-        remote_instance: "Internal".into(),
-        direction: Direction::Bidirectional,
-        first_sync: false,
-        event_id: "Internal-42".into(),
-        reason: SyncReason::LocalChange,
-        hop: 0,
-        now: "2026-11-27T20:00:00Z".into(),
-        origin: twinsync::model::Origin::Remote,
-    }
-}
-
-/// The inputs of one event: the replica just received, the previous one, the local issue.
-fn inputs() -> (Issue, Issue, Issue) {
-    let replica = sample_issue(10, 20);
-    let mut previous = replica.clone();
-    previous.comments.pop();
-    previous.summary = "Checkout fails".into();
-    let mut local = previous.clone();
-    local.key = Some("EXT-7".into());
-    (replica, previous, local)
-}
-
-/// The merge base a real incoming event with `inputs` gets: the local issue as it was at
-/// the last sync, and each side's stamp of every field; the replica's summary was written
-/// on Internal after the previous replica.
-fn merge_base(inputs: &(Issue, Issue, Issue)) -> MergeBase {
-    let (_, previous, local) = inputs;
-    let stamps = |issue: &Issue, by: &str| {
-        let mut stamps = FieldStamps::new();
-        stamp_local_writes(&mut stamps, None, issue, 1_767_225_600_000, by);
-        stamps
-    };
-    let previous_remote = stamps(previous, "Internal");
-    let mut remote = previous_remote.clone();
-    stamp_write(&mut remote, "summary", 1_767_225_700_000, "Internal");
-    MergeBase {
-        local: Some(local.clone()),
-        local_stamps: FieldStamp::list(&stamps(local, "External")),
-        remote_stamps: FieldStamp::list(&remote),
-        previous_remote_stamps: FieldStamp::list(&previous_remote),
-        default_policy: ConflictPolicy::LastWriterWins,
-        policies: Vec::new(),
-    }
-}
-
-fn invoke(
-    runtime: &Runtime,
-    plugin: &Plugin,
-    limits: &Limits,
-    inputs: &(Issue, Issue, Issue),
-) -> Issue {
+fn invoke(runtime: &Runtime, plugin: &Plugin, limits: &Limits, inputs: &Inputs) -> Issue {
     invoke_with(runtime, plugin, limits, inputs, MergeBase::default())
 }
 
@@ -84,10 +31,14 @@ fn invoke_with(
     runtime: &Runtime,
     plugin: &Plugin,
     limits: &Limits,
-    inputs: &(Issue, Issue, Issue),
+    inputs: &Inputs,
     merge_base: MergeBase,
 ) -> Issue {
-    let (replica, previous, local) = inputs;
+    let Inputs {
+        replica,
+        previous,
+        local,
+    } = inputs;
     let call = Call {
         ctx: context(),
         limits,
@@ -157,7 +108,11 @@ fn wasm(c: &mut Criterion) {
         status: "Open".into(),
         ..Issue::default()
     };
-    let tiny = (tiny.clone(), tiny.clone(), tiny);
+    let tiny = Inputs {
+        replica: tiny.clone(),
+        previous: tiny.clone(),
+        local: tiny,
+    };
     let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("mirror", twinsync::builtin::MIRROR).unwrap();
     c.bench_function(
@@ -169,8 +124,12 @@ fn wasm(c: &mut Criterion) {
 /// `mirror_incoming` of the SDK (guest/sdk/src/merge.rs and comments.rs) under the default
 /// policy, on the host's types. Like the processor, it builds a new issue from borrowed
 /// inputs.
-fn native_mirror(inputs: &(Issue, Issue, Issue)) -> Issue {
-    let (replica, previous, local) = inputs;
+fn native_mirror(inputs: &Inputs) -> Issue {
+    let Inputs {
+        replica,
+        previous,
+        local,
+    } = inputs;
     let mut issue = local.clone();
     for field in &replica.custom_fields {
         if issue.custom_field(&field.name) != Some(&field.value) {

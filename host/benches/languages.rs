@@ -1,7 +1,8 @@
 //! Processors in Rust, Python and JavaScript side by side, for BENCHMARKS.md: the size of
 //! `mirror`, its compile time (cold, and loaded from the compile cache as after a
 //! restart), and one invocation of its incoming side on the realistic issue (10 custom
-//! fields, 20 comments): new store, instantiate, call, drop, with both allocators. Languages
+//! fields, 20 comments), with the merge base a node gives it (`support/event.rs`): new
+//! store, instantiate, call, drop, with both allocators. Languages
 //! whose components are not built are skipped (`scripts/build-polyglot` builds them).
 //!
 //! `cargo bench -p twinsync --bench languages [-- --iterations N] [--only LANGUAGE]`
@@ -10,10 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use twinsync::model::{Direction, Issue, SyncContext, SyncReason, sample_issue};
+use twinsync::model::Issue;
 use twinsync::runtime::{Call, Compiled, Limits, NoTwins, Outcome, Plugin, Runtime, RuntimeConfig};
 use twinsync_tests::languages;
 use twinsync_tests::processor_wasm;
+
+#[path = "support/event.rs"]
+mod event;
+use event::{Inputs, context, inputs, merge_base};
 
 // The allocator of the `twinsync` binary, so that this bench measures what users run.
 #[global_allocator]
@@ -37,7 +42,9 @@ fn main() {
             .collect(),
     };
     let inputs = inputs();
-    println!("incoming processor on sample_issue(10, 20); {iterations} invocations per figure\n");
+    println!(
+        "incoming processor on sample_issue(10, 20) with its merge base; {iterations} invocations per figure\n"
+    );
     println!(
         "| processor | size | compile, cold | compile, from cache | invocation, pooling (median / p99) \
          | invocation, on-demand (median / p99) | fuel per call | peak linear memory | page faults per call |"
@@ -155,45 +162,14 @@ fn measure(runtime: &Runtime, wasm: &[u8], inputs: &Inputs, iterations: usize) -
     }
 }
 
-/// The replica just received, the previous one, the local issue.
-struct Inputs {
-    replica: Issue,
-    previous: Issue,
-    local: Issue,
-}
-
-fn inputs() -> Inputs {
-    let replica = sample_issue(10, 20);
-    let mut previous = replica.clone();
-    previous.comments.pop();
-    previous.summary = "Checkout fails".into();
-    let mut local = previous.clone();
-    local.key = Some("EXT-7".into());
-    Inputs {
-        replica,
-        previous,
-        local,
-    }
-}
-
 fn invoke(runtime: &Runtime, plugin: &Plugin, limits: &Limits, inputs: &Inputs) -> Outcome<Issue> {
     let call = Call {
-        ctx: SyncContext {
-            connection: "internal-external".into(),
-            local_instance: "External".into(),
-            remote_instance: "Internal".into(),
-            direction: Direction::Bidirectional,
-            first_sync: false,
-            event_id: "Internal-42".into(),
-            reason: SyncReason::LocalChange,
-            hop: 0,
-            now: "2026-11-27T20:00:00Z".into(),
-            origin: twinsync::model::Origin::Remote,
-        },
+        ctx: context(),
         limits,
         can_send: true,
         directory: Arc::new(NoTwins),
-        merge_base: Default::default(),
+        // Built per call, as a node builds one per event from the twin it stores.
+        merge_base: merge_base(inputs),
     };
     plugin.run_incoming(
         runtime,
