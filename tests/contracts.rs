@@ -196,7 +196,7 @@ fn field_bases_settle_fields_as_the_whole_merge_base_does() {
 }
 
 #[test]
-fn a_0_2_0_processor_reads_the_origin_and_its_settings() {
+fn a_processor_reads_the_origin_and_its_settings() {
     let probe = processor(CONTRACT_PROBE);
     assert_eq!(
         probe_outgoing(&probe, Origin::Local),
@@ -236,6 +236,13 @@ fn a_0_2_0_processor_reads_the_origin_and_its_settings() {
         error.to_string().contains("built for contract 0.1.0"),
         "{error}"
     );
+    // And says what to write when a project was rebuilt against a newer SDK.
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("set `contract = \"{CONTRACT_VERSION}\"`")),
+        "{error}"
+    );
 }
 
 #[test]
@@ -265,6 +272,47 @@ fn a_component_for_an_unknown_contract_version_is_refused_with_the_supported_one
         message.contains("it runs versions 0.1.0, 0.2.0, 0.2.1"),
         "{message}"
     );
+}
+
+/// 0.2.1 only adds to 0.2.0, which is what lets a 0.2.0 component link against it: every
+/// line of the frozen 0.2.0 WIT, comments aside, is in the current one, in the same order
+/// (a `use` line may name more types).
+#[test]
+fn contract_0_2_1_only_adds_to_0_2_0() {
+    let code = |path: &str| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//") && !l.starts_with("package "))
+            .map(str::to_string)
+            .collect()
+    };
+    let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/../wit");
+    let old = code(&format!("{wit}/since_v0_2_0/processor.wit"));
+    let new = code(&format!("{wit}/processor.wit"));
+    assert!(old.len() > 100, "{} lines", old.len());
+    let names = |line: &str| -> Vec<String> {
+        line.split(['{', '}', ','])
+            .skip(1)
+            .map(|n| n.trim().trim_end_matches(';').to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    let covers = |new: &str, old: &str| match old.strip_suffix("};") {
+        Some(_) if old.starts_with("use ") => {
+            let prefix = &old[..old.find('{').unwrap()];
+            new.starts_with(prefix) && names(old).iter().all(|n| names(new).contains(n))
+        }
+        _ => new == old,
+    };
+    let mut rest = new.iter();
+    for line in &old {
+        assert!(
+            rest.any(|l| covers(l, line)),
+            "0.2.0's `{line}` is not in the current contract (in this order)"
+        );
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -143,9 +143,10 @@ fn the_javascript_scaffold_builds_into_a_package_that_passes_check() {
     std::fs::write(
         project.join("app.js"),
         format!(
-            "{app}\n/** @param {{import('twinsync:processor/types@0.2.1').Issue}} issue */\n\
+            "{app}\n/** @param {{import('twinsync:processor/types@{contract}').Issue}} issue */\n\
              export const misspelt = (issue) => issue.sumary;\n\
-             export const wrong = defineProcessor({{ incoming: () => 42 }});\n"
+             export const wrong = defineProcessor({{ incoming: () => 42 }});\n",
+            contract = twinsync::runtime::CONTRACT_VERSION
         ),
     )
     .unwrap();

@@ -1,7 +1,9 @@
 //! Who wakes whom: a node's loops sleep until their bell rings, and each bell is rung by
 //! the work that loop does. A missing ring would not lose anything (every loop also looks
 //! again after an idle time), only make a change wait for the next look; so these tests
-//! make that look far away (or count the rings) and check that the ring came.
+//! make that look far away (or count the rings) and check that the ring came. The first
+//! two guard the bells of a node's own loops (one bell per loop); the third, the bell of a
+//! hosted tenant's senders, which its commits did not ring before.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

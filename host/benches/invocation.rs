@@ -14,7 +14,7 @@ use twinsync::runtime::{Call, Limits, MergeBase, NoTwins, Plugin, Runtime, Runti
 
 #[path = "support/event.rs"]
 mod event;
-use event::{Inputs, context, inputs, merge_base};
+use event::{Inputs, context, inputs};
 
 /// `mirror` built for contract 0.2.0, kept as a binary (`tests/fixtures/`).
 const MIRROR_V0_2_0: &[u8] = include_bytes!("../../tests/fixtures/mirror-v0.2.0.wasm");
@@ -38,6 +38,7 @@ fn invoke_with(
         replica,
         previous,
         local,
+        ..
     } = inputs;
     let call = Call {
         ctx: context(),
@@ -78,7 +79,7 @@ fn wasm(c: &mut Criterion) {
     }
     let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("mirror", twinsync::builtin::MIRROR).unwrap();
-    let base = merge_base(&inputs);
+    let base = inputs.merge_base.clone();
     assert_eq!(
         invoke_with(&runtime, &plugin, &limits, &inputs, base.clone()),
         native_mirror(&inputs),
@@ -112,6 +113,7 @@ fn wasm(c: &mut Criterion) {
         replica: tiny.clone(),
         previous: tiny.clone(),
         local: tiny,
+        merge_base: MergeBase::default(),
     };
     let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
     let plugin = runtime.load("mirror", twinsync::builtin::MIRROR).unwrap();
@@ -129,6 +131,7 @@ fn native_mirror(inputs: &Inputs) -> Issue {
         replica,
         previous,
         local,
+        ..
     } = inputs;
     let mut issue = local.clone();
     for field in &replica.custom_fields {

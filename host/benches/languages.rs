@@ -18,7 +18,7 @@ use twinsync_tests::processor_wasm;
 
 #[path = "support/event.rs"]
 mod event;
-use event::{Inputs, context, inputs, merge_base};
+use event::{Inputs, context, inputs};
 
 // The allocator of the `twinsync` binary, so that this bench measures what users run.
 #[global_allocator]
@@ -168,8 +168,8 @@ fn invoke(runtime: &Runtime, plugin: &Plugin, limits: &Limits, inputs: &Inputs) 
         limits,
         can_send: true,
         directory: Arc::new(NoTwins),
-        // Built per call, as a node builds one per event from the twin it stores.
-        merge_base: merge_base(inputs),
+        // Cloned per call, as a node builds one per event from the twin it stores.
+        merge_base: inputs.merge_base.clone(),
     };
     plugin.run_incoming(
         runtime,

@@ -10,11 +10,12 @@ use twinsync::model::fields::{FieldStamps, stamp_local_writes, stamp_write};
 use twinsync::model::{Direction, Issue, Origin, SyncContext, SyncReason, sample_issue};
 use twinsync::runtime::{ConflictPolicy, FieldStamp, MergeBase};
 
-/// The replica just received, the previous one, the local issue.
+/// The replica just received, the previous one, the local issue, the merge base.
 pub struct Inputs {
     pub replica: Issue,
     pub previous: Issue,
     pub local: Issue,
+    pub merge_base: MergeBase,
 }
 
 pub fn inputs() -> Inputs {
@@ -25,6 +26,7 @@ pub fn inputs() -> Inputs {
     let mut local = previous.clone();
     local.key = Some("EXT-7".into());
     Inputs {
+        merge_base: merge_base(&previous, &local),
         replica,
         previous,
         local,
@@ -47,21 +49,24 @@ pub fn context() -> SyncContext {
 }
 
 /// The merge base a node gives the processor for these inputs: the local issue as it was
-/// at the last sync, and each side's stamp of every field; the replica's summary was
-/// written on Internal after the previous replica. Nothing in it changes what `mirror`
-/// decides here (only the summary differs, and only on the other side).
-pub fn merge_base(inputs: &Inputs) -> MergeBase {
-    let stamps = |issue: &Issue, by: &str| {
-        let mut stamps = FieldStamps::new();
-        stamp_local_writes(&mut stamps, None, issue, 1_767_225_600_000, by);
-        stamps
-    };
-    let previous_remote = stamps(&inputs.previous, "Internal");
+/// at the last sync, and each side's stamp of every field. Every value came from Internal
+/// at the last sync (both sides hold Internal's stamps); the replica's summary was written
+/// on Internal since, replacing the value this side has: a change on the other side only,
+/// which `mirror` takes.
+fn merge_base(previous: &Issue, local: &Issue) -> MergeBase {
+    let mut previous_remote = FieldStamps::new();
+    stamp_local_writes(
+        &mut previous_remote,
+        None,
+        previous,
+        1_767_225_600_000,
+        "Internal",
+    );
     let mut remote = previous_remote.clone();
     stamp_write(&mut remote, "summary", 1_767_225_700_000, "Internal");
     MergeBase {
-        local: Some(inputs.local.clone()),
-        local_stamps: FieldStamp::list(&stamps(&inputs.local, "External")),
+        local: Some(local.clone()),
+        local_stamps: FieldStamp::list(&previous_remote),
         remote_stamps: FieldStamp::list(&remote),
         previous_remote_stamps: FieldStamp::list(&previous_remote),
         default_policy: ConflictPolicy::LastWriterWins,

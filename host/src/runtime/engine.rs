@@ -115,7 +115,9 @@ impl Runtime {
         // network or real clocks (see `invoke`). std needs these imports to link.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         sandbox::add_virtual_sleep(&mut linker)?;
-        // Both contract versions side by side: a component links against its own.
+        // The contract versions side by side: a component links against its own (one built
+        // for 0.2.0 against 0.2.1's, which has everything 0.2.0 had: semver-compatible names
+        // resolve to each other).
         sync_helper::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         wit_types::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         v0_1_0::sync_helper::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;

@@ -395,8 +395,10 @@ fn read_manifest(
     if manifest.contract != contract.version() {
         return Err(incompatible(format!(
             "its manifest says it was built for contract {}, but it implements \
-             twinsync:processor@{}",
+             twinsync:processor@{}; if it was rebuilt against a newer SDK, set \
+             `contract = \"{}\"` in its plugin.toml",
             manifest.contract,
+            contract.version(),
             contract.version()
         )));
     }

@@ -85,7 +85,8 @@ pub struct Live {
 }
 
 impl Live {
-    /// Wake its event loop and its senders: an admin request changed something.
+    /// Wake its event loop and its senders: an admin request changed something (a retry
+    /// of a message the other node refused, say, which no commit will ring for).
     pub fn wake(&self) {
         self.tenant.wake();
         self.senders.wake.ring();
