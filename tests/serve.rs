@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use twinsync_tests::process::{eventually, pair};
+use twinsync_tests::process::{eventually, pair, remote_key};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,12 +27,6 @@ fn the_seed_scenario_between_two_processes() {
     assert_eq!(status, 200, "{exalated}");
     assert_eq!(exalated["errors"], json!([]));
 
-    let remote_key = |issue: &serde_json::Value| {
-        issue["custom_fields"]
-            .as_array()
-            .and_then(|fields| fields.iter().find(|f| f["name"] == "remote issue key"))
-            .and_then(|f| f["value"]["value"].as_str().map(str::to_string))
-    };
     eventually(WAIT, "Internal stores External's key", || {
         internal.issue(&key).and_then(|i| remote_key(&i)).is_some()
     });

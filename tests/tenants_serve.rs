@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use twinsync::runtime::CONTRACT_VERSION;
 use twinsync_tests::cli::ok;
 use twinsync_tests::console::ConsoleClient;
-use twinsync_tests::process::{NodeProcess, NodeSpec, TOKEN, eventually, free_port};
-use twinsync_tests::tenants::{Api, serve};
+use twinsync_tests::process::{NodeProcess, TOKEN, eventually, remote_key};
+use twinsync_tests::tenants::{Api, acme_and_a_node_of_another_process, serve};
 use twinsync_tests::twinsync;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -691,40 +691,9 @@ fn tenants_are_added_changed_and_removed_while_serve_runs() {
 fn a_tenant_syncs_with_a_node_of_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let host = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
-    let (host_port, external_port) = (host.spec.port, free_port());
-    let extra = format!(
-        "\n[[connection]]\nname = \"acme-external\"\nremote-instance = \"Acme\"\n\
-         remote-url = \"http://127.0.0.1:{host_port}/t/acme\"\n\
-         incoming = \"remote-key\"\noutgoing = \"remote-key\"\nsecret = \"acme-secret\"\n"
-    );
-    let external = NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir.path(),
-        NodeSpec {
-            instance: "External",
-            project: "EXT",
-            remote: "Nobody",
-            port: external_port,
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: Box::leak(extra.into_boxed_str()),
-        },
-    );
     let api = Api::new(host.spec.admin_port);
-    let token = api.add_tenant(json!({
-        "name": "acme",
-        "instance": "Acme",
-        "tracker": {"kind": "reference", "project": "ACME"},
-        "connections": [{
-            "name": "acme-external",
-            "remote-instance": "External",
-            "remote-url": format!("http://127.0.0.1:{external_port}"),
-            "secret": "acme-secret",
-            "incoming": "remote-key",
-            "outgoing": "remote-key",
-        }],
-    }));
+    let (external, token) =
+        acme_and_a_node_of_another_process(twinsync_tests::twinsync_binary!(), dir.path(), &host);
 
     // Acme's issue reaches External, which syncs back its key.
     api.ok(
@@ -740,12 +709,6 @@ fn a_tenant_syncs_with_a_node_of_another_process() {
         Some(json!({"connection": "acme-external", "keys": ["ACME-1"]})),
     );
     assert_eq!(exalated["errors"], json!([]), "{exalated}");
-    let remote_key = |issue: &Value| {
-        issue["custom_fields"]
-            .as_array()
-            .and_then(|fields| fields.iter().find(|f| f["name"] == "remote issue key"))
-            .and_then(|f| f["value"]["value"].as_str().map(str::to_string))
-    };
     eventually(WAIT, "acme stores External's key", || {
         remote_key(&api.ok(&token, "GET", "/v1/issues/ACME-1", None)).is_some()
     });
@@ -775,7 +738,7 @@ fn a_tenant_syncs_with_a_node_of_another_process() {
             .build()
             .into();
         agent
-            .post(&format!("http://127.0.0.1:{host_port}{path}"))
+            .post(&format!("http://127.0.0.1:{}{path}", host.spec.port))
             .send("{}")
             .unwrap()
             .status()

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use twinsync::service::Wake;
 use twinsync::service::workers::event_loop;
 use twinsync::transport::local::deliver_loop;
-use twinsync_tests::process::{NodeProcess, NodeSpec, eventually, free_port, pair};
-use twinsync_tests::tenants::{Api, serve};
+use twinsync_tests::process::{NodeProcess, eventually, pair, remote_key};
+use twinsync_tests::tenants::{Api, acme_and_a_node_of_another_process, serve};
 use twinsync_tests::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -118,40 +118,9 @@ fn a_hosted_tenants_sender_wakes_when_the_tenant_commits_an_event() {
     let dir = tempfile::tempdir().unwrap();
     let mut host = serve(twinsync_tests::twinsync_binary!(), dir.path(), "");
     with_sleepy_senders(&mut host);
-    let (host_port, external_port) = (host.spec.port, free_port());
-    let extra = format!(
-        "\n[[connection]]\nname = \"acme-external\"\nremote-instance = \"Acme\"\n\
-         remote-url = \"http://127.0.0.1:{host_port}/t/acme\"\n\
-         incoming = \"remote-key\"\noutgoing = \"remote-key\"\nsecret = \"acme-secret\"\n"
-    );
-    let external = NodeProcess::start(
-        twinsync_tests::twinsync_binary!(),
-        dir.path(),
-        NodeSpec {
-            instance: "External",
-            project: "EXT",
-            remote: "Nobody",
-            port: external_port,
-            admin_port: free_port(),
-            remote_port: free_port(),
-            processor: "mirror",
-            extra: Box::leak(extra.into_boxed_str()),
-        },
-    );
     let api = Api::new(host.spec.admin_port);
-    let token = api.add_tenant(json!({
-        "name": "acme",
-        "instance": "Acme",
-        "tracker": {"kind": "reference", "project": "ACME"},
-        "connections": [{
-            "name": "acme-external",
-            "remote-instance": "External",
-            "remote-url": format!("http://127.0.0.1:{external_port}"),
-            "secret": "acme-secret",
-            "incoming": "remote-key",
-            "outgoing": "remote-key",
-        }],
-    }));
+    let (external, token) =
+        acme_and_a_node_of_another_process(twinsync_tests::twinsync_binary!(), dir.path(), &host);
     api.ok(
         &token,
         "POST",
@@ -171,11 +140,4 @@ fn a_hosted_tenants_sender_wakes_when_the_tenant_commits_an_event() {
             .as_array()
             .is_some_and(|twins| !twins.is_empty())
     });
-}
-
-fn remote_key(issue: &Value) -> Option<String> {
-    issue["custom_fields"]
-        .as_array()
-        .and_then(|fields| fields.iter().find(|f| f["name"] == "remote issue key"))
-        .and_then(|f| f["value"]["value"].as_str().map(str::to_string))
 }

@@ -19,6 +19,15 @@ macro_rules! twinsync_binary {
     };
 }
 
+/// The `remote issue key` custom field of an issue as the admin API shows it: what
+/// `remote-key` stores on each side.
+pub fn remote_key(issue: &Value) -> Option<String> {
+    issue["custom_fields"]
+        .as_array()
+        .and_then(|fields| fields.iter().find(|f| f["name"] == "remote issue key"))
+        .and_then(|f| f["value"]["value"].as_str().map(str::to_string))
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     // The kernel can hand out the same free port to two calls in a row (a node's two

@@ -41,6 +41,52 @@ pub fn serve(binary: &Path, dir: &Path, extra: &'static str) -> NodeProcess {
     )
 }
 
+/// A tenant `acme` (instance `Acme`, project `ACME`) added to `host`, connected over HTTP
+/// to a plain node started in another process, `External` (project `EXT`), with
+/// `remote-key` both ways: it sends to External, External sends to `/t/acme` on `host`.
+/// External and the tenant's token.
+pub fn acme_and_a_node_of_another_process(
+    binary: &Path,
+    dir: &Path,
+    host: &NodeProcess,
+) -> (NodeProcess, String) {
+    let external_port = free_port();
+    let extra = format!(
+        "\n[[connection]]\nname = \"acme-external\"\nremote-instance = \"Acme\"\n\
+         remote-url = \"http://127.0.0.1:{}/t/acme\"\n\
+         incoming = \"remote-key\"\noutgoing = \"remote-key\"\nsecret = \"acme-secret\"\n",
+        host.spec.port
+    );
+    let external = NodeProcess::start(
+        binary,
+        dir,
+        NodeSpec {
+            instance: "External",
+            project: "EXT",
+            remote: "Nobody",
+            port: external_port,
+            admin_port: free_port(),
+            remote_port: free_port(),
+            processor: "mirror",
+            extra: Box::leak(extra.into_boxed_str()),
+        },
+    );
+    let token = Api::new(host.spec.admin_port).add_tenant(serde_json::json!({
+        "name": "acme",
+        "instance": "Acme",
+        "tracker": {"kind": "reference", "project": "ACME"},
+        "connections": [{
+            "name": "acme-external",
+            "remote-instance": "External",
+            "remote-url": format!("http://127.0.0.1:{external_port}"),
+            "secret": "acme-secret",
+            "incoming": "remote-key",
+            "outgoing": "remote-key",
+        }],
+    }));
+    (external, token)
+}
+
 /// The admin API of one serve process, with any token.
 pub struct Api {
     pub port: u16,
