@@ -696,19 +696,10 @@ fn a_tenant_syncs_with_a_node_of_another_process() {
         acme_and_a_node_of_another_process(twinsync_tests::twinsync_binary!(), dir.path(), &host);
 
     // Acme's issue reaches External, which syncs back its key.
-    api.ok(
-        &token,
-        "POST",
-        "/v1/issues",
-        Some(json!({"summary": "over HTTP", "status": "Open"})),
+    assert_eq!(
+        api.create_and_exalate(&token, "acme-external", "over HTTP"),
+        "ACME-1"
     );
-    let exalated = api.ok(
-        &token,
-        "POST",
-        "/v1/exalate",
-        Some(json!({"connection": "acme-external", "keys": ["ACME-1"]})),
-    );
-    assert_eq!(exalated["errors"], json!([]), "{exalated}");
     eventually(WAIT, "acme stores External's key", || {
         remote_key(&api.ok(&token, "GET", "/v1/issues/ACME-1", None)).is_some()
     });

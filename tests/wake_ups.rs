@@ -121,19 +121,10 @@ fn a_hosted_tenants_sender_wakes_when_the_tenant_commits_an_event() {
     let api = Api::new(host.spec.admin_port);
     let (external, token) =
         acme_and_a_node_of_another_process(twinsync_tests::twinsync_binary!(), dir.path(), &host);
-    api.ok(
-        &token,
-        "POST",
-        "/v1/issues",
-        Some(json!({"summary": "rung", "status": "Open"})),
+    assert_eq!(
+        api.create_and_exalate(&token, "acme-external", "rung"),
+        "ACME-1"
     );
-    let exalated = api.ok(
-        &token,
-        "POST",
-        "/v1/exalate",
-        Some(json!({"connection": "acme-external", "keys": ["ACME-1"]})),
-    );
-    assert_eq!(exalated["errors"], json!([]), "{exalated}");
     eventually(WAIT, "the tenant's issue reaches External", || {
         external
             .get("/v1/twins")

@@ -117,6 +117,26 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Create an issue with `summary` in the tenant of `token` and exalate it on
+    /// `connection`, both of which must succeed; the issue's key.
+    pub fn create_and_exalate(&self, token: &str, connection: &str, summary: &str) -> String {
+        let issue = self.ok(
+            token,
+            "POST",
+            "/v1/issues",
+            Some(serde_json::json!({"summary": summary, "status": "Open"})),
+        );
+        let key = issue["key"].as_str().expect("a key").to_string();
+        let exalated = self.ok(
+            token,
+            "POST",
+            "/v1/exalate",
+            Some(serde_json::json!({"connection": connection, "keys": [key]})),
+        );
+        assert_eq!(exalated["errors"], serde_json::json!([]), "{exalated}");
+        key
+    }
+
     /// A call that must succeed.
     pub fn ok(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, answer) = self.call(token, method, path, body);
