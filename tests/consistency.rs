@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use twinsync::store::bodies::unpack;
 use twinsync::store::sql::args;
 
 use serde_json::json;
@@ -288,14 +289,16 @@ fn a_digest_mismatch_between_the_nodes_is_found_and_repaired() {
         .node
         .store()
         .write(|tx| {
-            let (received, stamped): (String, String) = tx
+            let (received, stamped) = tx
                 .row(
                     "SELECT t.last_received, s.stamped FROM twins t
                      JOIN issue_stamps s ON s.local_key = t.local_key WHERE t.twin_id = ?1",
                     args![&twin],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    // Stored compressed on SQLite, as text on PostgreSQL.
+                    |r| Ok((unpack(r.value(0)?)?, unpack(r.value(1)?)?)),
                 )?
                 .expect("the twin and its stamps");
+            let (received, stamped) = (received.unwrap(), stamped.unwrap());
             tx.execute(
                 "UPDATE twins SET last_received = ?2 WHERE twin_id = ?1",
                 args![&twin, &corrupt(received)],

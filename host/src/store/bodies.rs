@@ -1,7 +1,9 @@
 //! What an event carries (the message received, what its processor was given): kilobytes of
 //! JSON, written once, read back rarely (to process the event, for a replay, to recognise a
 //! redelivery). They were most of a node's database: about 4.6 KB per incoming event, where a
-//! twin's own state is 2 KB, and a node keeps its events for `keep-events-days`.
+//! twin's own state is 2 KB, and a node keeps its events for `keep-events-days`. A twin's
+//! replicas, merge base and stamps, and its issue's stamps, are stored the same way
+//! (`twins.rs`): they are the same JSON, and every event of the twin rewrites them.
 //!
 //! On SQLite they are stored compressed (zstd at its fastest regular level), so that a node's
 //! database with a million twins stays a fraction of the OS page cache and each event writes
@@ -100,9 +102,9 @@ pub fn unpack(value: Value<'_>) -> Result<Option<String>> {
         Value::Null => return Ok(None),
         Value::Text(text) => return Ok(Some(text.to_string())),
         // Every frame, even of empty text, has a few bytes: none is a damaged body.
-        Value::Blob([]) => bail!("an event's stored body is empty"),
+        Value::Blob([]) => bail!("a stored body is empty"),
         Value::Blob(bytes) => bytes,
-        other => bail!("an event's body is stored as {other:?}, neither text nor compressed"),
+        other => bail!("a body is stored as {other:?}, neither text nor compressed"),
     };
     // The frame names its dictionary. zstd refuses a frame that names another one, but
     // cannot tell whether one that names none was made with a dictionary: decode those
@@ -121,14 +123,14 @@ pub fn unpack(value: Value<'_>) -> Result<Option<String>> {
             decompress,
         ),
         Some(id) => bail!(
-            "an event's stored body names zstd dictionary {id}, which this version of \
+            "a stored body names zstd dictionary {id}, which this version of \
              twinsync does not have (a later version's, or the body is damaged)"
         ),
     };
-    let json = json.context("an event's stored body cannot be decompressed")?;
+    let json = json.context("a stored body cannot be decompressed")?;
     String::from_utf8(json)
         .map(Some)
-        .context("an event's stored body is not UTF-8")
+        .context("a stored body is not UTF-8")
 }
 
 /// `work` with this thread's context in `slot`, made by `make` the first time.

@@ -1,4 +1,8 @@
 -- A twin: one local issue synced with one remote issue over one connection.
+--
+-- Its JSON columns, and those of `issue_stamps`, are stored compressed (zstd, a BLOB) as
+-- events' bodies are: every event of the twin rewrites them (`bodies.rs`, `twins.rs`).
+-- Text from earlier versions reads as it is.
 CREATE TABLE IF NOT EXISTS twins (
     twin_id TEXT PRIMARY KEY,        -- the same on both nodes: chosen by the side that exalated
     connection TEXT NOT NULL,

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use crate::model::fields::FieldStamps;
 use crate::model::{Issue, Replica};
 
+use super::bodies::{self, Packed};
 use super::sql::{Row, Sql, Value, args};
 
 /// One local issue synced with one remote issue over one connection.
@@ -114,16 +115,27 @@ fn from_row(row: &dyn Row) -> Result<Twin> {
 fn json<T: DeserializeOwned>(row: &dyn Row, index: usize) -> Result<Option<T>> {
     // Decoded from the row's own text, not from a copy of it: a twin's columns are
     // kilobytes, and every event reads its twin.
-    let decoded = match row.value(index)? {
+    let value = row.value(index)?;
+    let decoded = match value {
         Value::Null => return Ok(None),
         Value::Text(text) => serde_json::from_str(text),
+        Value::Blob(_) => {
+            let text = bodies::unpack(value).with_context(|| format!("column {index}"))?;
+            serde_json::from_str(text.as_deref().unwrap_or_default())
+        }
         _ => serde_json::from_str(&row.get::<String>(index)?),
     };
     decoded.map(Some).with_context(|| format!("column {index}"))
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("replicas and stamps always encode to JSON")
+/// `value` as JSON, as the twin's row stores it: compressed on SQLite (see [`bodies::pack`]).
+/// A twin's replicas, merge base and stamps are kilobytes of JSON, rewritten whole by every
+/// event of the twin together with its issue's stamps; as text they overflowed into pages of
+/// their own, each written to the log again on every event (about 17 KiB a twin for an
+/// issue of 20 comments).
+fn pack<T: Serialize>(db: &dyn Sql, value: &T) -> Result<Packed> {
+    let json = serde_json::to_string(value).expect("replicas and stamps always encode to JSON");
+    bodies::pack(db.dialect(), &json)
 }
 
 pub fn get(db: &dyn Sql, twin_id: &str) -> Result<Option<Twin>> {
@@ -256,14 +268,14 @@ pub fn record_sent(
 ) -> Result<()> {
     // The stamps and the local issue go to the twin and to the issue's stamps alike:
     // encoded once (an issue of 20 comments is kilobytes of JSON).
-    let (replica, stamps, local_json) = (to_json(replica), to_json(stamps), to_json(local));
+    let (replica, stamps, local_packed) = (pack(db, replica)?, pack(db, stamps)?, pack(db, local)?);
     db.execute(
         "UPDATE twins SET sent_seq = ?2, last_sent = ?3, exalate_replica = coalesce(exalate_replica, ?3),
             sent_stamps = ?4, local_base = ?5
          WHERE twin_id = ?1",
-        args![twin_id, seq, &replica, &stamps, &local_json],
+        args![twin_id, seq, replica.value(), stamps.value(), local_packed.value()],
     )?;
-    stamp_local(db, local, &stamps, &local_json)
+    stamp_local(db, local, &stamps, &local_packed)
 }
 
 /// Remember the local issue as synced now, with the stamps of its fields.
@@ -273,33 +285,33 @@ pub fn record_local(
     local: &Issue,
     stamps: &FieldStamps,
 ) -> Result<()> {
-    let local_json = to_json(local);
+    let local_packed = pack(db, local)?;
     db.execute(
         "UPDATE twins SET local_base = ?2 WHERE twin_id = ?1",
-        args![twin_id, &local_json],
+        args![twin_id, local_packed.value()],
     )?;
-    stamp_local(db, local, &to_json(stamps), &local_json)
+    stamp_local(db, local, &pack(db, stamps)?, &local_packed)
 }
 
-/// The stamps of the fields of `local` (both as JSON), kept per local issue.
-fn stamp_local(db: &dyn Sql, local: &Issue, stamps: &str, local_json: &str) -> Result<()> {
+/// The stamps of the fields of `local` (both packed), kept per local issue.
+fn stamp_local(db: &dyn Sql, local: &Issue, stamps: &Packed, packed: &Packed) -> Result<()> {
     match &local.key {
-        Some(key) => record_stamps(db, key, stamps, local_json),
+        Some(key) => record_stamps(db, key, stamps, packed),
         None => Ok(()),
     }
 }
 
 /// Replace the stamps of local issue `local_key`, and the issue as they describe it.
 pub fn restamp(db: &dyn Sql, local_key: &str, stamps: &FieldStamps, stamped: &Issue) -> Result<()> {
-    record_stamps(db, local_key, &to_json(stamps), &to_json(stamped))
+    record_stamps(db, local_key, &pack(db, stamps)?, &pack(db, stamped)?)
 }
 
-/// `stamps` and `stamped` as JSON.
-fn record_stamps(db: &dyn Sql, local_key: &str, stamps: &str, stamped: &str) -> Result<()> {
+/// `stamps` and `stamped`, packed.
+fn record_stamps(db: &dyn Sql, local_key: &str, stamps: &Packed, stamped: &Packed) -> Result<()> {
     db.execute(
         "INSERT INTO issue_stamps (local_key, stamps, stamped) VALUES (?1, ?2, ?3)
          ON CONFLICT (local_key) DO UPDATE SET stamps = excluded.stamps, stamped = excluded.stamped",
-        args![local_key, stamps, stamped],
+        args![local_key, stamps.value(), stamped.value()],
     )?;
     Ok(())
 }
@@ -317,10 +329,10 @@ pub fn record_received(
     local: &Issue,
     now_ms: i64,
 ) -> Result<()> {
-    let (replica, local_json, remote_stamps) = (
-        to_json(replica),
-        to_json(local),
-        to_json(&twin.remote_stamps),
+    let (replica, local_packed, remote_stamps) = (
+        pack(db, replica)?,
+        pack(db, local)?,
+        pack(db, &twin.remote_stamps)?,
     );
     let updated = db.execute(
         "UPDATE twins SET last_received = ?3, local_base = ?4, remote_stamps = ?5
@@ -328,9 +340,9 @@ pub fn record_received(
         args![
             &twin.twin_id,
             &twin.connection,
-            &replica,
-            &local_json,
-            &remote_stamps
+            replica.value(),
+            local_packed.value(),
+            remote_stamps.value()
         ],
     )?;
     let recorded = if updated > 0 {
@@ -352,9 +364,9 @@ pub fn record_received(
                 &twin.connection,
                 &twin.local_key,
                 twin.remote_key.as_deref(),
-                &replica,
-                &local_json,
-                &remote_stamps,
+                replica.value(),
+                local_packed.value(),
+                remote_stamps.value(),
                 now_ms
             ],
         )? > 0
@@ -370,8 +382,8 @@ pub fn record_received(
     record_stamps(
         db,
         &twin.local_key,
-        &to_json(&twin.local_stamps),
-        &local_json,
+        &pack(db, &twin.local_stamps)?,
+        &local_packed,
     )
 }
 
@@ -535,6 +547,102 @@ mod tests {
                         ..whole
                     }
                 );
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A twin's JSON is stored compressed on SQLite: a realistic twin's replica, merge base
+    /// and stamps in under a page (as text they overflow into three). A twin an earlier
+    /// version stored as text reads as it did, and is compressed when next written.
+    #[test]
+    fn a_twin_is_stored_compressed_and_one_stored_as_text_reads_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::NodeStore::open(&dir.path().join("node.db")).unwrap();
+        let mut local = crate::model::sample_issue(10, 20);
+        local.key = Some("A-1".into());
+        // Prose the dictionary was not trained on (it was on `sample_issue`'s own comments).
+        let prose = [
+            "The customer in Lyon says the invoice PDF renders blank on Safari 17.",
+            "Reproduced on staging with account 4411; the font subset is missing from the bundle.",
+            "Rolled back the asset pipeline change from Tuesday, still blank for them.",
+            "Found it: the CDN strips the Content-Encoding header for woff2 files over 1 MB.",
+            "Ops opened a ticket with the CDN vendor, reference CX-99812, ETA two business days.",
+            "Workaround shipped: we inline the glyphs for invoices until the vendor fixes it.",
+            "Customer confirmed the workaround works but the download is now 3.4 MB per invoice.",
+            "Finance asks whether archived invoices from October need to be regenerated too.",
+            "Checked the archive job; it renders lazily, so old invoices pick up the fix on open.",
+            "QA found a regression in right-to-left languages: Hebrew invoices lose their alignment.",
+            "Alignment fix merged in PR 2217, deploying with tonight's train at 22:00 CET.",
+            "Deployed. Monitoring error rates on the render service for the next 24 hours.",
+            "Error rate back to baseline 0.02%; keeping the ticket open until the vendor replies.",
+            "Vendor replied: fix rolled out to all edge nodes, asks us to remove the workaround.",
+            "Removed the inlined glyphs behind a flag, 10% of traffic first.",
+            "No blank renders at 10%, raising to 50% tomorrow morning.",
+            "At 50% since 09:00; one report from Oslo turned out to be an ad blocker.",
+            "Full rollout done. Invoice size back to 180 KB on average.",
+            "Writing the post-mortem; draft in the shared folder under 2026/incidents.",
+            "Post-mortem reviewed, action items filed as SUP-51 to SUP-54. Closing after sign-off.",
+        ];
+        for (comment, body) in local.comments.iter_mut().zip(prose) {
+            comment.body = body.into();
+        }
+        let mut stamps = FieldStamps::default();
+        crate::model::fields::stamp_write(&mut stamps, "summary", 5, "Here");
+        let stored = |tx: &dyn Sql| -> Result<(String, i64)> {
+            Ok(tx
+                .row(
+                    "SELECT typeof(t.last_sent) || ' ' || typeof(t.local_base) || ' '
+                            || typeof(t.sent_stamps) || ' ' || typeof(s.stamped) || ' '
+                            || typeof(s.stamps),
+                        length(CAST(t.last_sent AS BLOB)) + length(CAST(t.local_base AS BLOB))
+                            + length(CAST(t.sent_stamps AS BLOB))
+                     FROM twins t JOIN issue_stamps s ON s.local_key = t.local_key",
+                    &[],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
+                .unwrap())
+        };
+        store
+            .write(|tx| {
+                let tx: &dyn Sql = tx;
+                insert(tx, "t1", "c", "A-1", 1)?;
+                // As an earlier version stored it: text.
+                tx.execute(
+                    "UPDATE twins SET last_sent = ?2, exalate_replica = ?2, local_base = ?3,
+                        sent_stamps = ?4 WHERE twin_id = ?1",
+                    args![
+                        "t1",
+                        serde_json::to_string(&local)?.as_str(),
+                        serde_json::to_string(&local)?.as_str(),
+                        serde_json::to_string(&stamps)?.as_str()
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT INTO issue_stamps (local_key, stamps, stamped) VALUES ('A-1', ?1, ?2)",
+                    args![
+                        serde_json::to_string(&stamps)?.as_str(),
+                        serde_json::to_string(&local)?.as_str()
+                    ],
+                )?;
+                let (types, text_bytes) = stored(tx)?;
+                assert_eq!(types, "text text text text text");
+                let got = get(tx, "t1")?.unwrap();
+                assert_eq!(got.last_sent.as_ref(), Some(&local));
+                assert_eq!(got.local_base.as_ref(), Some(&local));
+                assert_eq!(got.stamped.as_ref(), Some(&local));
+                assert_eq!(got.sent_stamps, stamps);
+                assert_eq!(got.local_stamps, stamps);
+                // Written now: compressed, and read back the same.
+                record_sent(tx, "t1", 1, &local, &local, &stamps)?;
+                let (types, packed_bytes) = stored(tx)?;
+                assert_eq!(types, "blob blob blob blob blob");
+                assert!(
+                    packed_bytes * 3 < text_bytes && packed_bytes < 4096,
+                    "{packed_bytes} bytes compressed, {text_bytes} as text"
+                );
+                let again = get(tx, "t1")?.unwrap();
+                assert!(again == Twin { sent_seq: 1, ..got }, "read back otherwise");
                 Ok(())
             })
             .unwrap();
