@@ -1,14 +1,14 @@
-//! What an event carries (the message received, what its processor was given): kilobytes of
-//! JSON, written once, read back rarely (to process the event, for a replay, to recognise a
-//! redelivery). They were most of a node's database: about 4.6 KB per incoming event, where a
-//! twin's own state is 2 KB, and a node keeps its events for `keep-events-days`. A twin's
-//! replicas, merge base and stamps, and its issue's stamps, are stored the same way
-//! (`twins.rs`): they are the same JSON, and every event of the twin rewrites them.
+//! JSON the node stores packed. What an event carries (the message received, what its
+//! processor was given) is kilobytes, written once and read back rarely (to process the
+//! event, for a replay, to recognise a redelivery); it was most of a node's database, and a
+//! node keeps its events for `keep-events-days`. A twin's replicas, merge base and stamps,
+//! its issue's stamps (`twins.rs`) and the messages in the outbox (`outbox.rs`) are the same
+//! kind of JSON, rewritten or written and deleted by every event of the twin.
 //!
 //! On SQLite they are stored compressed (zstd at its fastest regular level), so that a node's
 //! database with a million twins stays a fraction of the OS page cache and each event writes
 //! fewer pages to the log. PostgreSQL compresses values this size itself (TOAST), so there
-//! they stay text. Text written by earlier versions reads as it is.
+//! they stay text.
 //!
 //! Compression uses a dictionary trained on such bodies (`bodies.dict`, made by
 //! `scripts/train-bodies-dictionary`). A body of a few kilobytes is too short for zstd to
@@ -17,10 +17,15 @@
 //! the JSON the contract repeats (keys, stamps, context): on the throughput bench's bodies
 //! they are 3 to 4 times smaller again, on the demo's 1.4 to 2.3 times, and compressing
 //! takes a third of the instructions (BENCHMARKS.md, "Events' bodies compressed with a
-//! trained dictionary"). Builds before the dictionary cannot read what it compresses.
+//! trained dictionary").
 //!
 //! Each body carries a checksum of its text, so that a damaged one is an error rather
 //! than other text.
+//!
+//! Text stored by earlier versions reads as it is; what this version compresses, earlier
+//! versions cannot read (event bodies since the dictionary, twins and outbox messages since
+//! they were compressed too): going back to an earlier version means going back to a copy
+//! of the database made before.
 
 use std::cell::RefCell;
 use std::io;

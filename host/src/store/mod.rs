@@ -253,7 +253,25 @@ fn create_and_migrate(db: &Connection, path: &Path) -> Result<()> {
     move_event_bodies(db)
         .with_context(|| format!("cannot move events' messages in {}", path.display()))?;
     spell_out_event_checks(db)
-        .with_context(|| format!("cannot rebuild the events' table in {}", path.display()))
+        .with_context(|| format!("cannot rebuild the events' table in {}", path.display()))?;
+    keep_outbox_twins(db)
+        .with_context(|| format!("cannot add the outbox's twins in {}", path.display()))
+}
+
+/// Databases made before the outbox kept each message's twin beside its (now compressed)
+/// body get the column, once; the messages already there name their twin in their text.
+fn keep_outbox_twins(db: &Connection) -> Result<()> {
+    in_write_transaction(db, || {
+        let kept: i64 = db.query_row(
+            "SELECT count(*) FROM pragma_table_info('outbox') WHERE name = 'twin_id'",
+            [],
+            |r| r.get(0),
+        )?;
+        if kept == 0 {
+            db.execute_batch("ALTER TABLE outbox ADD COLUMN twin_id TEXT")?;
+        }
+        Ok(())
+    })
 }
 
 /// A number that changes with the schema's text (FNV-1a of it): a database whose
@@ -619,6 +637,37 @@ mod tests {
         let store = NodeStore::open(&path).unwrap();
         let first = store.read(|db| events::get(db, "m1")).unwrap().unwrap();
         assert_eq!(first.message.as_deref(), Some("{\"m\":1}"));
+    }
+
+    /// A database whose outbox did not keep each message's twin gets the column, and its
+    /// messages (text, naming their twin) are sent as before.
+    #[test]
+    fn an_older_database_keeps_its_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twinsync.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                connection TEXT NOT NULL, body TEXT NOT NULL);
+             INSERT INTO outbox (id, connection, body) VALUES ('m1', 'c', '{\"twin\":\"t1\"}');",
+        )
+        .unwrap();
+        drop(old);
+        let store = NodeStore::open(&path).unwrap();
+        let peeked = store.read(|db| outbox::peek(db, "c", 10)).unwrap();
+        assert_eq!(
+            peeked,
+            [("m1".to_string(), "{\"twin\":\"t1\"}".to_string())]
+        );
+        store
+            .write(|tx| outbox::hold(tx, "m1", "c", "t1", "refused", 5))
+            .unwrap();
+        assert!(
+            store
+                .read(|db| outbox::peek(db, "c", 10))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// A database whose events' checks use `IN (...)` gets the table of this schema, with

@@ -19,6 +19,7 @@ use crate::config::Secret;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres-1.sql"),
     include_str!("migrations/postgres-2.sql"),
+    include_str!("migrations/postgres-3.sql"),
 ];
 
 /// The advisory lock every write transaction (and the migrations) holds until it commits:

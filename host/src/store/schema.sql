@@ -1,8 +1,8 @@
 -- A twin: one local issue synced with one remote issue over one connection.
 --
--- Its JSON columns, and those of `issue_stamps`, are stored compressed (zstd, a BLOB) as
--- events' bodies are: every event of the twin rewrites them (`bodies.rs`, `twins.rs`).
--- Text from earlier versions reads as it is.
+-- Its JSON columns, and those of `issue_stamps`, are stored compressed (zstd with the bodies'
+-- dictionary, a BLOB) as events' bodies are: every event of the twin rewrites them
+-- (`bodies.rs`, `twins.rs`). Text from earlier versions reads as it is.
 CREATE TABLE IF NOT EXISTS twins (
     twin_id TEXT PRIMARY KEY,        -- the same on both nodes: chosen by the side that exalated
     connection TEXT NOT NULL,
@@ -123,7 +123,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     connection TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,              -- JSON, compressed (a BLOB) as events' bodies are
+    twin_id TEXT                     -- the message's; NULL in messages stored before it was
+                                     -- kept (read from their text, which names it)
 );
 CREATE INDEX IF NOT EXISTS outbox_by_connection ON outbox (connection, seq);
 -- Messages the other node refused for good (a 4xx other than 409): each is a sync error of

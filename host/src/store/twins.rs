@@ -1,6 +1,6 @@
 //! Twin links and the replicas remembered for each twin.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -8,7 +8,7 @@ use crate::model::fields::FieldStamps;
 use crate::model::{Issue, Replica};
 
 use super::bodies::{self, Packed};
-use super::sql::{Row, Sql, Value, args};
+use super::sql::{Dialect, Row, Sql, Value, args};
 
 /// One local issue synced with one remote issue over one connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,10 +120,12 @@ fn json<T: DeserializeOwned>(row: &dyn Row, index: usize) -> Result<Option<T>> {
         Value::Null => return Ok(None),
         Value::Text(text) => serde_json::from_str(text),
         Value::Blob(_) => {
-            let text = bodies::unpack(value).with_context(|| format!("column {index}"))?;
-            serde_json::from_str(text.as_deref().unwrap_or_default())
+            let text = bodies::unpack(value)
+                .with_context(|| format!("column {index}"))?
+                .expect("a BLOB unpacks to text");
+            serde_json::from_str(&text)
         }
-        _ => serde_json::from_str(&row.get::<String>(index)?),
+        other => bail!("column {index} holds {}, not JSON", other.kind()),
     };
     decoded.map(Some).with_context(|| format!("column {index}"))
 }
@@ -133,9 +135,9 @@ fn json<T: DeserializeOwned>(row: &dyn Row, index: usize) -> Result<Option<T>> {
 /// event of the twin together with its issue's stamps; as text they overflowed into pages of
 /// their own, each written to the log again on every event (about 17 KiB a twin for an
 /// issue of 20 comments).
-fn pack<T: Serialize>(db: &dyn Sql, value: &T) -> Result<Packed> {
+fn pack<T: Serialize>(dialect: Dialect, value: &T) -> Result<Packed> {
     let json = serde_json::to_string(value).expect("replicas and stamps always encode to JSON");
-    bodies::pack(db.dialect(), &json)
+    bodies::pack(dialect, &json)
 }
 
 pub fn get(db: &dyn Sql, twin_id: &str) -> Result<Option<Twin>> {
@@ -255,55 +257,81 @@ pub fn insert(
     Ok(())
 }
 
-/// Remember a replica sent as message `seq` (the first one sent is also the exalate
-/// replica), with its stamps, and the local issue it was made from as synced now: one
-/// UPDATE of the twin, where [`record_local`] would be a second one.
-pub fn record_sent(
-    db: &dyn Sql,
-    twin_id: &str,
-    seq: i64,
-    replica: &Replica,
-    local: &Issue,
-    stamps: &FieldStamps,
-) -> Result<()> {
-    // The stamps and the local issue go to the twin and to the issue's stamps alike:
-    // encoded once (an issue of 20 comments is kilobytes of JSON).
-    let (replica, stamps, local_packed) = (pack(db, replica)?, pack(db, stamps)?, pack(db, local)?);
-    db.execute(
-        "UPDATE twins SET sent_seq = ?2, last_sent = ?3, exalate_replica = coalesce(exalate_replica, ?3),
-            sent_stamps = ?4, local_base = ?5
-         WHERE twin_id = ?1",
-        args![twin_id, seq, replica.value(), stamps.value(), local_packed.value()],
-    )?;
-    stamp_local(db, local, &stamps, &local_packed)
+/// What an outgoing event leaves of its twin: the local issue as synced now with the
+/// stamps of its fields, and the replica sent, if one was. Encoded and packed by the worker
+/// that prepared the event, before the commit's transaction, which holds the node's write
+/// lock (as [`bodies::pack`] asks).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    local_key: Option<String>,
+    local: Packed,
+    stamps: Packed,
+    /// The message's number for the twin, and the replica it carries.
+    sent: Option<(i64, Packed)>,
 }
 
-/// Remember the local issue as synced now, with the stamps of its fields.
-pub fn record_local(
-    db: &dyn Sql,
-    twin_id: &str,
-    local: &Issue,
-    stamps: &FieldStamps,
-) -> Result<()> {
-    let local_packed = pack(db, local)?;
-    db.execute(
-        "UPDATE twins SET local_base = ?2 WHERE twin_id = ?1",
-        args![twin_id, local_packed.value()],
-    )?;
-    stamp_local(db, local, &pack(db, stamps)?, &local_packed)
+impl Outgoing {
+    pub fn pack(
+        dialect: Dialect,
+        local: &Issue,
+        stamps: &FieldStamps,
+        sent: Option<(i64, &Replica)>,
+    ) -> Result<Outgoing> {
+        Ok(Outgoing {
+            local_key: local.key.clone(),
+            local: pack(dialect, local)?,
+            stamps: pack(dialect, stamps)?,
+            sent: match sent {
+                Some((seq, replica)) => Some((seq, pack(dialect, replica)?)),
+                None => None,
+            },
+        })
+    }
 }
 
-/// The stamps of the fields of `local` (both packed), kept per local issue.
-fn stamp_local(db: &dyn Sql, local: &Issue, stamps: &Packed, packed: &Packed) -> Result<()> {
-    match &local.key {
-        Some(key) => record_stamps(db, key, stamps, packed),
+/// Remember what an outgoing event leaves of twin `twin_id`: a replica sent (the first one
+/// sent is also the exalate replica) with its stamps, and the local issue as synced now,
+/// in one UPDATE of the twin.
+pub fn record_outgoing(db: &dyn Sql, twin_id: &str, outgoing: &Outgoing) -> Result<()> {
+    let Outgoing {
+        local_key,
+        local,
+        stamps,
+        sent,
+    } = outgoing;
+    match sent {
+        Some((seq, replica)) => db.execute(
+            "UPDATE twins SET sent_seq = ?2, last_sent = ?3,
+                exalate_replica = coalesce(exalate_replica, ?3), sent_stamps = ?4, local_base = ?5
+             WHERE twin_id = ?1",
+            args![
+                twin_id,
+                *seq,
+                replica.value(),
+                stamps.value(),
+                local.value()
+            ],
+        )?,
+        None => db.execute(
+            "UPDATE twins SET local_base = ?2 WHERE twin_id = ?1",
+            args![twin_id, local.value()],
+        )?,
+    };
+    match local_key {
+        Some(key) => record_stamps(db, key, stamps, local),
         None => Ok(()),
     }
 }
 
 /// Replace the stamps of local issue `local_key`, and the issue as they describe it.
 pub fn restamp(db: &dyn Sql, local_key: &str, stamps: &FieldStamps, stamped: &Issue) -> Result<()> {
-    record_stamps(db, local_key, &pack(db, stamps)?, &pack(db, stamped)?)
+    let dialect = db.dialect();
+    record_stamps(
+        db,
+        local_key,
+        &pack(dialect, stamps)?,
+        &pack(dialect, stamped)?,
+    )
 }
 
 /// `stamps` and `stamped`, packed.
@@ -316,24 +344,46 @@ fn record_stamps(db: &dyn Sql, local_key: &str, stamps: &Packed, stamped: &Packe
     Ok(())
 }
 
-/// Remember a replica received and the local issue it led to, creating the twin on first
-/// sync.
+/// What an incoming event leaves of its twin: the replica received, the local issue it led
+/// to, and the stamps of both. Packed before the commit's transaction, as [`Outgoing`] is.
+#[derive(Debug, Clone)]
+pub struct Received {
+    replica: Packed,
+    local: Packed,
+    remote_stamps: Packed,
+    local_stamps: Packed,
+}
+
+impl Received {
+    /// `twin` as the event leaves it: its keys and the stamps of both sides.
+    pub fn pack(
+        dialect: Dialect,
+        twin: &Twin,
+        replica: &Replica,
+        local: &Issue,
+    ) -> Result<Received> {
+        Ok(Received {
+            replica: pack(dialect, replica)?,
+            local: pack(dialect, local)?,
+            remote_stamps: pack(dialect, &twin.remote_stamps)?,
+            local_stamps: pack(dialect, &twin.local_stamps)?,
+        })
+    }
+}
+
+/// Remember a replica received and the local issue it led to (`received`, packed from
+/// `twin`), creating the twin on first sync.
 ///
 /// The keys are written only when they change: setting an indexed column, even to the value
 /// it holds, makes SQLite delete and insert the row's entry in each index on it (three on
 /// `twins`), at random places in those indexes, on every incoming event.
-pub fn record_received(
-    db: &dyn Sql,
-    twin: &Twin,
-    replica: &Replica,
-    local: &Issue,
-    now_ms: i64,
-) -> Result<()> {
-    let (replica, local_packed, remote_stamps) = (
-        pack(db, replica)?,
-        pack(db, local)?,
-        pack(db, &twin.remote_stamps)?,
-    );
+pub fn record_received(db: &dyn Sql, twin: &Twin, received: &Received, now_ms: i64) -> Result<()> {
+    let Received {
+        replica,
+        local,
+        remote_stamps,
+        local_stamps,
+    } = received;
     let updated = db.execute(
         "UPDATE twins SET last_received = ?3, local_base = ?4, remote_stamps = ?5
          WHERE twin_id = ?1 AND connection = ?2",
@@ -341,7 +391,7 @@ pub fn record_received(
             &twin.twin_id,
             &twin.connection,
             replica.value(),
-            local_packed.value(),
+            local.value(),
             remote_stamps.value()
         ],
     )?;
@@ -365,7 +415,7 @@ pub fn record_received(
                 &twin.local_key,
                 twin.remote_key.as_deref(),
                 replica.value(),
-                local_packed.value(),
+                local.value(),
                 remote_stamps.value(),
                 now_ms
             ],
@@ -379,12 +429,7 @@ pub fn record_received(
             twin.connection
         );
     }
-    record_stamps(
-        db,
-        &twin.local_key,
-        &pack(db, &twin.local_stamps)?,
-        &local_packed,
-    )
+    record_stamps(db, &twin.local_key, local_stamps, local)
 }
 
 /// Forget a twin of `connection`: both issues stay, the link goes, and a tombstone
@@ -448,6 +493,40 @@ pub fn known_on(db: &dyn Sql, twin_id: &str, connection: &str) -> Result<Known> 
 mod tests {
     use super::*;
 
+    /// [`record_received`] of what it is given, packed as a worker packs it.
+    fn received(
+        tx: &dyn Sql,
+        twin: &Twin,
+        replica: &Replica,
+        local: &Issue,
+        now: i64,
+    ) -> Result<()> {
+        let state = Received::pack(tx.dialect(), twin, replica, local)?;
+        record_received(tx, twin, &state, now)
+    }
+
+    /// [`record_outgoing`] of a replica sent as message `seq`.
+    fn sent(
+        tx: &dyn Sql,
+        twin_id: &str,
+        seq: i64,
+        replica: &Replica,
+        local: &Issue,
+        stamps: &FieldStamps,
+    ) -> Result<()> {
+        let state = Outgoing::pack(tx.dialect(), local, stamps, Some((seq, replica)))?;
+        record_outgoing(tx, twin_id, &state)
+    }
+
+    /// [`record_outgoing`] of an event that sent nothing.
+    fn local_only(tx: &dyn Sql, twin_id: &str, local: &Issue, stamps: &FieldStamps) -> Result<()> {
+        record_outgoing(
+            tx,
+            twin_id,
+            &Outgoing::pack(tx.dialect(), local, stamps, None)?,
+        )
+    }
+
     #[test]
     fn a_received_replica_is_recorded_the_keys_only_when_they_change_and_never_on_another_connection()
      {
@@ -462,19 +541,19 @@ mod tests {
                 let tx: &dyn Sql = tx;
                 // First sync: the twin is made.
                 let twin = Twin::received("t1".into(), "c".into(), "A-1".into(), "B-1".into());
-                record_received(tx, &twin, &issue("one"), &issue("one, here"), 5)?;
+                received(tx, &twin, &issue("one"), &issue("one, here"), 5)?;
                 let got = get(tx, "t1")?.unwrap();
                 assert_eq!(got.last_received.unwrap().summary, "one");
                 assert_eq!(got.local_base.unwrap().summary, "one, here");
                 // Again with the same keys: the replicas move on.
-                record_received(tx, &twin, &issue("two"), &issue("two, here"), 6)?;
+                received(tx, &twin, &issue("two"), &issue("two, here"), 6)?;
                 let got = get(tx, "t1")?.unwrap();
                 assert_eq!(got.last_received.unwrap().summary, "two");
                 assert_eq!(got.local_base.unwrap().summary, "two, here");
                 assert_eq!(of_issue(tx, "A-1")?, [("t1".to_string(), "c".to_string())]);
                 // The other side moved its issue: the new key is found, the old one is not.
                 let moved = Twin::received("t1".into(), "c".into(), "A-1".into(), "B-9".into());
-                record_received(tx, &moved, &issue("three"), &issue("three, here"), 7)?;
+                received(tx, &moved, &issue("three"), &issue("three, here"), 7)?;
                 assert_eq!(
                     local_key_for_remote(tx, "c", "B-9")?.as_deref(),
                     Some("A-1")
@@ -482,7 +561,7 @@ mod tests {
                 assert_eq!(local_key_for_remote(tx, "c", "B-1")?, None);
                 // Another connection's message for this twin is refused and changes nothing.
                 let foreign = Twin::received("t1".into(), "d".into(), "A-7".into(), "B-7".into());
-                let refused = record_received(tx, &foreign, &issue("x"), &issue("x"), 8);
+                let refused = received(tx, &foreign, &issue("x"), &issue("x"), 8);
                 assert!(
                     refused
                         .unwrap_err()
@@ -515,7 +594,7 @@ mod tests {
             .write(|tx| {
                 let tx: &dyn Sql = tx;
                 insert(tx, "t1", "c", "A-1", 1)?;
-                record_sent(tx, "t1", 1, &issue("one"), &issue("one, here"), &stamps)?;
+                sent(tx, "t1", 1, &issue("one"), &issue("one, here"), &stamps)?;
                 let got = get(tx, "t1")?.unwrap();
                 assert_eq!(got.sent_seq, 1);
                 assert_eq!(got.last_sent.unwrap().summary, "one");
@@ -524,14 +603,14 @@ mod tests {
                 assert_eq!(got.stamped.unwrap().summary, "one, here");
                 assert_eq!(got.sent_stamps, stamps);
                 assert_eq!(got.local_stamps, stamps);
-                record_sent(tx, "t1", 2, &issue("two"), &issue("two, here"), &stamps)?;
+                sent(tx, "t1", 2, &issue("two"), &issue("two, here"), &stamps)?;
                 let got = get(tx, "t1")?.unwrap();
                 assert_eq!(got.sent_seq, 2);
                 assert_eq!(got.last_sent.unwrap().summary, "two");
                 assert_eq!(got.exalate_replica.unwrap().summary, "one");
                 assert_eq!(got.local_base.unwrap().summary, "two, here");
                 // Nothing sent: the local issue alone moves on.
-                record_local(tx, "t1", &issue("three, here"), &stamps)?;
+                local_only(tx, "t1", &issue("three, here"), &stamps)?;
                 let got = get(tx, "t1")?.unwrap();
                 assert_eq!(got.last_sent.unwrap().summary, "two");
                 assert_eq!(got.local_base.unwrap().summary, "three, here");
@@ -552,9 +631,10 @@ mod tests {
             .unwrap();
     }
 
-    /// A twin's JSON is stored compressed on SQLite: a realistic twin's replica, merge base
-    /// and stamps in under a page (as text they overflow into three). A twin an earlier
-    /// version stored as text reads as it did, and is compressed when next written.
+    /// A twin's JSON is stored compressed on SQLite: a realistic twin's replica sent, merge
+    /// base and stamps in under a page (as text, 11 KB). A twin an earlier version stored as
+    /// text reads as it did, and what is written since is compressed (the exalate replica,
+    /// written once, stays text).
     #[test]
     fn a_twin_is_stored_compressed_and_one_stored_as_text_reads_as_before() {
         let dir = tempfile::tempdir().unwrap();
@@ -634,7 +714,7 @@ mod tests {
                 assert_eq!(got.sent_stamps, stamps);
                 assert_eq!(got.local_stamps, stamps);
                 // Written now: compressed, and read back the same.
-                record_sent(tx, "t1", 1, &local, &local, &stamps)?;
+                sent(tx, "t1", 1, &local, &local, &stamps)?;
                 let (types, packed_bytes) = stored(tx)?;
                 assert_eq!(types, "blob blob blob blob blob");
                 assert!(
@@ -643,6 +723,22 @@ mod tests {
                 );
                 let again = get(tx, "t1")?.unwrap();
                 assert!(again == Twin { sent_seq: 1, ..got }, "read back otherwise");
+                // The exalate replica is written once: text it stays, and reads as before.
+                let exalate: String = tx.one("SELECT typeof(exalate_replica) FROM twins", &[])?;
+                assert_eq!(exalate, "text");
+                assert_eq!(again.exalate_replica.as_ref(), Some(&local));
+                // What an incoming event writes is compressed too.
+                let mut twin = Twin::received("t1".into(), "c".into(), "A-1".into(), "B-1".into());
+                twin.remote_stamps = stamps.clone();
+                received(tx, &twin, &local, &local, 2)?;
+                let types: String = tx.one(
+                    "SELECT typeof(last_received) || ' ' || typeof(remote_stamps) FROM twins",
+                    &[],
+                )?;
+                assert_eq!(types, "blob blob");
+                let again = get(tx, "t1")?.unwrap();
+                assert_eq!(again.last_received.as_ref(), Some(&local));
+                assert_eq!(again.remote_stamps, stamps);
                 Ok(())
             })
             .unwrap();

@@ -7,8 +7,7 @@ use anyhow::Result;
 
 use super::history::Diff;
 use super::node::Node;
-use crate::model::fields::FieldStamps;
-use crate::model::{Issue, Replica, SyncReason};
+use crate::model::SyncReason;
 use crate::runtime::RecordedConflict;
 use crate::store::bodies::{self, Packed};
 use crate::store::events::{self, Event, Kind, NewEvent};
@@ -25,12 +24,10 @@ pub(super) struct Prepared {
     pub input: Option<Packed>,
 }
 
-/// A message ready to queue for the other node.
+/// A message ready to queue for the other node, packed (see [`bodies::pack`]).
 pub(super) struct Outbound {
     pub message_id: String,
-    pub body: String,
-    pub seq: i64,
-    pub replica: Replica,
+    pub body: Packed,
 }
 
 // One per event in a batch, short-lived: boxing the large variants would only add allocations.
@@ -46,15 +43,15 @@ pub(super) enum Effect {
         /// twin can change them before this one commits).
         keys: (String, Option<String>),
         send: Option<Outbound>,
-        local: Issue,
-        local_stamps: FieldStamps,
+        /// The local issue, its stamps and the replica sent, packed.
+        state: twins::Outgoing,
     },
     /// A received replica was applied to the tracker: record the twin, link new comments,
     /// record conflicts, queue follow-ups.
     Applied {
         twin: Twin,
-        replica: Replica,
-        local: Issue,
+        /// The replica received and the local issue it led to, with their stamps, packed.
+        state: twins::Received,
         follow_ups: Vec<Kind>,
         links: Vec<(String, String)>,
         conflicts: Vec<RecordedConflict>,
@@ -70,7 +67,7 @@ pub(super) enum Effect {
     /// This side stops syncing the twin, telling the other side if it can.
     Unexalate {
         twin_id: String,
-        message: Option<(String, String)>,
+        message: Option<Outbound>,
     },
 }
 
@@ -96,19 +93,16 @@ impl Node {
                 twin_id,
                 keys: _,
                 send,
-                local,
-                local_stamps,
-            } => match send {
-                Some(out) => {
-                    outbox::insert(tx, &out.message_id, &event.connection, &out.body)?;
-                    twins::record_sent(tx, twin_id, out.seq, &out.replica, local, local_stamps)?;
+                state,
+            } => {
+                if let Some(out) = send {
+                    outbox::insert(tx, &out.message_id, &event.connection, twin_id, &out.body)?;
                 }
-                None => twins::record_local(tx, twin_id, local, local_stamps)?,
-            },
+                twins::record_outgoing(tx, twin_id, state)?;
+            }
             Effect::Applied {
                 twin,
-                replica,
-                local,
+                state,
                 follow_ups,
                 links: new_links,
                 conflicts: recorded,
@@ -116,7 +110,7 @@ impl Node {
                 diff: _,
                 resync,
             } => {
-                twins::record_received(tx, twin, replica, local, now)?;
+                twins::record_received(tx, twin, state, now)?;
                 for (local_id, remote_id) in new_links {
                     links::link(tx, &twin.twin_id, local_id, remote_id)?;
                 }
@@ -179,8 +173,8 @@ impl Node {
                 twins::unexalate(tx, &event.connection, twin_id, now)?;
             }
             Effect::Unexalate { twin_id, message } => {
-                if let Some((id, body)) = message {
-                    outbox::insert(tx, id, &event.connection, body)?;
+                if let Some(out) = message {
+                    outbox::insert(tx, &out.message_id, &event.connection, twin_id, &out.body)?;
                 }
                 twins::unexalate(tx, &event.connection, twin_id, now)?;
             }

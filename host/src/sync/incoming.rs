@@ -536,14 +536,14 @@ impl Node {
         );
         record.local_stamps = local_stamps;
         record.remote_stamps = message.stamps.clone();
+        let state = twins::Received::pack(self.store.dialect(), &record, received, &stored)?;
         Ok(Prepared {
             effect: Effect::Applied {
                 links: comment_ids::new_links(&local, &result, &stored),
                 diff: super::history::Diff::between(&local, &stored),
                 still_differ: fields::changed(&stored, received),
                 twin: record,
-                replica: received.clone(),
-                local: stored,
+                state,
                 follow_ups,
                 conflicts,
                 resync: disagrees,

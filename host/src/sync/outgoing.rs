@@ -100,29 +100,26 @@ impl Node {
         let replica = outcome.result.map_err(|e| fail(e.into()))?;
         // Packed once the processor succeeded: a failure stores the input itself.
         let packed = self.pack(&input)?;
-        let local_only = |note: &str, log: String, issue, local_stamps| Prepared {
-            effect: Effect::Outgoing {
-                twin_id: twin.twin_id.clone(),
-                keys: (twin.local_key.clone(), twin.remote_key.clone()),
-                send: None,
-                local: issue,
-                local_stamps,
-            },
-            note: note.into(),
-            log,
-            input: Some(packed.clone()),
+        let dialect = self.store.dialect();
+        let local_only = |note: &str, log: String| -> Result<Prepared, Failed> {
+            Ok(Prepared {
+                effect: Effect::Outgoing {
+                    twin_id: twin.twin_id.clone(),
+                    keys: (twin.local_key.clone(), twin.remote_key.clone()),
+                    send: None,
+                    state: twins::Outgoing::pack(dialect, &issue, &local_stamps, None)?,
+                },
+                note: note.into(),
+                log,
+                input: Some(packed.clone()),
+            })
         };
         let Some(mut replica) = replica else {
-            return Ok(local_only(
-                "the outgoing processor sent nothing",
-                log,
-                issue,
-                local_stamps,
-            ));
+            return local_only("the outgoing processor sent nothing", log);
         };
         comment_ids::for_remote(&mut replica, &comment_links);
         if let Some(note) = check_bounce(event, &twin, &replica, &local_stamps).map_err(fail)? {
-            return Ok(local_only(note, log, issue, local_stamps));
+            return local_only(note, log);
         }
 
         let seq = twin.sent_seq + 1;
@@ -150,6 +147,7 @@ impl Node {
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         // Kept with the twin as what was sent last (the message was made with it).
         let replica = message.replica.take().unwrap_or_default();
+        let state = twins::Outgoing::pack(dialect, &issue, &message.stamps, Some((seq, &replica)))?;
         Ok(Prepared {
             note: format!("sent as message {seq} of twin {}", twin.twin_id),
             effect: Effect::Outgoing {
@@ -157,12 +155,9 @@ impl Node {
                 keys: (twin.local_key, twin.remote_key),
                 send: Some(Outbound {
                     message_id: message.id,
-                    body,
-                    seq,
-                    replica,
+                    body: self.pack(&body)?,
                 }),
-                local: issue,
-                local_stamps: message.stamps,
+                state,
             },
             log,
             input: Some(packed),
@@ -195,7 +190,15 @@ impl Node {
             stamps: Default::default(),
             applied: None,
         };
-        let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
+        let message = if sends {
+            let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
+            Some(Outbound {
+                message_id: message.id,
+                body: self.pack(&body)?,
+            })
+        } else {
+            None
+        };
         Ok(Prepared {
             note: if sends {
                 "unexalated: the other side is told, the link is gone, the issue stays".into()
@@ -204,7 +207,7 @@ impl Node {
             },
             effect: Effect::Unexalate {
                 twin_id: twin.twin_id,
-                message: sends.then_some((message.id, body)),
+                message,
             },
             log: String::new(),
             input: None,

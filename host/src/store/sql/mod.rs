@@ -279,7 +279,8 @@ impl<T: FromValue> FromValue for Option<T> {
 }
 
 impl Value<'_> {
-    fn kind(&self) -> &'static str {
+    /// What the value is, for messages.
+    pub fn kind(&self) -> &'static str {
         match self {
             Value::Null => "NULL",
             Value::Int(_) => "an integer",
