@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use twinsync::config::Secret;
 use twinsync::model::{Issue, SyncReason};
+use twinsync::store::bodies::unpack;
+use twinsync::store::sql::args;
 use twinsync::sync::{MESSAGE_VERSION, MessageKind, SyncMessage};
 use twinsync::transport::protocol::{
     CONNECTION_HEADER, MESSAGE_ID_HEADER, MESSAGES_PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign,
@@ -543,10 +545,20 @@ fn a_message_refused_for_good_holds_only_its_twin() {
     internal
         .store()
         .write(|tx| {
+            // Stored compressed on SQLite: written back as text, which reads as it is.
+            let (seq, body) = tx
+                .row(
+                    "SELECT seq, body FROM outbox ORDER BY seq LIMIT 1",
+                    &[],
+                    |r| Ok((r.get::<i64>(0)?, unpack(r.value(1)?)?)),
+                )?
+                .expect("a message in the outbox");
+            let body = body.unwrap();
+            assert!(body.contains("\"version\":1"), "{body}");
+            let body = body.replace("\"version\":1", "\"version\":7");
             let changed = tx.execute(
-                "UPDATE outbox SET body = replace(body, '\"version\":1', '\"version\":7')
-                 WHERE seq = (SELECT min(seq) FROM outbox)",
-                &[],
+                "UPDATE outbox SET body = ?2 WHERE seq = ?1",
+                args![seq, body.as_str()],
             )?;
             assert_eq!(changed, 1);
             Ok(())

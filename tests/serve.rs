@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use rusqlite::types::ValueRef;
 use serde_json::json;
+use twinsync::store::bodies::unpack;
+use twinsync::store::sql::Value;
 use twinsync_tests::process::{eventually, pair, remote_key};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -247,14 +250,34 @@ fn a_message_the_other_node_refuses_holds_only_its_twin() {
     // run on two workers, so either message may be first in the outbox.)
     internal.stop();
     let db = rusqlite::Connection::open(internal.dir.join("data/twinsync.db")).unwrap();
-    let changed = db
-        .execute(
-            "UPDATE outbox SET body = replace(body, '\"version\":1', '\"version\":7')
-             WHERE body LIKE '%\"summary\":\"Poisoned\"%'",
-            [],
-        )
+    // Bodies are stored compressed: read as text, and the poisoned one written back as
+    // text, which reads as it is.
+    let bodies: Vec<(i64, String)> = db
+        .prepare("SELECT seq, body FROM outbox")
+        .unwrap()
+        .query_map([], |r| {
+            let body = match r.get_ref(1)? {
+                ValueRef::Blob(bytes) => unpack(Value::Blob(bytes)),
+                ValueRef::Text(text) => unpack(Value::Text(std::str::from_utf8(text).unwrap())),
+                other => panic!("an outbox body stored as {other:?}"),
+            };
+            Ok((r.get(0)?, body.unwrap().unwrap()))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(changed, 1);
+    let poisoned: Vec<_> = bodies
+        .iter()
+        .filter(|(_, body)| body.contains("\"summary\":\"Poisoned\""))
+        .collect();
+    assert_eq!(poisoned.len(), 1, "{bodies:?}");
+    let (seq, body) = poisoned[0];
+    assert!(body.contains("\"version\":1"), "{body}");
+    db.execute(
+        "UPDATE outbox SET body = ?2 WHERE seq = ?1",
+        rusqlite::params![seq, body.replace("\"version\":1", "\"version\":7")],
+    )
+    .unwrap();
     drop(db);
     internal.restart();
     external.restart();

@@ -649,25 +649,26 @@ mod tests {
         old.execute_batch(
             "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
                 connection TEXT NOT NULL, body TEXT NOT NULL);
-             INSERT INTO outbox (id, connection, body) VALUES ('m1', 'c', '{\"twin\":\"t1\"}');",
+             INSERT INTO outbox (id, connection, body) VALUES ('m1', 'c', '{\"twin\":\"t1\"}'),
+                 ('m2', 'c', '{\"twin\":\"t2\"}');",
         )
         .unwrap();
         drop(old);
         let store = NodeStore::open(&path).unwrap();
         let peeked = store.read(|db| outbox::peek(db, "c", 10)).unwrap();
+        let t2 = ("m2".to_string(), "{\"twin\":\"t2\"}".to_string());
         assert_eq!(
             peeked,
-            [("m1".to_string(), "{\"twin\":\"t1\"}".to_string())]
+            [
+                ("m1".to_string(), "{\"twin\":\"t1\"}".to_string()),
+                t2.clone()
+            ]
         );
+        // Held by the twin their text names: t1's waits, t2's goes.
         store
             .write(|tx| outbox::hold(tx, "m1", "c", "t1", "refused", 5))
             .unwrap();
-        assert!(
-            store
-                .read(|db| outbox::peek(db, "c", 10))
-                .unwrap()
-                .is_empty()
-        );
+        assert_eq!(store.read(|db| outbox::peek(db, "c", 10)).unwrap(), [t2]);
     }
 
     /// A database whose events' checks use `IN (...)` gets the table of this schema, with

@@ -129,10 +129,11 @@ pub fn drop_held(db: &dyn Sql, id: &str) -> Result<String> {
         }
         if later && let Some(seq) = message["seq"].as_i64() {
             message["seq"] = (seq - 1).into();
+            // Packed, so its twin goes beside it (a message stored before had none).
             let body = bodies::pack(db.dialect(), &message.to_string())?;
             db.execute(
-                "UPDATE outbox SET body = ?2 WHERE seq = ?1",
-                args![row, body.value()],
+                "UPDATE outbox SET body = ?2, twin_id = ?3 WHERE seq = ?1",
+                args![row, body.value(), &twin_id],
             )?;
         }
     }
@@ -166,7 +167,8 @@ mod tests {
 
     /// Messages are stored compressed with their twin beside them; a held twin's messages
     /// (only those) wait, whether stored now or as text by an earlier version, which named
-    /// its twin only in its text; dropping a held message renumbers the twin's later ones.
+    /// its twin only in its text; dropping a held message renumbers the twin's later ones,
+    /// packing those stored as text, with their twin.
     #[test]
     fn a_held_twin_holds_back_its_messages_stored_either_way() {
         let dir = tempfile::tempdir().unwrap();
@@ -175,13 +177,13 @@ mod tests {
             .write(|tx| {
                 let tx: &dyn Sql = tx;
                 // As an earlier version stored them: text, no twin beside it.
-                for (id, twin, seq) in [("m1", "t1", 1), ("m2", "t2", 1)] {
+                for (id, twin, seq) in [("m1", "t1", 1), ("m2", "t2", 1), ("m3", "t1", 2)] {
                     tx.execute(
                         "INSERT INTO outbox (id, connection, body) VALUES (?1, 'c', ?2)",
                         args![id, body(twin, seq).as_str()],
                     )?;
                 }
-                for (id, twin, seq) in [("m3", "t1", 2), ("m4", "t2", 2), ("m5", "t1", 3)] {
+                for (id, twin, seq) in [("m4", "t2", 2), ("m5", "t1", 3)] {
                     let packed = bodies::pack(tx.dialect(), &body(twin, seq))?;
                     insert(tx, id, "c", twin, &packed)?;
                 }
@@ -191,7 +193,7 @@ mod tests {
                     &[],
                 )?;
                 assert_eq!(
-                    types, "text -, text -, blob t1, blob t2, blob t1",
+                    types, "text -, text -, text -, blob t2, blob t1",
                     "compressed, with the twin beside it"
                 );
                 let ids = |tx: &dyn Sql| -> Result<Vec<String>> {
@@ -217,6 +219,10 @@ mod tests {
                         ("m5", body("t1", 2)),
                     ]
                 );
+                // The old message renumbered is packed now, with its twin beside it: holding
+                // another twin compares it by that, not by its (compressed) text.
+                hold(tx, "m2", "c", "t2", "refused", 6)?;
+                assert_eq!(ids(tx)?, ["m3", "m5"]);
                 Ok(())
             })
             .unwrap();
