@@ -1,11 +1,15 @@
 //! The queue under trouble: a poison event blocks its twin only and does not slow the
-//! others; a tracker that is down makes events wait and retry, then drain in order.
+//! others; a tracker that is down makes events wait and retry, then drain in order; edits
+//! ride with an event that waits, on the sending side and on the receiving one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use twinsync::store::events::State;
+use twinsync::store::events::{self, Kind, State};
+use twinsync::store::twins;
+use twinsync::sync::Node;
+use twinsync::tracker::Tracker;
 use twinsync::tracker::TrackerError;
 use twinsync_tests::trackers::Hooked;
 use twinsync_tests::*;
@@ -147,4 +151,73 @@ fn edits_made_while_an_event_waits_ride_with_it() {
     pair.run();
     assert_eq!(pair.external_issue(&twin).unwrap().summary, "rev 10");
     assert!(unfinished(&pair.internal.node).is_empty());
+}
+
+/// A receiver that fell behind applies a twin's latest change, not every one in between:
+/// a received change that waits behind another event of its twin is superseded by the
+/// next message of the twin (each carries the whole replica). An unexalate supersedes
+/// nothing: the change before it is applied first.
+#[test]
+fn a_receiver_that_fell_behind_skips_to_a_twins_latest_change() {
+    let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let (key, twin) = pair.create_and_exalate(issue("rev 0"));
+    pair.run();
+
+    // Three edits, each sent in a message of its own, reach External before it runs.
+    let mut sent = Vec::new();
+    for rev in 1..=3 {
+        edit(&pair.internal, &key, |i| i.summary = format!("rev {rev}"));
+        pair.internal.node.poll_changes().unwrap();
+        pair.internal.node.process_ready(10).unwrap();
+        sent.extend(pair.internal.node.outbox(CONNECTION, 10).unwrap());
+        pair.network.deliver().unwrap();
+    }
+    let ids: Vec<&str> = sent.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let incoming = |node: &Node| {
+        node.store()
+            .read(|db| events::list(db, Some(&twin), None))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == Kind::Incoming)
+            .map(|e| (e.id, e.state, e.note))
+            .collect::<Vec<_>>()
+    };
+    let states = incoming(&pair.external.node);
+    // The first sync, applied; rev 1, first in the queue (it may be under way); rev 2,
+    // waiting behind it, superseded by rev 3.
+    assert_eq!(states.len(), 4, "{states:?}");
+    assert_eq!(states[1].0, ids[0]);
+    assert_eq!(states[1].1, State::Pending);
+    assert_eq!(states[2].0, ids[1]);
+    assert_eq!(states[2].1, State::Skipped);
+    assert!(
+        states[2].2.as_deref().unwrap_or_default().contains(ids[2]),
+        "{states:?}"
+    );
+    assert_eq!(states[3].1, State::Pending);
+
+    // Unexalated now: the unexalate waits behind rev 3, which is applied before it.
+    pair.internal.node.unexalate(CONNECTION, &key).unwrap();
+    pair.internal.node.process_ready(10).unwrap();
+    pair.network.deliver().unwrap();
+    let states = incoming(&pair.external.node);
+    assert_eq!(states[3].1, State::Pending, "{states:?}");
+    let external_key = pair
+        .external
+        .node
+        .store()
+        .read(|db| twins::get(db, &twin))
+        .unwrap()
+        .unwrap()
+        .local_key;
+
+    pair.run();
+    let states = incoming(&pair.external.node);
+    assert_eq!(states[1].1, State::Done, "{states:?}");
+    assert_eq!(states[3].1, State::Done, "{states:?}");
+    let issue = pair.external.tracker.get(&external_key).unwrap().unwrap();
+    assert_eq!(issue.summary, "rev 3");
+    assert!(pair.external_issue(&twin).is_none(), "unexalated");
+    assert!(unfinished(&pair.external.node).is_empty());
 }

@@ -280,7 +280,8 @@ fn main() {
     );
 
     // Sustained changes at a fixed rate, round-robin over the twins.
-    let done_before = processed([&internal, &external]);
+    let done_before_each = [processed([&internal]), processed([&external])];
+    let done_before = done_before_each[0] + done_before_each[1];
     let usage_before = support::Usage::now();
     // This thread only makes the changes: its CPU is the harness's edits of the tracker.
     let maker_before = support::Usage::of("thread-self");
@@ -329,6 +330,16 @@ fn main() {
         idle.as_secs_f64(),
         events,
         events as f64 / 2.0 / idle.as_secs_f64()
+    );
+    let superseded: i64 = twinsync::ops::queue(external.store())
+        .unwrap()
+        .iter()
+        .map(|q| q.skipped)
+        .sum();
+    println!(
+        "  Internal {} events, External {} (and {superseded} received changes skipped, superseded by a later message of their twin)",
+        processed([&internal]) - done_before_each[0],
+        processed([&external]) - done_before_each[1],
     );
     external_tracker.arrived.print_latencies(&made);
     println!(

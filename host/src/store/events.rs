@@ -41,7 +41,8 @@ pub enum State {
     /// A sync error: the twin's later events wait until an operator retries or skips it.
     Failed,
     Done,
-    /// Dropped by an operator.
+    /// Not processed: dropped by an operator, or a received change superseded by a later
+    /// message of its twin that carries it (see [`supersede`]); the note says which.
     Skipped,
 }
 
@@ -143,6 +144,53 @@ pub fn local_change_waiting(db: &dyn Sql, twin_id: &str) -> Result<bool> {
     Ok(rows.len() == 2
         && matches!(&rows[0], (direction, reason, state, 0)
             if direction == "outgoing" && reason == "local-change" && state == "pending"))
+}
+
+/// A twin's last open event if it is a received local change that waits behind another
+/// open event, so that nothing has read it yet: its sequence number and its message. A
+/// later message of the twin carries its changes as well (see [`supersede`]).
+pub fn incoming_waiting(db: &dyn Sql, twin_id: &str) -> Result<Option<(i64, String)>> {
+    let rows: Vec<(i64, String, String, String, i64)> = db.rows(
+        "SELECT seq, direction, reason, state, attempts FROM events
+         WHERE twin_id = ?1 AND state IN ('pending', 'failed') ORDER BY seq DESC LIMIT 2",
+        args![twin_id],
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        },
+    )?;
+    let waiting = rows.len() == 2
+        && matches!(&rows[0], (_, direction, reason, state, 0)
+            if direction == "incoming" && reason == "local-change" && state == "pending");
+    if !waiting {
+        return Ok(None);
+    }
+    let seq = rows[0].0;
+    let message = db.row(
+        "SELECT message FROM event_bodies WHERE seq = ?1",
+        args![seq],
+        |row| bodies::unpack(row.value(0)?),
+    )?;
+    Ok(message.flatten().map(|message| (seq, message)))
+}
+
+/// Event `seq`, a received message nothing has read yet, is not applied: message `by` of
+/// the same twin, received after it, carries its changes. It stays, skipped, with its
+/// message (a redelivery of it is still recognised).
+pub fn supersede(db: &dyn Sql, seq: i64, by: &str, now_ms: i64) -> Result<()> {
+    let note =
+        format!("superseded by `{by}`, a later message of the twin: applied with its changes");
+    db.execute(
+        "UPDATE events SET state = 'skipped', note = ?2, last_attempt_at = ?3
+         WHERE seq = ?1 AND state = 'pending' AND attempts = 0",
+        args![seq, note.as_str(), now_ms],
+    )?;
+    Ok(())
 }
 
 pub fn insert(db: &dyn Sql, event: &NewEvent<'_>, now_ms: i64) -> Result<()> {
@@ -573,6 +621,24 @@ mod tests {
         assert_eq!(ids(None, Some("pending")), ["a2", "b1"]);
         assert_eq!(ids(Some("a"), Some("done")), ["a1"]);
         assert!(ids(Some("b"), Some("done")).is_empty());
+    }
+
+    /// Only a received change behind another open event of its twin waits: the first may
+    /// be under way. Superseding it skips it and keeps its message.
+    #[test]
+    fn a_received_change_waits_only_behind_another_event() {
+        let db = queue();
+        assert_eq!(incoming_waiting(&db, "a").unwrap(), Some((2, "{}".into())));
+        assert_eq!(incoming_waiting(&db, "b").unwrap(), None, "outgoing, alone");
+        supersede(&db, 2, "a3", 7).unwrap();
+        let skipped = get(&db, "a2").unwrap().unwrap();
+        assert_eq!(skipped.state, State::Skipped);
+        assert!(skipped.note.unwrap().contains("`a3`"));
+        assert_eq!(skipped.message.as_deref(), Some("{}"));
+        assert_eq!(incoming_waiting(&db, "a").unwrap(), None, "a1 alone");
+        let db = queue();
+        finish(&db, 1, "", "", 5).unwrap();
+        assert_eq!(incoming_waiting(&db, "a").unwrap(), None, "a2 is first");
     }
 
     /// The last message received before an event counts only once it was applied.

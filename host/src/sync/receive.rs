@@ -21,8 +21,9 @@
 use anyhow::Result;
 
 use super::ids;
-use super::message::{Receipt, SyncMessage};
+use super::message::{MessageKind, Receipt, SyncMessage};
 use super::node::Node;
+use crate::model::SyncReason;
 use crate::store::bodies::Packed;
 use crate::store::events::{self, Kind, NewEvent};
 use crate::store::sql::Sql;
@@ -96,6 +97,7 @@ impl Node {
         if message.seq > next {
             return Ok(Receipt::OutOfOrder { expected: next });
         }
+        let superseded = self.superseded_by(tx, message)?;
         events::insert(
             tx,
             &NewEvent {
@@ -110,7 +112,33 @@ impl Node {
             },
             now,
         )?;
+        if let Some(seq) = superseded {
+            events::supersede(tx, seq, &message.id, now)?;
+        }
         Ok(Receipt::Accepted)
+    }
+
+    /// The received change of the twin that `message` makes needless, if any: the twin's
+    /// last open event, a local change's update that waits behind another event (nothing
+    /// has read it). Each message is the sender's whole replica with every field's stamp,
+    /// so applying the later one alone decides what applying both would, as when the
+    /// sender folds changes into one event; a receiver that fell behind then applies a
+    /// twin's latest state once, not every state in between. Sync backs, unexalates and
+    /// retries are always applied.
+    fn superseded_by(&self, tx: &dyn Sql, message: &SyncMessage) -> Result<Option<i64>> {
+        if message.kind != MessageKind::Update || message.reason != SyncReason::LocalChange {
+            return Ok(None);
+        }
+        let Some((seq, waiting)) = events::incoming_waiting(tx, &message.twin)? else {
+            return Ok(None);
+        };
+        #[derive(serde::Deserialize)]
+        struct KindOf {
+            kind: MessageKind,
+        }
+        let update = serde_json::from_str::<KindOf>(&waiting)
+            .is_ok_and(|waiting| waiting.kind == MessageKind::Update);
+        Ok(update.then_some(seq))
     }
 
     /// `Duplicate` for a message stored before exactly as it is; a refusal when its id or
