@@ -120,19 +120,36 @@ fn a_stopped_node_misses_nothing_and_gets_everything_in_order() {
     let external_key = twin["local_key"].as_str().unwrap();
     assert_eq!(external.issue(external_key).unwrap()["summary"], "rev 20");
 
-    // In order, and nothing lost: External applied the twin's messages 1, 2, 3... with no gap.
+    // In order, and nothing lost: External received the twin's messages 1, 2, 3... with no
+    // gap, applied them in order, and the last of them. One that waited while a later one
+    // arrived was not applied: the later one took its place (it carries its changes).
     let db = rusqlite::Connection::open(external.dir.join("data/twinsync.db")).unwrap();
-    let seqs: Vec<(i64, String)> = db
-        .prepare("SELECT message_seq, state FROM events WHERE twin_id = ?1 AND direction = 'incoming' ORDER BY seq")
+    let rows: Vec<(i64, String, Option<String>)> = db
+        .prepare("SELECT message_seq, state, note FROM events WHERE twin_id = ?1 AND direction = 'incoming' ORDER BY seq")
         .unwrap()
-        .query_map([twin["twin"].as_str().unwrap()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([twin["twin"].as_str().unwrap()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let expected: Vec<(i64, String)> = (1..=seqs.len() as i64)
-        .map(|n| (n, "done".to_string()))
-        .collect();
-    assert_eq!(seqs, expected);
+    let mut seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=rows.len() as i64).collect::<Vec<_>>(),
+        "{rows:?}"
+    );
+    let applied: Vec<i64> = rows.iter().filter(|r| r.1 == "done").map(|r| r.0).collect();
+    assert!(applied.is_sorted(), "{rows:?}");
+    assert_eq!(applied.last(), seqs.last(), "{rows:?}");
+    for (_, state, note) in rows.iter().filter(|r| r.1 != "done") {
+        assert_eq!(state, "skipped", "{rows:?}");
+        assert!(
+            note.as_deref()
+                .unwrap_or_default()
+                .contains("superseded by"),
+            "{rows:?}"
+        );
+    }
     assert!(
         seqs.len() >= 2,
         "the edits made while External was down arrived: {seqs:?}"

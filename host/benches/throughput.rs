@@ -4,7 +4,7 @@
 //! fixed rate; a change counts as synced when External's tracker stores it.
 //!
 //! ```text
-//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC] [--realistic] [--data-dir DIR] [--processor FILE]
+//! cargo bench -p twinsync --bench throughput -- [--twins N] [--changes N] [--rate PER_SEC] [--realistic] [--data-dir DIR] [--processor FILE] [--receiver-late SECONDS]
 //! cargo bench -p twinsync --bench throughput -- --backlog 1000000 [--twins N]
 //! ```
 //!
@@ -19,6 +19,10 @@
 //! bench`), to look at afterwards: `scripts/train-bodies-dictionary` reads the nodes'
 //! stored bodies from them. By default they are in a temporary directory, removed at the
 //! end.
+//!
+//! `--receiver-late SECONDS` starts External's event loop that long after the changes
+//! begin (after the exalate): a receiver that was down or fell behind, with a backlog of
+//! messages to apply. Internal and the delivery run throughout.
 //!
 //! `--processor FILE` runs the component in FILE on both nodes, both ways, instead of the
 //! built-in `mirror` (`tests/fixtures/mirror-v0.2.0.wasm`, say, against the current one);
@@ -64,6 +68,9 @@ struct Options {
     /// A component to run on both nodes instead of the built-in `mirror`: an A/B of two
     /// builds of a processor on one bench binary.
     processor: Option<PathBuf>,
+    /// Seconds External's event loop starts after the changes begin: a receiver that fell
+    /// behind (down, or slower than the sender).
+    receiver_late: u64,
 }
 
 fn options() -> Options {
@@ -76,6 +83,7 @@ fn options() -> Options {
         realistic: flag("--realistic"),
         data_dir: text_arg("--data-dir").map(PathBuf::from),
         processor: text_arg("--processor").map(PathBuf::from),
+        receiver_late: arg("--receiver-late").unwrap_or(0) as u64,
     }
 }
 
@@ -225,15 +233,18 @@ fn main() {
     // Internal's event loop only, a delivery only the node it delivered to.
     let bells = Bells::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let start_loops = |bells: &Bells, stop: &Arc<AtomicBool>| {
+    // External's event loop starts `late` after Internal's (see `--receiver-late`).
+    let start_loops_late = |bells: &Bells, stop: &Arc<AtomicBool>, late: Duration| {
         let mut threads = Vec::new();
-        for (node, bell) in [internal.clone(), external.clone()]
+        for ((node, bell), late) in [internal.clone(), external.clone()]
             .into_iter()
             .zip(&bells.nodes)
+            .zip([Duration::ZERO, late])
         {
             let (bell, outbox, stop) = (bell.clone(), bells.outbox.clone(), stop.clone());
             let workers = options.workers;
             threads.push(thread::spawn(move || {
+                thread::sleep(late);
                 event_loop(node, workers, bell, outbox, stop)
             }));
         }
@@ -244,6 +255,8 @@ fn main() {
         }));
         threads
     };
+    let start_loops =
+        |bells: &Bells, stop: &Arc<AtomicBool>| start_loops_late(bells, stop, Duration::ZERO);
 
     let arrived = |n: usize, rev: usize| external_tracker.arrived.arrival(n, rev);
     let wait_for = |changes: &[(usize, usize)], timeout: Duration| {
@@ -263,7 +276,7 @@ fn main() {
         );
     }
 
-    let threads = start_loops(&bells, &stop);
+    let mut threads = start_loops(&bells, &stop);
     let started = Instant::now();
     for key in &keys {
         internal.exalate("internal-external", key).unwrap();
@@ -278,6 +291,19 @@ fn main() {
         exalate_time.as_secs_f64(),
         options.twins as f64 / exalate_time.as_secs_f64()
     );
+
+    let stop = if options.receiver_late > 0 {
+        // A receiver that falls behind: External's loop starts again that much later.
+        stop.store(true, Ordering::Relaxed);
+        bells.ring();
+        threads.drain(..).for_each(|thread| thread.join().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let late = Duration::from_secs(options.receiver_late);
+        threads = start_loops_late(&bells, &stop, late);
+        stop
+    } else {
+        stop
+    };
 
     // Sustained changes at a fixed rate, round-robin over the twins.
     let done_before_each = [processed([&internal]), processed([&external])];

@@ -146,49 +146,142 @@ pub fn local_change_waiting(db: &dyn Sql, twin_id: &str) -> Result<bool> {
             if direction == "outgoing" && reason == "local-change" && state == "pending"))
 }
 
-/// A twin's last open event if it is a received local change that waits behind another
-/// open event, so that nothing has read it yet: its sequence number and its message. A
-/// later message of the twin carries its changes as well (see [`supersede`]).
-pub fn incoming_waiting(db: &dyn Sql, twin_id: &str) -> Result<Option<(i64, String)>> {
-    let rows: Vec<(i64, String, String, String, i64)> = db.rows(
-        "SELECT seq, direction, reason, state, attempts FROM events
-         WHERE twin_id = ?1 AND state IN ('pending', 'failed') ORDER BY seq DESC LIMIT 2",
-        args![twin_id],
-        |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-            ))
-        },
-    )?;
-    let waiting = rows.len() == 2
-        && matches!(&rows[0], (_, direction, reason, state, 0)
-            if direction == "incoming" && reason == "local-change" && state == "pending");
-    if !waiting {
-        return Ok(None);
-    }
-    let seq = rows[0].0;
-    let message = db.row(
-        "SELECT message FROM event_bodies WHERE seq = ?1",
-        args![seq],
-        |row| bodies::unpack(row.value(0)?),
-    )?;
-    Ok(message.flatten().map(|message| (seq, message)))
+/// A received local change that waits behind another open event of its twin: nothing has
+/// read it yet (only the first open event of a twin is ever being processed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub seq: i64,
+    pub id: String,
+    pub hop: u32,
+    pub message_seq: i64,
+    pub created_at: i64,
+    /// The message as received.
+    pub message: String,
 }
 
-/// Event `seq`, a received message nothing has read yet, is not applied: message `by` of
-/// the same twin, received after it, carries its changes. It stays, skipped, with its
-/// message (a redelivery of it is still recognised).
-pub fn supersede(db: &dyn Sql, seq: i64, by: &str, now_ms: i64) -> Result<()> {
-    let note =
-        format!("superseded by `{by}`, a later message of the twin: applied with its changes");
-    db.execute(
-        "UPDATE events SET state = 'skipped', note = ?2, last_attempt_at = ?3
+/// The last message received for a twin on a connection: its event, and whether that
+/// event has not started and is a local change (then it may wait: see
+/// [`incoming_waiting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastReceived {
+    pub seq: i64,
+    pub message_seq: i64,
+    pub untouched_change: bool,
+}
+
+/// The last message received for a twin on a connection, if any: one indexed read, which
+/// every received message makes to check its number.
+pub fn last_received(
+    db: &dyn Sql,
+    connection: &str,
+    twin_id: &str,
+) -> Result<Option<LastReceived>> {
+    db.row(
+        "SELECT seq, message_seq, state, attempts, reason FROM events
+         WHERE twin_id = ?1 AND direction = 'incoming' AND message_seq IS NOT NULL
+           AND connection = ?2
+         ORDER BY message_seq DESC LIMIT 1",
+        args![twin_id, connection],
+        |row| {
+            Ok(LastReceived {
+                seq: row.get(0)?,
+                message_seq: row.get(1)?,
+                untouched_change: row.get::<String>(2)? == "pending"
+                    && row.get::<i64>(3)? == 0
+                    && row.get::<String>(4)? == "local-change",
+            })
+        },
+    )
+}
+
+/// The last message received for a twin, if its event waits: it is the twin's last open
+/// event, and another open event is before it.
+pub fn incoming_waiting(
+    db: &dyn Sql,
+    twin_id: &str,
+    last: &LastReceived,
+) -> Result<Option<Waiting>> {
+    if !last.untouched_change {
+        return Ok(None);
+    }
+    let open: Vec<i64> = db.rows(
+        "SELECT seq FROM events
+         WHERE twin_id = ?1 AND state IN ('pending', 'failed') ORDER BY seq DESC LIMIT 2",
+        args![twin_id],
+        |row| row.get(0),
+    )?;
+    if !(open.len() == 2 && open[0] == last.seq) {
+        return Ok(None);
+    }
+    let seq = last.seq;
+    let waiting = db.row(
+        "SELECT id, hop, message_seq, created_at, message FROM events JOIN event_bodies USING (seq)
+         WHERE seq = ?1",
+        args![seq],
+        |row| {
+            let Some(message) = bodies::unpack(row.value(4)?)? else {
+                return Ok(None);
+            };
+            Ok(Some(Waiting {
+                seq,
+                id: row.get(0)?,
+                hop: row.get(1)?,
+                message_seq: row.get(2)?,
+                created_at: row.get(3)?,
+                message,
+            }))
+        },
+    )?;
+    Ok(waiting.flatten())
+}
+
+/// Message `by`, a later one of the same twin, takes the place of `waiting` in the queue:
+/// it carries the waiting message's changes, and the twin's place in line is kept (queued
+/// last, it would wait behind every twin's events queued since). The waiting message stays
+/// as a skipped event after it, with its body: a redelivery of it is still recognised.
+pub fn supersede(db: &dyn Sql, waiting: &Waiting, by: &NewEvent<'_>, now_ms: i64) -> Result<()> {
+    let (Some(message_seq), Some(message)) = (by.message_seq, by.message) else {
+        bail!("only a received message supersedes another");
+    };
+    let taken = db.execute(
+        "UPDATE events SET id = ?2, reason = ?3, hop = ?4, message_seq = ?5
          WHERE seq = ?1 AND state = 'pending' AND attempts = 0",
-        args![seq, note.as_str(), now_ms],
+        args![waiting.seq, by.id, by.reason.as_str(), by.hop, message_seq],
+    )?;
+    if taken != 1 {
+        bail!(
+            "event {} no longer waits: it cannot be superseded",
+            waiting.seq
+        );
+    }
+    let note = format!(
+        "superseded by `{}`, a later message of the twin applied in its place",
+        by.id
+    );
+    let skipped = db.insert_keyed(
+        "INSERT INTO events (id, direction, connection, twin_id, reason, hop, message_seq,
+            created_at, state, note, last_attempt_at)
+         VALUES (?1, 'incoming', ?2, ?3, 'local-change', ?4, ?5, ?6, 'skipped', ?7, ?8)",
+        args![
+            waiting.id.as_str(),
+            by.connection,
+            by.twin_id,
+            waiting.hop,
+            waiting.message_seq,
+            waiting.created_at,
+            note.as_str(),
+            now_ms
+        ],
+        "seq",
+    )?;
+    db.execute(
+        "INSERT INTO event_bodies (seq, message)
+         SELECT CAST(?1 AS BIGINT), message FROM event_bodies WHERE seq = ?2",
+        args![skipped, waiting.seq],
+    )?;
+    db.execute(
+        "UPDATE event_bodies SET message = ?2 WHERE seq = ?1",
+        &[waiting.seq.into(), message.value()],
     )?;
     Ok(())
 }
@@ -624,21 +717,54 @@ mod tests {
     }
 
     /// Only a received change behind another open event of its twin waits: the first may
-    /// be under way. Superseding it skips it and keeps its message.
+    /// be under way. A later message takes its place in line, and it stays, skipped, with
+    /// its message.
     #[test]
-    fn a_received_change_waits_only_behind_another_event() {
+    fn a_later_message_takes_the_place_of_a_waiting_one() {
+        let waits = |db: &rusqlite::Connection, twin: &str| {
+            let last = last_received(db, "c", twin).unwrap()?;
+            incoming_waiting(db, twin, &last).unwrap()
+        };
         let db = queue();
-        assert_eq!(incoming_waiting(&db, "a").unwrap(), Some((2, "{}".into())));
-        assert_eq!(incoming_waiting(&db, "b").unwrap(), None, "outgoing, alone");
-        supersede(&db, 2, "a3", 7).unwrap();
+        let waiting = waits(&db, "a").unwrap();
+        assert_eq!((waiting.seq, waiting.id.as_str()), (2, "a2"));
+        assert_eq!((waiting.message_seq, waiting.message.as_str()), (2, "{}"));
+        assert_eq!(waits(&db, "b"), None, "nothing received");
+        let body = bodies::pack(Dialect::Sqlite, "{\"n\":3}").unwrap();
+        let later = NewEvent {
+            id: "a3",
+            kind: Kind::Incoming,
+            connection: "c",
+            twin_id: "a",
+            reason: SyncReason::LocalChange,
+            hop: 0,
+            message_seq: Some(3),
+            message: Some(&body),
+        };
+        supersede(&db, &waiting, &later, 7).unwrap();
+        let carrier = get(&db, "a3").unwrap().unwrap();
+        assert_eq!((carrier.seq, carrier.state), (2, State::Pending));
+        assert_eq!(carrier.message.as_deref(), Some("{\"n\":3}"));
         let skipped = get(&db, "a2").unwrap().unwrap();
         assert_eq!(skipped.state, State::Skipped);
+        assert!(skipped.seq > 3, "{skipped:?}");
         assert!(skipped.note.unwrap().contains("`a3`"));
         assert_eq!(skipped.message.as_deref(), Some("{}"));
-        assert_eq!(incoming_waiting(&db, "a").unwrap(), None, "a1 alone");
+        assert_eq!(last_message_seq(&db, "c", "a").unwrap(), 3);
+        assert_eq!(
+            received_as(&db, "c", "a", 2).unwrap().as_deref(),
+            Some("a2")
+        );
+        // Waiting again, behind a1: the next message takes its place as well.
+        assert_eq!(waits(&db, "a").unwrap().id, "a3");
+        assert!(
+            supersede(&db, &waiting, &later, 8).is_err(),
+            "a2 waits no more"
+        );
+
         let db = queue();
         finish(&db, 1, "", "", 5).unwrap();
-        assert_eq!(incoming_waiting(&db, "a").unwrap(), None, "a2 is first");
+        assert_eq!(waits(&db, "a"), None, "a2 is first");
     }
 
     /// The last message received before an event counts only once it was applied.

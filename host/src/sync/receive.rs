@@ -25,7 +25,7 @@ use super::message::{MessageKind, Receipt, SyncMessage};
 use super::node::Node;
 use crate::model::SyncReason;
 use crate::store::bodies::Packed;
-use crate::store::events::{self, Kind, NewEvent};
+use crate::store::events::{self, Kind, LastReceived, NewEvent, Waiting};
 use crate::store::sql::Sql;
 use crate::store::twins::{self, Known};
 
@@ -87,7 +87,8 @@ impl Node {
         if let Some(receipt) = self.seen_before(tx, message)? {
             return Ok(receipt);
         }
-        let last = events::last_message_seq(tx, &message.connection, &message.twin)?;
+        let received = events::last_received(tx, &message.connection, &message.twin)?;
+        let last = received.map_or(0, |r| r.message_seq);
         if message.seq <= last {
             // Its record was deleted after the keeping time (an older one than the last
             // is kept only that long): a redelivery of a message applied long ago.
@@ -97,23 +98,19 @@ impl Node {
         if message.seq > next {
             return Ok(Receipt::OutOfOrder { expected: next });
         }
-        let superseded = self.superseded_by(tx, message)?;
-        events::insert(
-            tx,
-            &NewEvent {
-                id: &message.id,
-                kind: Kind::Incoming,
-                connection: &message.connection,
-                twin_id: &message.twin,
-                reason: message.reason,
-                hop: message.hop,
-                message_seq: Some(message.seq),
-                message: Some(body),
-            },
-            now,
-        )?;
-        if let Some(seq) = superseded {
-            events::supersede(tx, seq, &message.id, now)?;
+        let event = NewEvent {
+            id: &message.id,
+            kind: Kind::Incoming,
+            connection: &message.connection,
+            twin_id: &message.twin,
+            reason: message.reason,
+            hop: message.hop,
+            message_seq: Some(message.seq),
+            message: Some(body),
+        };
+        match self.superseded_by(tx, message, received)? {
+            Some(waiting) => events::supersede(tx, &waiting, &event, now)?,
+            None => events::insert(tx, &event, now)?,
         }
         Ok(Receipt::Accepted)
     }
@@ -125,20 +122,27 @@ impl Node {
     /// sender folds changes into one event; a receiver that fell behind then applies a
     /// twin's latest state once, not every state in between. Sync backs, unexalates and
     /// retries are always applied.
-    fn superseded_by(&self, tx: &dyn Sql, message: &SyncMessage) -> Result<Option<i64>> {
-        if message.kind != MessageKind::Update || message.reason != SyncReason::LocalChange {
+    fn superseded_by(
+        &self,
+        tx: &dyn Sql,
+        message: &SyncMessage,
+        last: Option<LastReceived>,
+    ) -> Result<Option<Waiting>> {
+        let Some(last) = last.filter(|_| {
+            message.kind == MessageKind::Update && message.reason == SyncReason::LocalChange
+        }) else {
             return Ok(None);
-        }
-        let Some((seq, waiting)) = events::incoming_waiting(tx, &message.twin)? else {
+        };
+        let Some(waiting) = events::incoming_waiting(tx, &message.twin, &last)? else {
             return Ok(None);
         };
         #[derive(serde::Deserialize)]
         struct KindOf {
             kind: MessageKind,
         }
-        let update = serde_json::from_str::<KindOf>(&waiting)
+        let update = serde_json::from_str::<KindOf>(&waiting.message)
             .is_ok_and(|waiting| waiting.kind == MessageKind::Update);
-        Ok(update.then_some(seq))
+        Ok(update.then_some(waiting))
     }
 
     /// `Duplicate` for a message stored before exactly as it is; a refusal when its id or
