@@ -237,16 +237,28 @@ pub fn incoming_waiting(
 
 /// Message `by`, a later one of the same twin, takes the place of `waiting` in the queue:
 /// it carries the waiting message's changes, and the twin's place in line is kept (queued
-/// last, it would wait behind every twin's events queued since). The waiting message stays
-/// as a skipped event after it, with its body: a redelivery of it is still recognised.
+/// last, it would wait behind every twin's events queued since); its time is its own (the
+/// processor's `now`). The waiting message stays as a skipped event after it, with its
+/// body: a redelivery of it is still recognised.
 pub fn supersede(db: &dyn Sql, waiting: &Waiting, by: &NewEvent<'_>, now_ms: i64) -> Result<()> {
     let (Some(message_seq), Some(message)) = (by.message_seq, by.message) else {
         bail!("only a received message supersedes another");
     };
+    // Guarded as `incoming_waiting` found it, untouched: the same message, never run (an
+    // event that ran has an input), even if first in line should never be broken.
     let taken = db.execute(
-        "UPDATE events SET id = ?2, reason = ?3, hop = ?4, message_seq = ?5
-         WHERE seq = ?1 AND state = 'pending' AND attempts = 0",
-        args![waiting.seq, by.id, by.reason.as_str(), by.hop, message_seq],
+        "UPDATE events SET id = ?2, reason = ?3, hop = ?4, message_seq = ?5, created_at = ?6
+         WHERE seq = ?1 AND id = ?7 AND state = 'pending' AND attempts = 0
+           AND NOT EXISTS (SELECT 1 FROM event_bodies b WHERE b.seq = ?1 AND b.input IS NOT NULL)",
+        args![
+            waiting.seq,
+            by.id,
+            by.reason.as_str(),
+            by.hop,
+            message_seq,
+            now_ms,
+            waiting.id.as_str()
+        ],
     )?;
     if taken != 1 {
         bail!(
@@ -744,6 +756,7 @@ mod tests {
         supersede(&db, &waiting, &later, 7).unwrap();
         let carrier = get(&db, "a3").unwrap().unwrap();
         assert_eq!((carrier.seq, carrier.state), (2, State::Pending));
+        assert_eq!(carrier.created_at, 7, "received now");
         assert_eq!(carrier.message.as_deref(), Some("{\"n\":3}"));
         let skipped = get(&db, "a2").unwrap().unwrap();
         assert_eq!(skipped.state, State::Skipped);
@@ -757,10 +770,20 @@ mod tests {
         );
         // Waiting again, behind a1: the next message takes its place as well.
         assert_eq!(waits(&db, "a").unwrap().id, "a3");
-        assert!(
-            supersede(&db, &waiting, &later, 8).is_err(),
-            "a2 waits no more"
-        );
+        // a2 is not in line any more (a3 is): superseding it again changes nothing.
+        let before = all(&db).unwrap().len();
+        let again = supersede(&db, &waiting, &later, 8).unwrap_err();
+        assert!(again.to_string().contains("no longer waits"), "{again}");
+        assert_eq!(all(&db).unwrap().len(), before);
+        // Nor is an event that ran (its input is stored).
+        let waiting = waits(&db, "a").unwrap();
+        save_input(&db, waiting.seq, &body).unwrap();
+        let c4 = NewEvent {
+            id: "a4",
+            message_seq: Some(4),
+            ..later
+        };
+        assert!(supersede(&db, &waiting, &c4, 9).is_err(), "a3 ran");
 
         let db = queue();
         finish(&db, 1, "", "", 5).unwrap();

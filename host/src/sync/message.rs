@@ -89,7 +89,8 @@ impl SyncMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Receipt {
-    /// Stored durably; it will be applied.
+    /// Stored durably; it will be applied, or superseded by a later message of its twin
+    /// that carries its changes (received while it waited).
     Accepted,
     /// Seen before: stored or applied already. Nothing was done.
     Duplicate,
