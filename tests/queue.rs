@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use twinsync::store::events::{self, Kind, State};
 use twinsync::store::twins;
-use twinsync::sync::Node;
+use twinsync::sync::{Node, Receipt};
 use twinsync::tracker::Tracker;
 use twinsync::tracker::TrackerError;
 use twinsync_tests::trackers::Hooked;
@@ -203,6 +203,10 @@ fn a_receiver_that_fell_behind_skips_to_a_twins_latest_change() {
         states[3].2.as_deref().unwrap_or_default().contains(ids[2]),
         "{states:?}"
     );
+    // Delivered again, the message superseded and the one in its place are both known.
+    let again = pair.external.node.receive_all(&sent[1..]).unwrap();
+    assert_eq!(again, [Receipt::Duplicate, Receipt::Duplicate]);
+    assert_eq!(incoming(&pair.external.node), states, "nothing changed");
 
     // Unexalated now: the unexalate waits behind rev 3, which is applied before it.
     pair.internal.node.unexalate(CONNECTION, &key).unwrap();

@@ -470,15 +470,6 @@ pub fn received_as(
     )
 }
 
-/// The highest message number received for a twin on a connection (0 when none).
-pub fn last_message_seq(db: &dyn Sql, connection: &str, twin_id: &str) -> Result<i64> {
-    db.one(
-        "SELECT coalesce(max(message_seq), 0) FROM events
-         WHERE twin_id = ?1 AND direction = 'incoming' AND connection = ?2",
-        args![twin_id, connection],
-    )
-}
-
 /// The last message of a twin received before event `before` (a sequence number), if it
 /// was applied: its number.
 pub fn last_applied_before(db: &dyn Sql, twin_id: &str, before: i64) -> Result<Option<i64>> {
@@ -763,7 +754,10 @@ mod tests {
         assert!(skipped.seq > 3, "{skipped:?}");
         assert!(skipped.note.unwrap().contains("`a3`"));
         assert_eq!(skipped.message.as_deref(), Some("{}"));
-        assert_eq!(last_message_seq(&db, "c", "a").unwrap(), 3);
+        assert_eq!(
+            last_received(&db, "c", "a").unwrap().unwrap().message_seq,
+            3
+        );
         assert_eq!(
             received_as(&db, "c", "a", 2).unwrap().as_deref(),
             Some("a2")
@@ -798,7 +792,10 @@ mod tests {
         finish(&db, 2, "", "", 5).unwrap();
         assert_eq!(last_applied_before(&db, "a", 3).unwrap(), Some(2));
         assert_eq!(last_applied_before(&db, "a", 2).unwrap(), None);
-        assert_eq!(last_message_seq(&db, "c", "a").unwrap(), 2);
-        assert_eq!(last_message_seq(&db, "c", "b").unwrap(), 0);
+        assert_eq!(
+            last_received(&db, "c", "a").unwrap().unwrap().message_seq,
+            2
+        );
+        assert_eq!(last_received(&db, "c", "b").unwrap(), None);
     }
 }

@@ -128,9 +128,9 @@ impl Node {
         message: &SyncMessage,
         last: Option<LastReceived>,
     ) -> Result<Option<Waiting>> {
-        let Some(last) = last.filter(|_| {
-            message.kind == MessageKind::Update && message.reason == SyncReason::LocalChange
-        }) else {
+        let (Some(last), MessageKind::Update, SyncReason::LocalChange) =
+            (last, message.kind, message.reason)
+        else {
             return Ok(None);
         };
         let Some(waiting) = events::incoming_waiting(tx, &message.twin, &last)? else {
