@@ -153,6 +153,91 @@ fn edits_made_while_an_event_waits_ride_with_it() {
     assert!(unfinished(&pair.internal.node).is_empty());
 }
 
+/// An event queued for an edit that the event before it read already finds the issue as
+/// that one read it: it finishes without calling the processor. Not when the issue changed
+/// since that read, nor when something was received since (the issue's stamps moved on).
+#[test]
+fn an_event_for_an_edit_the_event_before_it_read_finishes_without_the_processor() {
+    let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+    let (key, twin) = pair.create_and_exalate(issue("rev 0"));
+    pair.run();
+    let read_already = "nothing new: the twin's last outgoing event read the issue as it is";
+    let sending = "sent as message";
+    let internal = &pair.internal;
+    let outgoing_notes = || {
+        internal
+            .node
+            .store()
+            .read(|db| events::list(db, Some(&twin), None))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == Kind::Outgoing && e.state == State::Done)
+            .map(|e| e.note.unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    // Two edits, each seen by the change feed before the first event runs; the first event
+    // reads both.
+    let mut seen = outgoing_notes().len();
+    let two_edits = |first: &str, second: &str| {
+        edit(internal, &key, |i| i.summary = first.into());
+        internal.node.poll_changes().unwrap();
+        edit(internal, &key, |i| i.summary = second.into());
+        internal.node.poll_changes().unwrap();
+        internal.node.process_ready(10).unwrap();
+    };
+    // Run both nodes; the notes of the outgoing events finished since the last check.
+    let mut check = |notes: &[&str]| {
+        internal.node.process_ready(10).unwrap();
+        pair.run();
+        let all = outgoing_notes();
+        let new: Vec<&String> = all[seen..].iter().collect();
+        seen = all.len();
+        assert_eq!(new.len(), notes.len(), "{new:?}");
+        for (note, start) in new.iter().zip(notes) {
+            assert!(note.starts_with(start), "{note:?} is not {start:?}");
+        }
+    };
+
+    two_edits("rev 1", "rev 2");
+    check(&[sending, read_already]);
+    assert_eq!(pair.external_issue(&twin).unwrap().summary, "rev 2");
+
+    // Edited again after the first event read the issue: the second one sends that edit.
+    two_edits("rev 3", "rev 4");
+    edit(internal, &key, |i| i.summary = "rev 5".into());
+    // (The event the change feed then queues for rev 5 finds it read.)
+    check(&[sending, sending, read_already]);
+    assert_eq!(pair.external_issue(&twin).unwrap().summary, "rev 5");
+
+    // A change received from External between the two: the second event runs the
+    // processor, which finds that the other side has it all.
+    edit(internal, &key, |i| i.summary = "rev 6".into());
+    internal.node.poll_changes().unwrap();
+    let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
+    edit(&pair.external, &external_key, |i| {
+        i.status = "In Progress".into()
+    });
+    pair.external.node.poll_changes().unwrap();
+    pair.external.node.process_ready(10).unwrap();
+    pair.network.deliver().unwrap();
+    edit(internal, &key, |i| i.summary = "rev 7".into());
+    internal.node.poll_changes().unwrap();
+    check(&[sending, "nothing the other side does not have"]);
+    let (here, there) = (
+        pair.internal_issue(&key),
+        pair.external_issue(&twin).unwrap(),
+    );
+    assert_eq!(
+        (here.summary.as_str(), here.status.as_str()),
+        ("rev 7", "In Progress")
+    );
+    assert_eq!(
+        (there.summary.as_str(), there.status.as_str()),
+        ("rev 7", "In Progress")
+    );
+    assert!(unfinished(&internal.node).is_empty());
+}
+
 /// A receiver that fell behind applies a twin's latest change, not every one in between:
 /// a received change that waits behind another event of its twin is superseded by the
 /// next message of the twin (each carries the whole replica), which takes its place in

@@ -255,20 +255,35 @@ fn create_and_migrate(db: &Connection, path: &Path) -> Result<()> {
     spell_out_event_checks(db)
         .with_context(|| format!("cannot rebuild the events' table in {}", path.display()))?;
     keep_outbox_twins(db)
-        .with_context(|| format!("cannot add the outbox's twins in {}", path.display()))
+        .with_context(|| format!("cannot add the outbox's twins in {}", path.display()))?;
+    keep_stamped_by(db)
+        .with_context(|| format!("cannot add who wrote issues' stamps in {}", path.display()))
 }
 
 /// Databases made before the outbox kept each message's twin beside its (now compressed)
 /// body get the column, once; the messages already there name their twin in their text.
 fn keep_outbox_twins(db: &Connection) -> Result<()> {
+    add_column(db, "outbox", "twin_id TEXT")
+}
+
+/// Databases made before an issue's stamps said which twin's outgoing event wrote them
+/// (`twins::Twin::stamped_by`) get the column, once: NULL, which reads as written by
+/// anything else, so the next outgoing event of each twin runs its processor.
+fn keep_stamped_by(db: &Connection) -> Result<()> {
+    add_column(db, "issue_stamps", "stamped_by TEXT")
+}
+
+/// Add `column` (a name and its type) to `table` unless it has it.
+fn add_column(db: &Connection, table: &str, column: &str) -> Result<()> {
+    let name = column.split_whitespace().next().unwrap_or_default();
     in_write_transaction(db, || {
-        let kept: i64 = db.query_row(
-            "SELECT count(*) FROM pragma_table_info('outbox') WHERE name = 'twin_id'",
-            [],
+        let has: i64 = db.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, name],
             |r| r.get(0),
         )?;
-        if kept == 0 {
-            db.execute_batch("ALTER TABLE outbox ADD COLUMN twin_id TEXT")?;
+        if has == 0 {
+            db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))?;
         }
         Ok(())
     })
@@ -669,6 +684,29 @@ mod tests {
             .write(|tx| outbox::hold(tx, "m1", "c", "t1", "refused", 5))
             .unwrap();
         assert_eq!(store.read(|db| outbox::peek(db, "c", 10)).unwrap(), [t2]);
+    }
+
+    /// A database whose issues' stamps did not say who wrote them gets the column: NULL,
+    /// written by anything else.
+    #[test]
+    fn an_older_database_gets_who_wrote_the_stamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twinsync.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE issue_stamps (local_key TEXT PRIMARY KEY, stamps TEXT NOT NULL,
+                stamped TEXT);
+             INSERT INTO issue_stamps (local_key, stamps) VALUES ('A-1', '{}');",
+        )
+        .unwrap();
+        drop(old);
+
+        let store = NodeStore::open(&path).unwrap();
+        store
+            .write(|tx| twins::insert(tx, "t1", "c", "A-1", 5))
+            .unwrap();
+        let twin = store.read(|db| twins::get(db, "t1")).unwrap().unwrap();
+        assert_eq!(twin.stamped_by, None);
     }
 
     /// A database whose events' checks use `IN (...)` gets the table of this schema, with

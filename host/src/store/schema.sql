@@ -28,8 +28,10 @@ CREATE INDEX IF NOT EXISTS twins_by_remote ON twins (connection, remote_key);
 CREATE TABLE IF NOT EXISTS issue_stamps (
     local_key TEXT PRIMARY KEY,
     stamps TEXT NOT NULL,
-    stamped TEXT                     -- JSON: the issue as its stamps describe it; a field that
+    stamped TEXT,                    -- JSON: the issue as its stamps describe it; a field that
                                      -- differs from it now was written here since
+    stamped_by TEXT                  -- the twin whose outgoing event for a local change wrote
+                                     -- these last (it read the issue as `stamped`), or NULL
 );
 
 -- Which local comment is a copy of which remote one, per twin: a comment is never added

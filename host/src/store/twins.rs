@@ -34,6 +34,10 @@ pub struct Twin {
     pub stamped: Option<Issue>,
     /// When each field of the last replica received got its value, at its origin.
     pub remote_stamps: FieldStamps,
+    /// The twin whose outgoing event for a local change wrote the issue's stamps last, if
+    /// nothing has written them since: that event read the issue as `stamped` (kept per
+    /// issue).
+    pub stamped_by: Option<String>,
 }
 
 impl Twin {
@@ -58,6 +62,7 @@ impl Twin {
             sent_stamps: FieldStamps::new(),
             stamped: None,
             remote_stamps: FieldStamps::new(),
+            stamped_by: None,
         }
     }
 
@@ -79,7 +84,8 @@ macro_rules! columns {
             $exalate_replica,
             ", twins.last_sent, twins.last_received, ",
             $local_base,
-            ", issue_stamps.stamps, twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps"
+            ", issue_stamps.stamps, twins.remote_stamps, issue_stamps.stamped, twins.sent_stamps, ",
+            "issue_stamps.stamped_by"
         )
     };
 }
@@ -109,6 +115,7 @@ fn from_row(row: &dyn Row) -> Result<Twin> {
         remote_stamps: json(row, 10)?.unwrap_or_default(),
         stamped: json(row, 11)?,
         sent_stamps: json(row, 12)?.unwrap_or_default(),
+        stamped_by: row.get(13)?,
     })
 }
 
@@ -268,6 +275,8 @@ pub struct Outgoing {
     stamps: Packed,
     /// The message's number for the twin, and the replica it carries.
     sent: Option<(i64, Packed)>,
+    /// Whether the event was queued for a local change (see [`Twin::stamped_by`]).
+    local_change: bool,
 }
 
 impl Outgoing {
@@ -276,8 +285,10 @@ impl Outgoing {
         local: &Issue,
         stamps: &FieldStamps,
         sent: Option<(i64, &Replica)>,
+        local_change: bool,
     ) -> Result<Outgoing> {
         Ok(Outgoing {
+            local_change,
             local_key: local.key.clone(),
             local: pack(dialect, local)?,
             stamps: pack(dialect, stamps)?,
@@ -298,6 +309,7 @@ pub fn record_outgoing(db: &dyn Sql, twin_id: &str, outgoing: &Outgoing) -> Resu
         local,
         stamps,
         sent,
+        local_change,
     } = outgoing;
     match sent {
         Some((seq, replica)) => db.execute(
@@ -318,7 +330,7 @@ pub fn record_outgoing(db: &dyn Sql, twin_id: &str, outgoing: &Outgoing) -> Resu
         )?,
     };
     match local_key {
-        Some(key) => record_stamps(db, key, stamps, local),
+        Some(key) => record_stamps(db, key, stamps, local, local_change.then_some(twin_id)),
         None => Ok(()),
     }
 }
@@ -331,15 +343,24 @@ pub fn restamp(db: &dyn Sql, local_key: &str, stamps: &FieldStamps, stamped: &Is
         local_key,
         &pack(dialect, stamps)?,
         &pack(dialect, stamped)?,
+        None,
     )
 }
 
-/// `stamps` and `stamped`, packed.
-fn record_stamps(db: &dyn Sql, local_key: &str, stamps: &Packed, stamped: &Packed) -> Result<()> {
+/// `stamps` and `stamped`, packed, written by an outgoing event of twin `stamped_by` for a
+/// local change, or by anything else (`None`).
+fn record_stamps(
+    db: &dyn Sql,
+    local_key: &str,
+    stamps: &Packed,
+    stamped: &Packed,
+    stamped_by: Option<&str>,
+) -> Result<()> {
     db.execute(
-        "INSERT INTO issue_stamps (local_key, stamps, stamped) VALUES (?1, ?2, ?3)
-         ON CONFLICT (local_key) DO UPDATE SET stamps = excluded.stamps, stamped = excluded.stamped",
-        args![local_key, stamps.value(), stamped.value()],
+        "INSERT INTO issue_stamps (local_key, stamps, stamped, stamped_by) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (local_key) DO UPDATE
+         SET stamps = excluded.stamps, stamped = excluded.stamped, stamped_by = excluded.stamped_by",
+        args![local_key, stamps.value(), stamped.value(), stamped_by],
     )?;
     Ok(())
 }
@@ -429,7 +450,7 @@ pub fn record_received(db: &dyn Sql, twin: &Twin, received: &Received, now_ms: i
             twin.connection
         );
     }
-    record_stamps(db, &twin.local_key, local_stamps, local)
+    record_stamps(db, &twin.local_key, local_stamps, local, None)
 }
 
 /// Forget a twin of `connection`: both issues stay, the link goes, and a tombstone
@@ -514,7 +535,7 @@ mod tests {
         local: &Issue,
         stamps: &FieldStamps,
     ) -> Result<()> {
-        let state = Outgoing::pack(tx.dialect(), local, stamps, Some((seq, replica)))?;
+        let state = Outgoing::pack(tx.dialect(), local, stamps, Some((seq, replica)), false)?;
         record_outgoing(tx, twin_id, &state)
     }
 
@@ -523,7 +544,7 @@ mod tests {
         record_outgoing(
             tx,
             twin_id,
-            &Outgoing::pack(tx.dialect(), local, stamps, None)?,
+            &Outgoing::pack(tx.dialect(), local, stamps, None, false)?,
         )
     }
 

@@ -12,7 +12,7 @@ use super::message::{Applied, MESSAGE_VERSION, MessageKind, SyncMessage};
 use super::node::Node;
 use super::verify::digest;
 use crate::model::fields::{self, FieldStamps};
-use crate::model::{Replica, SyncReason};
+use crate::model::{Issue, Replica, SyncReason};
 use crate::runtime::{Call, MergeBase};
 use crate::store::events::{self, Event};
 use crate::store::links;
@@ -60,6 +60,12 @@ impl Node {
                 .ok_or_else(|| SyncFailure::LocalIssueMissing {
                     key: twin.local_key.clone(),
                 })?;
+        if read_already(event, &twin, &issue) {
+            return Ok(nothing(
+                "nothing new: the twin's last outgoing event read the issue as it is",
+                String::new(),
+            ));
+        }
 
         // Fields written here since they were last stamped are new writes, stamped now (the
         // time the change was seen).
@@ -101,13 +107,20 @@ impl Node {
         // Packed once the processor succeeded: a failure stores the input itself.
         let packed = self.pack(&input)?;
         let dialect = self.store.dialect();
+        let local_change = event.reason == SyncReason::LocalChange;
         let local_only = |note: &str, log: String| -> Result<Prepared, Failed> {
             Ok(Prepared {
                 effect: Effect::Outgoing {
                     twin_id: twin.twin_id.clone(),
                     keys: (twin.local_key.clone(), twin.remote_key.clone()),
                     send: None,
-                    state: twins::Outgoing::pack(dialect, &issue, &local_stamps, None)?,
+                    state: twins::Outgoing::pack(
+                        dialect,
+                        &issue,
+                        &local_stamps,
+                        None,
+                        local_change,
+                    )?,
                 },
                 note: note.into(),
                 log,
@@ -147,7 +160,8 @@ impl Node {
         let body = serde_json::to_string(&message).map_err(anyhow::Error::from)?;
         // Kept with the twin as what was sent last (the message was made with it).
         let replica = message.replica.take().unwrap_or_default();
-        let state = twins::Outgoing::pack(dialect, &issue, &message.stamps, Some((seq, &replica)))?;
+        let sent = Some((seq, &replica));
+        let state = twins::Outgoing::pack(dialect, &issue, &message.stamps, sent, local_change)?;
         Ok(Prepared {
             note: format!("sent as message {seq} of twin {}", twin.twin_id),
             effect: Effect::Outgoing {
@@ -222,6 +236,18 @@ fn nothing(note: &str, log: String) -> Prepared {
         log,
         input: None,
     }
+}
+
+/// Whether a local change's event finds the issue as the twin's last outgoing event for a
+/// local change read it, with nothing written to the issue's stamps since (nothing received,
+/// no other connection's event): the processor would get what it got then and make the
+/// replica that event made, which the other side has or which was not worth sending. Under
+/// load, a change made after an event was handed out but before it read the issue queues
+/// another event, which finds nothing new: this finishes it before the processor runs.
+fn read_already(event: &Event, twin: &Twin, issue: &Issue) -> bool {
+    event.reason == SyncReason::LocalChange
+        && twin.stamped_by.as_deref() == Some(twin.twin_id.as_str())
+        && twin.stamped.as_ref() == Some(issue)
 }
 
 /// Decide whether a replica is worth sending. `Ok(Some(note))`: nothing to send, finish with
