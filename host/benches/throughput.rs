@@ -43,6 +43,7 @@ use twinsync::runtime::{Limits, PoolConfig, Runtime, RuntimeConfig};
 use twinsync::service::Wake;
 use twinsync::service::workers::event_loop;
 use twinsync::store::NodeStore;
+use twinsync::store::sql::args;
 use twinsync::sync::{Connection, Flow, Node};
 use twinsync::tracker::{
     ChangeBatch, Origin, Query, ReferenceTracker, Tracker, TrackerError, UpdateIf,
@@ -308,6 +309,7 @@ fn main() {
     // Sustained changes at a fixed rate, round-robin over the twins.
     let done_before_each = [processed([&internal]), processed([&external])];
     let skipped_before = skipped(&external);
+    let internal_before = last_event(&internal);
     let done_before = done_before_each[0] + done_before_each[1];
     let usage_before = support::Usage::now();
     // This thread only makes the changes: its CPU is the harness's edits of the tracker.
@@ -365,6 +367,9 @@ fn main() {
         processed([&internal]) - done_before_each[0],
         processed([&external]) - done_before_each[1],
     );
+    for (outcome, n) in outgoing_outcomes(&internal, internal_before) {
+        println!("    Internal's outgoing events: {n} {outcome}");
+    }
     external_tracker.arrived.print_latencies(&made);
     println!(
         "peak resident memory: {} MiB",
@@ -484,7 +489,6 @@ fn wait_until_idle(nodes: [&Arc<Node>; 2]) {
     }
 }
 
-/// Events finished (applied, or found to have nothing new) on these nodes.
 /// Events a node skipped.
 fn skipped(node: &Arc<Node>) -> i64 {
     twinsync::ops::queue(node.store())
@@ -494,6 +498,31 @@ fn skipped(node: &Arc<Node>) -> i64 {
         .sum()
 }
 
+/// The number of the last event a node queued: the events after it are those to come.
+fn last_event(node: &Arc<Node>) -> i64 {
+    node.store()
+        .read(|db| db.one("SELECT coalesce(max(seq), 0) FROM events", &[]))
+        .unwrap()
+}
+
+/// What the outgoing events a node finished after event `after` came to, by their notes
+/// (numbers left out), most first.
+fn outgoing_outcomes(node: &Arc<Node>, after: i64) -> Vec<(String, i64)> {
+    node.store()
+        .read(|db| {
+            db.rows(
+                "SELECT CASE WHEN note LIKE 'sent as message %' THEN 'sent a message'
+                        ELSE note END AS outcome, count(*) AS n
+                 FROM events WHERE direction = 'outgoing' AND state = 'done' AND seq > ?1
+                 GROUP BY outcome ORDER BY n DESC",
+                args![after],
+                |r| Ok((r.get::<Option<String>>(0)?.unwrap_or_default(), r.get(1)?)),
+            )
+        })
+        .unwrap()
+}
+
+/// Events finished (applied, or found to have nothing new) on these nodes.
 fn processed<const N: usize>(nodes: [&Arc<Node>; N]) -> i64 {
     nodes
         .iter()
