@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use twinsync::model::SyncReason;
 use twinsync::store::events::{self, Kind, State};
 use twinsync::store::twins;
 use twinsync::sync::{Node, Receipt};
@@ -319,4 +320,66 @@ fn a_receiver_that_fell_behind_skips_to_a_twins_latest_change() {
     assert_eq!(issue.summary, "rev 3");
     assert!(pair.external_issue(&twin).is_none(), "unexalated");
     assert!(unfinished(&pair.external.node).is_empty());
+}
+
+/// Superseding is for local changes only: a sync back waiting behind another event is not
+/// superseded by the twin's next message, and a sync back does not supersede the local
+/// change waiting before it. (A peer names the reason: the sync backs here are Internal's
+/// messages with their reason changed.) Each is applied, in order.
+#[test]
+fn a_sync_back_neither_supersedes_nor_is_superseded() {
+    for sync_back in [1, 2] {
+        let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
+        let (key, twin) = pair.create_and_exalate(issue("rev 0"));
+        pair.run();
+        let mut sent = Vec::new();
+        for rev in 1..=3 {
+            edit(&pair.internal, &key, |i| i.summary = format!("rev {rev}"));
+            pair.internal.node.poll_changes().unwrap();
+            pair.internal.node.process_ready(10).unwrap();
+            sent.extend(pair.internal.node.outbox(CONNECTION, 10).unwrap());
+            let ids: Vec<String> = sent.iter().map(|m| m.id.clone()).collect();
+            pair.internal.node.acknowledge(&ids).unwrap();
+        }
+        assert_eq!(sent.len(), 3);
+        // The second message (waiting behind the first), or the third (which would
+        // supersede the second), is a sync back.
+        sent[sync_back].reason = SyncReason::SyncBack;
+        sent[sync_back].hop = 1;
+        let receipts = pair.external.node.receive_all(&sent).unwrap();
+        assert!(
+            receipts.iter().all(|r| *r == Receipt::Accepted),
+            "{receipts:?}"
+        );
+        let incoming = || {
+            pair.external
+                .node
+                .store()
+                .read(|db| events::list(db, Some(&twin), None))
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.kind == Kind::Incoming)
+                .map(|e| (e.id, e.state))
+                .collect::<Vec<_>>()
+        };
+        let ids: Vec<&str> = sent.iter().map(|m| m.id.as_str()).collect();
+        // The first sync, applied; then the three, none superseded.
+        let states = incoming();
+        let waiting: Vec<(&str, State)> = states[1..]
+            .iter()
+            .map(|(id, state)| (id.as_str(), *state))
+            .collect();
+        let pending = ids
+            .iter()
+            .map(|id| (*id, State::Pending))
+            .collect::<Vec<_>>();
+        assert_eq!(waiting, pending, "sync back in message {}", sync_back + 1);
+        pair.run();
+        assert!(
+            incoming().iter().all(|(_, state)| *state == State::Done),
+            "{:?}",
+            incoming()
+        );
+        assert_eq!(pair.external_issue(&twin).unwrap().summary, "rev 3");
+    }
 }
