@@ -2,13 +2,14 @@
 //! others; a tracker that is down makes events wait and retry, then drain in order; edits
 //! ride with an event that waits, on the sending side and on the receiving one.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use twinsync::model::SyncReason;
 use twinsync::store::events::{self, Kind, State};
-use twinsync::store::twins;
+use twinsync::store::{history, twins};
 use twinsync::sync::{Node, Receipt};
 use twinsync::tracker::Tracker;
 use twinsync::tracker::TrackerError;
@@ -155,8 +156,10 @@ fn edits_made_while_an_event_waits_ride_with_it() {
 }
 
 /// An event queued for an edit that the event before it read already finds the issue as
-/// that one read it: it finishes without calling the processor. Not when the issue changed
-/// since that read, nor when something was received since (the issue's stamps moved on).
+/// that one read it: it finishes without calling the processor, which its history does not
+/// name and `plugin try` does not replay. Not when the issue changed since that read, nor
+/// when the processor's settings did, nor when something was received since (the issue's
+/// stamps moved on).
 #[test]
 fn an_event_for_an_edit_the_event_before_it_read_finishes_without_the_processor() {
     let pair = Pair::new(Side::both("mirror"), Side::both("mirror"));
@@ -202,6 +205,33 @@ fn an_event_for_an_edit_the_event_before_it_read_finishes_without_the_processor(
     two_edits("rev 1", "rev 2");
     check(&[sending, read_already]);
     assert_eq!(pair.external_issue(&twin).unwrap().summary, "rev 2");
+    // Its history names no processor, and `plugin try` does not replay it.
+    let store = internal.node.store();
+    let filter = history::Filter {
+        key: Some(twin.clone()),
+        ..Default::default()
+    };
+    let entries = store.read(|db| history::query(db, &filter)).unwrap();
+    let processor_of = |start: &str| {
+        let entry = entries.iter().find(|e| e.note.starts_with(start)).unwrap();
+        entry.processor.clone()
+    };
+    assert_eq!(processor_of(read_already), None);
+    assert!(processor_of(sending).is_some());
+    let replayed = store
+        .read(|db| events::recent_of_connection(db, CONNECTION, 100))
+        .unwrap();
+    assert!(
+        replayed
+            .iter()
+            .any(|e| e.note.as_deref().unwrap_or_default().starts_with(sending))
+    );
+    assert!(
+        !replayed
+            .iter()
+            .any(|e| e.note.as_deref() == Some(read_already)),
+        "{replayed:?}"
+    );
 
     // Edited again after the first event read the issue: the second one sends that edit.
     two_edits("rev 3", "rev 4");
@@ -210,9 +240,19 @@ fn an_event_for_an_edit_the_event_before_it_read_finishes_without_the_processor(
     check(&[sending, sending, read_already]);
     assert_eq!(pair.external_issue(&twin).unwrap().summary, "rev 5");
 
+    // The processor's settings changed between the two: the second event runs it.
+    two_edits("rev 6", "rev 7");
+    let mut changed = (*internal.node.connections()[0]).clone();
+    let settings = BTreeMap::from([("a setting".to_string(), "changed".to_string())]);
+    changed.outgoing = changed
+        .outgoing
+        .map(|plugin| Arc::new(plugin.with_settings(&settings)));
+    internal.node.replace_connection(changed).unwrap();
+    check(&[sending, "nothing the other side does not have"]);
+
     // A change received from External between the two: the second event runs the
     // processor, which finds that the other side has it all.
-    edit(internal, &key, |i| i.summary = "rev 6".into());
+    edit(internal, &key, |i| i.summary = "rev 8".into());
     internal.node.poll_changes().unwrap();
     let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
     edit(&pair.external, &external_key, |i| {
@@ -221,7 +261,7 @@ fn an_event_for_an_edit_the_event_before_it_read_finishes_without_the_processor(
     pair.external.node.poll_changes().unwrap();
     pair.external.node.process_ready(10).unwrap();
     pair.network.deliver().unwrap();
-    edit(internal, &key, |i| i.summary = "rev 7".into());
+    edit(internal, &key, |i| i.summary = "rev 9".into());
     internal.node.poll_changes().unwrap();
     check(&[sending, "nothing the other side does not have"]);
     let (here, there) = (
@@ -230,11 +270,11 @@ fn an_event_for_an_edit_the_event_before_it_read_finishes_without_the_processor(
     );
     assert_eq!(
         (here.summary.as_str(), here.status.as_str()),
-        ("rev 7", "In Progress")
+        ("rev 9", "In Progress")
     );
     assert_eq!(
         (there.summary.as_str(), there.status.as_str()),
-        ("rev 7", "In Progress")
+        ("rev 9", "In Progress")
     );
     assert!(unfinished(&internal.node).is_empty());
 }

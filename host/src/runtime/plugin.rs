@@ -187,6 +187,22 @@ impl Plugin {
         }
     }
 
+    /// What the processor's output depends on besides its input, its bytes and its
+    /// settings, as a short hex string: two events with the same fingerprint ran the same
+    /// code with the same settings.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(self.info.sha256.as_bytes());
+        for (name, value) in self.settings.iter() {
+            for part in [name, value] {
+                hash.update((part.len() as u64).to_le_bytes());
+                hash.update(part.as_bytes());
+            }
+        }
+        crate::hex::encode(&hash.finalize()[..16])
+    }
+
     /// Which plugin this is, as events record it: the package's name and version, or the
     /// name it was loaded under; and the hash of its bytes.
     pub fn identity(&self) -> PluginIdentity {

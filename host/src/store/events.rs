@@ -648,10 +648,13 @@ fn non_empty(text: &str) -> Option<&str> {
 }
 
 /// The last `limit` incoming and outgoing events of a connection (those a processor ran
-/// for, or will), newest first: what `plugin try` replays.
+/// for, or will), newest first: what `plugin try` replays. An event that finished without
+/// running its processor (one that found nothing new, a message superseded) stored no
+/// input, and is left out.
 pub fn recent_of_connection(db: &dyn Sql, connection: &str, limit: usize) -> Result<Vec<Event>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM {FROM_EVENTS} WHERE connection = ?1 AND direction IN ('incoming', 'outgoing')
+           AND (state = 'pending' OR state = 'failed' OR input IS NOT NULL)
          ORDER BY seq DESC LIMIT ?2"
     );
     db.rows(&sql, args![connection, limit], from_row)

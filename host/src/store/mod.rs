@@ -267,10 +267,17 @@ fn keep_outbox_twins(db: &Connection) -> Result<()> {
 }
 
 /// Databases made before an issue's stamps said which twin's outgoing event wrote them
-/// (`twins::Twin::stamped_by`) get the column, once: NULL, which reads as written by
-/// anything else, so the next outgoing event of each twin runs its processor.
+/// (`twins::Twin::stamped_by`) get the column: NULL, which reads as written by anything
+/// else, so the next outgoing event of each twin runs its processor. So does a database
+/// another release opened since this one: an earlier release writes stamps without
+/// clearing who wrote them.
 fn keep_stamped_by(db: &Connection) -> Result<()> {
-    add_column(db, "issue_stamps", "stamped_by TEXT")
+    add_column(db, "issue_stamps", "stamped_by TEXT")?;
+    db.execute(
+        "UPDATE issue_stamps SET stamped_by = NULL WHERE stamped_by IS NOT NULL",
+        [],
+    )?;
+    Ok(())
 }
 
 /// Add `column` (a name and its type) to `table` unless it has it.
@@ -687,7 +694,7 @@ mod tests {
     }
 
     /// A database whose issues' stamps did not say who wrote them gets the column: NULL,
-    /// written by anything else.
+    /// written by anything else. So does one another release opened since.
     #[test]
     fn an_older_database_gets_who_wrote_the_stamps() {
         let dir = tempfile::tempdir().unwrap();
@@ -707,6 +714,29 @@ mod tests {
             .unwrap();
         let twin = store.read(|db| twins::get(db, "t1")).unwrap().unwrap();
         assert_eq!(twin.stamped_by, None);
+
+        // Written by this release, then the database opened by another (which sets its own
+        // schema version): opened here again, nobody is said to have written the stamps.
+        store
+            .write(|tx| {
+                tx.execute(
+                    "UPDATE issue_stamps SET stamped_by = 't1 processor' WHERE local_key = 'A-1'",
+                    &[],
+                )
+            })
+            .unwrap();
+        drop(store);
+        let reopened = |path: &Path| {
+            let store = NodeStore::open(path).unwrap();
+            let twin = store.read(|db| twins::get(db, "t1")).unwrap().unwrap();
+            twin.stamped_by
+        };
+        assert_eq!(reopened(&path).as_deref(), Some("t1 processor"));
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 1)
+            .unwrap();
+        assert_eq!(reopened(&path), None);
     }
 
     /// A database whose events' checks use `IN (...)` gets the table of this schema, with

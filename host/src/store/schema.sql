@@ -30,8 +30,9 @@ CREATE TABLE IF NOT EXISTS issue_stamps (
     stamps TEXT NOT NULL,
     stamped TEXT,                    -- JSON: the issue as its stamps describe it; a field that
                                      -- differs from it now was written here since
-    stamped_by TEXT                  -- the twin whose outgoing event for a local change wrote
-                                     -- these last (it read the issue as `stamped`), or NULL
+    stamped_by TEXT                  -- the twin (and processor) whose outgoing event for a local
+                                     -- change wrote these last, having read the issue as
+                                     -- `stamped`; NULL when anything else did
 );
 
 -- Which local comment is a copy of which remote one, per twin: a comment is never added

@@ -34,9 +34,9 @@ pub struct Twin {
     pub stamped: Option<Issue>,
     /// When each field of the last replica received got its value, at its origin.
     pub remote_stamps: FieldStamps,
-    /// The twin whose outgoing event for a local change wrote the issue's stamps last, if
-    /// nothing has written them since: that event read the issue as `stamped` (kept per
-    /// issue).
+    /// Who wrote the issue's stamps last, if an outgoing event for a local change did and
+    /// nothing has written them since: that event's twin and its processor's fingerprint.
+    /// It read the issue as `stamped` (kept per issue; see `outgoing::read_already`).
     pub stamped_by: Option<String>,
 }
 
@@ -275,8 +275,9 @@ pub struct Outgoing {
     stamps: Packed,
     /// The message's number for the twin, and the replica it carries.
     sent: Option<(i64, Packed)>,
-    /// Whether the event was queued for a local change (see [`Twin::stamped_by`]).
-    local_change: bool,
+    /// Who read the issue, if the event was queued for a local change (see
+    /// [`Twin::stamped_by`]).
+    read_by: Option<String>,
 }
 
 impl Outgoing {
@@ -285,10 +286,10 @@ impl Outgoing {
         local: &Issue,
         stamps: &FieldStamps,
         sent: Option<(i64, &Replica)>,
-        local_change: bool,
+        read_by: Option<String>,
     ) -> Result<Outgoing> {
         Ok(Outgoing {
-            local_change,
+            read_by,
             local_key: local.key.clone(),
             local: pack(dialect, local)?,
             stamps: pack(dialect, stamps)?,
@@ -309,7 +310,7 @@ pub fn record_outgoing(db: &dyn Sql, twin_id: &str, outgoing: &Outgoing) -> Resu
         local,
         stamps,
         sent,
-        local_change,
+        read_by,
     } = outgoing;
     match sent {
         Some((seq, replica)) => db.execute(
@@ -330,7 +331,7 @@ pub fn record_outgoing(db: &dyn Sql, twin_id: &str, outgoing: &Outgoing) -> Resu
         )?,
     };
     match local_key {
-        Some(key) => record_stamps(db, key, stamps, local, local_change.then_some(twin_id)),
+        Some(key) => record_stamps(db, key, stamps, local, read_by.as_deref()),
         None => Ok(()),
     }
 }
@@ -347,8 +348,8 @@ pub fn restamp(db: &dyn Sql, local_key: &str, stamps: &FieldStamps, stamped: &Is
     )
 }
 
-/// `stamps` and `stamped`, packed, written by an outgoing event of twin `stamped_by` for a
-/// local change, or by anything else (`None`).
+/// `stamps` and `stamped`, packed, written by an outgoing event for a local change
+/// (`stamped_by`: who read the issue, see [`Twin::stamped_by`]) or by anything else (`None`).
 fn record_stamps(
     db: &dyn Sql,
     local_key: &str,
@@ -535,7 +536,7 @@ mod tests {
         local: &Issue,
         stamps: &FieldStamps,
     ) -> Result<()> {
-        let state = Outgoing::pack(tx.dialect(), local, stamps, Some((seq, replica)), false)?;
+        let state = Outgoing::pack(tx.dialect(), local, stamps, Some((seq, replica)), None)?;
         record_outgoing(tx, twin_id, &state)
     }
 
@@ -544,7 +545,7 @@ mod tests {
         record_outgoing(
             tx,
             twin_id,
-            &Outgoing::pack(tx.dialect(), local, stamps, None, false)?,
+            &Outgoing::pack(tx.dialect(), local, stamps, None, None)?,
         )
     }
 

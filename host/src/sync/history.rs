@@ -166,7 +166,11 @@ impl Node {
                 (local_key, remote_key, None)
             }
         };
-        let processor = self.processor_of(event);
+        // An event that finished before its processor ran (it stores no input) names none.
+        let processor = prepared
+            .input
+            .as_ref()
+            .and_then(|_| self.processor_of(event));
         let empty = Diff::default();
         let diff = diff.unwrap_or(&empty);
         history::append(

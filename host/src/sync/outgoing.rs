@@ -60,7 +60,9 @@ impl Node {
                 .ok_or_else(|| SyncFailure::LocalIssueMissing {
                     key: twin.local_key.clone(),
                 })?;
-        if read_already(event, &twin, &issue) {
+        // Who reads the issue: this twin, with this processor and its settings.
+        let reader = format!("{} {}", twin.twin_id, plugin.fingerprint());
+        if read_already(event, &twin, &reader, &issue) {
             return Ok(nothing(
                 "nothing new: the twin's last outgoing event read the issue as it is",
                 String::new(),
@@ -107,7 +109,7 @@ impl Node {
         // Packed once the processor succeeded: a failure stores the input itself.
         let packed = self.pack(&input)?;
         let dialect = self.store.dialect();
-        let local_change = event.reason == SyncReason::LocalChange;
+        let read_by = (event.reason == SyncReason::LocalChange).then_some(reader);
         let local_only = |note: &str, log: String| -> Result<Prepared, Failed> {
             Ok(Prepared {
                 effect: Effect::Outgoing {
@@ -119,7 +121,7 @@ impl Node {
                         &issue,
                         &local_stamps,
                         None,
-                        local_change,
+                        read_by.clone(),
                     )?,
                 },
                 note: note.into(),
@@ -161,7 +163,7 @@ impl Node {
         // Kept with the twin as what was sent last (the message was made with it).
         let replica = message.replica.take().unwrap_or_default();
         let sent = Some((seq, &replica));
-        let state = twins::Outgoing::pack(dialect, &issue, &message.stamps, sent, local_change)?;
+        let state = twins::Outgoing::pack(dialect, &issue, &message.stamps, sent, read_by)?;
         Ok(Prepared {
             note: format!("sent as message {seq} of twin {}", twin.twin_id),
             effect: Effect::Outgoing {
@@ -239,14 +241,16 @@ fn nothing(note: &str, log: String) -> Prepared {
 }
 
 /// Whether a local change's event finds the issue as the twin's last outgoing event for a
-/// local change read it, with nothing written to the issue's stamps since (nothing received,
-/// no other connection's event): the processor would get what it got then and make the
-/// replica that event made, which the other side has or which was not worth sending. Under
-/// load, a change made after an event was handed out but before it read the issue queues
-/// another event, which finds nothing new: this finishes it before the processor runs.
-fn read_already(event: &Event, twin: &Twin, issue: &Issue) -> bool {
+/// local change read it (`reader`: the twin, with the same processor and settings), with
+/// nothing written to the issue's stamps since (nothing received, no other connection's
+/// event): the processor would get what it got then, but for the event's id and time, and
+/// make the replica that event made, which the other side has or which was not worth
+/// sending. Under load, a change made after an event was handed out but before it read the
+/// issue queues another event, which finds nothing new: this finishes it before the
+/// processor runs.
+fn read_already(event: &Event, twin: &Twin, reader: &str, issue: &Issue) -> bool {
     event.reason == SyncReason::LocalChange
-        && twin.stamped_by.as_deref() == Some(twin.twin_id.as_str())
+        && twin.stamped_by.as_deref() == Some(reader)
         && twin.stamped.as_ref() == Some(issue)
 }
 
