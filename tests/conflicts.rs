@@ -1,11 +1,16 @@
 //! Conflicts: held for review and settled by an operator; echoes of what the other side
 //! sent are not sent back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use twinsync::model::Comment;
 use twinsync::ops;
 use twinsync::runtime::ConflictPolicy;
 use twinsync::store::events;
-use twinsync::sync::Take;
+use twinsync::sync::{Node, Take};
+use twinsync::tracker::Tracker;
+use twinsync_tests::trackers::{Call, Hooked};
 use twinsync_tests::*;
 
 fn held_pair() -> (Pair, String, String) {
@@ -92,6 +97,54 @@ fn keeping_the_local_value_sends_it_to_the_other_side() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// An operator's decision made while an outgoing event of the twin is under way (after it
+/// read the twin, before it commits) is not undone by that event: the decision still
+/// reaches the other side, and both sides keep the chosen value.
+#[test]
+fn a_decision_made_while_an_event_of_the_twin_runs_still_reaches_the_other_side() {
+    let (mut pair, key, external_key) = held_pair();
+    let id = ops::conflicts(pair.external.node.store()).unwrap()[0].id;
+    // External's tracker makes the decision when armed, as the next event reads the issue.
+    let node: Arc<OnceLock<Arc<Node>>> = Default::default();
+    let armed = Arc::new(AtomicBool::new(false));
+    let (decides, armed_here) = (node.clone(), armed.clone());
+    let hooked = Hooked::new(pair.external.tracker.clone()).before(move |call, _| {
+        if matches!(call, Call::Get(_)) && armed_here.swap(false, Ordering::SeqCst) {
+            let node = decides.get().expect("the node");
+            node.resolve_conflict(id, Take::Local)
+                .expect("the decision");
+        }
+        Ok(())
+    });
+    pair.replace_external_tracker(Arc::new(hooked));
+    assert!(node.set(pair.external.node.clone()).is_ok());
+
+    // Another field edited on External: its event reads the issue, and the operator keeps
+    // External's status just then.
+    edit(&pair.external, &external_key, |i| {
+        i.summary = "Held, edited".into()
+    });
+    pair.external.node.poll_changes().unwrap();
+    armed.store(true, Ordering::SeqCst);
+    pair.run();
+    assert!(!armed.load(Ordering::SeqCst), "decided while the event ran");
+
+    let external = pair.external.tracker.get(&external_key).unwrap().unwrap();
+    let internal = pair.internal_issue(&key);
+    assert_eq!(
+        (external.status.as_str(), external.summary.as_str()),
+        ("Waiting", "Held, edited")
+    );
+    assert_eq!(
+        (internal.status.as_str(), internal.summary.as_str()),
+        ("Waiting", "Held, edited"),
+        "the decision reached the other side"
+    );
+    for side in [&pair.internal, &pair.external] {
+        assert!(ops::conflicts(side.node.store()).unwrap().is_empty());
+    }
 }
 
 #[test]

@@ -84,6 +84,44 @@ pub fn resolve(db: &dyn Sql, id: i64, resolution: &str, now_ms: i64) -> Result<(
     Ok(())
 }
 
+/// An operator's decision on a conflict of a twin that was not sent yet: which field's value
+/// was kept, and when it was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub id: i64,
+    pub field: String,
+    pub at: i64,
+}
+
+/// The decisions made on twin `twin_id`'s conflicts that no event has sent yet, oldest
+/// first (a conflict that converged on its own has nothing to send).
+pub fn unsent(db: &dyn Sql, twin_id: &str) -> Result<Vec<Decided>> {
+    db.rows(
+        "SELECT id, field, resolved_at FROM conflicts
+         WHERE twin_id = ?1 AND sent_at IS NULL AND (resolution = 'local' OR resolution = 'remote')
+         ORDER BY id",
+        args![twin_id],
+        |r| {
+            Ok(Decided {
+                id: r.get(0)?,
+                field: r.get(1)?,
+                at: r.get(2)?,
+            })
+        },
+    )
+}
+
+/// Mark decisions sent (by the event that committed them).
+pub fn sent(db: &dyn Sql, ids: &[i64], now_ms: i64) -> Result<()> {
+    for id in ids {
+        db.execute(
+            "UPDATE conflicts SET sent_at = ?2 WHERE id = ?1",
+            args![*id, now_ms],
+        )?;
+    }
+    Ok(())
+}
+
 /// Close the open conflicts of a twin on the fields that are not in `still_differ`: both
 /// sides hold the same value now.
 pub fn close_converged(

@@ -257,7 +257,13 @@ fn create_and_migrate(db: &Connection, path: &Path) -> Result<()> {
     keep_outbox_twins(db)
         .with_context(|| format!("cannot add the outbox's twins in {}", path.display()))?;
     keep_stamped_by(db)
-        .with_context(|| format!("cannot add who wrote issues' stamps in {}", path.display()))
+        .with_context(|| format!("cannot add who wrote issues' stamps in {}", path.display()))?;
+    keep_conflict_decisions(db).with_context(|| {
+        format!(
+            "cannot add when conflicts' decisions were sent in {}",
+            path.display()
+        )
+    })
 }
 
 /// Databases made before the outbox kept each message's twin beside its (now compressed)
@@ -280,20 +286,42 @@ fn keep_stamped_by(db: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Databases made before an operator's decision on a conflict was sent by the retry it
+/// queues (`Node::resolve_conflict`) get the column, in one transaction with marking every
+/// decision made before as sent: those were stamped as they were made.
+fn keep_conflict_decisions(db: &Connection) -> Result<()> {
+    in_write_transaction(db, || {
+        if !has_column(db, "conflicts", "sent_at")? {
+            db.execute_batch(
+                "ALTER TABLE conflicts ADD COLUMN sent_at INTEGER;
+                 UPDATE conflicts SET sent_at = resolved_at WHERE resolved_at IS NOT NULL;",
+            )?;
+        }
+        db.execute_batch(
+            "CREATE INDEX IF NOT EXISTS conflicts_unsent ON conflicts (twin_id) WHERE sent_at IS NULL",
+        )?;
+        Ok(())
+    })
+}
+
 /// Add `column` (a name and its type) to `table` unless it has it.
 fn add_column(db: &Connection, table: &str, column: &str) -> Result<()> {
     let name = column.split_whitespace().next().unwrap_or_default();
     in_write_transaction(db, || {
-        let has: i64 = db.query_row(
-            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
-            [table, name],
-            |r| r.get(0),
-        )?;
-        if has == 0 {
+        if !has_column(db, table, name)? {
             db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))?;
         }
         Ok(())
     })
+}
+
+fn has_column(db: &Connection, table: &str, name: &str) -> Result<bool> {
+    let count: i64 = db.query_row(
+        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, name],
+        |r| r.get(0),
+    )?;
+    Ok(count > 0)
 }
 
 /// A number that changes with the schema's text (FNV-1a of it): a database whose
@@ -737,6 +765,46 @@ mod tests {
             .pragma_update(None, "user_version", 1)
             .unwrap();
         assert_eq!(reopened(&path), None);
+    }
+
+    /// A database made before decisions on conflicts were sent by a retry gets the column,
+    /// with the decisions made before marked sent (they were stamped as they were made):
+    /// no retry sends them again.
+    #[test]
+    fn an_older_database_does_not_send_old_decisions_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twinsync.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE conflicts (id INTEGER PRIMARY KEY AUTOINCREMENT, twin_id TEXT NOT NULL,
+                connection TEXT NOT NULL, field TEXT NOT NULL, local_value TEXT NOT NULL,
+                remote_value TEXT NOT NULL, event_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+                resolved_at INTEGER, resolution TEXT);
+             INSERT INTO conflicts (twin_id, connection, field, local_value, remote_value,
+                event_id, created_at, resolved_at, resolution)
+             VALUES ('t1', 'c', 'status', 'a', 'b', 'e1', 5, 6, 'local'),
+                    ('t1', 'c', 'summary', 'a', 'b', 'e2', 7, NULL, NULL);",
+        )
+        .unwrap();
+        drop(old);
+
+        let store = NodeStore::open(&path).unwrap();
+        assert_eq!(store.read(|db| conflicts::unsent(db, "t1")).unwrap(), []);
+        // Decided now: unsent until an event sends it.
+        store
+            .write(|tx| conflicts::resolve(tx, 2, "remote", 9))
+            .unwrap();
+        let unsent = store.read(|db| conflicts::unsent(db, "t1")).unwrap();
+        assert_eq!(
+            unsent,
+            [conflicts::Decided {
+                id: 2,
+                field: "summary".into(),
+                at: 9
+            }]
+        );
+        store.write(|tx| conflicts::sent(tx, &[2], 10)).unwrap();
+        assert_eq!(store.read(|db| conflicts::unsent(db, "t1")).unwrap(), []);
     }
 
     /// A database whose events' checks use `IN (...)` gets the table of this schema, with

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres-2.sql"),
     include_str!("migrations/postgres-3.sql"),
     include_str!("migrations/postgres-4.sql"),
+    include_str!("migrations/postgres-5.sql"),
 ];
 
 /// The advisory lock every write transaction (and the migrations) holds until it commits:

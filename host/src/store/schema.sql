@@ -56,7 +56,9 @@ CREATE TABLE IF NOT EXISTS conflicts (
     event_id TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     resolved_at INTEGER,
-    resolution TEXT                  -- local, remote, or converged
+    resolution TEXT,                 -- local, remote, or converged
+    sent_at INTEGER                  -- when the retry the decision queued sent it (local or
+                                     -- remote); NULL until then
 );
 CREATE INDEX IF NOT EXISTS conflicts_open ON conflicts (twin_id, field) WHERE resolved_at IS NULL;
 

@@ -336,18 +336,6 @@ pub fn record_outgoing(db: &dyn Sql, twin_id: &str, outgoing: &Outgoing) -> Resu
     }
 }
 
-/// Replace the stamps of local issue `local_key`, and the issue as they describe it.
-pub fn restamp(db: &dyn Sql, local_key: &str, stamps: &FieldStamps, stamped: &Issue) -> Result<()> {
-    let dialect = db.dialect();
-    record_stamps(
-        db,
-        local_key,
-        &pack(dialect, stamps)?,
-        &pack(dialect, stamped)?,
-        None,
-    )
-}
-
 /// `stamps` and `stamped`, packed, written by an outgoing event for a local change
 /// (`stamped_by`: who read the issue, see [`Twin::stamped_by`]) or by anything else (`None`).
 fn record_stamps(

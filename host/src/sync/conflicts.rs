@@ -1,14 +1,15 @@
 //! Settling a conflict held for review: the operator picks a side, the chosen value is
-//! written here if it is the remote one, and it is sent to the other side stamped with the
-//! time of the decision, so that the other side takes it too.
+//! written here if it is the remote one, and a retry of the twin sends it to the other side
+//! stamped with the time of the decision, so that the other side takes it too.
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::node::Node;
 use crate::model::SyncReason;
-use crate::model::fields;
+use crate::model::fields::{self, FieldStamps, Stamp};
+use crate::store::conflicts;
 use crate::store::events::Kind;
-use crate::store::{conflicts, twins};
+use crate::store::twins::{self, Twin};
 use crate::tracker::{Origin, TrackerError};
 
 /// Which value an operator keeps.
@@ -33,14 +34,14 @@ impl Node {
             .store
             .read(|db| twins::get(db, &conflict.twin_id))?
             .ok_or_else(|| anyhow!("the twin of conflict {id} is no longer under sync"))?;
-        let mut local = None;
+        let mut settled = false;
         for _ in 0..5 {
             let mut issue = self
                 .tracker
                 .get(&twin.local_key)?
                 .with_context(|| format!("the local issue {} no longer exists", twin.local_key))?;
             if take == Take::Local {
-                local = Some(issue);
+                settled = true;
                 break;
             }
             let remote = twin
@@ -51,57 +52,37 @@ impl Node {
             if !fields::copy(&conflict.field, remote, &mut issue) {
                 bail!("unknown field `{}`", conflict.field);
             }
-            // Written as twinsync, not as a person: the decision is sent below, once. Only
-            // onto the issue as read: an edit made meanwhile is read again, not overwritten.
+            // Written as twinsync, not as a person: the decision is sent once, by the retry
+            // queued below. Only onto the issue as read: an edit made meanwhile is read
+            // again, not overwritten.
             let write = format!("{}-conflict-{id}", self.store.id());
             match self
                 .tracker
                 .update_if(&issue, Origin::Sync { event_id: &write }, Some(&seen))
             {
-                Ok(stored) => {
-                    local = Some(stored);
+                Ok(_) => {
+                    settled = true;
                     break;
                 }
                 Err(TrackerError::Changed(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        let local =
-            local.ok_or_else(|| anyhow!("issue {} kept changing: try again", twin.local_key))?;
+        if !settled {
+            bail!("issue {} kept changing: try again", twin.local_key);
+        }
         let now = self.now_ms();
-        // In one IMMEDIATE transaction with fresh stamps: the event loop may have synced the
-        // twin since it was read above, and its stamps must not be overwritten by old ones.
+        // The decision is stamped and sent by the retry queued here, in the twin's order: an
+        // event of the twin under way now commits before it, and cannot write its stamps
+        // over the decision's.
         self.store.write(|tx| {
             let open = conflicts::get(tx, id)?.is_some_and(|c| c.resolved_at.is_none());
             if !open {
                 bail!("conflict {id} was settled meanwhile");
             }
-            let twin = twins::get(tx, &conflict.twin_id)?
-                .ok_or_else(|| anyhow!("the twin of conflict {id} is no longer under sync"))?;
-            // A new write that replaces the other side's: the other side takes it as a
-            // later change, not as another conflict.
-            let mut stamps = twin.local_stamps.clone();
-            let theirs = twin
-                .remote_stamps
-                .get(&conflict.field)
-                .cloned()
-                .unwrap_or_default();
-            let mine = stamps.get(&conflict.field).cloned().unwrap_or_default();
-            let after = theirs.key().max(mine.key()).0;
-            stamps.insert(
-                conflict.field.clone(),
-                fields::Stamp {
-                    at: now.max(after + 1),
-                    by: self.instance.clone(),
-                    replaced_at: theirs.at,
-                    replaced_by: theirs.by,
-                },
-            );
-            // Only this field is re-stamped: the rest of what the stamps describe stays as
-            // the event loop left it.
-            let mut stamped = twin.stamped.clone().unwrap_or_else(|| local.clone());
-            fields::copy(&conflict.field, &local, &mut stamped);
-            twins::restamp(tx, &twin.local_key, &stamps, &stamped)?;
+            if twins::get(tx, &conflict.twin_id)?.is_none() {
+                bail!("the twin of conflict {id} is no longer under sync");
+            }
             conflicts::resolve(
                 tx,
                 id,
@@ -122,5 +103,25 @@ impl Node {
                 now,
             )
         })
+    }
+}
+
+/// The stamp of a value an operator kept, decided at `at`: a new write that replaces the
+/// other side's, so the other side takes it as a later change, not as another conflict.
+pub(super) fn decision_stamp(
+    twin: &Twin,
+    stamps: &FieldStamps,
+    field: &str,
+    at: i64,
+    instance: &str,
+) -> Stamp {
+    let theirs = twin.remote_stamps.get(field).cloned().unwrap_or_default();
+    let mine = stamps.get(field).cloned().unwrap_or_default();
+    let after = theirs.key().max(mine.key()).0;
+    Stamp {
+        at: at.max(after + 1),
+        by: instance.to_string(),
+        replaced_at: theirs.at,
+        replaced_by: theirs.by,
     }
 }

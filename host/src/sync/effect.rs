@@ -43,6 +43,8 @@ pub(super) enum Effect {
         /// twin can change them before this one commits).
         keys: (String, Option<String>),
         send: Option<Outbound>,
+        /// The operator's decisions on the twin's conflicts whose stamps this event sends.
+        decided: Vec<i64>,
         /// The local issue, its stamps and the replica sent, packed.
         state: twins::Outgoing,
     },
@@ -93,12 +95,14 @@ impl Node {
                 twin_id,
                 keys: _,
                 send,
+                decided,
                 state,
             } => {
                 if let Some(out) = send {
                     outbox::insert(tx, &out.message_id, &event.connection, twin_id, &out.body)?;
                 }
                 twins::record_outgoing(tx, twin_id, state)?;
+                conflicts::sent(tx, decided, now)?;
             }
             Effect::Applied {
                 twin,

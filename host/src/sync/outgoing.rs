@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::comment_ids;
+use super::conflicts::decision_stamp;
 use super::crash::CrashPoint;
 use super::effect::{Effect, Outbound, Prepared};
 use super::failure::{Failed, MAX_SYNC_BACK_HOPS, ProcessorInput, SyncFailure};
@@ -15,8 +16,8 @@ use crate::model::fields::{self, FieldStamps};
 use crate::model::{Issue, Replica, SyncReason};
 use crate::runtime::{Call, MergeBase};
 use crate::store::events::{self, Event};
-use crate::store::links;
 use crate::store::twins::{self, Twin};
+use crate::store::{conflicts, links};
 
 impl Node {
     pub(super) fn prepare_outgoing(&self, event: &Event) -> Result<Prepared, Failed> {
@@ -31,9 +32,14 @@ impl Node {
                 Some(_) => events::last_applied_before(db, &twin.twin_id, event.seq)?,
                 None => None,
             };
-            Ok(Some((twin, writing, comment_links, applied)))
+            // Only a retry sends an operator's decisions: resolving a conflict queues one.
+            let decided = match event.reason {
+                SyncReason::Retry => conflicts::unsent(db, &twin.twin_id)?,
+                _ => Vec::new(),
+            };
+            Ok(Some((twin, writing, comment_links, applied, decided)))
         })?;
-        let Some((twin, writing, comment_links, applied)) = stored else {
+        let Some((twin, writing, comment_links, applied, decided)) = stored else {
             // Unexalated since the event was queued: nothing to send any more.
             return Ok(nothing(
                 "twin no longer under sync: nothing sent",
@@ -79,6 +85,17 @@ impl Node {
             self.now_ms(),
             &self.instance,
         );
+        for decided in &decided {
+            let stamp = decision_stamp(
+                &twin,
+                &local_stamps,
+                &decided.field,
+                decided.at,
+                &self.instance,
+            );
+            local_stamps.insert(decided.field.clone(), stamp);
+        }
+        let decided: Vec<i64> = decided.iter().map(|d| d.id).collect();
 
         let call = Call {
             ctx: self.context(&connection, event, false),
@@ -116,6 +133,7 @@ impl Node {
                     twin_id: twin.twin_id.clone(),
                     keys: (twin.local_key.clone(), twin.remote_key.clone()),
                     send: None,
+                    decided: decided.clone(),
                     state: twins::Outgoing::pack(
                         dialect,
                         &issue,
@@ -173,6 +191,7 @@ impl Node {
                     message_id: message.id,
                     body: self.pack(&body)?,
                 }),
+                decided,
                 state,
             },
             log,
