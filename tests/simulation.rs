@@ -7,7 +7,8 @@
 //!
 //! - with last-writer-wins, every synced field is equal on every node, and every comment is
 //!   on every node exactly once;
-//! - with hold-for-review, every field is equal or has a conflict recorded;
+//! - with hold-for-review, every field is equal or has a conflict recorded, while operators
+//!   settle conflicts at random, keeping either side's value;
 //! - the events processed stay within a fixed multiple of the edits (no sync storms).
 //!
 //! A failing seed is printed; `TWINSYNC_SIM_SEED=N cargo test -p twinsync --test simulation`
@@ -57,6 +58,7 @@ fn play(
     nodes: usize,
     policy: ConflictPolicy,
     crashes: &mut Crashes,
+    resolved: &mut usize,
 ) -> Result<(), String> {
     let mut sim = Sim::with_crashes(seed, nodes, 2, policy, CRASH_PERCENT);
     sim.play(60);
@@ -64,6 +66,15 @@ fn play(
         *crashes.entry(point).or_default() += n;
     }
     sim.settle();
+    if policy == ConflictPolicy::HoldForReview {
+        let left = sim.resolve_all();
+        if left > 0 {
+            return Err(format!(
+                "{left} conflicts still open after operators settled them"
+            ));
+        }
+    }
+    *resolved += sim.resolved;
     check(&sim, nodes, policy)
 }
 
@@ -144,15 +155,23 @@ fn run(range: std::ops::Range<u64>, nodes: usize, policy: ConflictPolicy) {
     let mut failures = Vec::new();
     let played = seeds(range);
     let mut crashes = Crashes::new();
+    let mut resolved = 0;
     for &seed in &played {
-        if let Err(what) = play(seed, nodes, policy, &mut crashes) {
+        if let Err(what) = play(seed, nodes, policy, &mut crashes, &mut resolved) {
             failures.push(format!("seed {seed}: {what}"));
         }
     }
     eprintln!(
-        "{} seeds ({nodes} nodes, {policy:?}); crashes injected, by point: {crashes:?}",
+        "{} seeds ({nodes} nodes, {policy:?}); conflicts settled by an operator: {resolved}; crashes injected, by point: {crashes:?}",
         played.len()
     );
+    if played.len() > 1 && policy == ConflictPolicy::HoldForReview {
+        assert!(
+            resolved > 0,
+            "no conflict settled in {} seeds",
+            played.len()
+        );
+    }
     if played.len() > 1 {
         for point in CrashPoint::ALL {
             assert!(
@@ -184,4 +203,11 @@ fn a_chain_of_three_nodes_last_writer_wins_converge() {
 #[test]
 fn hold_for_review_converges_or_records_a_conflict() {
     run(2_000..2_300, 2, ConflictPolicy::HoldForReview);
+}
+
+/// Along a chain, with operators settling conflicts as they go: a value kept on the middle
+/// node reaches both ends.
+#[test]
+fn hold_for_review_on_a_chain_of_three_nodes_converges_or_records_a_conflict() {
+    run(3_000..3_200, 3, ConflictPolicy::HoldForReview);
 }

@@ -16,7 +16,7 @@ use twinsync::model::{Comment, FieldValue, Issue};
 use twinsync::runtime::ConflictPolicy;
 use twinsync::setup::reference_node_on;
 use twinsync::store::{conflicts, events, twins};
-use twinsync::sync::{Connection, CrashPoint, Flow, Node, Policies, SyncMessage};
+use twinsync::sync::{Connection, CrashPoint, Flow, Node, Policies, SyncMessage, Take};
 use twinsync::tracker::{Origin, ReferenceTracker, Tracker};
 
 use crate::{processor, runtime};
@@ -92,6 +92,8 @@ pub struct Sim {
     _databases: crate::store::Cleanup,
     /// Edits made by simulated people.
     pub edits: usize,
+    /// Conflicts an operator settled.
+    pub resolved: usize,
     /// Events the nodes processed after the set-up.
     pub events: usize,
     comments: usize,
@@ -140,6 +142,7 @@ impl Sim {
             wire: Vec::new(),
             policy,
             edits: 0,
+            resolved: 0,
             events: 0,
             comments: 0,
             crash_percent: 0,
@@ -279,6 +282,7 @@ impl Sim {
                     let i = self.rng.below(self.nodes.len());
                     self.restart(i);
                 }
+                93..=94 => self.resolve(),
                 _ => self
                     .clock
                     .advance(Duration::from_millis(1 + self.rng.below(2_000) as u64)),
@@ -321,6 +325,51 @@ impl Sim {
         }
         self.nodes[i].tracker.update(&issue, Origin::User).unwrap();
         self.edits += 1;
+    }
+
+    /// An operator settles a random open conflict on a random node, keeping either side's
+    /// value. (Refused when the issue kept changing or the twin is gone: an operator sees
+    /// the error and the conflict stays open.)
+    fn resolve(&mut self) {
+        let i = self.rng.below(self.nodes.len());
+        let node = &self.nodes[i].node;
+        let open = node.store().read(|db| conflicts::open(db)).unwrap();
+        if open.is_empty() {
+            return;
+        }
+        let id = open[self.rng.below(open.len())].id;
+        let take = if self.rng.chance(50) {
+            Take::Local
+        } else {
+            Take::Remote
+        };
+        if node.resolve_conflict(id, take).is_ok() {
+            self.resolved += 1;
+        }
+    }
+
+    /// Operators settle every open conflict, one at a time, keeping either side's value at
+    /// random, the nodes settling after each (its copy on the other side of the link then
+    /// closes as the values converge). Returns how many stayed open.
+    pub fn resolve_all(&mut self) -> usize {
+        for _ in 0..100 {
+            let open = self.nodes.iter().enumerate().find_map(|(i, n)| {
+                let open = n.node.store().read(|db| conflicts::open(db)).unwrap();
+                open.first().map(|c| (i, c.id))
+            });
+            let Some((i, id)) = open else {
+                return 0;
+            };
+            let take = if self.rng.chance(50) {
+                Take::Local
+            } else {
+                Take::Remote
+            };
+            self.nodes[i].node.resolve_conflict(id, take).unwrap();
+            self.resolved += 1;
+            self.settle();
+        }
+        self.open_conflicts().len()
     }
 
     fn process(&mut self, i: usize, limit: usize) {

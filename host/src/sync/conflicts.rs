@@ -101,7 +101,11 @@ impl Node {
                 SyncReason::Retry,
                 0,
                 now,
-            )
+            )?;
+            if take == Take::Remote {
+                self.pass_on(tx, &twin.local_key, &twin.connection, now)?;
+            }
+            Ok(())
         })
     }
 }

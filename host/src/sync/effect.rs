@@ -80,6 +80,36 @@ impl Node {
         bodies::pack(self.store.dialect(), json)
     }
 
+    /// Local issue `local_key` was written by twinsync for a twin of `connection` (a change
+    /// applied, a conflict's value kept): the issue's twins on other connections pass the
+    /// change on, as they do a person's edit (the change feed leaves twinsync's own writes
+    /// out).
+    pub(super) fn pass_on(
+        &self,
+        tx: &dyn Sql,
+        local_key: &str,
+        connection: &str,
+        now: i64,
+    ) -> Result<()> {
+        for (other, other_connection) in twins::of_issue(tx, local_key)? {
+            let sends = self
+                .connection(&other_connection)
+                .is_some_and(|c| c.can_send());
+            if other_connection != connection && sends {
+                self.queue(
+                    tx,
+                    Kind::Outgoing,
+                    &other_connection,
+                    &other,
+                    SyncReason::LocalChange,
+                    0,
+                    now,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Write a prepared event's effects and finish it, inside the batch's transaction.
     pub(super) fn commit(
         &self,
@@ -157,21 +187,7 @@ impl Node {
                         now,
                     )?;
                 }
-                // The issue changed: its twins on other connections pass the change on.
-                for (other, connection) in twins::of_issue(tx, &twin.local_key)? {
-                    let sends = self.connection(&connection).is_some_and(|c| c.can_send());
-                    if connection != twin.connection && sends {
-                        self.queue(
-                            tx,
-                            Kind::Outgoing,
-                            &connection,
-                            &other,
-                            SyncReason::LocalChange,
-                            0,
-                            now,
-                        )?;
-                    }
-                }
+                self.pass_on(tx, &twin.local_key, &twin.connection, now)?;
             }
             Effect::Unexalated { twin_id } => {
                 twins::unexalate(tx, &event.connection, twin_id, now)?;
