@@ -301,11 +301,8 @@ fn a_receiver_that_fell_behind_skips_to_a_twins_latest_change() {
     let ids: Vec<&str> = sent.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     let incoming = |node: &Node| {
-        node.store()
-            .read(|db| events::list(db, Some(&twin), None))
-            .unwrap()
+        incoming_events(node, &twin)
             .into_iter()
-            .filter(|e| e.kind == Kind::Incoming)
             .map(|e| (e.id, e.state, e.note))
             .collect::<Vec<_>>()
     };
@@ -392,13 +389,8 @@ fn a_sync_back_neither_supersedes_nor_is_superseded() {
             "{receipts:?}"
         );
         let incoming = || {
-            pair.external
-                .node
-                .store()
-                .read(|db| events::list(db, Some(&twin), None))
-                .unwrap()
+            incoming_events(&pair.external.node, &twin)
                 .into_iter()
-                .filter(|e| e.kind == Kind::Incoming)
                 .map(|e| (e.id, e.state))
                 .collect::<Vec<_>>()
         };
@@ -422,4 +414,14 @@ fn a_sync_back_neither_supersedes_nor_is_superseded() {
         );
         assert_eq!(pair.external_issue(&twin).unwrap().summary, "rev 3");
     }
+}
+
+/// The incoming events of `twin` on `node`, in queue order.
+fn incoming_events(node: &Node, twin: &str) -> Vec<events::Event> {
+    node.store()
+        .read(|db| events::list(db, Some(twin), None))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == Kind::Incoming)
+        .collect()
 }

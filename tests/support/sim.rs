@@ -332,17 +332,13 @@ impl Sim {
     /// the error and the conflict stays open.)
     fn resolve(&mut self) {
         let i = self.rng.below(self.nodes.len());
-        let node = &self.nodes[i].node;
+        let node = self.nodes[i].node.clone();
         let open = node.store().read(|db| conflicts::open(db)).unwrap();
         if open.is_empty() {
             return;
         }
         let id = open[self.rng.below(open.len())].id;
-        let take = if self.rng.chance(50) {
-            Take::Local
-        } else {
-            Take::Remote
-        };
+        let take = self.either_side();
         if node.resolve_conflict(id, take).is_ok() {
             self.resolved += 1;
         }
@@ -360,16 +356,21 @@ impl Sim {
             let Some((i, id)) = open else {
                 return 0;
             };
-            let take = if self.rng.chance(50) {
-                Take::Local
-            } else {
-                Take::Remote
-            };
+            let take = self.either_side();
             self.nodes[i].node.resolve_conflict(id, take).unwrap();
             self.resolved += 1;
             self.settle();
         }
         self.open_conflicts().len()
+    }
+
+    /// The side an operator keeps: either, at random.
+    fn either_side(&mut self) -> Take {
+        if self.rng.chance(50) {
+            Take::Local
+        } else {
+            Take::Remote
+        }
     }
 
     fn process(&mut self, i: usize, limit: usize) {
