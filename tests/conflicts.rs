@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use twinsync::model::Comment;
+use twinsync::model::{Comment, SyncReason};
 use twinsync::ops;
 use twinsync::runtime::ConflictPolicy;
 use twinsync::store::events;
@@ -144,6 +144,102 @@ fn a_decision_made_while_an_event_of_the_twin_runs_still_reaches_the_other_side(
     );
     for side in [&pair.internal, &pair.external] {
         assert!(ops::conflicts(side.node.store()).unwrap().is_empty());
+    }
+}
+
+/// The retry a decision queued, still pending.
+fn decisions_retry(node: &Node) -> String {
+    let retries: Vec<_> = unfinished(node)
+        .into_iter()
+        .filter(|e| e.reason == SyncReason::Retry)
+        .collect();
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    retries[0].id.clone()
+}
+
+/// A decision whose retry an operator drops before it runs is not lost: the twin's next
+/// outgoing event sends it, whatever its reason.
+#[test]
+fn a_decision_whose_retry_is_dropped_goes_with_the_next_event() {
+    let (pair, key, external_key) = held_pair();
+    let id = ops::conflicts(pair.internal.node.store()).unwrap()[0].id;
+    pair.internal
+        .node
+        .resolve_conflict(id, Take::Local)
+        .unwrap();
+    let retry = decisions_retry(&pair.internal.node);
+    ops::skip(pair.internal.node.store(), &retry).unwrap();
+    edit(&pair.internal, &key, |i| i.summary = "Held, edited".into());
+    pair.internal.node.poll_changes().unwrap();
+    pair.run();
+    let external = pair.external.tracker.get(&external_key).unwrap().unwrap();
+    assert_eq!(
+        (external.status.as_str(), external.summary.as_str()),
+        ("In Progress", "Held, edited"),
+        "the decision went with the next local change"
+    );
+    for side in [&pair.internal, &pair.external] {
+        assert!(ops::conflicts(side.node.store()).unwrap().is_empty());
+    }
+}
+
+/// ... and with no next event, reconciliation finds the decision unsent and sends it.
+#[test]
+fn a_decision_whose_retry_is_dropped_is_sent_by_reconciliation() {
+    let (pair, key, external_key) = held_pair();
+    let id = ops::conflicts(pair.internal.node.store()).unwrap()[0].id;
+    pair.internal
+        .node
+        .resolve_conflict(id, Take::Local)
+        .unwrap();
+    let retry = decisions_retry(&pair.internal.node);
+    ops::skip(pair.internal.node.store(), &retry).unwrap();
+    pair.run();
+    let report = pair.internal.node.verify(None).unwrap();
+    assert_eq!(report.fixed, 1, "{report:?}");
+    pair.run();
+    let external = pair.external.tracker.get(&external_key).unwrap().unwrap();
+    assert_eq!(
+        external.status, "In Progress",
+        "the decision reached the other side"
+    );
+    assert_eq!(pair.internal_issue(&key).status, "In Progress");
+    for side in [&pair.internal, &pair.external] {
+        assert!(ops::conflicts(side.node.store()).unwrap().is_empty());
+    }
+}
+
+/// A decision not sent yet when a newer write of the other side conflicts with the kept
+/// value again is dropped for the new conflict, which the operator settles: sent after it,
+/// it would claim to replace that newer write, and the other side would take the kept value
+/// over it with no conflict, its user's write lost unseen.
+#[test]
+fn a_newer_conflict_on_the_field_replaces_a_decision_not_sent_yet() {
+    let (pair, key, external_key) = held_pair();
+    // External's user changes the status again; the message reaches Internal, and waits.
+    edit(&pair.external, &external_key, |i| {
+        i.status = "Blocked".into()
+    });
+    pair.external.node.poll_changes().unwrap();
+    pair.external.node.process_ready(100).unwrap();
+    assert_eq!(pair.network.deliver().unwrap(), 1);
+    // The operator on Internal keeps Internal's value of the first conflict meanwhile.
+    let id = ops::conflicts(pair.internal.node.store()).unwrap()[0].id;
+    pair.internal
+        .node
+        .resolve_conflict(id, Take::Local)
+        .unwrap();
+    pair.run();
+
+    let external = pair.external.tracker.get(&external_key).unwrap().unwrap();
+    assert_eq!(external.status, "Blocked", "External's newer write is kept");
+    assert_eq!(pair.internal_issue(&key).status, "In Progress");
+    for side in [&pair.internal, &pair.external] {
+        let open = ops::conflicts(side.node.store()).unwrap();
+        assert!(
+            open.iter().any(|c| c.field == "status"),
+            "the sides differ with a conflict held on each: {open:?}"
+        );
     }
 }
 

@@ -37,7 +37,9 @@ fn from_row(row: &dyn Row) -> Result<Conflict> {
 
 const COLUMNS: &str = "id, twin_id, connection, field, local_value, remote_value, event_id, created_at, resolved_at, resolution";
 
-/// Record a conflict; an open one on the same field of the twin is replaced by it.
+/// Record a conflict; an open one on the same field of the twin is replaced by it, and so is
+/// a decision on that field not sent yet: it was made on the values of the conflict before,
+/// and sent now it would replace the other side's newer write without anyone seeing it.
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     db: &dyn Sql,
@@ -52,6 +54,11 @@ pub fn record(
     db.execute(
         "DELETE FROM conflicts WHERE twin_id = ?1 AND field = ?2 AND resolved_at IS NULL",
         args![twin_id, field],
+    )?;
+    db.execute(
+        "UPDATE conflicts SET sent_at = ?3
+         WHERE twin_id = ?1 AND field = ?2 AND sent_at IS NULL AND resolved_at IS NOT NULL",
+        args![twin_id, field, now_ms],
     )?;
     db.execute(
         "INSERT INTO conflicts (twin_id, connection, field, local_value, remote_value, event_id, created_at)

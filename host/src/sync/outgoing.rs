@@ -32,11 +32,10 @@ impl Node {
                 Some(_) => events::last_applied_before(db, &twin.twin_id, event.seq)?,
                 None => None,
             };
-            // Only a retry sends an operator's decisions: resolving a conflict queues one.
-            let decided = match event.reason {
-                SyncReason::Retry => conflicts::unsent(db, &twin.twin_id)?,
-                _ => Vec::new(),
-            };
+            // An operator's decisions not sent yet: resolving a conflict queues a retry to
+            // send them, but whichever outgoing event of the twin runs next takes them (that
+            // retry may have been dropped, or failed).
+            let decided = conflicts::unsent(db, &twin.twin_id)?;
             Ok(Some((twin, writing, comment_links, applied, decided)))
         })?;
         let Some((twin, writing, comment_links, applied, decided)) = stored else {
@@ -68,7 +67,7 @@ impl Node {
                 })?;
         // Who reads the issue: this twin, with this processor and its settings.
         let reader = format!("{} {}", twin.twin_id, plugin.fingerprint());
-        if read_already(event, &twin, &reader, &issue) {
+        if decided.is_empty() && read_already(event, &twin, &reader, &issue) {
             return Ok(nothing(
                 "nothing new: the twin's last outgoing event read the issue as it is",
                 String::new(),

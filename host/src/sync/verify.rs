@@ -23,9 +23,9 @@ use crate::model::fields;
 use crate::model::{Issue, SyncContext, SyncReason};
 use crate::runtime::{Call, MergeBase};
 use crate::store::events::{self, Kind, NewEvent};
-use crate::store::links;
 use crate::store::sql::args;
 use crate::store::twins::{self, Twin};
+use crate::store::{conflicts, links};
 
 /// What one verification found.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -109,13 +109,28 @@ impl Node {
         let Some(conn) = self.connection(&twin.connection) else {
             return Ok(());
         };
-        let found = match self.compare(twin, &conn) {
-            Ok(None) => return Ok(()),
-            Ok(Some(fields)) => (
-                fields,
-                "the tracker's issue differs from what was last exchanged".to_string(),
-            ),
-            Err(reason) => (Vec::new(), reason),
+        // A decision on a conflict goes with the twin's next outgoing event; if none came
+        // (its retry was dropped, say), this sends it.
+        let unsent: Vec<String> = self
+            .store
+            .read(|db| conflicts::unsent(db, &twin.twin_id))?
+            .into_iter()
+            .map(|decided| decided.field)
+            .collect();
+        let found = if !unsent.is_empty() {
+            (
+                unsent,
+                "an operator's decision on a conflict was not sent yet".to_string(),
+            )
+        } else {
+            match self.compare(twin, &conn) {
+                Ok(None) => return Ok(()),
+                Ok(Some(fields)) => (
+                    fields,
+                    "the tracker's issue differs from what was last exchanged".to_string(),
+                ),
+                Err(reason) => (Vec::new(), reason),
+            }
         };
         let (fields, reason) = found;
         let resync = conn.can_send();
