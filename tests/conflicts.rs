@@ -8,7 +8,7 @@ use twinsync::model::{Comment, SyncReason};
 use twinsync::ops;
 use twinsync::runtime::ConflictPolicy;
 use twinsync::store::events;
-use twinsync::sync::{Node, Take};
+use twinsync::sync::{Flow, Node, Take};
 use twinsync::tracker::Tracker;
 use twinsync_tests::trackers::{Call, Hooked};
 use twinsync_tests::*;
@@ -209,6 +209,51 @@ fn a_decision_whose_retry_is_dropped_is_sent_by_reconciliation() {
     }
 }
 
+/// On a side that cannot send, a decision has nothing to go with: reconciliation does not
+/// take it for a mismatch, to be recorded again as a sync error on every run.
+#[test]
+fn reconciliation_leaves_a_decision_a_receive_only_side_cannot_send() {
+    let pair = Pair::new(
+        Side::both("mirror").flow(Flow::SendOnly),
+        Side::both("mirror")
+            .flow(Flow::ReceiveOnly)
+            .policy(ConflictPolicy::HoldForReview),
+    );
+    let (key, twin) = pair.create_and_exalate(issue("Held"));
+    pair.run();
+    let external_key = pair.external_issue(&twin).unwrap().key.unwrap();
+    edit(&pair.external, &external_key, |i| {
+        i.status = "Waiting".into()
+    });
+    pair.external.node.poll_changes().unwrap();
+    edit(&pair.internal, &key, |i| i.status = "In Progress".into());
+    pair.internal.node.poll_changes().unwrap();
+    pair.run();
+    let open = ops::conflicts(pair.external.node.store()).unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    pair.external
+        .node
+        .resolve_conflict(open[0].id, Take::Local)
+        .unwrap();
+    pair.run();
+    for event in unfinished(&pair.external.node) {
+        ops::skip(pair.external.node.store(), &event.id).unwrap();
+    }
+    for _ in 0..2 {
+        let report = pair.external.node.verify(None).unwrap();
+        assert_eq!((report.fixed, report.errors), (0, 0), "{report:?}");
+    }
+    assert_eq!(
+        pair.external
+            .tracker
+            .get(&external_key)
+            .unwrap()
+            .unwrap()
+            .status,
+        "Waiting"
+    );
+}
+
 /// A decision not sent yet when a newer write of the other side conflicts with the kept
 /// value again is dropped for the new conflict, which the operator settles: sent after it,
 /// it would claim to replace that newer write, and the other side would take the kept value
@@ -234,12 +279,23 @@ fn a_newer_conflict_on_the_field_replaces_a_decision_not_sent_yet() {
     let external = pair.external.tracker.get(&external_key).unwrap().unwrap();
     assert_eq!(external.status, "Blocked", "External's newer write is kept");
     assert_eq!(pair.internal_issue(&key).status, "In Progress");
+    // Internal holds the new conflict, with External's newer value, for the operator.
+    let open = ops::conflicts(pair.internal.node.store()).unwrap();
+    let newer = open
+        .iter()
+        .find(|c| c.field == "status" && c.remote_value.contains("Blocked"))
+        .unwrap_or_else(|| panic!("a conflict on External's newer write: {open:?}"));
+    // Settled, the sides agree and no conflict is left open on either.
+    pair.internal
+        .node
+        .resolve_conflict(newer.id, Take::Remote)
+        .unwrap();
+    pair.run();
+    assert_eq!(pair.internal_issue(&key).status, "Blocked");
+    let external = pair.external.tracker.get(&external_key).unwrap().unwrap();
+    assert_eq!(external.status, "Blocked");
     for side in [&pair.internal, &pair.external] {
-        let open = ops::conflicts(side.node.store()).unwrap();
-        assert!(
-            open.iter().any(|c| c.field == "status"),
-            "the sides differ with a conflict held on each: {open:?}"
-        );
+        assert!(ops::conflicts(side.node.store()).unwrap().is_empty());
     }
 }
 

@@ -110,13 +110,17 @@ impl Node {
             return Ok(());
         };
         // A decision on a conflict goes with the twin's next outgoing event; if none came
-        // (its retry was dropped, say), this sends it.
-        let unsent: Vec<String> = self
-            .store
-            .read(|db| conflicts::unsent(db, &twin.twin_id))?
-            .into_iter()
-            .map(|decided| decided.field)
-            .collect();
+        // (its retry was dropped, say), this sends it. (A side that cannot send has nothing
+        // to send it with: that is no mismatch to record again on every run.)
+        let unsent: Vec<String> = if conn.can_send() {
+            self.store
+                .read(|db| conflicts::unsent(db, &twin.twin_id))?
+                .into_iter()
+                .map(|decided| decided.field)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let found = if !unsent.is_empty() {
             (
                 unsent,
