@@ -147,28 +147,36 @@ fn a_decision_made_while_an_event_of_the_twin_runs_still_reaches_the_other_side(
     }
 }
 
-/// The retry a decision queued, still pending.
-fn decisions_retry(node: &Node) -> String {
-    let retries: Vec<_> = unfinished(node)
-        .into_iter()
-        .filter(|e| e.reason == SyncReason::Retry)
-        .collect();
-    assert_eq!(retries.len(), 1, "{retries:?}");
-    retries[0].id.clone()
-}
-
-/// A decision whose retry an operator drops before it runs is not lost: the twin's next
-/// outgoing event sends it, whatever its reason.
-#[test]
-fn a_decision_whose_retry_is_dropped_goes_with_the_next_event() {
+/// A held pair whose operator on Internal kept Internal's value, and then dropped the retry
+/// that decision queued before it ran.
+fn held_pair_with_its_decision_dropped() -> (Pair, String, String) {
     let (pair, key, external_key) = held_pair();
     let id = ops::conflicts(pair.internal.node.store()).unwrap()[0].id;
     pair.internal
         .node
         .resolve_conflict(id, Take::Local)
         .unwrap();
-    let retry = decisions_retry(&pair.internal.node);
-    ops::skip(pair.internal.node.store(), &retry).unwrap();
+    let retries: Vec<_> = unfinished(&pair.internal.node)
+        .into_iter()
+        .filter(|e| e.reason == SyncReason::Retry)
+        .collect();
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    ops::skip(pair.internal.node.store(), &retries[0].id).unwrap();
+    (pair, key, external_key)
+}
+
+fn no_conflict_open(pair: &Pair) {
+    for side in [&pair.internal, &pair.external] {
+        let open = ops::conflicts(side.node.store()).unwrap();
+        assert!(open.is_empty(), "{open:?}");
+    }
+}
+
+/// A decision whose retry an operator drops before it runs is not lost: the twin's next
+/// outgoing event sends it, whatever its reason.
+#[test]
+fn a_decision_whose_retry_is_dropped_goes_with_the_next_event() {
+    let (pair, key, external_key) = held_pair_with_its_decision_dropped();
     edit(&pair.internal, &key, |i| i.summary = "Held, edited".into());
     pair.internal.node.poll_changes().unwrap();
     pair.run();
@@ -178,22 +186,13 @@ fn a_decision_whose_retry_is_dropped_goes_with_the_next_event() {
         ("In Progress", "Held, edited"),
         "the decision went with the next local change"
     );
-    for side in [&pair.internal, &pair.external] {
-        assert!(ops::conflicts(side.node.store()).unwrap().is_empty());
-    }
+    no_conflict_open(&pair);
 }
 
 /// ... and with no next event, reconciliation finds the decision unsent and sends it.
 #[test]
 fn a_decision_whose_retry_is_dropped_is_sent_by_reconciliation() {
-    let (pair, key, external_key) = held_pair();
-    let id = ops::conflicts(pair.internal.node.store()).unwrap()[0].id;
-    pair.internal
-        .node
-        .resolve_conflict(id, Take::Local)
-        .unwrap();
-    let retry = decisions_retry(&pair.internal.node);
-    ops::skip(pair.internal.node.store(), &retry).unwrap();
+    let (pair, key, external_key) = held_pair_with_its_decision_dropped();
     pair.run();
     let report = pair.internal.node.verify(None).unwrap();
     assert_eq!(report.fixed, 1, "{report:?}");
@@ -204,9 +203,7 @@ fn a_decision_whose_retry_is_dropped_is_sent_by_reconciliation() {
         "the decision reached the other side"
     );
     assert_eq!(pair.internal_issue(&key).status, "In Progress");
-    for side in [&pair.internal, &pair.external] {
-        assert!(ops::conflicts(side.node.store()).unwrap().is_empty());
-    }
+    no_conflict_open(&pair);
 }
 
 /// On a side that cannot send, a decision has nothing to go with: reconciliation does not
@@ -294,9 +291,7 @@ fn a_newer_conflict_on_the_field_replaces_a_decision_not_sent_yet() {
     assert_eq!(pair.internal_issue(&key).status, "Blocked");
     let external = pair.external.tracker.get(&external_key).unwrap().unwrap();
     assert_eq!(external.status, "Blocked");
-    for side in [&pair.internal, &pair.external] {
-        assert!(ops::conflicts(side.node.store()).unwrap().is_empty());
-    }
+    no_conflict_open(&pair);
 }
 
 #[test]
