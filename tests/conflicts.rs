@@ -77,14 +77,20 @@ fn a_conflict_is_held_on_both_sides_and_settled_by_an_operator() {
     );
 }
 
-#[test]
-fn keeping_the_local_value_sends_it_to_the_other_side() {
-    let (pair, key, _) = held_pair();
+/// A held pair whose operator on Internal kept Internal's value.
+fn held_pair_kept_local() -> (Pair, String, String) {
+    let (pair, key, external_key) = held_pair();
     let id = ops::conflicts(pair.internal.node.store()).unwrap()[0].id;
     pair.internal
         .node
         .resolve_conflict(id, Take::Local)
         .unwrap();
+    (pair, key, external_key)
+}
+
+#[test]
+fn keeping_the_local_value_sends_it_to_the_other_side() {
+    let (pair, key, _) = held_pair_kept_local();
     pair.run();
     let external = &pair.external.tracker.list().unwrap()[0];
     assert_eq!(
@@ -150,12 +156,7 @@ fn a_decision_made_while_an_event_of_the_twin_runs_still_reaches_the_other_side(
 /// A held pair whose operator on Internal kept Internal's value, and then dropped the retry
 /// that decision queued before it ran.
 fn held_pair_with_its_decision_dropped() -> (Pair, String, String) {
-    let (pair, key, external_key) = held_pair();
-    let id = ops::conflicts(pair.internal.node.store()).unwrap()[0].id;
-    pair.internal
-        .node
-        .resolve_conflict(id, Take::Local)
-        .unwrap();
+    let (pair, key, external_key) = held_pair_kept_local();
     let retries: Vec<_> = unfinished(&pair.internal.node)
         .into_iter()
         .filter(|e| e.reason == SyncReason::Retry)
