@@ -241,15 +241,7 @@ fn reconciliation_leaves_a_decision_a_receive_only_side_cannot_send() {
         let report = pair.external.node.verify(None).unwrap();
         assert_eq!((report.fixed, report.errors), (0, 0), "{report:?}");
     }
-    assert_eq!(
-        pair.external
-            .tracker
-            .get(&external_key)
-            .unwrap()
-            .unwrap()
-            .status,
-        "Waiting"
-    );
+    assert_eq!(pair.external_issue(&twin).unwrap().status, "Waiting");
 }
 
 /// A decision not sent yet when a newer write of the other side conflicts with the kept

@@ -109,10 +109,11 @@ impl Node {
         let Some(conn) = self.connection(&twin.connection) else {
             return Ok(());
         };
+        let resync = conn.can_send();
         // A decision on a conflict goes with the twin's next outgoing event; if none came
         // (its retry was dropped, say), this sends it. (A side that cannot send has nothing
         // to send it with: that is no mismatch to record again on every run.)
-        let unsent: Vec<String> = if conn.can_send() {
+        let unsent: Vec<String> = if resync {
             self.store
                 .read(|db| conflicts::unsent(db, &twin.twin_id))?
                 .into_iter()
@@ -121,7 +122,7 @@ impl Node {
         } else {
             Vec::new()
         };
-        let found = if !unsent.is_empty() {
+        let (fields, reason) = if !unsent.is_empty() {
             (
                 unsent,
                 "an operator's decision on a conflict was not sent yet".to_string(),
@@ -136,8 +137,6 @@ impl Node {
                 Err(reason) => (Vec::new(), reason),
             }
         };
-        let (fields, reason) = found;
-        let resync = conn.can_send();
         let now = self.now_ms();
         let queued = self.store.write(|tx| {
             // Checked again in the write: an event may have come meanwhile, and then
